@@ -1,0 +1,46 @@
+# The two commands: `make serve` and `make test`. Each sets up what it needs first
+# (virtualenv, dependencies, migrations) and skips what is already done.
+
+PYTHON ?= $(shell command -v python3.11 || command -v python3)
+VENV := .venv
+BIN := $(VENV)/bin
+RUNTIME_STAMP := $(VENV)/.installed-runtime
+DEV_STAMP := $(VENV)/.installed-dev
+STATIC_STAMP := var/static/.collected
+
+export HOST ?= 127.0.0.1
+export PORT ?= 8007
+
+.PHONY: serve test bench migrate setup clean
+
+serve: $(RUNTIME_STAMP) $(STATIC_STAMP) migrate
+	exec $(BIN)/gunicorn -c mmm/gunicorn.conf.py mmm.wsgi
+
+test: $(DEV_STAMP) $(STATIC_STAMP)
+	$(BIN)/python -m pytest $(PYTEST_ARGS)
+
+bench: $(DEV_STAMP) $(STATIC_STAMP)
+	$(BIN)/python -m bench.run $(BENCH_ARGS)
+
+setup: $(RUNTIME_STAMP) $(STATIC_STAMP) migrate
+
+migrate: $(RUNTIME_STAMP)
+	$(BIN)/python manage.py migrate --noinput -v0
+
+$(VENV)/bin/python:
+	$(PYTHON) -m venv $(VENV)
+
+$(RUNTIME_STAMP): requirements.txt | $(VENV)/bin/python
+	$(BIN)/python -m pip install -q -r requirements.txt
+	touch $@
+
+$(DEV_STAMP): requirements.txt requirements-dev.txt $(RUNTIME_STAMP)
+	$(BIN)/python -m pip install -q -r requirements-dev.txt
+	touch $@
+
+$(STATIC_STAMP): $(RUNTIME_STAMP)
+	$(BIN)/python manage.py collectstatic --noinput -v0
+	touch $@
+
+clean:
+	rm -rf $(VENV) var/static

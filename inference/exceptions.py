@@ -1,0 +1,61 @@
+"""Errors of the request path. Each has an HTTP status and a stable machine ``code``;
+``mmm.api_errors`` turns them into the project's error body."""
+
+from rest_framework import status
+from rest_framework.exceptions import APIException
+
+
+class GatewayError(APIException):
+    """Base: ``extra`` holds machine-readable details added to the error body."""
+
+    def __init__(self, msg: str, **extra):
+        super().__init__(detail=msg, code=self.default_code)
+        self.extra = extra
+
+
+class ModelNotFound(GatewayError):
+    status_code = status.HTTP_404_NOT_FOUND
+    default_code = "model_not_found"
+
+    def __init__(self, model_name: str):
+        super().__init__(f"no worker is registered for model {model_name!r}", model_name=model_name)
+
+
+class NoRoutableWorker(GatewayError):
+    status_code = status.HTTP_503_SERVICE_UNAVAILABLE
+    default_code = "no_routable_worker"
+
+    def __init__(self, model_name: str):
+        super().__init__(
+            f"model {model_name!r} has workers, but none is enabled, weighted above 0 and healthy",
+            model_name=model_name,
+        )
+
+
+class UpstreamFailed(GatewayError):
+    """The upstream was reached but failed: a 5xx or 429 on every worker, or a broken response."""
+
+    status_code = status.HTTP_502_BAD_GATEWAY
+    default_code = "upstream_error"
+
+
+class UpstreamUnreachable(GatewayError):
+    status_code = status.HTTP_502_BAD_GATEWAY
+    default_code = "upstream_unreachable"
+
+
+class UpstreamRejected(GatewayError):
+    """The upstream answered 4xx (not 429): the request itself was refused, so no retry."""
+
+    status_code = status.HTTP_502_BAD_GATEWAY
+    default_code = "upstream_rejected"
+
+
+class UpstreamTimeout(GatewayError):
+    status_code = status.HTTP_504_GATEWAY_TIMEOUT
+    default_code = "upstream_timeout"
+
+
+class ExtractionFailed(GatewayError):
+    status_code = status.HTTP_502_BAD_GATEWAY
+    default_code = "extract_failed"

@@ -1,0 +1,116 @@
+"""The request path: pick a worker, call it, fail over, extract the answer."""
+
+import logging
+import time
+from dataclasses import dataclass
+from typing import Any
+
+from inference import upstream
+from inference.balancer import SmoothWeightedRoundRobin
+from inference.exceptions import (
+    ExtractionFailed,
+    GatewayError,
+    ModelNotFound,
+    NoRoutableWorker,
+    UpstreamFailed,
+    UpstreamRejected,
+    UpstreamTimeout,
+    UpstreamUnreachable,
+)
+from inference.extract import PathMismatch
+from inference.routing import RoutingTable, routing_table
+
+logger = logging.getLogger("mmm.completion")
+
+balancer = SmoothWeightedRoundRobin()
+
+
+class RetryableWorkerError(Exception):
+    """This worker failed in a way another worker of the same model may not: try the next."""
+
+    def __init__(self, error: GatewayError):
+        super().__init__(str(error.detail))
+        self.error = error
+
+
+@dataclass(frozen=True)
+class Completion:
+    result: Any
+    worker: Any
+    attempts: int
+    upstream_seconds: float
+
+
+def worker_call(*, worker, prompt: str, temperature: float | None = None, timeout: float | None = None) -> tuple[Any, float]:
+    """Send one prompt to one worker and return (extracted answer, upstream seconds).
+
+    Raises RetryableWorkerError for failures another worker may not share (connection
+    failure, timeout, 5xx, 429) and a GatewayError for those it would (4xx, a response the
+    extract path does not match).
+    """
+    request = worker.render_request(prompt=prompt, temperature=temperature)
+    where = f"worker {worker.id} ({upstream.redact_url(request.url)})"
+    try:
+        response = upstream.send(request, timeout=timeout or worker.effective_timeout)
+    except upstream.UpstreamTimedOut as exc:
+        raise RetryableWorkerError(UpstreamTimeout(f"{where}: {exc}")) from None
+    except upstream.UpstreamTooLarge as exc:
+        raise UpstreamFailed(f"{where}: {exc}") from None
+    except upstream.UpstreamError as exc:
+        raise RetryableWorkerError(UpstreamUnreachable(f"{where}: {exc}")) from None
+
+    if response.status == 429 or response.status >= 500:
+        error = UpstreamFailed(
+            f"{where} answered HTTP {response.status}: {response.snippet()}", upstream_status=response.status
+        )
+        raise RetryableWorkerError(error)
+    if not 200 <= response.status < 300:
+        raise UpstreamRejected(
+            f"{where} refused the request with HTTP {response.status}: {response.snippet()}",
+            upstream_status=response.status,
+        )
+
+    is_json, document = response.json_or_text()
+    if not worker.extract_steps:
+        return document, response.seconds
+    if not is_json:
+        raise ExtractionFailed(
+            f"{where} answered with a body that is not JSON, so response_extract "
+            f"{worker.response_extract!r} cannot apply: {response.snippet()}"
+        )
+    try:
+        return worker.extract_answer(document), response.seconds
+    except PathMismatch as exc:
+        raise ExtractionFailed(f"{where}: {exc}", path=exc.path, failed_at=exc.at) from None
+
+
+def completion_create(
+    *, model_name: str, prompt: str, temperature: float | None = None, table: RoutingTable = routing_table
+) -> Completion:
+    """Answer ``prompt`` with a worker of ``model_name``, trying each routable worker at most once."""
+    workers = table.workers_for(model_name)
+    if not workers:
+        raise ModelNotFound(model_name)
+    candidates = [worker for worker in workers if worker.is_routable]
+    if not candidates:
+        raise NoRoutableWorker(model_name)
+
+    attempts = 0
+    last_error: GatewayError | None = None
+    while candidates:
+        worker = balancer.pick(model_name, candidates)
+        candidates.remove(worker)
+        attempts += 1
+        try:
+            result, seconds = worker_call(worker=worker, prompt=prompt, temperature=temperature)
+        except RetryableWorkerError as exc:
+            last_error = exc.error
+            logger.warning("model=%s attempt=%d failed, %s: %s", model_name, attempts,
+                           "trying another worker" if candidates else "no worker left", exc)
+            continue
+        return Completion(result=result, worker=worker, attempts=attempts, upstream_seconds=seconds)
+
+    msg = str(last_error.detail)
+    if attempts > 1:
+        msg = f"all {attempts} workers of model {model_name!r} failed; last: {msg}"
+    raise type(last_error)(msg, **{**last_error.extra, "attempts": attempts})

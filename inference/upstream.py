@@ -1,0 +1,186 @@
+"""Outbound HTTP to model servers: one pooled session per process, a timeout on every call.
+
+Failures come back as typed exceptions so the caller can decide about retries; none of them
+carries a header value or a URL's query string, where upstream API keys live.
+"""
+
+import json
+import threading
+import time
+from dataclasses import dataclass, field
+from typing import Any
+from urllib.parse import urlsplit, urlunsplit
+
+import requests
+import urllib3
+from django.conf import settings
+from requests.adapters import HTTPAdapter
+
+_CHUNK_BYTES = 64 * 1024
+
+
+@dataclass(frozen=True)
+class UpstreamRequest:
+    method: str
+    url: str
+    headers: dict[str, str] = field(default_factory=dict)
+    json_body: Any = None  # None sends no body
+
+
+@dataclass(frozen=True)
+class UpstreamResponse:
+    status: int
+    content: bytes
+    content_type: str
+    seconds: float
+
+    def json_or_text(self) -> tuple[bool, Any]:
+        """(True, parsed JSON) when the body is JSON, else (False, the body as text)."""
+        try:
+            return True, json.loads(self.content)
+        except ValueError:
+            return False, self.content.decode("utf-8", errors="replace")
+
+    def snippet(self, limit: int = 200) -> str:
+        text = self.content[:limit].decode("utf-8", errors="replace")
+        return text + ("…" if len(self.content) > limit else "")
+
+
+class UpstreamError(Exception):
+    """Base of failures to get a complete response from an upstream."""
+
+
+class UpstreamUnreachable(UpstreamError):
+    """Connection refused or reset, DNS failure, TLS failure: nothing usable came back."""
+
+
+class UpstreamTimedOut(UpstreamError):
+    """The upstream did not answer within its timeout."""
+
+
+class UpstreamTooLarge(UpstreamError):
+    """The response body was larger than MMM_MAX_RESPONSE_BYTES."""
+
+
+def redact_url(url: str) -> str:
+    """The URL without query string, fragment or user info: what may be shown or logged."""
+    try:
+        parts = urlsplit(url)
+    except ValueError:
+        return "<unparseable URL>"
+    host = parts.netloc.rpartition("@")[2]
+    return urlunsplit((parts.scheme, host, parts.path, "", ""))
+
+
+_session_lock = threading.Lock()
+_session: requests.Session | None = None
+
+
+def shared_session() -> requests.Session:
+    """The process's pooled session, built on first use (after gunicorn forked and gevent patched)."""
+    global _session
+    if _session is None:
+        with _session_lock:
+            if _session is None:
+                _session = new_session(pool_size=settings.MMM_UPSTREAM_POOL_SIZE)
+    return _session
+
+
+def new_session(*, pool_size: int) -> requests.Session:
+    session = requests.Session()
+    # Proxies and .netrc from the environment would silently reroute calls or add credentials.
+    session.trust_env = False
+    # Retries are the balancer's decision (on another worker), never urllib3's on the same one.
+    adapter = HTTPAdapter(pool_connections=32, pool_maxsize=pool_size, max_retries=0)
+    session.mount("http://", adapter)
+    session.mount("https://", adapter)
+    return session
+
+
+def send(
+    request: UpstreamRequest,
+    *,
+    timeout: float,
+    connect_timeout: float | None = None,
+    max_bytes: int | None = None,
+    session: requests.Session | None = None,
+) -> UpstreamResponse:
+    """Send ``request`` and read the whole response, or raise an UpstreamError.
+
+    ``timeout`` bounds the wait for each read and the whole exchange; the total is checked
+    between received chunks, so a server trickling bytes cannot hold a request forever.
+    """
+    session = session or shared_session()
+    connect_timeout = min(connect_timeout or settings.MMM_CONNECT_TIMEOUT, timeout)
+    max_bytes = max_bytes or settings.MMM_MAX_RESPONSE_BYTES
+    started = time.monotonic()
+    deadline = started + timeout
+    data = None
+    headers = dict(request.headers)
+    if request.json_body is not None:
+        data = json.dumps(request.json_body, ensure_ascii=False).encode("utf-8")
+        if not any(name.lower() == "content-type" for name in headers):
+            headers["Content-Type"] = "application/json"
+    try:
+        response = session.request(
+            request.method,
+            request.url,
+            data=data,
+            headers=headers,
+            timeout=(connect_timeout, timeout),
+            allow_redirects=False,
+            stream=True,
+        )
+        with response:
+            content = _read_body(response, deadline=deadline, max_bytes=max_bytes)
+    except requests.Timeout:
+        raise UpstreamTimedOut(f"no answer within {timeout:g} s") from None
+    except requests.RequestException as exc:
+        if _is_read_timeout(exc):
+            raise UpstreamTimedOut(f"no answer within {timeout:g} s") from None
+        raise UpstreamUnreachable(_describe_connection_error(exc)) from None
+    return UpstreamResponse(
+        status=response.status_code,
+        content=content,
+        content_type=response.headers.get("Content-Type", ""),
+        seconds=time.monotonic() - started,
+    )
+
+
+def _read_body(response: requests.Response, *, deadline: float, max_bytes: int) -> bytes:
+    chunks: list[bytes] = []
+    size = 0
+    for chunk in response.iter_content(_CHUNK_BYTES):
+        size += len(chunk)
+        if size > max_bytes:
+            raise UpstreamTooLarge(f"response body exceeds {max_bytes} bytes")
+        if time.monotonic() > deadline:
+            raise requests.Timeout()
+        chunks.append(chunk)
+    return b"".join(chunks)
+
+
+def _is_read_timeout(exc: requests.RequestException) -> bool:
+    # requests re-raises a read timeout met while streaming the body as a ConnectionError.
+    return bool(exc.args) and isinstance(exc.args[0], urllib3.exceptions.ReadTimeoutError)
+
+
+def _describe_connection_error(exc: requests.RequestException) -> str:
+    """A short cause without the URL (requests puts the full URL, query string included, in its messages)."""
+    text = str(exc).lower()
+    for needle, said in (
+        ("connection refused", "connection refused"),
+        ("connection reset", "connection reset"),
+        ("remote end closed", "connection closed without a response"),
+        ("name or service not known", "host name not found"),
+        ("nodename nor servname", "host name not found"),
+        ("temporary failure in name resolution", "host name not found"),
+        ("certificate", "TLS certificate error"),
+        ("ssl", "TLS error"),
+        ("chunkedencodingerror", "response cut off"),
+    ):
+        if needle in text:
+            return said
+    if isinstance(exc, requests.exceptions.ChunkedEncodingError):
+        return "response cut off"
+    return f"connection failed ({type(exc).__name__})"

@@ -1,0 +1,74 @@
+"""The one place API errors are shaped: ``{"success": false, "msg": ..., "code": ...}``.
+
+Seed clients test ``success``; people read ``msg``; programs switch on ``code``. Validation
+errors add ``errors`` with the per-field details. Nothing escapes as HTML or a bare 500.
+"""
+
+import logging
+
+from django.core.exceptions import PermissionDenied
+from django.core.exceptions import ValidationError as ModelValidationError
+from django.http import Http404, JsonResponse
+from django.views import defaults
+from rest_framework import exceptions, status
+from rest_framework.response import Response
+
+logger = logging.getLogger("mmm.api")
+
+
+def error_body(*, msg: str, code: str, **extra) -> dict:
+    return {"success": False, "msg": msg, "code": code, **extra}
+
+
+def api_exception_handler(exc: Exception, context: dict) -> Response:
+    if isinstance(exc, Http404):
+        exc = exceptions.NotFound()
+    elif isinstance(exc, PermissionDenied):
+        exc = exceptions.PermissionDenied()
+    elif isinstance(exc, ModelValidationError):
+        # The model's own validation (shared with the admin), raised from a service.
+        exc = exceptions.ValidationError(
+            exc.message_dict if hasattr(exc, "error_dict") else {"non_field_errors": exc.messages}
+        )
+
+    if isinstance(exc, exceptions.ValidationError):
+        errors = exc.detail if isinstance(exc.detail, dict) else {"non_field_errors": exc.detail}
+        body = error_body(msg=_summarize(errors), code="invalid", errors=errors)
+        return Response(body, status=status.HTTP_400_BAD_REQUEST)
+
+    if isinstance(exc, exceptions.APIException):
+        code = exc.get_codes() if isinstance(exc.get_codes(), str) else exc.default_code
+        body = error_body(msg=str(exc.detail), code=code, **getattr(exc, "extra", {}))
+        headers = {}
+        if getattr(exc, "wait", None):
+            headers["Retry-After"] = str(int(exc.wait))
+        return Response(body, status=exc.status_code, headers=headers)
+
+    view = context.get("view")
+    logger.exception("unhandled error in %s", type(view).__name__ if view else "API view")
+    body = error_body(msg="internal error; the gateway's log has the details", code="internal_error")
+    return Response(body, status=status.HTTP_500_INTERNAL_SERVER_ERROR)
+
+
+def _summarize(errors, prefix: str = "") -> str:
+    """One line a person can act on: the first problem, named by where it is."""
+    if isinstance(errors, dict):
+        for key, value in errors.items():
+            where = key if key != "non_field_errors" else ""
+            return _summarize(value, f"{prefix}.{where}" if prefix and where else (where or prefix))
+    if isinstance(errors, list) and errors:
+        return _summarize(errors[0], prefix)
+    text = str(errors)
+    return f"{prefix}: {text}" if prefix else text
+
+
+def json_not_found(request, exception=None):
+    """handler404 for URLs outside any view: JSON, in the API's error shape (HTML in the admin)."""
+    if request.path.startswith("/admin/"):
+        return defaults.page_not_found(request, exception)
+    return JsonResponse(error_body(msg=f"no such endpoint: {request.path}", code="not_found"), status=404)
+
+
+def json_server_error(request):
+    """handler500: a view outside DRF failed; the traceback is in the log, not in the answer."""
+    return JsonResponse(error_body(msg="internal error; the gateway's log has the details", code="internal_error"), status=500)

@@ -1,0 +1,37 @@
+"""gunicorn settings for the gateway (``gunicorn -c mmm/gunicorn.conf.py mmm.wsgi``).
+
+An LLM call holds its request for seconds to minutes while doing nothing but wait on a
+socket, so a worker process must hold hundreds of them at once: gevent workers give every
+request a greenlet (Dify serves its API the same way). docs/deploy.md says more.
+"""
+
+import os
+
+from mmm.env import env_int, env_str
+
+bind = f"{env_str('HOST', '127.0.0.1')}:{env_int('PORT', 8007, minimum=1, maximum=65535)}"
+worker_class = "gevent"
+workers = env_int("MMM_WEB_WORKERS", os.cpu_count() or 2, minimum=1)
+# Concurrent requests per worker process; past this gunicorn stops accepting until one ends.
+worker_connections = env_int("MMM_WEB_CONNECTIONS", 1000, minimum=1)
+# With gevent this is the heartbeat a worker must give the arbiter, not a per-request limit:
+# upstream calls carry their own timeouts.
+timeout = 60
+graceful_timeout = env_int("MMM_GRACEFUL_TIMEOUT", 30, minimum=0)
+keepalive = 5
+accesslog = env_str("MMM_ACCESS_LOG", None)  # "-" for stdout; off by default, the gateway logs each completion
+errorlog = "-"
+forwarded_allow_ips = env_str("FORWARDED_ALLOW_IPS", "127.0.0.1")
+
+
+def post_worker_init(worker) -> None:
+    # gevent has patched sockets by now; psycopg2 is C code and must be told to yield to
+    # other greenlets while it waits on PostgreSQL.
+    if env_str("DATABASE_URL", "").startswith(("postgres", "postgresql")):
+        from psycogreen.gevent import patch_psycopg
+
+        patch_psycopg()
+
+# gunicorn's runtime control socket lives at one fixed path per user, which several gateway
+# instances on one host would fight over; the gateway does not use it.
+control_socket_disable = True

@@ -1,0 +1,12 @@
+from django.contrib import admin
+from django.urls import include, path
+
+urlpatterns = [
+    path("admin/", admin.site.urls),
+    path("api/server/", include("registry.urls")),
+    path("api/v1/", include("inference.urls")),
+]
+
+# API clients get JSON, never Django's HTML error pages.
+handler404 = "mmm.api_errors.json_not_found"
+handler500 = "mmm.api_errors.json_server_error"

@@ -1,0 +1,95 @@
+"""The operator's view of the registry: workers with their health, filters and actions."""
+
+from django.contrib import admin, messages
+from django.utils.html import format_html
+from django.utils.text import Truncator
+
+from inference.routing import routing_table
+from registry.models import HealthState, Worker
+from registry.services import workers_set_enabled
+
+_BADGE_COLORS = {
+    HealthState.HEALTHY: "#1e8e3e",
+    HealthState.UNHEALTHY: "#d93025",
+    HealthState.UNKNOWN: "#80868b",
+}
+
+HEALTH_FIELDS = (
+    "health_state",
+    "health_changed_at",
+    "last_probe_at",
+    "last_error",
+    "last_error_at",
+    "consecutive_failures",
+    "consecutive_successes",
+    "latency_ms",
+    "created_at",
+    "updated_at",
+)
+
+
+@admin.register(Worker)
+class WorkerAdmin(admin.ModelAdmin):
+    list_display = (
+        "model_name",
+        "req_url_template",
+        "health_badge",
+        "weight",
+        "enabled",
+        "last_probe_at",
+        "latency",
+        "short_last_error",
+    )
+    list_filter = ("health_state", "enabled", "model_name")
+    search_fields = ("model_name", "req_url_template", "owner")
+    readonly_fields = HEALTH_FIELDS + ("legacy_options",)
+    actions = ("enable_workers", "disable_workers")
+    fieldsets = (
+        (None, {"fields": ("model_name", "req_url_template", "method", "headers", "body", "response_extract")}),
+        ("Routing", {"fields": ("owner", "weight", "enabled", "timeout", "health_url")}),
+        ("Health (written by probes)", {"fields": HEALTH_FIELDS}),
+        ("First implementation's fields", {"classes": ("collapse",), "fields": ("legacy_options",)}),
+    )
+
+    @admin.display(description="health", ordering="health_state")
+    def health_badge(self, worker: Worker) -> str:
+        return format_html(
+            '<span style="color:#fff;background:{};padding:2px 8px;border-radius:8px">{}</span>',
+            _BADGE_COLORS[worker.health_state],
+            worker.get_health_state_display(),
+        )
+
+    @admin.display(description="latency", ordering="latency_ms")
+    def latency(self, worker: Worker) -> str:
+        return "" if worker.latency_ms is None else f"{worker.latency_ms:.0f} ms"
+
+    @admin.display(description="last error")
+    def short_last_error(self, worker: Worker) -> str:
+        return Truncator(worker.last_error).chars(80)
+
+    @admin.action(description="Enable selected workers")
+    def enable_workers(self, request, queryset) -> None:
+        changed = workers_set_enabled(worker_ids=list(queryset.values_list("pk", flat=True)), enabled=True)
+        self.message_user(request, f"Enabled {changed} worker(s).", messages.SUCCESS)
+
+    @admin.action(description="Disable selected workers")
+    def disable_workers(self, request, queryset) -> None:
+        changed = workers_set_enabled(worker_ids=list(queryset.values_list("pk", flat=True)), enabled=False)
+        self.message_user(request, f"Disabled {changed} worker(s).", messages.SUCCESS)
+
+    def save_model(self, request, worker: Worker, form, change: bool) -> None:
+        if change:
+            # Only the edited columns, so a probe's health update made meanwhile is not undone.
+            if form.changed_data:
+                worker.save(update_fields=[*form.changed_data, "updated_at"])
+        else:
+            worker.save()
+        routing_table.invalidate()
+
+    def delete_model(self, request, worker: Worker) -> None:
+        super().delete_model(request, worker)
+        routing_table.invalidate()
+
+    def delete_queryset(self, request, queryset) -> None:
+        super().delete_queryset(request, queryset)
+        routing_table.invalidate()

@@ -1,0 +1,14 @@
+from rest_framework import status
+
+from inference.exceptions import GatewayError
+
+
+class WorkerNotFound(GatewayError):
+    status_code = status.HTTP_404_NOT_FOUND
+    default_code = "worker_not_found"
+
+    def __init__(self, *, model_name: str, req_url_template: str):
+        super().__init__(
+            f"no worker is registered with model_name={model_name!r} and req_url_template={req_url_template!r}",
+            model_name=model_name,
+        )

@@ -1,0 +1,91 @@
+"""manage.py probe_workers: check every enabled worker once (for cron), or keep checking."""
+
+import json
+import signal
+import threading
+import time
+
+from django.core.management.base import BaseCommand, CommandParser
+from django.db import close_old_connections
+
+from inference.upstream import redact_url
+from registry.health import workers_probe
+from registry.models import HealthState, Worker
+
+
+class Command(BaseCommand):
+    help = (
+        "Probe every enabled worker (its health_url, or a short real request) in parallel, mark failing "
+        "ones unhealthy and recovered ones healthy, print one line per change and a summary. Exits 0 when "
+        "every probed worker is healthy, 1 otherwise."
+    )
+
+    def add_arguments(self, parser: CommandParser) -> None:
+        parser.add_argument("--model", help="Probe only the workers of this model name.")
+        parser.add_argument("--loop", action="store_true", help="Keep probing until SIGTERM or SIGINT.")
+        parser.add_argument("--interval", type=float, default=30.0, help="Seconds between passes with --loop.")
+        parser.add_argument("--json", action="store_true", dest="as_json", help="Print one JSON object per pass instead of text.")
+
+    def handle(self, *args, model: str | None, loop: bool, interval: float, as_json: bool, **options) -> None:
+        if interval <= 0:
+            self.stderr.write("--interval must be above 0")
+            raise SystemExit(2)
+        stop = threading.Event()
+        if loop:
+            for signum in (signal.SIGTERM, signal.SIGINT):
+                signal.signal(signum, lambda *_: stop.set())
+        while True:
+            all_healthy = self.run_pass(model=model, as_json=as_json)
+            if not loop:
+                raise SystemExit(0 if all_healthy else 1)
+            close_old_connections()
+            if stop.wait(interval):
+                return
+
+    def run_pass(self, *, model: str | None, as_json: bool) -> bool:
+        started = time.monotonic()
+        workers = Worker.objects.filter(enabled=True)
+        if model:
+            workers = workers.filter(model_name=model)
+        by_id = {worker.pk: worker for worker in workers}
+        results, changes = [], []
+        for result, change in workers_probe(workers=by_id.values()):
+            worker = by_id[result.worker_id]
+            results.append(
+                {
+                    "worker_id": worker.pk,
+                    "model_name": worker.model_name,
+                    "url": redact_url(worker.req_url_template),
+                    "ok": result.ok,
+                    "latency_ms": round(result.latency_ms, 1),
+                    "error": result.error,
+                    "state": change.new_state if change else None,
+                }
+            )
+            if change:
+                changes.append({"worker_id": worker.pk, "old_state": change.old_state, "new_state": change.new_state})
+                if not as_json:
+                    why = f" ({result.error})" if result.error else ""
+                    self.stdout.write(
+                        f"{worker.model_name} worker {worker.pk} {redact_url(worker.req_url_template)}: "
+                        f"{change.old_state} -> {change.new_state}{why}"
+                    )
+        states = dict(Worker.objects.filter(pk__in=by_id).values_list("pk", "health_state"))
+        for row in results:
+            row["state"] = states.get(row["worker_id"], "removed")
+        healthy = sum(1 for row in results if row["state"] == HealthState.HEALTHY)
+        summary = {
+            "probed": len(results),
+            "healthy": healthy,
+            "not_healthy": len(results) - healthy,
+            "changed": len(changes),
+            "seconds": round(time.monotonic() - started, 3),
+        }
+        if as_json:
+            self.stdout.write(json.dumps({**summary, "changes": changes, "results": results}))
+        else:
+            self.stdout.write(
+                f"probed {summary['probed']} worker(s): {healthy} healthy, {summary['not_healthy']} not healthy, "
+                f"{summary['changed']} changed, in {summary['seconds']:.2f} s"
+            )
+        return healthy == len(results)

@@ -1,0 +1,159 @@
+"""What is registered: the model workers the gateway routes to, with their health as data."""
+
+from functools import cached_property
+from typing import Any
+
+from django.conf import settings
+from django.core.exceptions import ValidationError
+from django.core.validators import MaxValueValidator, MinValueValidator
+from django.db import models
+
+from inference import extract, templating
+from inference.upstream import UpstreamRequest
+from registry import validators
+
+
+class HealthState(models.TextChoices):
+    UNKNOWN = "unknown", "unknown"
+    HEALTHY = "healthy", "healthy"
+    UNHEALTHY = "unhealthy", "unhealthy"
+
+
+class HttpMethod(models.TextChoices):
+    POST = "POST", "POST"
+    GET = "GET", "GET"
+    PUT = "PUT", "PUT"
+
+
+class WorkerQuerySet(models.QuerySet):
+    def routable(self) -> "WorkerQuerySet":
+        """Workers that may receive traffic: the same rule as ``Worker.is_routable``."""
+        return self.filter(enabled=True, weight__gt=0).exclude(health_state=HealthState.UNHEALTHY)
+
+
+class Worker(models.Model):
+    model_name = models.CharField(max_length=200, help_text="Workers with the same name are balanced between.")
+    req_url_template = models.CharField(
+        "URL template",
+        max_length=2000,
+        validators=[validators.validate_http_url],
+        help_text="Absolute http(s) URL; may contain {MODEL_NAME} and {USER_PROMPT}, which are percent-encoded.",
+    )
+    method = models.CharField(max_length=8, choices=HttpMethod.choices, default=HttpMethod.POST)
+    headers = models.JSONField(default=dict, blank=True, validators=[validators.validate_headers])
+    body = models.JSONField(
+        "body template",
+        null=True,
+        blank=True,
+        validators=[validators.validate_body_template],
+        help_text="JSON object or array with {USER_PROMPT}, {MODEL_TEMPERATURE}, {MODEL_NAME} placeholders.",
+    )
+    response_extract = models.CharField(
+        max_length=500,
+        blank=True,
+        validators=[validators.validate_response_extract],
+        help_text="Path to the answer, e.g. choices[0].message.content; empty returns the whole response.",
+    )
+    owner = models.CharField(max_length=200, blank=True)
+    weight = models.IntegerField(
+        default=1, validators=[MinValueValidator(0)], help_text="Share of traffic; 0 drains the worker."
+    )
+    enabled = models.BooleanField(default=True)
+    timeout = models.FloatField(
+        null=True,
+        blank=True,
+        validators=[MinValueValidator(0.1), MaxValueValidator(3600)],
+        help_text="Seconds the upstream may take to answer; empty uses MMM_DEFAULT_TIMEOUT.",
+    )
+    health_url = models.CharField(
+        max_length=2000,
+        blank=True,
+        validators=[validators.validate_http_url],
+        help_text="Optional URL the prober GETs; without it the prober sends a short real request.",
+    )
+    legacy_options = models.JSONField(
+        default=dict,
+        blank=True,
+        help_text="Fields of the first implementation (req_param, is_stream, worker_type), kept as sent.",
+    )
+
+    # Health, written by the prober with conditional updates; never edited in forms.
+    health_state = models.CharField(max_length=16, choices=HealthState.choices, default=HealthState.UNKNOWN)
+    health_changed_at = models.DateTimeField(null=True, blank=True)
+    last_probe_at = models.DateTimeField(null=True, blank=True)
+    last_error = models.TextField(blank=True)
+    last_error_at = models.DateTimeField(null=True, blank=True)
+    consecutive_failures = models.PositiveIntegerField(default=0)
+    consecutive_successes = models.PositiveIntegerField(default=0)
+    latency_ms = models.FloatField(null=True, blank=True, help_text="Moving average of probe latency.")
+
+    created_at = models.DateTimeField(auto_now_add=True)
+    updated_at = models.DateTimeField(auto_now=True)
+
+    objects = WorkerQuerySet.as_manager()
+
+    class Meta:
+        ordering = ["model_name", "id"]
+        constraints = [
+            models.UniqueConstraint(fields=["model_name", "req_url_template"], name="worker_unique_model_url"),
+            models.CheckConstraint(condition=models.Q(weight__gte=0), name="worker_weight_not_negative"),
+        ]
+
+    def __str__(self) -> str:
+        return f"{self.model_name} @ {self.req_url_template}"
+
+    def clean(self) -> None:
+        errors: dict[str, str] = {}
+        if self.body is None and self.method != HttpMethod.GET:
+            errors["body"] = f"is required for {self.method} workers (only GET may omit it)"
+        prompt_in_url = "{" + templating.USER_PROMPT + "}" in (self.req_url_template or "")
+        if not prompt_in_url and not templating.mentions(self.body, templating.USER_PROMPT):
+            errors.setdefault("body", "must contain {USER_PROMPT} (or the URL template must)")
+        if errors:
+            raise ValidationError(errors)
+
+    @property
+    def is_routable(self) -> bool:
+        return self.enabled and self.weight > 0 and self.health_state != HealthState.UNHEALTHY
+
+    @property
+    def effective_timeout(self) -> float:
+        return self.timeout or settings.MMM_DEFAULT_TIMEOUT
+
+    @cached_property
+    def extract_steps(self) -> tuple[extract.Step, ...]:
+        return extract.parse_path(self.response_extract)
+
+    def health_after_probe(
+        self, *, ok: bool, failures_to_unhealthy: int, successes_to_healthy: int
+    ) -> tuple[str, int, int]:
+        """(state, consecutive failures, consecutive successes) once a probe has passed or failed.
+
+        An unhealthy worker needs ``successes_to_healthy`` passes in a row to come back, so one
+        lucky answer from a flapping server does not send it traffic again; a worker whose
+        state is still unknown is healthy after its first pass.
+        """
+        if ok:
+            successes = self.consecutive_successes + 1
+            recovering = self.health_state == HealthState.UNHEALTHY and successes < successes_to_healthy
+            return (HealthState.UNHEALTHY if recovering else HealthState.HEALTHY), 0, successes
+        failures = self.consecutive_failures + 1
+        state = HealthState.UNHEALTHY if failures >= failures_to_unhealthy else self.health_state
+        return state, failures, 0
+
+    def render_request(self, *, prompt: str, temperature: float | None = None) -> UpstreamRequest:
+        """The upstream request for one prompt; the stored template is left as it is."""
+        values: dict[str, Any] = {
+            templating.USER_PROMPT: prompt,
+            templating.MODEL_TEMPERATURE: temperature,
+            templating.MODEL_NAME: self.model_name,
+        }
+        return UpstreamRequest(
+            method=self.method,
+            url=templating.render_url(self.req_url_template, values),
+            headers=dict(self.headers or {}),
+            json_body=templating.render_body(self.body, values) if self.body is not None else None,
+        )
+
+    def extract_answer(self, document: Any) -> Any:
+        return extract.apply_path(document, self.extract_steps, path=self.response_extract)

@@ -1,0 +1,95 @@
+"""The registry API's input and output shapes, including the first implementation's field names."""
+
+from rest_framework import serializers
+
+from mmm.api_fields import (
+    RefuseUnknownFieldsMixin,
+    StrictBooleanField,
+    StrictCharField,
+    StrictIntegerField,
+    StrictNumberField,
+)
+from registry.models import HttpMethod, Worker
+
+# The first implementation's names for fields that have a new name here.
+_LEGACY_ALIASES = {"req_type": "method", "header": "headers"}
+# Fields of the first implementation with no meaning here, kept on the worker as sent.
+_LEGACY_KEPT = ("req_param", "is_stream", "worker_type")
+
+
+class WorkerKeyInput(RefuseUnknownFieldsMixin, serializers.Serializer):
+    model_name = StrictCharField(max_length=200)
+    req_url_template = StrictCharField(max_length=2000)
+
+
+class WorkerRegisterInput(WorkerKeyInput):
+    method = StrictCharField(required=False)
+    req_type = StrictCharField(required=False)
+    headers = serializers.DictField(child=StrictCharField(allow_blank=True, trim_whitespace=False), required=False)
+    header = serializers.DictField(child=StrictCharField(allow_blank=True, trim_whitespace=False), required=False)
+    body = serializers.JSONField(required=False, allow_null=True)
+    response_extract = StrictCharField(required=False, allow_blank=True, max_length=500)
+    owner = StrictCharField(required=False, allow_blank=True, max_length=200)
+    weight = StrictIntegerField(required=False, min_value=0)
+    timeout = StrictNumberField(required=False, allow_null=True, min_value=0.1, max_value=3600)
+    enabled = StrictBooleanField(required=False)
+    health_url = StrictCharField(required=False, allow_blank=True, max_length=2000)
+    req_param = serializers.JSONField(required=False, allow_null=True)
+    is_stream = StrictBooleanField(required=False)
+    worker_type = StrictCharField(required=False, allow_blank=True, max_length=100)
+
+    def validate(self, attrs: dict) -> dict:
+        for old, new in _LEGACY_ALIASES.items():
+            if old in attrs:
+                value = attrs.pop(old)
+                if new in attrs and attrs[new] != value:
+                    raise serializers.ValidationError({old: [f"conflicts with {new!r}; send only one of them"]})
+                attrs[new] = value
+        if "method" in attrs:
+            method = attrs["method"].upper()
+            if method not in HttpMethod.values:
+                raise serializers.ValidationError({"method": [f"must be one of {', '.join(HttpMethod.values)}"]})
+            attrs["method"] = method
+        legacy = {name: attrs.pop(name) for name in _LEGACY_KEPT if name in attrs}
+        if legacy:
+            attrs["legacy_options"] = legacy
+        return attrs
+
+
+class WorkerListQuery(serializers.Serializer):
+    model_name = serializers.CharField(required=False, max_length=200)
+
+
+class WorkerOutput(serializers.ModelSerializer):
+    # Header names only: values hold upstream API keys and never leave the gateway.
+    header_names = serializers.SerializerMethodField()
+
+    class Meta:
+        model = Worker
+        fields = [
+            "id",
+            "model_name",
+            "req_url_template",
+            "method",
+            "header_names",
+            "body",
+            "response_extract",
+            "owner",
+            "weight",
+            "enabled",
+            "timeout",
+            "health_url",
+            "health_state",
+            "health_changed_at",
+            "last_probe_at",
+            "last_error",
+            "last_error_at",
+            "consecutive_failures",
+            "consecutive_successes",
+            "latency_ms",
+            "created_at",
+            "updated_at",
+        ]
+
+    def get_header_names(self, worker: Worker) -> list[str]:
+        return sorted(worker.headers or {})

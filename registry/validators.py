@@ -1,0 +1,58 @@
+"""Checks on what a worker may look like, shared by the API and the admin.
+
+The model's fields and ``Worker.clean()`` call these, and both the registration endpoint
+(through ``full_clean()`` in the service) and the admin's form run the model's validation:
+one path, so the two can never disagree.
+"""
+
+import re
+from typing import Any
+from urllib.parse import urlsplit
+
+from django.core.exceptions import ValidationError
+
+from inference import extract, templating
+
+# RFC 9110 token characters for header names.
+_HEADER_NAME = re.compile(r"^[!#$%&'*+\-.^_`|~0-9A-Za-z]+$")
+
+
+def validate_http_url(value: str) -> None:
+    """An absolute http(s) URL with a host; placeholders are allowed anywhere."""
+    # Stand-in values let urlsplit judge the shape of a URL that still holds placeholders.
+    sample = templating.render_url(value, {name: "x" for name in templating.PLACEHOLDERS})
+    if any(ch.isspace() for ch in sample):
+        raise ValidationError("must not contain white space", code="invalid_url")
+    try:
+        parts = urlsplit(sample)
+        parts.port  # noqa: B018 - raises ValueError on a port that is not a number
+    except ValueError as exc:
+        raise ValidationError(f"is not a valid URL ({exc})", code="invalid_url") from None
+    if parts.scheme not in ("http", "https"):
+        raise ValidationError("must be an absolute http:// or https:// URL", code="invalid_url")
+    if not parts.hostname:
+        raise ValidationError("must name a host", code="invalid_url")
+
+
+def validate_headers(value: Any) -> None:
+    if not isinstance(value, dict):
+        raise ValidationError("must be a JSON object of header names to string values", code="invalid_headers")
+    for name, header_value in value.items():
+        if not _HEADER_NAME.match(name):
+            raise ValidationError(f"{name!r} is not a valid header name", code="invalid_headers")
+        if not isinstance(header_value, str):
+            raise ValidationError(f"the value of {name!r} must be a string", code="invalid_headers")
+        if "\r" in header_value or "\n" in header_value:
+            raise ValidationError(f"the value of {name!r} must not contain line breaks", code="invalid_headers")
+
+
+def validate_body_template(value: Any) -> None:
+    if value is not None and not isinstance(value, (dict, list)):
+        raise ValidationError("must be a JSON object or array", code="invalid_body")
+
+
+def validate_response_extract(value: str) -> None:
+    try:
+        extract.parse_path(value)
+    except extract.PathSyntaxError as exc:
+        raise ValidationError(f"invalid path {value!r}: {exc}", code="invalid_extract") from None
