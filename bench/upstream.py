@@ -1,0 +1,89 @@
+"""A fake model server that costs almost no CPU: raw HTTP/1.1 with keep-alive on asyncio.
+
+It shares two cores with the gateway and the load generator, so it parses only what the
+benchmark sends. Every POST answers ``{"data":{"items":[{"attributes":{"answer": <input>}}]}}``
+after the delay configured for its path; the delay is an asyncio sleep, so hundreds of slow
+requests wait at once without a thread each.
+
+Run as ``python -m bench.upstream --fd N /fast=0 /slow=1``: the parent binds and listens on
+the socket and passes it down, so its port is known and connectable before this starts.
+"""
+
+import argparse
+import asyncio
+import json
+import socket
+
+_REASONS = {200: "OK", 400: "Bad Request", 404: "Not Found", 405: "Method Not Allowed"}
+
+
+def parse_delays(specs: list[str]) -> dict[str, float]:
+    """``["/fast=0", "/slow=1.5"]`` -> ``{"/fast": 0.0, "/slow": 1.5}``."""
+    delays = {}
+    for spec in specs:
+        path, _, seconds = spec.partition("=")
+        delays[path] = float(seconds)
+    return delays
+
+
+def response_bytes(status: int, document: object) -> bytes:
+    body = json.dumps(document).encode()
+    head = (
+        f"HTTP/1.1 {status} {_REASONS[status]}\r\n"
+        "Content-Type: application/json\r\n"
+        f"Content-Length: {len(body)}\r\n\r\n"
+    )
+    return head.encode() + body
+
+
+def answer(method: str, path: str, body: bytes, delays: dict[str, float]) -> tuple[int, object, float]:
+    """(status, JSON document, seconds to wait before answering) for one request."""
+    if path not in delays:
+        return 404, {"error": f"no route {path}"}, 0.0
+    if method != "POST":
+        return 405, {"error": "POST only"}, 0.0
+    try:
+        prompt = json.loads(body)["input"]
+    except (ValueError, KeyError, TypeError):
+        return 400, {"error": 'body must be JSON with an "input"'}, 0.0
+    return 200, {"data": {"items": [{"attributes": {"answer": prompt}}]}}, delays[path]
+
+
+async def serve_connection(reader: asyncio.StreamReader, writer: asyncio.StreamWriter, delays: dict[str, float]) -> None:
+    """Answer requests on one keep-alive connection until the client closes it."""
+    try:
+        while True:
+            head = await reader.readuntil(b"\r\n\r\n")
+            request_line, *header_lines = head.decode("latin-1").split("\r\n")
+            method, path, _version = request_line.split(" ", 2)
+            headers = dict(line.lower().split(": ", 1) for line in header_lines if ": " in line)
+            body = await reader.readexactly(int(headers.get("content-length", "0")))
+            status, document, delay = answer(method, path.partition("?")[0], body, delays)
+            if delay:
+                await asyncio.sleep(delay)
+            writer.write(response_bytes(status, document))
+            await writer.drain()
+            if headers.get("connection") == "close":
+                break
+    except (asyncio.IncompleteReadError, ConnectionError):
+        pass  # the client went away, between requests or in the middle of one
+    finally:
+        writer.close()
+
+
+async def serve(sock: socket.socket, delays: dict[str, float]) -> None:
+    server = await asyncio.start_server(lambda r, w: serve_connection(r, w, delays), sock=sock)
+    async with server:
+        await server.serve_forever()
+
+
+def main() -> None:
+    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    parser.add_argument("--fd", type=int, required=True, help="listening socket inherited from the parent")
+    parser.add_argument("delays", nargs="+", metavar="PATH=SECONDS")
+    args = parser.parse_args()
+    asyncio.run(serve(socket.socket(fileno=args.fd), parse_delays(args.delays)))
+
+
+if __name__ == "__main__":
+    main()

@@ -1,0 +1,59 @@
+import os
+
+import pytest
+from django.conf import settings
+from rest_framework.test import APIClient
+
+from inference.routing import routing_table
+from inference.services import balancer
+from tests.fake_upstream import FakeUpstream
+
+REQUIRE_SERVICES = os.environ.get("MMM_REQUIRE_SERVICES") == "1"
+
+
+def pytest_collection_modifyitems(config, items):
+    """Skip tests whose service is not configured, unless CI demands the services."""
+    have = {
+        "postgres": settings.DATABASES["default"]["ENGINE"] == "django.db.backends.postgresql",
+        "redis": bool(settings.REDIS_URL),
+    }
+    for item in items:
+        for marker, available in have.items():
+            if marker in item.keywords and not available:
+                if REQUIRE_SERVICES:
+                    raise pytest.UsageError(f"MMM_REQUIRE_SERVICES=1 but {marker} is not configured for {item.nodeid}")
+                item.add_marker(pytest.mark.skip(reason=f"needs {marker}: set its URL to run"))
+
+
+@pytest.fixture(autouse=True)
+def fresh_routing_state():
+    """Each test starts with an empty routing table and balancer, as a new process would."""
+    routing_table.invalidate()
+    balancer.reset()
+
+
+@pytest.fixture
+def upstream():
+    server = FakeUpstream().start()
+    yield server
+    server.stop()
+
+
+@pytest.fixture
+def api():
+    return APIClient()
+
+
+SEED_ANSWER = {"data": {"items": [{"attributes": {"answer": "I am a fake model."}}]}}
+
+
+def seed_registration(url: str, **overrides) -> dict:
+    """The seed document's registration example, pointed at ``url``."""
+    return {
+        "model_name": "proxyllm",
+        "body": {"input": "{USER_PROMPT}", "model_name": "{MODEL_NAME}"},
+        "req_url_template": url,
+        "owner": "xuyuan23",
+        "response_extract": "data.items[].attributes.answer",
+        **overrides,
+    }

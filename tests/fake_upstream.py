@@ -1,0 +1,117 @@
+"""A real HTTP server on a free loopback port that plays a model server.
+
+Tests say how each path answers (status, JSON, delay, a handler of their own); every request
+is recorded with its parsed body so a test can check exactly what the gateway sent.
+"""
+
+import json
+import socket
+import threading
+from dataclasses import dataclass, field
+from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
+from typing import Any, Callable
+
+
+@dataclass
+class Reply:
+    status: int = 200
+    json: Any = None
+    text: str | None = None
+    headers: dict[str, str] = field(default_factory=dict)
+    delay: float = 0.0  # seconds before answering; the wait ends early when the server stops
+
+
+@dataclass
+class Seen:
+    method: str
+    path: str
+    headers: dict[str, str]
+    body: bytes
+
+    @property
+    def json(self) -> Any:
+        return json.loads(self.body)
+
+
+class FakeUpstream:
+    def __init__(self) -> None:
+        self.routes: dict[str, Reply | Callable[[Seen], Reply]] = {}
+        self.seen: list[Seen] = []
+        self._stopping = threading.Event()
+        self._server = ThreadingHTTPServer(("127.0.0.1", 0), _make_handler(self))
+        self._server.daemon_threads = True
+        self._server.block_on_close = False
+        self._thread = threading.Thread(target=self._server.serve_forever, kwargs={"poll_interval": 0.02}, daemon=True)
+
+    @property
+    def port(self) -> int:
+        return self._server.server_address[1]
+
+    def url(self, path: str = "/") -> str:
+        return f"http://127.0.0.1:{self.port}{path}"
+
+    def on(self, path: str, reply: Reply | Callable[[Seen], Reply] | None = None, **reply_fields) -> str:
+        """Set how ``path`` answers; returns its URL."""
+        self.routes[path] = reply if reply is not None else Reply(**reply_fields)
+        return self.url(path)
+
+    def hits(self, path: str) -> list[Seen]:
+        return [seen for seen in self.seen if seen.path.split("?")[0] == path]
+
+    def start(self) -> "FakeUpstream":
+        self._thread.start()
+        return self
+
+    def stop(self) -> None:
+        self._stopping.set()
+        self._server.shutdown()
+        self._server.server_close()
+
+    def _answer(self, seen: Seen) -> Reply:
+        route = self.routes.get(seen.path.split("?")[0])
+        if route is None:
+            return Reply(status=404, json={"error": f"fake upstream has no route {seen.path}"})
+        reply = route(seen) if callable(route) else route
+        if reply.delay:
+            self._stopping.wait(reply.delay)
+        return reply
+
+
+def _make_handler(upstream: FakeUpstream):
+    class Handler(BaseHTTPRequestHandler):
+        protocol_version = "HTTP/1.1"
+
+        def _handle(self) -> None:
+            length = int(self.headers.get("Content-Length") or 0)
+            seen = Seen(self.command, self.path, dict(self.headers.items()), self.rfile.read(length))
+            upstream.seen.append(seen)
+            reply = upstream._answer(seen)
+            if reply.json is not None:
+                payload, content_type = json.dumps(reply.json).encode(), "application/json"
+            else:
+                payload, content_type = (reply.text or "").encode(), "text/plain; charset=utf-8"
+            try:
+                self.send_response(reply.status)
+                self.send_header("Content-Type", content_type)
+                self.send_header("Content-Length", str(len(payload)))
+                for name, value in reply.headers.items():
+                    self.send_header(name, value)
+                self.end_headers()
+                self.wfile.write(payload)
+            except (BrokenPipeError, ConnectionResetError):
+                pass  # the gateway gave up waiting (a timeout test); nothing to answer
+
+        do_GET = do_POST = do_PUT = _handle
+
+        def log_message(self, *args) -> None:
+            pass
+
+    return Handler
+
+
+def refused_url(path: str = "/") -> str:
+    """A loopback URL where nothing listens: connecting to it is refused at once."""
+    with socket.socket() as sock:
+        sock.bind(("127.0.0.1", 0))
+        port = sock.getsockname()[1]
+    return f"http://127.0.0.1:{port}{path}"

@@ -1,0 +1,281 @@
+import json
+
+import pytest
+
+from registry.models import HealthState, Worker
+from tests.conftest import SEED_ANSWER, seed_registration
+from tests.fake_upstream import Reply
+
+pytestmark = pytest.mark.django_db
+
+COMPLETIONS = "/api/v1/chat/completions"
+
+
+def register(api, url, **fields):
+    response = api.post("/api/server/register", seed_registration(url, **fields), format="json")
+    assert response.status_code == 200, response.json()
+
+
+def complete(api, **payload):
+    return api.post(COMPLETIONS, {"model_name": "proxyllm", "input": "who are you?", **payload}, format="json")
+
+
+def test_it_answers_the_seed_example_with_the_extracted_result(api, upstream):
+    register(api, upstream.on("/api/generate", json=SEED_ANSWER))
+
+    response = complete(api)
+
+    assert response.status_code == 200
+    assert response.json() == {"success": True, "msg": "execute succeed", "result": "I am a fake model."}
+    sent = upstream.hits("/api/generate")[0]
+    assert sent.method == "POST"
+    assert sent.headers["Content-Type"] == "application/json"
+    assert sent.json == {"input": "who are you?", "model_name": "proxyllm"}
+
+
+@pytest.mark.parametrize(
+    "answer",
+    [42, 3.5, True, None, {"nested": ["object", 1]}, ["a", "list"], "plain string"],
+)
+def test_the_result_keeps_its_json_type(api, upstream, answer):
+    register(api, upstream.on("/gen", json={"out": answer}), response_extract="out")
+
+    assert complete(api).json()["result"] == answer
+
+
+def test_an_empty_extract_path_returns_the_whole_json_response(api, upstream):
+    register(api, upstream.on("/gen", json={"a": [1, 2]}), response_extract="")
+
+    assert complete(api).json()["result"] == {"a": [1, 2]}
+
+
+def test_an_empty_extract_path_returns_text_when_the_upstream_answers_text(api, upstream):
+    register(api, upstream.on("/gen", text="hello from a text server"), response_extract="")
+
+    assert complete(api).json()["result"] == "hello from a text server"
+
+
+@pytest.mark.parametrize(
+    "prompt",
+    [
+        'she said "hi"',
+        "back\\slash \\n not a newline",
+        "line one\nline two\r\n\ttabbed",
+        "non-ASCII: 你好, Grüße, emoji 🚀",
+        "the literal text {MODEL_NAME} and {MODEL_TEMPERATURE} and {USER_PROMPT}",
+        "x" * 10_000,
+        "",
+    ],
+)
+def test_prompts_arrive_at_the_upstream_unchanged(api, upstream, prompt):
+    url = upstream.on("/gen", lambda seen: Reply(json={"echo": seen.json["messages"][0]["content"]}))
+    body = {"model": "{MODEL_NAME}", "messages": [{"role": "user", "content": "{USER_PROMPT}"}]}
+    register(api, url, body=body, response_extract="echo")
+
+    response = complete(api, input=prompt)
+
+    assert response.status_code == 200, response.json()
+    assert response.json()["result"] == prompt
+    assert upstream.hits("/gen")[0].json["model"] == "proxyllm"
+
+
+def test_the_stored_template_is_never_changed_by_a_request(api, upstream):
+    body = {"input": "{USER_PROMPT}", "model_name": "{MODEL_NAME}"}
+    register(api, upstream.on("/gen", json=SEED_ANSWER), body=body)
+
+    complete(api, input="first user")
+    complete(api, input="second user")
+
+    assert Worker.objects.get().body == body
+    assert [seen.json["input"] for seen in upstream.hits("/gen")] == ["first user", "second user"]
+
+
+def test_temperature_is_sent_as_a_number(api, upstream):
+    body = {"prompt": "{USER_PROMPT}", "temperature": "{MODEL_TEMPERATURE}", "note": "t={MODEL_TEMPERATURE}"}
+    register(api, upstream.on("/gen", json=SEED_ANSWER), body=body)
+
+    complete(api, temperature=0.7)
+
+    sent = upstream.hits("/gen")[0].json
+    assert sent["temperature"] == 0.7
+    assert sent["note"] == "t=0.7"
+
+
+def test_without_a_temperature_the_key_is_left_out(api, upstream):
+    body = {"prompt": "{USER_PROMPT}", "options": {"temperature": "{MODEL_TEMPERATURE}", "top_p": 1}}
+    register(api, upstream.on("/gen", json=SEED_ANSWER), body=body)
+
+    complete(api)
+
+    assert upstream.hits("/gen")[0].json == {"prompt": "who are you?", "options": {"top_p": 1}}
+
+
+def test_model_name_and_prompt_in_the_url_are_percent_encoded(api, upstream):
+    upstream.on("/models/a%20b%26c/generate", json=SEED_ANSWER)
+    register(api, upstream.url("/models/{MODEL_NAME}/generate?q={USER_PROMPT}"), model_name="a b&c", method="GET", body=None)
+
+    response = api.post(COMPLETIONS, {"model_name": "a b&c", "input": "1+1=?&x"}, format="json")
+
+    assert response.status_code == 200, response.json()
+    seen = upstream.seen[0]
+    assert seen.method == "GET"
+    assert seen.path == "/models/a%20b%26c/generate?q=1%2B1%3D%3F%26x"
+    assert seen.body == b""
+
+
+def test_worker_headers_are_sent_upstream(api, upstream):
+    register(api, upstream.on("/gen", json=SEED_ANSWER), headers={"Authorization": "Bearer upstream-key"})
+
+    complete(api)
+
+    assert upstream.hits("/gen")[0].headers["Authorization"] == "Bearer upstream-key"
+
+
+def test_an_unknown_model_is_a_404(api):
+    response = complete(api, model_name="nope")
+
+    assert response.status_code == 404
+    assert response.json() == {
+        "success": False,
+        "msg": "no worker is registered for model 'nope'",
+        "code": "model_not_found",
+        "model_name": "nope",
+    }
+
+
+def test_a_model_whose_workers_are_all_out_of_rotation_is_a_503(api, upstream):
+    url = upstream.on("/gen", json=SEED_ANSWER)
+    register(api, url, weight=0)
+    register(api, url + "?b", enabled=False)
+    register(api, url + "?c")
+    Worker.objects.filter(req_url_template=url + "?c").update(health_state=HealthState.UNHEALTHY)
+
+    response = complete(api)
+
+    assert response.status_code == 503
+    assert response.json()["code"] == "no_routable_worker"
+    assert upstream.seen == []
+
+
+@pytest.mark.parametrize(
+    "payload, field",
+    [
+        ({"input": None}, "input"),
+        ({"input": 5}, "input"),
+        ({"model_name": ""}, "model_name"),
+        ({"temperature": "hot"}, "temperature"),
+        ({"temperature": -1}, "temperature"),
+    ],
+)
+def test_bad_completion_requests_are_a_400_naming_the_field(api, payload, field):
+    response = complete(api, **payload)
+
+    assert response.status_code == 400
+    assert field in response.json()["errors"]
+    assert response.json()["code"] == "invalid"
+
+
+def test_a_missing_input_is_a_400(api):
+    response = api.post(COMPLETIONS, {"model_name": "proxyllm"}, format="json")
+
+    assert response.status_code == 400
+    assert response.json()["errors"]["input"] == ["This field is required."]
+
+
+def test_malformed_json_is_a_400(api):
+    response = api.post(COMPLETIONS, "{nope", content_type="application/json")
+
+    assert response.status_code == 400
+    assert response.json()["code"] == "parse_error"
+
+
+def test_an_upstream_4xx_is_a_502_carrying_its_status_and_is_not_retried(api, upstream):
+    url = upstream.on("/gen", status=422, json={"detail": "bad field"})
+    register(api, url)
+    register(api, url + "?second")
+
+    response = complete(api)
+
+    assert response.status_code == 502
+    body = response.json()
+    assert body["code"] == "upstream_rejected"
+    assert body["upstream_status"] == 422
+    assert "HTTP 422" in body["msg"]
+    assert len(upstream.hits("/gen")) == 1
+
+
+def test_an_extract_path_that_does_not_match_is_a_502_naming_the_segment(api, upstream):
+    register(api, upstream.on("/gen", json={"data": {"items": []}}))
+
+    response = complete(api)
+
+    assert response.status_code == 502
+    body = response.json()
+    assert body["code"] == "extract_failed"
+    assert body["path"] == "data.items[].attributes.answer"
+    assert body["failed_at"] == "data.items[0]"
+    assert "data.items[].attributes.answer" in body["msg"]
+    assert "out of range" in body["msg"]
+
+
+def test_a_non_json_answer_with_an_extract_path_is_a_502(api, upstream):
+    register(api, upstream.on("/gen", text="<html>oops</html>"))
+
+    response = complete(api)
+
+    assert response.status_code == 502
+    assert response.json()["code"] == "extract_failed"
+    assert "not JSON" in response.json()["msg"]
+
+
+def test_a_redirect_is_not_followed(api, upstream):
+    upstream.on("/moved", status=302, json={}, headers={"Location": upstream.url("/elsewhere")})
+    upstream.on("/elsewhere", json=SEED_ANSWER)
+    register(api, upstream.url("/moved"))
+
+    response = complete(api)
+
+    assert response.status_code == 502
+    assert upstream.hits("/elsewhere") == []
+
+
+def test_error_messages_do_not_show_the_urls_query_string(api, upstream):
+    register(api, upstream.on("/gen", status=500, json={}) + "?api_key=sk-in-the-query")
+
+    response = complete(api)
+
+    assert response.status_code == 502
+    assert "sk-in-the-query" not in response.content.decode()
+    assert upstream.url("/gen") in response.json()["msg"]
+
+
+def test_an_oversized_upstream_answer_is_cut_off(api, upstream, settings):
+    settings.MMM_MAX_RESPONSE_BYTES = 2048
+    register(api, upstream.on("/gen", json={"data": "x" * 10_000}), response_extract="data")
+
+    response = complete(api)
+
+    assert response.status_code == 502
+    assert "exceeds 2048 bytes" in response.json()["msg"]
+
+
+def test_unknown_endpoints_answer_json_not_html(api):
+    response = api.get("/api/nothing-here")
+
+    assert response.status_code == 404
+    assert response["Content-Type"] == "application/json"
+    assert response.json()["code"] == "not_found"
+
+
+def test_a_wrong_method_answers_json(api):
+    response = api.get(COMPLETIONS)
+
+    assert response.status_code == 405
+    assert response.json()["code"] == "method_not_allowed"
+
+
+def test_a_non_json_content_type_is_a_415(api):
+    response = api.post(COMPLETIONS, "input=x", content_type="application/x-www-form-urlencoded")
+
+    assert response.status_code == 415
+    assert json.loads(response.content)["code"] == "unsupported_media_type"
