@@ -1,0 +1,208 @@
+import json
+import os
+import signal
+import subprocess
+import sys
+from pathlib import Path
+
+import pytest
+from django.core.management import call_command
+
+from registry.health import ProbeResult, worker_record_probe
+from registry.models import HealthState, Worker
+from tests.conftest import SEED_ANSWER, seed_registration
+from tests.fake_upstream import Reply, refused_url
+
+pytestmark = pytest.mark.django_db
+
+ROOT = Path(__file__).resolve().parent.parent
+
+
+def register(api, url, **fields) -> Worker:
+    response = api.post("/api/server/register", seed_registration(url, **fields), format="json")
+    assert response.status_code == 200, response.json()
+    return Worker.objects.get(req_url_template=url)
+
+
+def probe(*args) -> tuple[int, str]:
+    """Run the command in this process (same test database); return (exit status, output)."""
+    from io import StringIO
+
+    out = StringIO()
+    with pytest.raises(SystemExit) as exited:
+        call_command("probe_workers", *args, stdout=out)
+    return exited.value.code, out.getvalue()
+
+
+def complete(api):
+    return api.post("/api/v1/chat/completions", {"model_name": "proxyllm", "input": "hi"}, format="json")
+
+
+def test_a_passing_probe_marks_an_unknown_worker_healthy(api, upstream):
+    worker = register(api, upstream.on("/gen", json=SEED_ANSWER))
+
+    status, output = probe()
+
+    worker.refresh_from_db()
+    assert status == 0
+    assert worker.health_state == HealthState.HEALTHY
+    assert worker.last_probe_at is not None
+    assert worker.latency_ms is not None
+    assert "unknown -> healthy" in output
+    assert "probed 1 worker(s): 1 healthy, 0 not healthy, 1 changed" in output
+    # Without a health_url the probe is a real request rendered with the probe prompt.
+    assert upstream.hits("/gen")[0].json == {"input": "ping", "model_name": "proxyllm"}
+
+
+def test_a_failing_worker_stops_receiving_traffic_and_comes_back_after_two_passing_probes(api, upstream, settings):
+    # The prober is another process in production; reloading the routing table on every
+    # request stands in for the refresh interval having passed.
+    settings.MMM_ROUTING_REFRESH_SECONDS = 0
+    healthy_now = {"ok": False}
+    flaky = upstream.on("/flaky", lambda seen: Reply(json=SEED_ANSWER) if healthy_now["ok"] else Reply(status=500, json={}))
+    register(api, flaky)
+    register(api, upstream.on("/steady", json=SEED_ANSWER))
+
+    status, output = probe()
+    assert status == 1
+    assert "unknown -> unhealthy" in output
+    flaky_worker = Worker.objects.get(req_url_template=flaky)
+    assert flaky_worker.health_state == HealthState.UNHEALTHY
+    assert "HTTP 500" in flaky_worker.last_error
+
+    before = len(upstream.hits("/flaky"))
+    for _ in range(4):
+        assert complete(api).status_code == 200
+    assert len(upstream.hits("/flaky")) == before  # out of rotation
+
+    healthy_now["ok"] = True
+    probe()
+    assert Worker.objects.get(req_url_template=flaky).health_state == HealthState.UNHEALTHY  # one pass is not enough
+    status, output = probe()
+    assert status == 0
+    assert "unhealthy -> healthy" in output
+
+    before = len(upstream.hits("/flaky"))
+    for _ in range(4):
+        assert complete(api).status_code == 200
+    assert len(upstream.hits("/flaky")) == before + 2  # back in rotation
+
+
+def test_a_health_url_is_probed_with_get(api, upstream):
+    worker = register(api, upstream.on("/gen", json=SEED_ANSWER), health_url=upstream.on("/health", status=503, json={}))
+
+    status, _ = probe()
+
+    worker.refresh_from_db()
+    assert status == 1
+    assert worker.health_state == HealthState.UNHEALTHY
+    assert worker.last_error == "health URL answered HTTP 503"
+    assert upstream.hits("/health")[0].method == "GET"
+    assert upstream.hits("/gen") == []
+
+
+def test_a_probe_whose_answer_does_not_extract_fails(api, upstream):
+    worker = register(api, upstream.on("/gen", json={"unexpected": True}))
+
+    probe()
+
+    worker.refresh_from_db()
+    assert worker.health_state == HealthState.UNHEALTHY
+    assert "no key 'data'" in worker.last_error
+
+
+def test_a_refusing_worker_fails_its_probe(api):
+    worker = register(api, refused_url("/gen"))
+
+    probe()
+
+    worker.refresh_from_db()
+    assert worker.health_state == HealthState.UNHEALTHY
+    assert "connection refused" in worker.last_error
+
+
+def test_a_probe_times_out(api, upstream, settings):
+    settings.MMM_PROBE_TIMEOUT = 0.3
+    worker = register(api, upstream.on("/gen", json=SEED_ANSWER, delay=30))
+
+    probe()
+
+    worker.refresh_from_db()
+    assert worker.health_state == HealthState.UNHEALTHY
+    assert "no answer within 0.3 s" in worker.last_error
+
+
+def test_model_limits_the_probe_to_one_model(api, upstream):
+    register(api, upstream.on("/a", json=SEED_ANSWER))
+    other = register(api, upstream.on("/b", json=SEED_ANSWER), model_name="other")
+
+    probe("--model", "other")
+
+    assert upstream.hits("/a") == []
+    assert Worker.objects.get(pk=other.pk).health_state == HealthState.HEALTHY
+
+
+def test_disabled_workers_are_not_probed(api, upstream):
+    register(api, upstream.on("/a", json=SEED_ANSWER), enabled=False)
+
+    status, output = probe()
+
+    assert status == 0
+    assert upstream.hits("/a") == []
+    assert "probed 0 worker(s)" in output
+
+
+def test_json_output_is_one_object_per_pass(api, upstream):
+    worker = register(api, upstream.on("/a", json=SEED_ANSWER))
+
+    _, output = probe("--json")
+
+    report = json.loads(output)
+    assert report["probed"] == 1 and report["healthy"] == 1 and report["changed"] == 1
+    assert report["changes"] == [{"worker_id": worker.pk, "old_state": "unknown", "new_state": "healthy"}]
+    assert report["results"][0]["ok"] is True
+
+
+def test_a_result_recorded_from_a_stale_read_does_not_overwrite_a_newer_one(api, upstream):
+    """Two probers read the same row; the conditional update makes the second re-read and count on."""
+    worker = register(api, upstream.on("/a", json=SEED_ANSWER))
+    from django.utils import timezone
+
+    failed = ProbeResult(worker_id=worker.pk, ok=False, latency_ms=1, error="down", checked_at=timezone.now())
+    first = worker_record_probe(result=failed)
+    second = worker_record_probe(result=failed)
+
+    worker.refresh_from_db()
+    assert (first.old_state, first.new_state) == ("unknown", "unhealthy")
+    assert second is None
+    assert worker.consecutive_failures == 2
+
+
+def test_health_after_probe_rules():
+    worker = Worker(health_state=HealthState.HEALTHY)
+    rules = {"failures_to_unhealthy": 2, "successes_to_healthy": 3}
+
+    assert worker.health_after_probe(ok=False, **rules) == (HealthState.HEALTHY, 1, 0)
+    worker.consecutive_failures = 1
+    assert worker.health_after_probe(ok=False, **rules) == (HealthState.UNHEALTHY, 2, 0)
+    worker.health_state, worker.consecutive_failures, worker.consecutive_successes = HealthState.UNHEALTHY, 0, 1
+    assert worker.health_after_probe(ok=True, **rules) == (HealthState.UNHEALTHY, 0, 2)
+    worker.consecutive_successes = 2
+    assert worker.health_after_probe(ok=True, **rules) == (HealthState.HEALTHY, 0, 3)
+
+
+@pytest.mark.django_db(transaction=True)
+def test_loop_mode_stops_cleanly_on_sigterm(tmp_path):
+    env = {**os.environ, "DATABASE_URL": f"sqlite:///{tmp_path / 'db.sqlite3'}", "MMM_VAR_DIR": str(tmp_path)}
+    subprocess.run([sys.executable, "manage.py", "migrate", "-v0"], cwd=ROOT, env=env, check=True)
+    process = subprocess.Popen(
+        [sys.executable, "-u", "manage.py", "probe_workers", "--loop", "--interval", "60"],
+        cwd=ROOT, env=env, stdout=subprocess.PIPE, text=True,
+    )
+    try:
+        first_line = process.stdout.readline()  # the first pass has finished
+        assert first_line.startswith("probed 0 worker(s)")
+        process.send_signal(signal.SIGTERM)
+        assert process.wait(timeout=10) == 0
+    finally:
+        process.kill()
