@@ -5,6 +5,7 @@ routing table leaves unhealthy workers out. Recording is a conditional UPDATE on
 that was read, so two probers, or a prober and an operator, never overwrite each other.
 """
 
+import logging
 import time
 from collections.abc import Iterable, Iterator
 from concurrent.futures import ThreadPoolExecutor, as_completed
@@ -22,7 +23,11 @@ from registry.models import Worker
 
 # How much a new latency sample moves the worker's recent-latency average.
 LATENCY_SMOOTHING = 0.3
-_RECORD_ATTEMPTS = 5
+# Every round of the conditional update lets at least one concurrent writer through, so this
+# bounds how many probers and operators may write one worker's health at the same moment.
+_RECORD_ATTEMPTS = 20
+
+logger = logging.getLogger("mmm.health")
 
 
 @dataclass(frozen=True)
@@ -111,6 +116,7 @@ def worker_record_probe(*, result: ProbeResult) -> HealthChange | None:
             if state == current.health_state:
                 return None
             return HealthChange(worker_id=current.pk, old_state=current.health_state, new_state=state)
+    logger.warning("gave up recording a probe of worker %s: its health changed under it %d times", result.worker_id, _RECORD_ATTEMPTS)
     return None
 
 

@@ -1,0 +1,90 @@
+"""The gateway as `make serve` runs it (gunicorn, gevent workers), in a process of its own."""
+
+import os
+import socket
+import subprocess
+import sys
+import time
+import uuid
+from contextlib import contextmanager
+from pathlib import Path
+
+import requests
+
+ROOT = Path(__file__).resolve().parent.parent
+BIN = Path(sys.executable).parent
+
+
+def free_port() -> int:
+    with socket.socket() as sock:
+        sock.bind(("127.0.0.1", 0))
+        return sock.getsockname()[1]
+
+
+class GatewayProcess:
+    def __init__(self, *, env: dict[str, str], port: int | None = None):
+        self.port = port or free_port()
+        self.env = {**os.environ, **env, "HOST": "127.0.0.1", "PORT": str(self.port)}
+        self.process: subprocess.Popen | None = None
+
+    @property
+    def url(self) -> str:
+        return f"http://127.0.0.1:{self.port}"
+
+    def manage(self, *args: str) -> subprocess.CompletedProcess:
+        return subprocess.run(
+            [sys.executable, "manage.py", *args], cwd=ROOT, env=self.env, capture_output=True, text=True, timeout=60
+        )
+
+    def start(self) -> "GatewayProcess":
+        self.process = subprocess.Popen(
+            [str(BIN / "gunicorn"), "-c", "mmm/gunicorn.conf.py", "mmm.wsgi"],
+            cwd=ROOT, env=self.env, stdout=subprocess.DEVNULL, stderr=subprocess.PIPE, text=True,
+        )
+        deadline = time.monotonic() + 30
+        while time.monotonic() < deadline:
+            if self.process.poll() is not None:
+                raise RuntimeError(f"gateway exited at start: {self.process.stderr.read()}")
+            try:
+                requests.get(self.url + "/api/server/workers", timeout=1)
+                return self
+            except requests.ConnectionError:
+                time.sleep(0.1)
+        raise RuntimeError("gateway did not answer within 30 s")
+
+    def stop(self) -> None:
+        if self.process and self.process.poll() is None:
+            self.process.terminate()
+            try:
+                self.process.wait(timeout=15)
+            except subprocess.TimeoutExpired:
+                self.process.kill()
+                self.process.wait()
+
+    def post(self, path: str, payload) -> requests.Response:
+        return requests.post(self.url + path, json=payload, timeout=30)
+
+    def get(self, path: str, **params) -> requests.Response:
+        return requests.get(self.url + path, params=params, timeout=30)
+
+
+@contextmanager
+def gateway_database(tmp_path: Path):
+    """A database of its own for gateway processes: a fresh PostgreSQL database when the
+    suite runs on PostgreSQL, else a SQLite file. Yields the environment to run with."""
+    base = os.environ.get("DATABASE_URL", "")
+    env = {"MMM_VAR_DIR": str(tmp_path)}
+    if not base.startswith("postgres"):
+        yield {**env, "DATABASE_URL": f"sqlite:///{tmp_path / 'gateway.sqlite3'}"}
+        return
+    import psycopg2
+
+    name = f"mmm_e2e_{uuid.uuid4().hex[:12]}"
+    admin = psycopg2.connect(base)
+    admin.autocommit = True
+    admin.cursor().execute(f'CREATE DATABASE "{name}"')
+    try:
+        yield {**env, "DATABASE_URL": base.rsplit("/", 1)[0] + "/" + name}
+    finally:
+        admin.cursor().execute(f'DROP DATABASE IF EXISTS "{name}" WITH (FORCE)')
+        admin.close()

@@ -1,0 +1,113 @@
+import json
+
+import pytest
+
+from registry.models import HealthState, Worker
+
+pytestmark = pytest.mark.django_db
+
+ADD = "/admin/registry/worker/add/"
+CHANGELIST = "/admin/registry/worker/"
+
+
+def form(**overrides) -> dict:
+    data = {
+        "model_name": "proxyllm",
+        "req_url_template": "http://127.0.0.1:9000/gen",
+        "method": "POST",
+        "headers": "{}",
+        "body": json.dumps({"input": "{USER_PROMPT}"}),
+        "response_extract": "data.answer",
+        "owner": "ops",
+        "weight": "1",
+        "enabled": "on",
+        "timeout": "",
+        "health_url": "",
+    }
+    data.update(overrides)
+    return data
+
+
+def make_worker(**fields) -> Worker:
+    defaults = {"model_name": "proxyllm", "req_url_template": "http://127.0.0.1:9000/gen", "body": {"p": "{USER_PROMPT}"}}
+    return Worker.objects.create(**{**defaults, **fields})
+
+
+def test_the_admin_adds_a_valid_worker(admin_client):
+    response = admin_client.post(ADD, form())
+
+    assert response.status_code == 302
+    worker = Worker.objects.get()
+    assert (worker.model_name, worker.body, worker.response_extract) == ("proxyllm", {"input": "{USER_PROMPT}"}, "data.answer")
+
+
+@pytest.mark.parametrize(
+    "override, says",
+    [
+        ({"req_url_template": "ftp://x/y"}, "must be an absolute http:// or https:// URL"),
+        ({"body": json.dumps({"input": "no placeholder"})}, "must contain {USER_PROMPT}"),
+        ({"response_extract": "a..b"}, "is empty"),
+        ({"body": '"just a string"'}, "must be a JSON object or array"),
+        ({"weight": "-2"}, "greater than or equal to 0"),
+    ],
+)
+def test_the_admin_refuses_what_the_api_refuses(admin_client, override, says):
+    response = admin_client.post(ADD, form(**override))
+
+    assert response.status_code == 200  # the form again, with the error
+    assert says in response.content.decode()
+    assert not Worker.objects.exists()
+
+
+def test_the_admin_refuses_a_duplicate_worker(admin_client):
+    make_worker()
+
+    response = admin_client.post(ADD, form())
+
+    assert "already exists" in response.content.decode()
+    assert Worker.objects.count() == 1
+
+
+def test_the_list_shows_health_weight_probe_and_last_error(admin_client):
+    make_worker(health_state=HealthState.UNHEALTHY, weight=3, last_error="connection refused", latency_ms=12.4)
+
+    page = admin_client.get(CHANGELIST).content.decode()
+
+    assert "unhealthy" in page
+    assert "connection refused" in page
+    assert "12 ms" in page
+
+
+def test_the_list_filters_by_health_and_searches_by_url(admin_client):
+    make_worker(req_url_template="http://10.0.0.1/a", health_state=HealthState.UNHEALTHY)
+    make_worker(req_url_template="http://10.0.0.2/b", health_state=HealthState.HEALTHY)
+
+    unhealthy = admin_client.get(CHANGELIST, {"health_state": "unhealthy"}).context["cl"].result_list
+    searched = admin_client.get(CHANGELIST, {"q": "10.0.0.2"}).context["cl"].result_list
+
+    assert [w.req_url_template for w in unhealthy] == ["http://10.0.0.1/a"]
+    assert [w.req_url_template for w in searched] == ["http://10.0.0.2/b"]
+
+
+def test_enable_and_disable_actions(admin_client):
+    worker = make_worker()
+
+    admin_client.post(CHANGELIST, {"action": "disable_workers", "_selected_action": [worker.pk]})
+    worker.refresh_from_db()
+    assert worker.enabled is False
+
+    admin_client.post(CHANGELIST, {"action": "enable_workers", "_selected_action": [worker.pk]})
+    worker.refresh_from_db()
+    assert worker.enabled is True
+
+
+def test_editing_a_worker_keeps_its_health_record(admin_client):
+    worker = make_worker(health_state=HealthState.UNHEALTHY, last_error="probe failed")
+    change = f"/admin/registry/worker/{worker.pk}/change/"
+
+    response = admin_client.post(change, form(body=json.dumps({"p": "{USER_PROMPT}"}), weight="4"))
+
+    assert response.status_code == 302
+    worker.refresh_from_db()
+    assert worker.weight == 4
+    assert (worker.health_state, worker.last_error) == (HealthState.UNHEALTHY, "probe failed")

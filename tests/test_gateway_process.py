@@ -1,0 +1,120 @@
+"""The gateway as it is served: gunicorn with gevent workers, a database on disk, and
+several processes that share nothing but the database."""
+
+import time
+
+import pytest
+
+from tests.conftest import SEED_ANSWER, seed_registration
+from tests.gateway_process import GatewayProcess, gateway_database
+
+pytestmark = pytest.mark.e2e
+
+
+@pytest.fixture
+def gateway_env(tmp_path):
+    with gateway_database(tmp_path) as env:
+        GatewayProcess(env=env).manage("migrate", "--noinput", "-v0").check_returncode()
+        yield env
+
+
+@pytest.fixture
+def gateway(gateway_env):
+    process = GatewayProcess(env=gateway_env).start()
+    yield process
+    process.stop()
+
+
+def test_the_seed_examples_return_the_seed_bodies(gateway, upstream):
+    upstream.on("/api/generate", json={"data": {"items": [{"attributes": {"answer": "I am proxyllm."}}]}})
+    upstream.on("/inference/query", json={"data": {"items": [{"attributes": {"answer": "Hey there!"}}]}})
+    glm_url = upstream.url("/inference/query")
+
+    assert gateway.post("/api/server/register", seed_registration(upstream.url("/api/generate"))).json() == {
+        "success": True,
+        "msg": "register LLM proxyllm succeed!",
+    }
+    gateway.post("/api/server/register", seed_registration(glm_url, model_name="chatglm2-6b")).raise_for_status()
+
+    listed = gateway.get("/api/server/workers").json()
+    assert listed["success"] is True
+    assert {(row["model_name"], row["req_url_template"]) for row in listed["data"]} == {
+        ("proxyllm", upstream.url("/api/generate")),
+        ("chatglm2-6b", glm_url),
+    }
+
+    for model_name, answer in (("chatglm2-6b", "Hey there!"), ("proxyllm", "I am proxyllm.")):
+        response = gateway.post("/api/v1/chat/completions", {"input": "who are you?", "model_name": model_name})
+        assert response.json() == {"success": True, "msg": "execute succeed", "result": answer}
+
+    response = gateway.post("/api/server/offline", {"model_name": "chatglm2-6b", "req_url_template": glm_url})
+    assert response.json() == {
+        "success": True,
+        "msg": f"remove llm worker(model_name=chatglm2-6b, url={glm_url}) succeed!",
+    }
+
+
+def test_the_registry_survives_a_restart(gateway_env, upstream):
+    first = GatewayProcess(env=gateway_env).start()
+    try:
+        first.post("/api/server/register", seed_registration(upstream.on("/gen", json=SEED_ANSWER))).raise_for_status()
+    finally:
+        first.stop()
+
+    second = GatewayProcess(env=gateway_env, port=first.port).start()
+    try:
+        assert [row["model_name"] for row in second.get("/api/server/workers").json()["data"]] == ["proxyllm"]
+        assert second.post("/api/v1/chat/completions", {"input": "hi", "model_name": "proxyllm"}).status_code == 200
+    finally:
+        second.stop()
+
+
+def test_changes_made_through_one_host_reach_another(gateway_env, upstream):
+    host_a, host_b = GatewayProcess(env=gateway_env).start(), GatewayProcess(env=gateway_env).start()
+    try:
+        url = upstream.on("/gen", json=SEED_ANSWER)
+        ask = {"input": "hi", "model_name": "proxyllm"}
+        assert host_b.post("/api/v1/chat/completions", ask).status_code == 404  # B's table is loaded now
+
+        host_a.post("/api/server/register", seed_registration(url)).raise_for_status()
+        # A model B's table does not know yet is looked up at once.
+        assert host_b.post("/api/v1/chat/completions", ask).status_code == 200
+
+        host_a.post("/api/server/offline", {"model_name": "proxyllm", "req_url_template": url}).raise_for_status()
+        statuses = wait_for(lambda: host_b.post("/api/v1/chat/completions", ask).status_code, until=404, seconds=10)
+        assert statuses[-1] == 404
+    finally:
+        host_a.stop()
+        host_b.stop()
+
+
+def test_a_worker_marked_unhealthy_by_the_prober_leaves_rotation_everywhere(gateway, gateway_env, upstream):
+    gateway.post("/api/server/register", seed_registration(upstream.on("/down", status=500, json={}))).raise_for_status()
+    gateway.post("/api/server/register", seed_registration(upstream.on("/up", json=SEED_ANSWER))).raise_for_status()
+
+    probe = GatewayProcess(env=gateway_env).manage("probe_workers")
+    assert probe.returncode == 1, probe.stdout + probe.stderr
+    assert "unknown -> unhealthy" in probe.stdout
+
+    ask = {"input": "hi", "model_name": "proxyllm"}
+
+    def hits_on_the_failing_worker_during_four_requests() -> int:
+        before = len(upstream.hits("/down"))
+        for _ in range(4):
+            assert gateway.post("/api/v1/chat/completions", ask).status_code == 200
+        return len(upstream.hits("/down")) - before
+
+    # Each gateway process reloads its routing table within MMM_ROUTING_REFRESH_SECONDS.
+    assert wait_for(hits_on_the_failing_worker_during_four_requests, until=0, seconds=10)[-1] == 0
+
+
+def wait_for(probe, *, until, seconds: float) -> list:
+    """Call ``probe`` until it returns ``until`` or ``seconds`` pass; return every value seen."""
+    seen = []
+    deadline = time.monotonic() + seconds
+    while time.monotonic() < deadline:
+        seen.append(probe())
+        if seen[-1] == until:
+            break
+        time.sleep(0.1)
+    return seen

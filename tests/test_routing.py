@@ -1,0 +1,123 @@
+from collections import Counter
+from dataclasses import dataclass
+
+import pytest
+
+from inference.balancer import SmoothWeightedRoundRobin
+from inference.routing import RoutingTable
+
+
+@dataclass
+class FakeWorker:
+    id: int
+    model_name: str
+    weight: int = 1
+
+
+class Clock:
+    def __init__(self) -> None:
+        self.now = 100.0
+
+    def __call__(self) -> float:
+        return self.now
+
+
+class Registry:
+    """Stands in for the database: a list of workers and a count of queries."""
+
+    def __init__(self, *workers: FakeWorker) -> None:
+        self.workers = list(workers)
+        self.queries: list[str | None] = []
+
+    def load(self, model_name: str | None) -> list[FakeWorker]:
+        self.queries.append(model_name)
+        return [w for w in self.workers if model_name is None or w.model_name == model_name]
+
+
+@pytest.fixture
+def refresh_every_second(settings):
+    settings.MMM_ROUTING_REFRESH_SECONDS = 1.0
+
+
+def test_the_table_is_not_reloaded_on_every_request(refresh_every_second):
+    registry, clock = Registry(FakeWorker(1, "a")), Clock()
+    table = RoutingTable(loader=registry.load, clock=clock)
+
+    for _ in range(100):
+        assert [w.id for w in table.workers_for("a")] == [1]
+
+    assert registry.queries == [None]
+
+
+def test_changes_show_up_after_the_refresh_interval(refresh_every_second):
+    registry, clock = Registry(FakeWorker(1, "a")), Clock()
+    table = RoutingTable(loader=registry.load, clock=clock)
+    table.workers_for("a")
+
+    registry.workers.append(FakeWorker(2, "a"))
+    clock.now += 0.5
+    assert [w.id for w in table.workers_for("a")] == [1]
+    clock.now += 0.6
+    assert [w.id for w in table.workers_for("a")] == [1, 2]
+
+
+def test_an_unknown_model_is_looked_up_at_once(refresh_every_second):
+    registry, clock = Registry(FakeWorker(1, "a")), Clock()
+    table = RoutingTable(loader=registry.load, clock=clock)
+    assert table.workers_for("b") is None
+
+    registry.workers.append(FakeWorker(2, "b"))
+
+    assert [w.id for w in table.workers_for("b")] == [2]
+    assert registry.queries == [None, "b", "b"]
+
+
+def test_invalidate_forces_a_reload(refresh_every_second):
+    registry, clock = Registry(FakeWorker(1, "a")), Clock()
+    table = RoutingTable(loader=registry.load, clock=clock)
+    table.workers_for("a")
+    registry.workers.clear()
+
+    table.invalidate()
+
+    assert table.workers_for("a") is None
+
+
+def test_a_failed_reload_keeps_serving_the_previous_table(refresh_every_second):
+    registry, clock = Registry(FakeWorker(1, "a")), Clock()
+    table = RoutingTable(loader=registry.load, clock=clock)
+    table.workers_for("a")
+
+    def broken(model_name):
+        raise ConnectionError("database down")
+
+    table._loader = broken
+    clock.now += 5
+
+    assert [w.id for w in table.workers_for("a")] == [1]
+
+
+def test_smooth_weighted_round_robin_spreads_picks():
+    balancer = SmoothWeightedRoundRobin()
+    a, b, c = FakeWorker(1, "m", 5), FakeWorker(2, "m", 1), FakeWorker(3, "m", 1)
+
+    picks = [balancer.pick("m", [a, b, c]).id for _ in range(7)]
+
+    assert picks == [1, 1, 2, 1, 3, 1, 1]
+
+
+def test_weights_are_honoured_over_many_picks():
+    balancer = SmoothWeightedRoundRobin()
+    workers = [FakeWorker(1, "m", 3), FakeWorker(2, "m", 2), FakeWorker(3, "m", 1)]
+
+    counts = Counter(balancer.pick("m", workers).id for _ in range(600))
+
+    assert counts == {1: 300, 2: 200, 3: 100}
+
+
+def test_each_model_is_balanced_on_its_own():
+    balancer = SmoothWeightedRoundRobin()
+    x, y = FakeWorker(1, "x"), FakeWorker(2, "x")
+
+    assert [balancer.pick("x", [x, y]).id for _ in range(2)] == [1, 2]
+    assert balancer.pick("other", [y, x]).id == 2
