@@ -10,6 +10,7 @@ workers buy. It prints a markdown table and the targets, and stops everything it
 import argparse
 import http.client
 import json
+import math
 import os
 import signal
 import socket
@@ -33,6 +34,9 @@ COMPLETIONS_PATH = "/api/v1/chat/completions"
 GTHREAD_ARGS = ("--worker-class", "gthread", "--threads", "32")
 STARTUP_TIMEOUT = 30.0
 STOP_TIMEOUT = 10.0
+DIRECT = "direct"
+GEVENT = "gateway (gevent)"
+GTHREAD = "gateway (gthread, 32 threads)"
 
 
 class SetupError(Exception):
@@ -61,11 +65,16 @@ class Measurement:
             "requests": len(self.result.latencies),
             "seconds": self.result.window_seconds,
             "requests_per_second": round(self.result.requests_per_second, 1),
-            "p50_ms": round(self.result.percentile_ms(0.50), 2),
-            "p99_ms": round(self.result.percentile_ms(0.99), 2),
+            "p50_ms": rounded_or_none(self.result.percentile_ms(0.50)),
+            "p99_ms": rounded_or_none(self.result.percentile_ms(0.99)),
             "errors": self.result.error_count,
             "error_kinds": dict(self.result.errors),
         }
+
+
+def rounded_or_none(milliseconds: float) -> float | None:
+    """JSON has no NaN, the percentile of a scenario without a single success."""
+    return None if math.isnan(milliseconds) else round(milliseconds, 2)
 
 
 @dataclass(frozen=True)
@@ -126,17 +135,17 @@ def stop_process(process: subprocess.Popen) -> None:
 @contextmanager
 def fake_upstream() -> Iterator[int]:
     """Run bench.upstream in its own process; yields its port."""
-    # Listening here before the child starts makes the port known and connectable at once.
-    sock = socket.create_server(("127.0.0.1", 0), backlog=1024)
     specs = [f"{path}={delay}" for path, delay in UPSTREAM_DELAYS.items()]
-    process = subprocess.Popen(
-        [sys.executable, "-m", "bench.upstream", "--fd", str(sock.fileno()), *specs],
-        cwd=ROOT,
-        pass_fds=[sock.fileno()],
-        start_new_session=True,
-    )
-    port = sock.getsockname()[1]
-    sock.close()
+    # Listening here before the child starts makes the port known and connectable at once;
+    # the backlog takes the gateway's burst of new upstream connections at c=200.
+    with socket.create_server(("127.0.0.1", 0), backlog=1024) as sock:
+        process = subprocess.Popen(
+            [sys.executable, "-m", "bench.upstream", "--fd", str(sock.fileno()), *specs],
+            cwd=ROOT,
+            pass_fds=[sock.fileno()],
+            start_new_session=True,
+        )
+        port = sock.getsockname()[1]
     try:
         yield port
     finally:
@@ -220,7 +229,10 @@ def register_models(gateway_port: int, upstream_port: int) -> None:
             "response_extract": "data.items[].attributes.answer",
             "timeout": 30,
         }
-        status, answer = call_json(gateway_port, "POST", "/api/server/register", worker)
+        try:
+            status, answer = call_json(gateway_port, "POST", "/api/server/register", worker)
+        except (OSError, ValueError) as exc:
+            raise SetupError(f"registering {model_name} failed: {exc!r}") from exc
         if status != 200 or answer.get("success") is not True:
             raise SetupError(f"registering {model_name} failed: HTTP {status} {answer}")
 
@@ -285,17 +297,18 @@ def run_benchmark(args: argparse.Namespace) -> tuple[list[Measurement], dict[str
             with running_gateway(env, Path(tmp) / "gateway-gevent.log") as gateway:
                 register_models(gateway.port, upstream_port)
                 for scenario in scenarios(args):
-                    measurements.append(measure(scenario, "direct", direct_target(upstream_port, scenario), args.warmup))
+                    measurements.append(measure(scenario, DIRECT, direct_target(upstream_port, scenario), args.warmup))
                 for scenario in scenarios(args):
                     target = gateway_target(gateway.port, scenario)
-                    measurements.append(measure(scenario, "gateway (gevent)", target, args.warmup))
+                    measurements.append(measure(scenario, GEVENT, target, args.warmup))
                     report_gateway_errors(measurements[-1], gateway)
+                # The c=200 scenario ran last: this is the memory holding 200 requests' connections.
                 memory["gevent"] = process_tree_rss(gateway.process.pid)
             if args.compare_workers:
                 # The models are in the shared database already; this gateway reads them from there.
                 with running_gateway(env, Path(tmp) / "gateway-gthread.log", GTHREAD_ARGS) as gateway:
                     target = gateway_target(gateway.port, slow)
-                    measurements.append(measure(slow, "gateway (gthread, 32 threads)", target, args.warmup))
+                    measurements.append(measure(slow, GTHREAD, target, args.warmup))
                     report_gateway_errors(measurements[-1], gateway)
                     memory["gthread"] = process_tree_rss(gateway.process.pid)
     return measurements, memory
@@ -321,11 +334,11 @@ def markdown_table(measurements: list[Measurement]) -> str:
 
 def target_checks(measurements: list[Measurement]) -> list[str]:
     added_ms = (
-        find(measurements, "gateway (gevent)", 1).result.percentile_ms(0.50)
-        - find(measurements, "direct", 1).result.percentile_ms(0.50)
+        find(measurements, GEVENT, 1).result.percentile_ms(0.50)
+        - find(measurements, DIRECT, 1).result.percentile_ms(0.50)
     )
-    busy = find(measurements, "gateway (gevent)", 32).result
-    slow = find(measurements, "gateway (gevent)", 200).result
+    busy = find(measurements, GEVENT, 32).result
+    slow = find(measurements, GEVENT, 200).result
     return [
         f"gateway adds {added_ms:.2f} ms at p50 at c=1 (target <= 2 ms)",
         f"gateway c=32: {busy.requests_per_second:.0f} req/s (target >= 500)",

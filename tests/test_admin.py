@@ -111,3 +111,7 @@ def test_editing_a_worker_keeps_its_health_record(admin_client):
     worker.refresh_from_db()
     assert worker.weight == 4
     assert (worker.health_state, worker.last_error) == (HealthState.UNHEALTHY, "probe failed")
+
+
+def test_the_admin_carries_the_gateways_name(admin_client):
+    assert "mmm — multi-model manager" in admin_client.get("/admin/").content.decode()
