@@ -5,7 +5,7 @@ from django.utils.html import format_html
 from django.utils.text import Truncator
 
 from inference.routing import routing_table
-from registry.models import HealthState, Worker
+from registry.models import HEALTH_FIELDS, HealthState, Worker
 from registry.services import workers_set_enabled
 
 _BADGE_COLORS = {
@@ -14,18 +14,7 @@ _BADGE_COLORS = {
     HealthState.UNKNOWN: "#80868b",
 }
 
-HEALTH_FIELDS = (
-    "health_state",
-    "health_changed_at",
-    "last_probe_at",
-    "last_error",
-    "last_error_at",
-    "consecutive_failures",
-    "consecutive_successes",
-    "latency_ms",
-    "created_at",
-    "updated_at",
-)
+STATUS_FIELDS = (*HEALTH_FIELDS, "created_at", "updated_at")
 
 
 @admin.register(Worker)
@@ -42,12 +31,12 @@ class WorkerAdmin(admin.ModelAdmin):
     )
     list_filter = ("health_state", "enabled", "model_name")
     search_fields = ("model_name", "req_url_template", "owner")
-    readonly_fields = HEALTH_FIELDS + ("legacy_options",)
+    readonly_fields = (*STATUS_FIELDS, "legacy_options")
     actions = ("enable_workers", "disable_workers")
     fieldsets = (
         (None, {"fields": ("model_name", "req_url_template", "method", "headers", "body", "response_extract")}),
         ("Routing", {"fields": ("owner", "weight", "enabled", "timeout", "health_url")}),
-        ("Health (written by probes)", {"fields": HEALTH_FIELDS}),
+        ("Health (written by probes)", {"fields": STATUS_FIELDS}),
         ("First implementation's fields", {"classes": ("collapse",), "fields": ("legacy_options",)}),
     )
 

@@ -25,6 +25,19 @@ class HttpMethod(models.TextChoices):
     PUT = "PUT", "PUT"
 
 
+# Written only by the prober (conditional updates); read-only in forms and the API.
+HEALTH_FIELDS = (
+    "health_state",
+    "health_changed_at",
+    "last_probe_at",
+    "last_error",
+    "last_error_at",
+    "consecutive_failures",
+    "consecutive_successes",
+    "latency_ms",
+)
+
+
 class WorkerQuerySet(models.QuerySet):
     def routable(self) -> "WorkerQuerySet":
         """Workers that may receive traffic: the same rule as ``Worker.is_routable``."""

@@ -9,7 +9,7 @@ from mmm.api_fields import (
     StrictIntegerField,
     StrictNumberField,
 )
-from registry.models import HttpMethod, Worker
+from registry.models import HEALTH_FIELDS, HttpMethod, Worker
 
 # The first implementation's names for fields that have a new name here.
 _LEGACY_ALIASES = {"req_type": "method", "header": "headers"}
@@ -79,14 +79,7 @@ class WorkerOutput(serializers.ModelSerializer):
             "enabled",
             "timeout",
             "health_url",
-            "health_state",
-            "health_changed_at",
-            "last_probe_at",
-            "last_error",
-            "last_error_at",
-            "consecutive_failures",
-            "consecutive_successes",
-            "latency_ms",
+            *HEALTH_FIELDS,
             "created_at",
             "updated_at",
         ]
