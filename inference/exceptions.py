@@ -2,18 +2,11 @@
 ``mmm.api_errors`` turns them into the project's error body."""
 
 from rest_framework import status
-from rest_framework.exceptions import APIException
+
+from mmm.api_errors import ApiError
 
 
-class GatewayError(APIException):
-    """Base: ``extra`` holds machine-readable details added to the error body."""
-
-    def __init__(self, msg: str, **extra):
-        super().__init__(detail=msg, code=self.default_code)
-        self.extra = extra
-
-
-class ModelNotFound(GatewayError):
+class ModelNotFound(ApiError):
     status_code = status.HTTP_404_NOT_FOUND
     default_code = "model_not_found"
 
@@ -21,7 +14,7 @@ class ModelNotFound(GatewayError):
         super().__init__(f"no worker is registered for model {model_name!r}", model_name=model_name)
 
 
-class NoRoutableWorker(GatewayError):
+class NoRoutableWorker(ApiError):
     status_code = status.HTTP_503_SERVICE_UNAVAILABLE
     default_code = "no_routable_worker"
 
@@ -32,30 +25,30 @@ class NoRoutableWorker(GatewayError):
         )
 
 
-class UpstreamFailed(GatewayError):
+class UpstreamFailed(ApiError):
     """The upstream was reached but failed: a 5xx or 429 on every worker, or a broken response."""
 
     status_code = status.HTTP_502_BAD_GATEWAY
     default_code = "upstream_error"
 
 
-class UpstreamUnreachable(GatewayError):
+class UpstreamUnreachable(ApiError):
     status_code = status.HTTP_502_BAD_GATEWAY
     default_code = "upstream_unreachable"
 
 
-class UpstreamRejected(GatewayError):
+class UpstreamRejected(ApiError):
     """The upstream answered 4xx (not 429): the request itself was refused, so no retry."""
 
     status_code = status.HTTP_502_BAD_GATEWAY
     default_code = "upstream_rejected"
 
 
-class UpstreamTimeout(GatewayError):
+class UpstreamTimeout(ApiError):
     status_code = status.HTTP_504_GATEWAY_TIMEOUT
     default_code = "upstream_timeout"
 
 
-class ExtractionFailed(GatewayError):
+class ExtractionFailed(ApiError):
     status_code = status.HTTP_502_BAD_GATEWAY
     default_code = "extract_failed"

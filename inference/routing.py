@@ -14,16 +14,23 @@ import time
 from collections.abc import Callable
 
 from django.conf import settings
+from django.db import connection
 
 logger = logging.getLogger("mmm.routing")
 
-Loader = Callable[[str | None], list]  # model_name or None for all -> workers
+Loader = Callable[[str | None], list]  # model_name, or None for all -> workers
 
 
 def load_workers(model_name: str | None = None) -> list:
     from registry.selectors import worker_list  # registry's models import this package
 
-    return list(worker_list(model_name=model_name))
+    try:
+        return list(worker_list(model_name=model_name))
+    finally:
+        # Under gevent each greenlet has its own connection, kept until its request ends, and
+        # this request may now wait minutes on an upstream: give the connection back now.
+        if not connection.in_atomic_block:
+            connection.close()
 
 
 class RoutingTable:
@@ -32,23 +39,49 @@ class RoutingTable:
         self._clock = clock
         self._by_model: dict[str, tuple] | None = None
         self._loaded_at = 0.0
+        # Bumped by invalidate(): a reload that started before the bump does not count as fresh.
+        self._generation = 0
+        # Lookups of names missing from the table: name -> (sequence number, what was found).
+        self._lookups: dict[str, tuple[int, tuple]] = {}
+        self._lookup_seq = 0
         self._reload_lock = threading.Lock()
+        self._lookup_lock = threading.Lock()
 
     def workers_for(self, model_name: str) -> tuple | None:
         """All workers registered for ``model_name`` (routable or not), or None if there are none."""
         table = self._current()
         workers = table.get(model_name)
         if workers is None:
-            # Registered since the last reload, possibly through another process or host.
-            found = tuple(self._loader(model_name))
-            if found:
-                table[model_name] = found
-                return found
+            workers = self._look_up(table, model_name)
         return workers
 
     def invalidate(self) -> None:
         """Reload on the next request (after a change made in this process)."""
+        self._generation += 1
         self._loaded_at = 0.0
+        self._lookups.clear()
+
+    def _look_up(self, table: dict[str, tuple], model_name: str) -> tuple | None:
+        """Find a model registered since the last reload, possibly through another host."""
+        # A lookup that began after this request arrived saw every registration this request
+        # could know of, so requests waiting together share one query, and a stream of
+        # requests for an unknown name runs one query at a time, never a pile of them.
+        arrived_after = self._lookup_seq
+        with self._lookup_lock:
+            if model_name in table:
+                return table[model_name]
+            previous = self._lookups.get(model_name)
+            if previous and previous[0] > arrived_after:
+                return previous[1] or None
+            self._lookup_seq += 1
+            sequence = self._lookup_seq
+            found = tuple(self._loader(model_name))
+            if len(self._lookups) > 10_000:  # random names must not grow memory without end
+                self._lookups.clear()
+            self._lookups[model_name] = (sequence, found)
+            if found:
+                table[model_name] = found
+            return found or None
 
     def _current(self) -> dict[str, tuple]:
         table = self._by_model
@@ -60,9 +93,14 @@ class RoutingTable:
         if table is None:
             self._reload_lock.acquire()
         try:
-            if self._by_model is table:  # nobody reloaded while this one waited for the lock
-                self._by_model = self._load_all()
-                self._loaded_at = self._clock()
+            if self._by_model is not table and self._by_model is not None:
+                return self._by_model  # reloaded by another while this one waited for the lock
+            generation = self._generation
+            started = self._clock()
+            self._by_model = self._load_all()
+            self._lookups.clear()
+            if generation == self._generation:
+                self._loaded_at = started
             return self._by_model
         except Exception:
             if table is None:

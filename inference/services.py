@@ -1,15 +1,13 @@
 """The request path: pick a worker, call it, fail over, extract the answer."""
 
 import logging
-import time
 from dataclasses import dataclass
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 from inference import upstream
 from inference.balancer import SmoothWeightedRoundRobin
 from inference.exceptions import (
     ExtractionFailed,
-    GatewayError,
     ModelNotFound,
     NoRoutableWorker,
     UpstreamFailed,
@@ -19,16 +17,21 @@ from inference.exceptions import (
 )
 from inference.extract import PathMismatch
 from inference.routing import RoutingTable, routing_table
+from mmm.api_errors import ApiError
+
+if TYPE_CHECKING:
+    from registry.models import Worker
 
 logger = logging.getLogger("mmm.completion")
 
-balancer = SmoothWeightedRoundRobin()
+# Round-robin positions of this process, shared by its requests.
+default_balancer = SmoothWeightedRoundRobin()
 
 
 class RetryableWorkerError(Exception):
     """This worker failed in a way another worker of the same model may not: try the next."""
 
-    def __init__(self, error: GatewayError):
+    def __init__(self, error: ApiError):
         super().__init__(str(error.detail))
         self.error = error
 
@@ -36,16 +39,18 @@ class RetryableWorkerError(Exception):
 @dataclass(frozen=True)
 class Completion:
     result: Any
-    worker: Any
+    worker: "Worker"
     attempts: int
     upstream_seconds: float
 
 
-def worker_call(*, worker, prompt: str, temperature: float | None = None, timeout: float | None = None) -> tuple[Any, float]:
+def worker_call(
+    *, worker: "Worker", prompt: str, temperature: float | None = None, timeout: float | None = None
+) -> tuple[Any, float]:
     """Send one prompt to one worker and return (extracted answer, upstream seconds).
 
     Raises RetryableWorkerError for failures another worker may not share (connection
-    failure, timeout, 5xx, 429) and a GatewayError for those it would (4xx, a response the
+    failure, timeout, 5xx, 429) and a ApiError for those it would (4xx, a response the
     extract path does not match).
     """
     request = worker.render_request(prompt=prompt, temperature=temperature)
@@ -85,7 +90,12 @@ def worker_call(*, worker, prompt: str, temperature: float | None = None, timeou
 
 
 def completion_create(
-    *, model_name: str, prompt: str, temperature: float | None = None, table: RoutingTable = routing_table
+    *,
+    model_name: str,
+    prompt: str,
+    temperature: float | None = None,
+    table: RoutingTable = routing_table,
+    balancer: SmoothWeightedRoundRobin = default_balancer,
 ) -> Completion:
     """Answer ``prompt`` with a worker of ``model_name``, trying each routable worker at most once."""
     workers = table.workers_for(model_name)
@@ -96,7 +106,7 @@ def completion_create(
         raise NoRoutableWorker(model_name)
 
     attempts = 0
-    last_error: GatewayError | None = None
+    last_error: ApiError | None = None
     while candidates:
         worker = balancer.pick(model_name, candidates)
         candidates.remove(worker)

@@ -4,6 +4,7 @@ Failures come back as typed exceptions so the caller can decide about retries; n
 carries a header value or a URL's query string, where upstream API keys live.
 """
 
+import contextlib
 import json
 import threading
 import time
@@ -11,6 +12,8 @@ from dataclasses import dataclass, field
 from typing import Any
 from urllib.parse import urlsplit, urlunsplit
 
+import gevent
+import gevent.monkey
 import requests
 import urllib3
 from django.conf import settings
@@ -107,32 +110,41 @@ def send(
 ) -> UpstreamResponse:
     """Send ``request`` and read the whole response, or raise an UpstreamError.
 
-    ``timeout`` bounds the wait for each read and the whole exchange; the total is checked
-    between received chunks, so a server trickling bytes cannot hold a request forever.
+    ``timeout`` is the longest the whole exchange may take. Under gunicorn's gevent workers it
+    is a hard deadline: the greenlet is interrupted and the connection dropped wherever it
+    waits. In plain threads (the prober, tests) it bounds each socket read, and the total is
+    checked between received chunks.
     """
     session = session or shared_session()
     connect_timeout = min(connect_timeout or settings.MMM_CONNECT_TIMEOUT, timeout)
     max_bytes = max_bytes or settings.MMM_MAX_RESPONSE_BYTES
     started = time.monotonic()
-    deadline = started + timeout
     data = None
     headers = dict(request.headers)
     if request.json_body is not None:
         data = json.dumps(request.json_body, ensure_ascii=False).encode("utf-8")
         if not any(name.lower() == "content-type" for name in headers):
             headers["Content-Type"] = "application/json"
+    hard_deadline = _hard_deadline(timeout)
     try:
-        response = session.request(
-            request.method,
-            request.url,
-            data=data,
-            headers=headers,
-            timeout=(connect_timeout, timeout),
-            allow_redirects=False,
-            stream=True,
-        )
-        with response:
-            content = _read_body(response, deadline=deadline, max_bytes=max_bytes)
+        with hard_deadline:
+            response = session.request(
+                request.method,
+                request.url,
+                data=data,
+                headers=headers,
+                timeout=(connect_timeout, timeout),
+                allow_redirects=False,
+                stream=True,
+            )
+            with response:
+                content = _read_body(response, deadline=started + timeout, max_bytes=max_bytes)
+    except gevent.Timeout as fired:
+        if fired is not hard_deadline:
+            raise
+        raise UpstreamTimedOut(f"no complete answer within {timeout:g} s") from None
+    except requests.ConnectTimeout:
+        raise UpstreamTimedOut(f"no connection within {connect_timeout:g} s") from None
     except requests.Timeout:
         raise UpstreamTimedOut(f"no answer within {timeout:g} s") from None
     except requests.RequestException as exc:
@@ -145,6 +157,17 @@ def send(
         content_type=response.headers.get("Content-Type", ""),
         seconds=time.monotonic() - started,
     )
+
+
+def _hard_deadline(seconds: float) -> gevent.Timeout | contextlib.nullcontext:
+    """A timer that interrupts the exchange after ``seconds``, where gevent runs the process.
+
+    gevent.Timeout is a BaseException, so no ``except Exception`` inside requests or urllib3
+    swallows it; urllib3 discards a connection left half-read.
+    """
+    if gevent.monkey.is_module_patched("socket"):
+        return gevent.Timeout(seconds)
+    return contextlib.nullcontext()
 
 
 def _read_body(response: requests.Response, *, deadline: float, max_bytes: int) -> bytes:

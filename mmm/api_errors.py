@@ -6,8 +6,9 @@ errors add ``errors`` with the per-field details. Nothing escapes as HTML or a b
 
 import logging
 
-from django.core.exceptions import PermissionDenied
+from django.core.exceptions import PermissionDenied, RequestDataTooBig, SuspiciousOperation
 from django.core.exceptions import ValidationError as ModelValidationError
+from django.conf import settings
 from django.http import Http404, JsonResponse
 from django.views import defaults
 from rest_framework import exceptions, status
@@ -20,11 +21,31 @@ def error_body(*, msg: str, code: str, **extra) -> dict:
     return {"success": False, "msg": msg, "code": code, **extra}
 
 
+class ApiError(exceptions.APIException):
+    """Base of the project's own errors: ``extra`` holds machine-readable details for the body."""
+
+    def __init__(self, msg: str, **extra):
+        super().__init__(detail=msg, code=self.default_code)
+        self.extra = extra
+
+
+class RequestTooLarge(exceptions.APIException):
+    status_code = status.HTTP_413_REQUEST_ENTITY_TOO_LARGE
+    default_code = "request_too_large"
+
+    def __init__(self):
+        super().__init__(f"the request body is larger than MMM_MAX_REQUEST_BYTES ({settings.MMM_MAX_REQUEST_BYTES} bytes)")
+
+
 def api_exception_handler(exc: Exception, context: dict) -> Response:
     if isinstance(exc, Http404):
         exc = exceptions.NotFound()
     elif isinstance(exc, PermissionDenied):
         exc = exceptions.PermissionDenied()
+    elif isinstance(exc, RequestDataTooBig):
+        exc = RequestTooLarge()
+    elif isinstance(exc, SuspiciousOperation):
+        exc = exceptions.ParseError(str(exc))
     elif isinstance(exc, ModelValidationError):
         # The model's own validation (shared with the admin), raised from a service.
         exc = exceptions.ValidationError(
@@ -67,6 +88,19 @@ def json_not_found(request, exception=None):
     if request.path.startswith("/admin/"):
         return defaults.page_not_found(request, exception)
     return JsonResponse(error_body(msg=f"no such endpoint: {request.path}", code="not_found"), status=404)
+
+
+def json_bad_request(request, exception=None):
+    """handler400: e.g. a Host header not in ALLOWED_HOSTS, caught before any view runs."""
+    if request.path.startswith("/admin/"):
+        return defaults.bad_request(request, exception)
+    return JsonResponse(error_body(msg="bad request: the Host header or the request is not acceptable here", code="bad_request"), status=400)
+
+
+def json_permission_denied(request, exception=None):
+    if request.path.startswith("/admin/"):
+        return defaults.permission_denied(request, exception)
+    return JsonResponse(error_body(msg="permission denied", code="permission_denied"), status=403)
 
 
 def json_server_error(request):

@@ -17,7 +17,8 @@ worker_connections = env_int("MMM_WEB_CONNECTIONS", 1000, minimum=1)
 # With gevent this is the heartbeat a worker must give the arbiter, not a per-request limit:
 # upstream calls carry their own timeouts.
 timeout = 60
-graceful_timeout = env_int("MMM_GRACEFUL_TIMEOUT", 30, minimum=0)
+# On restart, in-flight completions get this long to finish before their worker is killed.
+graceful_timeout = env_int("MMM_GRACEFUL_TIMEOUT", 120, minimum=0)
 keepalive = 5
 accesslog = env_str("MMM_ACCESS_LOG", None)  # "-" for stdout; off by default, the gateway logs each completion
 errorlog = "-"

@@ -90,6 +90,11 @@ DATABASES = {
         conn_max_age=0,
     )
 }
+if DATABASES["default"]["ENGINE"] == "django.db.backends.postgresql":
+    # An unreachable database must fail a routing reload in seconds, not after TCP gives up.
+    DATABASES["default"].setdefault("OPTIONS", {})["connect_timeout"] = env_int(
+        "MMM_DB_CONNECT_TIMEOUT", 5, minimum=1
+    )
 if DATABASES["default"]["ENGINE"] == "django.db.backends.sqlite3":
     # WAL lets several gunicorn processes read while one writes; IMMEDIATE transactions take
     # the write lock up front instead of failing with "database is locked" on upgrade.
@@ -165,6 +170,9 @@ MMM_DEFAULT_TIMEOUT = env_float("MMM_DEFAULT_TIMEOUT", 60.0, minimum=0.1, maximu
 MMM_CONNECT_TIMEOUT = env_float("MMM_CONNECT_TIMEOUT", 3.0, minimum=0.1, maximum=60.0)
 # Largest upstream response body read into memory; a larger one is cut off with a 502.
 MMM_MAX_RESPONSE_BYTES = env_int("MMM_MAX_RESPONSE_BYTES", 32 * 1024 * 1024, minimum=1024)
+# Largest request body a client may send (a long prompt is a few hundred kB); larger is a 413.
+MMM_MAX_REQUEST_BYTES = env_int("MMM_MAX_REQUEST_BYTES", 10 * 1024 * 1024, minimum=1024)
+DATA_UPLOAD_MAX_MEMORY_SIZE = MMM_MAX_REQUEST_BYTES
 # Pooled keep-alive connections kept per upstream host and process.
 MMM_UPSTREAM_POOL_SIZE = env_int("MMM_UPSTREAM_POOL_SIZE", 256, minimum=1)
 

@@ -8,5 +8,7 @@ urlpatterns = [
 ]
 
 # API clients get JSON, never Django's HTML error pages.
+handler400 = "mmm.api_errors.json_bad_request"
+handler403 = "mmm.api_errors.json_permission_denied"
 handler404 = "mmm.api_errors.json_not_found"
 handler500 = "mmm.api_errors.json_server_error"

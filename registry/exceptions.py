@@ -1,9 +1,9 @@
 from rest_framework import status
 
-from inference.exceptions import GatewayError
+from mmm.api_errors import ApiError
 
 
-class WorkerNotFound(GatewayError):
+class WorkerNotFound(ApiError):
     status_code = status.HTTP_404_NOT_FOUND
     default_code = "worker_not_found"
 

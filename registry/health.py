@@ -7,7 +7,7 @@ that was read, so two probers, or a prober and an operator, never overwrite each
 
 import logging
 import time
-from collections.abc import Iterable, Iterator
+from collections.abc import Callable, Iterable, Iterator
 from concurrent.futures import ThreadPoolExecutor, as_completed
 from dataclasses import dataclass
 from datetime import datetime
@@ -17,7 +17,7 @@ from django.db.models import F
 from django.utils import timezone
 
 from inference import upstream
-from inference.exceptions import GatewayError
+from mmm.api_errors import ApiError
 from inference.services import RetryableWorkerError, worker_call
 from registry.models import Worker
 
@@ -61,10 +61,13 @@ def worker_probe(*, worker: Worker, timeout: float | None = None, prompt: str | 
             worker_call(worker=worker, prompt=prompt or settings.MMM_PROBE_PROMPT, timeout=timeout)
     except RetryableWorkerError as exc:
         error = str(exc)
-    except GatewayError as exc:
+    except ApiError as exc:
         error = str(exc.detail)
     except upstream.UpstreamError as exc:
         error = f"health URL: {exc}"
+    except Exception as exc:  # one broken worker must not end the pass for all the others
+        logger.exception("probe of worker %s failed unexpectedly", worker.pk)
+        error = f"probe failed: {type(exc).__name__}"
     return ProbeResult(
         worker_id=worker.pk,
         ok=not error,
@@ -74,13 +77,19 @@ def worker_probe(*, worker: Worker, timeout: float | None = None, prompt: str | 
     )
 
 
-def worker_record_probe(*, result: ProbeResult) -> HealthChange | None:
+def _read_worker(worker_id: int) -> Worker | None:
+    return Worker.objects.filter(pk=worker_id).first()
+
+
+def worker_record_probe(
+    *, result: ProbeResult, read_worker: Callable[[int], Worker | None] = _read_worker
+) -> HealthChange | None:
     """Store a probe's result on its worker; return the state change, if there was one.
 
     Returns None when the state stayed the same or the worker is gone.
     """
     for _ in range(_RECORD_ATTEMPTS):
-        current = Worker.objects.filter(pk=result.worker_id).first()
+        current = read_worker(result.worker_id)
         if current is None:
             return None  # taken offline while it was being probed
         state, failures, successes = current.health_after_probe(

@@ -9,36 +9,58 @@ from inference.routing import routing_table
 from registry.exceptions import WorkerNotFound
 from registry.models import Worker
 
-# The fields a registration may set; the health fields belong to the prober alone.
-REGISTRATION_FIELDS = (
-    "method",
-    "headers",
-    "body",
-    "response_extract",
-    "owner",
-    "weight",
-    "enabled",
-    "timeout",
-    "health_url",
-    "legacy_options",
-)
 
 
-def worker_register(*, model_name: str, req_url_template: str, **fields: Any) -> tuple[Worker, bool]:
+class _NotGiven:
+    def __repr__(self) -> str:
+        return "NOT_GIVEN"
+
+
+# A registration that leaves a field out keeps the worker's current value (a default when new).
+NOT_GIVEN: Any = _NotGiven()
+
+
+def worker_register(
+    *,
+    model_name: str,
+    req_url_template: str,
+    method: str = NOT_GIVEN,
+    headers: dict[str, str] = NOT_GIVEN,
+    body: dict | list | None = NOT_GIVEN,
+    response_extract: str = NOT_GIVEN,
+    owner: str = NOT_GIVEN,
+    weight: int = NOT_GIVEN,
+    enabled: bool = NOT_GIVEN,
+    timeout: float | None = NOT_GIVEN,
+    health_url: str = NOT_GIVEN,
+    legacy_options: dict[str, Any] = NOT_GIVEN,
+) -> tuple[Worker, bool]:
     """Create the worker, or update the one with the same model name and URL in place.
 
-    Fields not given keep their current values (defaults for a new worker). Validation is
-    the model's own (the admin runs the same), and nothing is written unless all of it passes.
-    Returns (worker, created).
+    Validation is the model's own (the admin runs the same), and nothing is written unless all
+    of it passes. Returns (worker, created).
     """
-    unknown = set(fields) - set(REGISTRATION_FIELDS)
-    if unknown:
-        raise TypeError(f"worker_register() got unknown fields: {sorted(unknown)}")
+    given = {
+        name: value
+        for name, value in {
+            "method": method,
+            "headers": headers,
+            "body": body,
+            "response_extract": response_extract,
+            "owner": owner,
+            "weight": weight,
+            "enabled": enabled,
+            "timeout": timeout,
+            "health_url": health_url,
+            "legacy_options": legacy_options,
+        }.items()
+        if value is not NOT_GIVEN
+    }
     # Two registrations of a new worker may race to insert it; the loser updates instead.
     for attempt in range(2):
         try:
             with transaction.atomic():
-                worker, created = _apply_registration(model_name, req_url_template, fields)
+                worker, created = _apply_registration(model_name, req_url_template, given)
             break
         except IntegrityError:
             if attempt:

@@ -44,6 +44,18 @@ def validate_headers(value: Any) -> None:
             raise ValidationError(f"the value of {name!r} must be a string", code="invalid_headers")
         if "\r" in header_value or "\n" in header_value:
             raise ValidationError(f"the value of {name!r} must not contain line breaks", code="invalid_headers")
+        if header_value != header_value.strip(" \t"):
+            raise ValidationError(
+                f"the value of {name!r} must not start or end with white space", code="invalid_headers"
+            )
+        try:
+            header_value.encode("latin-1")
+        except UnicodeEncodeError:
+            # HTTP/1.1 sends header values as ISO-8859-1 bytes; anything else fails on every call.
+            raise ValidationError(
+                f"the value of {name!r} has characters HTTP headers cannot carry (only ISO-8859-1)",
+                code="invalid_headers",
+            ) from None
 
 
 def validate_body_template(value: Any) -> None:

@@ -5,7 +5,7 @@ from django.conf import settings
 from rest_framework.test import APIClient
 
 from inference.routing import routing_table
-from inference.services import balancer
+from inference.services import default_balancer
 from tests.fake_upstream import FakeUpstream
 
 REQUIRE_SERVICES = os.environ.get("MMM_REQUIRE_SERVICES") == "1"
@@ -29,7 +29,7 @@ def pytest_collection_modifyitems(config, items):
 def fresh_routing_state():
     """Each test starts with an empty routing table and balancer, as a new process would."""
     routing_table.invalidate()
-    balancer.reset()
+    default_balancer.reset()
 
 
 @pytest.fixture

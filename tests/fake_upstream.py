@@ -19,6 +19,7 @@ class Reply:
     text: str | None = None
     headers: dict[str, str] = field(default_factory=dict)
     delay: float = 0.0  # seconds before answering; the wait ends early when the server stops
+    trickle: float = 0.0  # seconds between the body's bytes, sent one at a time
 
 
 @dataclass
@@ -27,6 +28,8 @@ class Seen:
     path: str
     headers: dict[str, str]
     body: bytes
+    answered: threading.Event = field(default_factory=threading.Event)  # the handler is done
+    aborted: bool = False  # the client closed the connection before the whole answer was sent
 
     @property
     def json(self) -> Any:
@@ -34,11 +37,12 @@ class Seen:
 
 
 class FakeUpstream:
-    def __init__(self) -> None:
+    def __init__(self, *, port: int = 0, default: Callable[[Seen], Reply] | None = None) -> None:
         self.routes: dict[str, Reply | Callable[[Seen], Reply]] = {}
+        self.default = default  # answers paths without a route of their own
         self.seen: list[Seen] = []
         self._stopping = threading.Event()
-        self._server = ThreadingHTTPServer(("127.0.0.1", 0), _make_handler(self))
+        self._server = ThreadingHTTPServer(("127.0.0.1", port), _make_handler(self))
         self._server.daemon_threads = True
         self._server.block_on_close = False
         self._thread = threading.Thread(target=self._server.serve_forever, kwargs={"poll_interval": 0.02}, daemon=True)
@@ -68,7 +72,7 @@ class FakeUpstream:
         self._server.server_close()
 
     def _answer(self, seen: Seen) -> Reply:
-        route = self.routes.get(seen.path.split("?")[0])
+        route = self.routes.get(seen.path.split("?")[0], self.default)
         if route is None:
             return Reply(status=404, json={"error": f"fake upstream has no route {seen.path}"})
         reply = route(seen) if callable(route) else route
@@ -103,9 +107,21 @@ def _make_handler(upstream: FakeUpstream):
                 for name, value in reply.headers.items():
                     self.send_header(name, value)
                 self.end_headers()
-                self.wfile.write(payload)
+                if reply.trickle:
+                    self._trickle(payload, reply.trickle)
+                else:
+                    self.wfile.write(payload)
             except (BrokenPipeError, ConnectionResetError):
-                pass  # the gateway gave up waiting (a timeout test); nothing to answer
+                seen.aborted = True  # the gateway gave up waiting (a timeout test)
+            finally:
+                seen.answered.set()
+
+        def _trickle(self, payload: bytes, pause: float) -> None:
+            for index in range(len(payload)):
+                self.wfile.write(payload[index : index + 1])
+                self.wfile.flush()
+                if upstream._stopping.wait(pause):
+                    return
 
         do_GET = do_POST = do_PUT = _handle
 
@@ -121,3 +137,35 @@ def refused_url(path: str = "/") -> str:
         sock.bind(("127.0.0.1", 0))
         port = sock.getsockname()[1]
     return f"http://127.0.0.1:{port}{path}"
+
+
+def main() -> None:
+    """Serve a model server of the seed's shape, to try the gateway by hand:
+
+    python -m tests.fake_upstream --port 8008
+    POST any path with {"input": "..."} -> {"data": {"items": [{"attributes": {"answer": "..."}}]}}
+    """
+    import argparse
+
+    parser = argparse.ArgumentParser(description=main.__doc__.splitlines()[0])
+    parser.add_argument("--port", type=int, default=8008)
+    port = parser.parse_args().port
+
+    def answer(seen: Seen) -> Reply:
+        try:
+            prompt = seen.json.get("input", "")
+        except ValueError:
+            return Reply(status=400, json={"error": "send a JSON body"})
+        text = f"fake model on port {port} heard: {prompt}"
+        return Reply(json={"data": {"items": [{"attributes": {"answer": text}}]}})
+
+    upstream = FakeUpstream(port=port, default=answer)
+    print(f"fake model server on {upstream.url()} (Ctrl-C stops it)", flush=True)
+    try:
+        upstream._server.serve_forever()
+    except KeyboardInterrupt:
+        pass
+
+
+if __name__ == "__main__":
+    main()

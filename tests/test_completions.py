@@ -279,3 +279,22 @@ def test_a_non_json_content_type_is_a_415(api):
 
     assert response.status_code == 415
     assert json.loads(response.content)["code"] == "unsupported_media_type"
+
+
+def test_a_body_over_the_limit_is_a_413_before_any_upstream_call(api, upstream, settings):
+    register(api, upstream.on("/gen", json=SEED_ANSWER))
+    settings.DATA_UPLOAD_MAX_MEMORY_SIZE = settings.MMM_MAX_REQUEST_BYTES = 4096
+
+    response = complete(api, input="x" * 5000)
+
+    assert response.status_code == 413
+    assert response.json()["code"] == "request_too_large"
+    assert "4096 bytes" in response.json()["msg"]
+    assert upstream.seen == []
+
+
+def test_a_host_not_allowed_answers_json(api):
+    response = api.get("/api/server/workers", HTTP_HOST="evil.example")
+
+    assert response.status_code == 400
+    assert response.json()["code"] == "bad_request"

@@ -118,3 +118,18 @@ def wait_for(probe, *, until, seconds: float) -> list:
             break
         time.sleep(0.1)
     return seen
+
+
+def test_a_trickling_upstream_is_cut_off_at_the_workers_timeout(gateway, upstream):
+    # About 25 bytes, 0.3 s apart: the whole answer would take over 7 s; the worker allows 1 s.
+    url = upstream.on("/slowly", json={"answer": "x" * 12}, trickle=0.3)
+    registration = seed_registration(url, response_extract="answer", timeout=1)
+    gateway.post("/api/server/register", registration).raise_for_status()
+
+    response = gateway.post("/api/v1/chat/completions", {"input": "hi", "model_name": "proxyllm"})
+
+    assert response.status_code == 504
+    assert "no complete answer within 1 s" in response.json()["msg"]
+    seen = upstream.hits("/slowly")[0]
+    assert seen.answered.wait(timeout=20)
+    assert seen.aborted  # the gateway dropped the connection rather than read on

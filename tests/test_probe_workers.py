@@ -164,11 +164,34 @@ def test_json_output_is_one_object_per_pass(api, upstream):
 
 
 def test_a_result_recorded_from_a_stale_read_does_not_overwrite_a_newer_one(api, upstream):
-    """Two probers read the same row; the conditional update makes the second re-read and count on."""
-    worker = register(api, upstream.on("/a", json=SEED_ANSWER))
+    """Another prober records a failure between this prober's read and its write."""
     from django.utils import timezone
 
+    worker = register(api, upstream.on("/a", json=SEED_ANSWER))
     failed = ProbeResult(worker_id=worker.pk, ok=False, latency_ms=1, error="down", checked_at=timezone.now())
+    reads = []
+
+    def read_then_lose_the_race(worker_id):
+        row = Worker.objects.get(pk=worker_id)
+        if not reads:
+            worker_record_probe(result=failed)  # the other prober's write lands now
+        reads.append(row)
+        return row
+
+    change = worker_record_probe(result=failed, read_worker=read_then_lose_the_race)
+
+    worker.refresh_from_db()
+    assert len(reads) == 2  # the first, stale write did not apply; it read again
+    assert worker.consecutive_failures == 2  # both failures counted, neither overwritten
+    assert change is None  # the other prober reported unknown -> unhealthy; this one saw no change
+
+
+def test_a_second_failure_counts_on_without_reporting_a_change(api, upstream):
+    from django.utils import timezone
+
+    worker = register(api, upstream.on("/a", json=SEED_ANSWER))
+    failed = ProbeResult(worker_id=worker.pk, ok=False, latency_ms=1, error="down", checked_at=timezone.now())
+
     first = worker_record_probe(result=failed)
     second = worker_record_probe(result=failed)
 
@@ -206,3 +229,25 @@ def test_loop_mode_stops_cleanly_on_sigterm(tmp_path):
         assert process.wait(timeout=10) == 0
     finally:
         process.kill()
+
+
+def test_an_unexpected_error_in_one_probe_fails_that_worker_and_the_pass_goes_on(upstream):
+    # Written past validation, as rows from an older release could be.
+    broken = Worker.objects.create(
+        model_name="m", req_url_template=upstream.on("/a", json=SEED_ANSWER), body={"p": "{USER_PROMPT}"},
+        headers={"X-Key": "秘密"}, response_extract="data.items[].attributes.answer",
+    )
+    fine = Worker.objects.create(
+        model_name="m", req_url_template=upstream.on("/b", json=SEED_ANSWER), body={"p": "{USER_PROMPT}"},
+        response_extract="data.items[].attributes.answer",
+    )
+
+    status, output = probe()
+
+    broken.refresh_from_db()
+    fine.refresh_from_db()
+    assert status == 1
+    assert broken.health_state == HealthState.UNHEALTHY
+    assert broken.last_error.startswith("probe failed: ")
+    assert fine.health_state == HealthState.HEALTHY
+    assert "probed 2 worker(s): 1 healthy, 1 not healthy" in output

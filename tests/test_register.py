@@ -115,6 +115,8 @@ def test_a_trailing_slash_is_accepted(api):
         ({"headers": {"Bad Header": "x"}}, "headers", "not a valid header name"),
         ({"headers": {"X-A": "line\r\nbreak"}}, "headers", "line breaks"),
         ({"headers": ["not", "an", "object"]}, "headers", "dictionary"),
+        ({"headers": {"X-Key": "秘密-sk"}}, "headers", "ISO-8859-1"),
+        ({"headers": {"Authorization": " Bearer sk-x"}}, "headers", "white space"),
         ({"health_url": "localhost/health"}, "health_url", "http"),
         ({"req_type": "GET", "method": "POST"}, "req_type", "conflicts"),
         ({"max_tokens": 5}, "max_tokens", "not a known field"),

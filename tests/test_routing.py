@@ -1,4 +1,7 @@
+import threading
+import time
 from collections import Counter
+from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass
 
 import pytest
@@ -64,12 +67,69 @@ def test_changes_show_up_after_the_refresh_interval(refresh_every_second):
 def test_an_unknown_model_is_looked_up_at_once(refresh_every_second):
     registry, clock = Registry(FakeWorker(1, "a")), Clock()
     table = RoutingTable(loader=registry.load, clock=clock)
-    assert table.workers_for("b") is None
+    table.workers_for("a")
 
     registry.workers.append(FakeWorker(2, "b"))
 
     assert [w.id for w in table.workers_for("b")] == [2]
-    assert registry.queries == [None, "b", "b"]
+    assert registry.queries == [None, "b"]
+
+
+def test_an_unknown_name_is_looked_up_again_by_each_later_request(refresh_every_second):
+    registry, clock = Registry(FakeWorker(1, "a")), Clock()
+    table = RoutingTable(loader=registry.load, clock=clock)
+
+    assert table.workers_for("typo") is None
+    assert table.workers_for("typo") is None
+    registry.workers.append(FakeWorker(2, "typo"))  # registered through another host
+
+    assert [w.id for w in table.workers_for("typo")] == [2]
+    assert registry.queries == [None, "typo", "typo", "typo"]
+
+
+def test_requests_waiting_for_the_same_unknown_name_share_one_query(refresh_every_second):
+    registry, clock = Registry(FakeWorker(1, "a")), Clock()
+    table = RoutingTable(loader=registry.load, clock=clock)
+    table.workers_for("a")
+    release = threading.Event()
+    started = threading.Event()
+
+    def slow_load(model_name):
+        started.set()
+        release.wait(5)
+        return registry.load(model_name)
+
+    table._loader = slow_load
+    with ThreadPoolExecutor(6) as pool:
+        first = pool.submit(table.workers_for, "typo")  # its lookup is under way...
+        started.wait(5)
+        waiting = [pool.submit(table.workers_for, "typo") for _ in range(5)]  # ...when these arrive
+        time.sleep(0.2)  # let them queue on the lookup lock
+        release.set()
+        results = [first.result(), *(future.result() for future in waiting)]
+
+    assert results == [None] * 6
+    # The first lookup began before the five arrived, so they need one more, which they share.
+    assert registry.queries == [None, "typo", "typo"]
+
+
+def test_an_invalidation_during_a_reload_forces_another_reload(refresh_every_second):
+    registry, clock = Registry(FakeWorker(1, "a")), Clock()
+    table = RoutingTable(loader=registry.load, clock=clock)
+    table.workers_for("a")
+    clock.now += 2
+
+    def load_then_see_an_offline_call_land(model_name):
+        rows = registry.load(model_name)
+        registry.workers.clear()
+        table.invalidate()  # the offline call in another greenlet, after the rows were read
+        return rows
+
+    table._loader = load_then_see_an_offline_call_land
+    assert [w.id for w in table.workers_for("a")] == [1]
+    table._loader = registry.load
+
+    assert table.workers_for("a") is None
 
 
 def test_invalidate_forces_a_reload(refresh_every_second):

@@ -64,10 +64,37 @@ def test_mentions_finds_placeholders_at_any_depth():
 
 # --- properties ------------------------------------------------------------------------------
 
-PLACEHOLDER = "{USER_PROMPT}"
+TOKENS = ["{USER_PROMPT}", "{MODEL_TEMPERATURE}", "{MODEL_NAME}"]
 plain_text = st.text().filter(lambda text: "{" not in text)
-leaves = st.one_of(st.none(), st.booleans(), st.integers(), st.floats(allow_nan=False, allow_infinity=False),
-                   plain_text, st.just(PLACEHOLDER))
+# Prompts that mix ordinary text with placeholder tokens and stray braces.
+prompts = st.lists(st.one_of(st.text(), st.sampled_from([*TOKENS, "{", "}", "{{USER_PROMPT}}"]))).map("".join)
+temperatures = st.one_of(st.none(), st.floats(min_value=0, max_value=2), st.integers(0, 2))
+
+
+class Text:
+    """A template string built from pieces, so the expected rendering is known independently."""
+
+    def __init__(self, pieces: list[str]):
+        self.pieces = pieces
+        self.template = "".join(pieces)
+
+    def expected(self, values: dict):
+        if self.template in TOKENS:
+            value = values[self.template[1:-1]]
+            return OMITTED if value is None else value
+        out = []
+        for piece in self.pieces:
+            if piece in TOKENS:
+                value = values[piece[1:-1]]
+                out.append("" if value is None else value if isinstance(value, str) else json.dumps(value))
+            else:
+                out.append(piece)
+        return "".join(out)
+
+
+OMITTED = object()
+texts = st.lists(st.one_of(plain_text, st.sampled_from(TOKENS)), min_size=1, max_size=5).map(Text)
+leaves = st.one_of(st.none(), st.booleans(), st.integers(), st.floats(allow_nan=False, allow_infinity=False), texts)
 templates = st.recursive(
     leaves,
     lambda children: st.one_of(st.lists(children, max_size=4), st.dictionaries(plain_text, children, max_size=4)),
@@ -75,25 +102,42 @@ templates = st.recursive(
 )
 
 
-def expected(template, prompt):
-    if template == PLACEHOLDER:
-        return prompt
-    if isinstance(template, dict):
-        return {key: expected(value, prompt) for key, value in template.items()}
-    if isinstance(template, list):
-        return [expected(item, prompt) for item in template]
-    return template
+def as_template(node):
+    if isinstance(node, Text):
+        return node.template
+    if isinstance(node, dict):
+        return {key: as_template(value) for key, value in node.items()}
+    if isinstance(node, list):
+        return [as_template(item) for item in node]
+    return node
 
 
-@given(template=templates, prompt=st.text())
-def test_any_prompt_gives_valid_json_where_only_placeholder_leaves_change(template, prompt):
-    rendered = render_body(template, {USER_PROMPT: prompt, MODEL_NAME: "m"})
+def expected(node, values):
+    if isinstance(node, Text):
+        return node.expected(values)
+    if isinstance(node, dict):
+        rendered = {key: expected(value, values) for key, value in node.items()}
+        return {key: value for key, value in rendered.items() if value is not OMITTED}
+    if isinstance(node, list):
+        return [value for value in (expected(item, values) for item in node) if value is not OMITTED]
+    return node
 
-    assert json.loads(json.dumps(rendered, ensure_ascii=False)) == expected(template, prompt)
+
+@given(node=st.one_of(st.lists(templates, max_size=4), st.dictionaries(plain_text, templates, max_size=4)),
+       prompt=prompts, temperature=temperatures)
+def test_any_prompt_gives_valid_json_where_only_placeholders_change(node, prompt, temperature):
+    values = {USER_PROMPT: prompt, MODEL_TEMPERATURE: temperature, MODEL_NAME: "model-x"}
+    template = as_template(node)
+    before = json.dumps(template)
+
+    rendered = render_body(template, values)
+
+    assert json.loads(json.dumps(rendered, ensure_ascii=False)) == expected(node, values)
+    assert json.dumps(template) == before  # the template is untouched
 
 
-@given(prefix=plain_text, suffix=plain_text, prompt=st.text())
+@given(prefix=plain_text, suffix=plain_text, prompt=prompts)
 def test_any_prompt_inside_text_is_inserted_verbatim(prefix, suffix, prompt):
-    rendered = render_body([prefix + PLACEHOLDER + suffix], {USER_PROMPT: prompt})
+    rendered = render_body([prefix + "{USER_PROMPT}" + suffix], {USER_PROMPT: prompt, MODEL_NAME: "m"})
 
     assert rendered == [prefix + prompt + suffix]
