@@ -50,7 +50,7 @@ def worker_call(
     """Send one prompt to one worker and return (extracted answer, upstream seconds).
 
     Raises RetryableWorkerError for failures another worker may not share (connection
-    failure, timeout, 5xx, 429) and a ApiError for those it would (4xx, a response the
+    failure, timeout, 5xx, 429) and an ApiError for those it would (4xx, a response the
     extract path does not match).
     """
     request = worker.render_request(prompt=prompt, temperature=temperature)
@@ -64,15 +64,14 @@ def worker_call(
     except upstream.UpstreamError as exc:
         raise RetryableWorkerError(UpstreamUnreachable(f"{where}: {exc}")) from None
 
+    # Upstreams echo what they were sent in their errors, API keys included ("invalid key sk-...").
+    snippet = upstream.mask_secrets(response.snippet(), secrets=(worker.headers or {}).values())
     if response.status == 429 or response.status >= 500:
-        error = UpstreamFailed(
-            f"{where} answered HTTP {response.status}: {response.snippet()}", upstream_status=response.status
-        )
+        error = UpstreamFailed(f"{where} answered HTTP {response.status}: {snippet}", upstream_status=response.status)
         raise RetryableWorkerError(error)
     if not 200 <= response.status < 300:
         raise UpstreamRejected(
-            f"{where} refused the request with HTTP {response.status}: {response.snippet()}",
-            upstream_status=response.status,
+            f"{where} refused the request with HTTP {response.status}: {snippet}", upstream_status=response.status
         )
 
     is_json, document = response.json_or_text()
@@ -81,7 +80,7 @@ def worker_call(
     if not is_json:
         raise ExtractionFailed(
             f"{where} answered with a body that is not JSON, so response_extract "
-            f"{worker.response_extract!r} cannot apply: {response.snippet()}"
+            f"{worker.response_extract!r} cannot apply: {snippet}"
         )
     try:
         return worker.extract_answer(document), response.seconds

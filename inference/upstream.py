@@ -8,6 +8,7 @@ import contextlib
 import json
 import threading
 import time
+from collections.abc import Iterable
 from dataclasses import dataclass, field
 from typing import Any
 from urllib.parse import urlsplit, urlunsplit
@@ -20,6 +21,8 @@ from django.conf import settings
 from requests.adapters import HTTPAdapter
 
 _CHUNK_BYTES = 64 * 1024
+# Shorter header values ("json", "2023-06-01") are not secrets, and masking them garbles text.
+_MIN_SECRET_CHARS = 8
 
 
 @dataclass(frozen=True)
@@ -73,6 +76,18 @@ def redact_url(url: str) -> str:
         return "<unparseable URL>"
     host = parts.netloc.rpartition("@")[2]
     return urlunsplit((parts.scheme, host, parts.path, "", ""))
+
+
+def mask_secrets(text: str, *, secrets: Iterable[str]) -> str:
+    """``text`` with every secret, and every token of it long enough to identify it, masked.
+
+    "Bearer sk-abc..." is masked whole and as "sk-abc...", which an upstream may quote alone.
+    """
+    for secret in secrets:
+        for part in {secret, *secret.split()}:
+            if len(part) >= _MIN_SECRET_CHARS:
+                text = text.replace(part, "***")
+    return text
 
 
 _session_lock = threading.Lock()

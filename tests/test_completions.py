@@ -249,6 +249,17 @@ def test_error_messages_do_not_show_the_urls_query_string(api, upstream):
     assert upstream.url("/gen") in response.json()["msg"]
 
 
+def test_an_upstream_error_that_quotes_the_api_key_does_not_pass_it_on(api, upstream):
+    echo_key = lambda seen: Reply(status=401, json={"error": f"invalid key {seen.headers['Authorization'].split()[1]}"})
+    register(api, upstream.on("/gen", echo_key), headers={"Authorization": "Bearer sk-live-0123456789"})
+
+    response = complete(api)
+
+    assert response.status_code == 502
+    assert "sk-live-0123456789" not in response.content.decode()
+    assert "invalid key ***" in response.json()["msg"]
+
+
 def test_an_oversized_upstream_answer_is_cut_off(api, upstream, settings):
     settings.MMM_MAX_RESPONSE_BYTES = 2048
     register(api, upstream.on("/gen", json={"data": "x" * 10_000}), response_extract="data")
