@@ -275,12 +275,18 @@ def measure(scenario: Scenario, target_name: str, target: Target, warmup: float)
     return Measurement(scenario, target_name, result)
 
 
+def log_problems(path: Path, limit: int = 60) -> str:
+    """The first lines of the log that are not INFO: warnings, errors and their tracebacks."""
+    lines = [line for line in path.read_text(errors="replace").splitlines() if " INFO " not in line]
+    return "\n".join(lines[:limit])
+
+
 def report_gateway_errors(measurement: Measurement, gateway: Gateway) -> None:
     """Show what the gateway logged when a scenario through it failed requests."""
     if measurement.result.error_count:
         print(
-            f"  {measurement.result.error_count} errors {dict(measurement.result.errors)}; gateway log tail:\n"
-            f"{log_tail(gateway.log_path)}",
+            f"  {measurement.result.error_count} errors {dict(measurement.result.errors)}; gateway log:\n"
+            f"{log_problems(gateway.log_path)}",
             file=sys.stderr,
         )
 
