@@ -38,12 +38,6 @@ HEALTH_FIELDS = (
 )
 
 
-class WorkerQuerySet(models.QuerySet):
-    def routable(self) -> "WorkerQuerySet":
-        """Workers that may receive traffic: the same rule as ``Worker.is_routable``."""
-        return self.filter(enabled=True, weight__gt=0).exclude(health_state=HealthState.UNHEALTHY)
-
-
 class Worker(models.Model):
     model_name = models.CharField(max_length=200, help_text="Workers with the same name are balanced between.")
     req_url_template = models.CharField(
@@ -102,8 +96,6 @@ class Worker(models.Model):
 
     created_at = models.DateTimeField(auto_now_add=True)
     updated_at = models.DateTimeField(auto_now=True)
-
-    objects = WorkerQuerySet.as_manager()
 
     class Meta:
         ordering = ["model_name", "id"]
