@@ -6,15 +6,17 @@ errors add ``errors`` with the per-field details. Nothing escapes as HTML or a b
 
 import logging
 
+from django.conf import settings
 from django.core.exceptions import PermissionDenied, RequestDataTooBig, SuspiciousOperation
 from django.core.exceptions import ValidationError as ModelValidationError
-from django.conf import settings
 from django.http import Http404, JsonResponse
 from django.views import defaults
 from rest_framework import exceptions, status
 from rest_framework.response import Response
 
 logger = logging.getLogger("mmm.api")
+
+INTERNAL_ERROR_MSG = "internal error; the gateway's log has the details"
 
 
 def error_body(*, msg: str, code: str, **extra) -> dict:
@@ -29,7 +31,7 @@ class ApiError(exceptions.APIException):
         self.extra = extra
 
 
-class RequestTooLarge(exceptions.APIException):
+class RequestTooLarge(ApiError):
     status_code = status.HTTP_413_REQUEST_ENTITY_TOO_LARGE
     default_code = "request_too_large"
 
@@ -67,7 +69,7 @@ def api_exception_handler(exc: Exception, context: dict) -> Response:
 
     view = context.get("view")
     logger.exception("unhandled error in %s", type(view).__name__ if view else "API view")
-    body = error_body(msg="internal error; the gateway's log has the details", code="internal_error")
+    body = error_body(msg=INTERNAL_ERROR_MSG, code="internal_error")
     return Response(body, status=status.HTTP_500_INTERNAL_SERVER_ERROR)
 
 
@@ -105,4 +107,4 @@ def json_permission_denied(request, exception=None):
 
 def json_server_error(request):
     """handler500: a view outside DRF failed; the traceback is in the log, not in the answer."""
-    return JsonResponse(error_body(msg="internal error; the gateway's log has the details", code="internal_error"), status=500)
+    return JsonResponse(error_body(msg=INTERNAL_ERROR_MSG, code="internal_error"), status=500)

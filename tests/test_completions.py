@@ -309,3 +309,18 @@ def test_a_host_not_allowed_answers_json(api):
 
     assert response.status_code == 400
     assert response.json()["code"] == "bad_request"
+
+
+def test_a_bug_on_the_request_path_is_a_json_500_without_details(api, upstream):
+    # A header value HTTP cannot carry, written past validation as an older release could have.
+    Worker.objects.create(
+        model_name="proxyllm", req_url_template=upstream.on("/gen", json=SEED_ANSWER),
+        body={"input": "{USER_PROMPT}"}, headers={"X-Key": "秘密-sk-0123456789"},
+    )
+
+    response = complete(api)
+
+    assert response.status_code == 500
+    assert response.json() == {
+        "success": False, "msg": "internal error; the gateway's log has the details", "code": "internal_error",
+    }
