@@ -5,6 +5,11 @@
 as two hosts would. For each trial it registers a worker through host A, asks host B for a
 completion at once, then takes the worker offline through A and polls B until every one of
 B's processes answers 404. The issue's target: in effect everywhere within 2 seconds.
+
+B's answers do not say which of its processes gave them, so after the offline it polls B
+for a fixed window (each call on a new connection, which the kernel hands to any of B's
+processes) and reports when the last stale answer (a 200) came: over a few hundred calls
+every process is asked many times.
 """
 
 import argparse
@@ -16,15 +21,13 @@ from pathlib import Path
 
 from bench.run import MODELS, call_json, fake_upstream, gateway_env, migrate, running_gateway
 
-# Consecutive 404s from B that show no process of B still routes the worker: each call opens
-# a new connection, and the kernel hands it to either of B's workers.
-CONSISTENT_ANSWERS = 12
-POLL_SECONDS = 0.01
-GIVE_UP_SECONDS = 10.0
+# Three refresh intervals: long enough to see the change land on every process of B.
+WATCH_SECONDS = 3.0
+POLL_SECONDS = 0.005
 
 
 def one_trial(host_a: int, host_b: int, upstream: int, trial: int) -> tuple[bool, float]:
-    """(B answered at once after the registration, seconds until the offline held on B)."""
+    """(B answered at once after the registration, seconds from the offline to B's last stale answer)."""
     worker = {
         "model_name": f"propagation-{trial}",
         "req_url_template": f"http://127.0.0.1:{upstream}{MODELS['bench-fast']}",
@@ -38,18 +41,15 @@ def one_trial(host_a: int, host_b: int, upstream: int, trial: int) -> tuple[bool
     key = {name: worker[name] for name in ("model_name", "req_url_template")}
     call_json(host_a, "POST", "/api/server/offline", key)
     offline_at = time.perf_counter()
-    streak_began, streak = None, 0
-    while time.perf_counter() - offline_at < GIVE_UP_SECONDS:
+    last_stale = 0.0
+    while (now := time.perf_counter()) - offline_at < WATCH_SECONDS:
         status = call_json(host_b, "POST", "/api/v1/chat/completions", ask)[0]
-        if status == 404:
-            streak_began = streak_began or time.perf_counter()
-            streak += 1
-            if streak == CONSISTENT_ANSWERS:
-                return answered_at_once, streak_began - offline_at
-        else:
-            streak_began, streak = None, 0
+        if status == 200:
+            last_stale = now - offline_at
+        elif status != 404:
+            raise SystemExit(f"unexpected HTTP {status} from host B")
         time.sleep(POLL_SECONDS)
-    return answered_at_once, float("inf")
+    return answered_at_once, last_stale
 
 
 def main(argv: list[str] | None = None) -> None:
@@ -69,7 +69,7 @@ def main(argv: list[str] | None = None) -> None:
     delays_ms = [seconds * 1000 for _, seconds in trials]
     print(f"registration through host A callable on host B at once: {at_once}/{args.trials} trials")
     print(
-        f"offline through host A in effect on every process of host B after: median {statistics.median(delays_ms):.0f} ms, "
+        f"offline through host A: last stale answer from host B after median {statistics.median(delays_ms):.0f} ms, "
         f"max {max(delays_ms):.0f} ms over {args.trials} trials (target <= 2000 ms)"
     )
 

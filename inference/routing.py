@@ -12,6 +12,7 @@ import logging
 import threading
 import time
 from collections.abc import Callable
+from dataclasses import dataclass, field
 
 from django.conf import settings
 from django.db import connection
@@ -33,6 +34,22 @@ def load_workers(model_name: str | None = None) -> list:
             connection.close()
 
 
+@dataclass
+class Lookup:
+    """One query for a model name the table did not know, shared by the requests waiting on it."""
+
+    sequence: int
+    done: threading.Event = field(default_factory=threading.Event)
+    found: tuple = ()
+    error: Exception | None = None
+    waiters: int = 0
+
+    def result(self) -> tuple | None:
+        if self.error is not None:
+            raise self.error
+        return self.found or None
+
+
 class RoutingTable:
     def __init__(self, *, loader: Loader = load_workers, clock: Callable[[], float] = time.monotonic):
         self._loader = loader
@@ -41,11 +58,11 @@ class RoutingTable:
         self._loaded_at = 0.0
         # Bumped by invalidate(): a reload that started before the bump does not count as fresh.
         self._generation = 0
-        # Lookups of names missing from the table: name -> (sequence number, what was found).
-        self._lookups: dict[str, tuple[int, tuple]] = {}
+        # The latest lookup of each name missing from the table, running or done.
+        self._lookups: dict[str, Lookup] = {}
         self._lookup_seq = 0
         self._reload_lock = threading.Lock()
-        self._lookup_lock = threading.Lock()
+        self._lookups_guard = threading.Lock()  # bookkeeping only: never held during a query
 
     def workers_for(self, model_name: str) -> tuple | None:
         """All workers registered for ``model_name`` (routable or not), or None if there are none."""
@@ -62,26 +79,44 @@ class RoutingTable:
         self._lookups.clear()
 
     def _look_up(self, table: dict[str, tuple], model_name: str) -> tuple | None:
-        """Find a model registered since the last reload, possibly through another host."""
-        # A lookup that began after this request arrived saw every registration this request
-        # could know of, so requests waiting together share one query, and a stream of
-        # requests for an unknown name runs one query at a time, never a pile of them.
+        """Find a model registered since the last reload, possibly through another host.
+
+        A lookup that began after this request arrived saw every registration the request
+        could know of, so requests for one name that arrive together share one query (and
+        its failure), a stream of them runs one query at a time, and other names do not wait.
+        """
         arrived_after = self._lookup_seq
-        with self._lookup_lock:
-            if model_name in table:
-                return table[model_name]
-            previous = self._lookups.get(model_name)
-            if previous and previous[0] > arrived_after:
-                return previous[1] or None
-            self._lookup_seq += 1
-            sequence = self._lookup_seq
-            found = tuple(self._loader(model_name))
-            if len(self._lookups) > 10_000:  # random names must not grow memory without end
-                self._lookups.clear()
-            self._lookups[model_name] = (sequence, found)
-            if found:
-                table[model_name] = found
-            return found or None
+        while True:
+            with self._lookups_guard:
+                if model_name in table:
+                    return table[model_name]
+                lookup = self._lookups.get(model_name)
+                leading = lookup is None or (lookup.done.is_set() and lookup.sequence <= arrived_after)
+                if leading:
+                    self._lookup_seq += 1
+                    lookup = Lookup(sequence=self._lookup_seq)
+                    if len(self._lookups) > 10_000:  # random names must not grow memory without end
+                        self._lookups.clear()
+                    self._lookups[model_name] = lookup
+                elif not lookup.done.is_set():
+                    lookup.waiters += 1
+            if leading:
+                self._run_lookup(lookup, table, model_name)
+            else:
+                lookup.done.wait()
+            if lookup.sequence > arrived_after:
+                return lookup.result()
+            # That lookup began before this request arrived: start or join a newer one.
+
+    def _run_lookup(self, lookup: "Lookup", table: dict[str, tuple], model_name: str) -> None:
+        try:
+            lookup.found = tuple(self._loader(model_name))
+            if lookup.found:
+                table[model_name] = lookup.found
+        except Exception as exc:
+            lookup.error = exc
+        finally:
+            lookup.done.set()
 
     def _current(self) -> dict[str, tuple]:
         table = self._by_model

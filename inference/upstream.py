@@ -6,12 +6,13 @@ carries a header value or a URL's query string, where upstream API keys live.
 
 import contextlib
 import json
+import re
 import threading
 import time
 from collections.abc import Iterable
 from dataclasses import dataclass, field
 from typing import Any
-from urllib.parse import urlsplit, urlunsplit
+from urllib.parse import quote, urlsplit, urlunsplit
 
 import gevent
 import gevent.monkey
@@ -21,8 +22,9 @@ from django.conf import settings
 from requests.adapters import HTTPAdapter
 
 _CHUNK_BYTES = 64 * 1024
-# Shorter header values ("json", "2023-06-01") are not secrets, and masking them garbles text.
-_MIN_SECRET_CHARS = 8
+# Masking a few characters would garble messages and hide nothing worth hiding.
+_MIN_SECRET_CHARS = 6
+_SECRET_HEADER = re.compile(r"auth|key|token|secret|cookie|password|signature|credential", re.IGNORECASE)
 
 
 @dataclass(frozen=True)
@@ -47,9 +49,13 @@ class UpstreamResponse:
         except ValueError:
             return False, self.content.decode("utf-8", errors="replace")
 
-    def snippet(self, limit: int = 200) -> str:
-        text = self.content[:limit].decode("utf-8", errors="replace")
-        return text + ("…" if len(self.content) > limit else "")
+    def snippet(self, *, secrets: Iterable[str] = (), limit: int = 200) -> str:
+        """The start of the body, for an error message: secrets masked before it is cut (so a
+        key running across the cut is masked too), NUL bytes dropped (PostgreSQL refuses them)."""
+        longest = max((len(secret) * 3 for secret in secrets), default=0)  # percent-encoding triples
+        text = self.content[: limit + longest].decode("utf-8", errors="replace").replace("\x00", "")
+        text = mask_secrets(text, secrets=secrets)
+        return text[:limit] + ("…" if len(text) > limit or len(self.content) > limit + longest else "")
 
 
 class UpstreamError(Exception):
@@ -78,15 +84,23 @@ def redact_url(url: str) -> str:
     return urlunsplit((parts.scheme, host, parts.path, "", ""))
 
 
-def mask_secrets(text: str, *, secrets: Iterable[str]) -> str:
-    """``text`` with every secret, and every token of it long enough to identify it, masked.
+def secret_header_values(headers: dict[str, str]) -> list[str]:
+    """Values of the headers that carry credentials (Authorization, X-Api-Key, Cookie, ...)."""
+    return [value for name, value in headers.items() if _SECRET_HEADER.search(name) and value]
 
-    "Bearer sk-abc..." is masked whole and as "sk-abc...", which an upstream may quote alone.
-    """
+
+def mask_secrets(text: str, *, secrets: Iterable[str]) -> str:
+    """``text`` with each secret masked, as sent and in the forms an upstream may quote it in:
+    the bare token of "Bearer <token>", JSON-escaped, percent-encoded."""
+    forms: set[str] = set()
     for secret in secrets:
         for part in {secret, *secret.split()}:
             if len(part) >= _MIN_SECRET_CHARS:
-                text = text.replace(part, "***")
+                escaped = json.dumps(part)[1:-1]
+                # Some JSON encoders (PHP's, for one) also escape "/" as "\/".
+                forms.update({part, escaped, escaped.replace("/", "\\/"), quote(part, safe="")})
+    for form in sorted(forms, key=len, reverse=True):  # longest first: a key inside a longer one
+        text = text.replace(form, "***")
     return text
 
 
@@ -127,8 +141,8 @@ def send(
 
     ``timeout`` is the longest the whole exchange may take. Under gunicorn's gevent workers it
     is a hard deadline: the greenlet is interrupted and the connection dropped wherever it
-    waits. In plain threads (the prober, tests) it bounds each socket read, and the total is
-    checked between received chunks.
+    waits. In plain threads (the prober, tests) every read of the body waits only until the
+    deadline; the wait for the response headers is bounded per read by ``timeout``.
     """
     session = session or shared_session()
     connect_timeout = min(connect_timeout or settings.MMM_CONNECT_TIMEOUT, timeout)
@@ -186,16 +200,34 @@ def _hard_deadline(seconds: float) -> gevent.Timeout | contextlib.nullcontext:
 
 
 def _read_body(response: requests.Response, *, deadline: float, max_bytes: int) -> bytes:
+    """Read the body chunk by chunk, each read waiting at most until ``deadline``.
+
+    read1() returns as soon as any bytes arrive, and the socket's timeout is set to the time
+    left before each read, so a server sending a byte now and then cannot stretch the exchange
+    past its timeout even outside gevent.
+    """
+    raw = response.raw
+    sock = getattr(raw.connection, "sock", None)
     chunks: list[bytes] = []
     size = 0
-    for chunk in response.iter_content(_CHUNK_BYTES):
+    while True:
+        remaining = deadline - time.monotonic()
+        if remaining <= 0:
+            raise requests.ReadTimeout()
+        if sock is not None:
+            sock.settimeout(remaining)
+        try:
+            chunk = raw.read1(_CHUNK_BYTES, decode_content=True)
+        except urllib3.exceptions.ReadTimeoutError:
+            raise requests.ReadTimeout() from None
+        except urllib3.exceptions.HTTPError as exc:
+            raise requests.exceptions.ChunkedEncodingError(exc) from None
+        if not chunk:
+            return b"".join(chunks)
         size += len(chunk)
         if size > max_bytes:
             raise UpstreamTooLarge(f"response body exceeds {max_bytes} bytes")
-        if time.monotonic() > deadline:
-            raise requests.Timeout()
         chunks.append(chunk)
-    return b"".join(chunks)
 
 
 def _is_read_timeout(exc: requests.RequestException) -> bool:

@@ -9,6 +9,7 @@ import logging
 from django.conf import settings
 from django.core.exceptions import PermissionDenied, RequestDataTooBig, SuspiciousOperation
 from django.core.exceptions import ValidationError as ModelValidationError
+from django.db import DatabaseError
 from django.http import Http404, JsonResponse
 from django.views import defaults
 from rest_framework import exceptions, status
@@ -31,6 +32,14 @@ class ApiError(exceptions.APIException):
         self.extra = extra
 
 
+class RegistryUnavailable(ApiError):
+    status_code = status.HTTP_503_SERVICE_UNAVAILABLE
+    default_code = "registry_unavailable"
+
+    def __init__(self):
+        super().__init__("the worker registry's database is unavailable; try again shortly")
+
+
 class RequestTooLarge(ApiError):
     status_code = status.HTTP_413_REQUEST_ENTITY_TOO_LARGE
     default_code = "request_too_large"
@@ -44,6 +53,9 @@ def api_exception_handler(exc: Exception, context: dict) -> Response:
         exc = exceptions.NotFound()
     elif isinstance(exc, PermissionDenied):
         exc = exceptions.PermissionDenied()
+    elif isinstance(exc, DatabaseError):
+        logger.error("database error: %s", exc)
+        exc = RegistryUnavailable()
     elif isinstance(exc, RequestDataTooBig):
         exc = RequestTooLarge()
     elif isinstance(exc, SuspiciousOperation):

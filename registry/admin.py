@@ -1,6 +1,7 @@
 """The operator's view of the registry: workers with their health, filters and actions."""
 
 from django.contrib import admin, messages
+from django.db import transaction
 from django.utils.html import format_html
 from django.utils.text import Truncator
 
@@ -73,12 +74,18 @@ class WorkerAdmin(admin.ModelAdmin):
                 worker.save(update_fields=[*form.changed_data, "updated_at"])
         else:
             worker.save()
-        routing_table.invalidate()
+        _invalidate_routing_on_commit()
 
     def delete_model(self, request, worker: Worker) -> None:
         super().delete_model(request, worker)
-        routing_table.invalidate()
+        _invalidate_routing_on_commit()
 
     def delete_queryset(self, request, queryset) -> None:
         super().delete_queryset(request, queryset)
-        routing_table.invalidate()
+        _invalidate_routing_on_commit()
+
+
+def _invalidate_routing_on_commit() -> None:
+    # The admin saves inside a transaction; a reload before the commit would read the old rows
+    # and count as fresh.
+    transaction.on_commit(routing_table.invalidate)

@@ -142,5 +142,10 @@ def workers_probe(*, workers: Iterable[Worker], concurrency: int | None = None) 
         futures = [pool.submit(worker_probe, worker=worker) for worker in workers]
         for future in as_completed(futures):
             result = future.result()
-            yield result, worker_record_probe(result=result)
+            try:
+                change = worker_record_probe(result=result)
+            except Exception:  # one row that cannot be written must not end the pass
+                logger.exception("could not record the probe of worker %s", result.worker_id)
+                change = None
+            yield result, change
 

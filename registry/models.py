@@ -81,6 +81,7 @@ class Worker(models.Model):
     legacy_options = models.JSONField(
         default=dict,
         blank=True,
+        validators=[validators.validate_no_nul],
         help_text="Fields of the first implementation (req_param, is_stream, worker_type), kept as sent.",
     )
 

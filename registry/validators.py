@@ -42,8 +42,8 @@ def validate_headers(value: Any) -> None:
             raise ValidationError(f"{name!r} is not a valid header name", code="invalid_headers")
         if not isinstance(header_value, str):
             raise ValidationError(f"the value of {name!r} must be a string", code="invalid_headers")
-        if "\r" in header_value or "\n" in header_value:
-            raise ValidationError(f"the value of {name!r} must not contain line breaks", code="invalid_headers")
+        if "\r" in header_value or "\n" in header_value or "\x00" in header_value:
+            raise ValidationError(f"the value of {name!r} must not contain line breaks or NUL", code="invalid_headers")
         if header_value != header_value.strip(" \t"):
             raise ValidationError(
                 f"the value of {name!r} must not start or end with white space", code="invalid_headers"
@@ -61,6 +61,21 @@ def validate_headers(value: Any) -> None:
 def validate_body_template(value: Any) -> None:
     if value is not None and not isinstance(value, (dict, list)):
         raise ValidationError("must be a JSON object or array", code="invalid_body")
+    validate_no_nul(value)
+
+
+def validate_no_nul(value: Any) -> None:
+    """No NUL character in any string of a JSON value: PostgreSQL cannot store one."""
+    if isinstance(value, str):
+        if "\x00" in value:
+            raise ValidationError("must not contain NUL characters (\\u0000)", code="nul_character")
+    elif isinstance(value, dict):
+        for key, item in value.items():
+            validate_no_nul(key)
+            validate_no_nul(item)
+    elif isinstance(value, list):
+        for item in value:
+            validate_no_nul(item)
 
 
 def validate_response_extract(value: str) -> None:

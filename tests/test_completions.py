@@ -324,3 +324,20 @@ def test_a_bug_on_the_request_path_is_a_json_500_without_details(api, upstream):
     assert response.json() == {
         "success": False, "msg": "internal error; the gateway's log has the details", "code": "internal_error",
     }
+
+
+def test_a_database_outage_is_a_503_not_a_500(api, monkeypatch):
+    from django.db import OperationalError
+
+    from inference.routing import routing_table
+
+    def database_down(model_name):
+        raise OperationalError("could not connect to server")
+
+    monkeypatch.setattr(routing_table, "_loader", database_down)
+    monkeypatch.setattr(routing_table, "_by_model", {})  # loaded before the outage
+
+    response = complete(api, model_name="not-in-the-table")
+
+    assert response.status_code == 503
+    assert response.json()["code"] == "registry_unavailable"

@@ -103,3 +103,15 @@ def test_a_disabled_worker_gets_no_traffic(api, upstream):
         assert complete(api).status_code == 200
 
     assert upstream.hits("/off") == []
+
+
+def test_a_trickling_upstream_is_cut_off_at_its_timeout(api, upstream):
+    # About 25 bytes, 0.3 s apart: the whole answer would take over 7 s; the worker allows 1 s.
+    register(api, upstream.on("/slowly", json={"answer": "x" * 12}, trickle=0.3), response_extract="answer", timeout=1)
+
+    response = complete(api)
+
+    assert response.status_code == 504
+    seen = upstream.hits("/slowly")[0]
+    assert seen.answered.wait(timeout=20)
+    assert seen.aborted  # the gateway dropped the connection rather than read on

@@ -116,6 +116,9 @@ def test_a_trailing_slash_is_accepted(api):
         ({"headers": {"X-A": "line\r\nbreak"}}, "headers", "line breaks"),
         ({"headers": ["not", "an", "object"]}, "headers", "dictionary"),
         ({"headers": {"X-Key": "秘密-sk"}}, "headers", "ISO-8859-1"),
+        ({"headers": {"X-Key": "a\x00b"}}, "headers", "Null characters"),
+        ({"body": {"input": "{USER_PROMPT}", "stop": ["\x00"]}}, "body", "NUL"),
+        ({"req_param": {"k": "\x00"}}, "legacy_options", "NUL"),
         ({"headers": {"Authorization": " Bearer sk-x"}}, "headers", "white space"),
         ({"health_url": "localhost/health"}, "health_url", "http"),
         ({"req_type": "GET", "method": "POST"}, "req_type", "conflicts"),
@@ -130,7 +133,7 @@ def test_it_refuses_bad_registrations_naming_the_field_and_writes_nothing(api, o
     assert body["success"] is False
     assert body["code"] == "invalid"
     assert field in body["errors"], body
-    assert says in " ".join(map(str, body["errors"][field])), body
+    assert says in str(body["errors"][field]), body
     assert field in body["msg"]
     assert not Worker.objects.exists()
 

@@ -104,13 +104,53 @@ def test_requests_waiting_for_the_same_unknown_name_share_one_query(refresh_ever
         first = pool.submit(table.workers_for, "typo")  # its lookup is under way...
         started.wait(5)
         waiting = [pool.submit(table.workers_for, "typo") for _ in range(5)]  # ...when these arrive
-        time.sleep(0.2)  # let them queue on the lookup lock
+        wait_until(lambda: table._lookups["typo"].waiters == 5)
         release.set()
         results = [first.result(), *(future.result() for future in waiting)]
 
     assert results == [None] * 6
     # The first lookup began before the five arrived, so they need one more, which they share.
     assert registry.queries == [None, "typo", "typo"]
+
+
+def test_a_slow_lookup_does_not_hold_up_other_names(refresh_every_second):
+    registry, clock = Registry(FakeWorker(1, "a"), FakeWorker(2, "b")), Clock()
+    table = RoutingTable(loader=registry.load, clock=clock)
+    table.workers_for("a")
+    table._by_model.pop("b")  # as if "b" was registered after the last reload
+    release = threading.Event()
+
+    def slow_for_typo(model_name):
+        if model_name == "typo":
+            release.wait(5)
+        return registry.load(model_name)
+
+    table._loader = slow_for_typo
+    with ThreadPoolExecutor(2) as pool:
+        stuck = pool.submit(table.workers_for, "typo")
+        assert [w.id for w in pool.submit(table.workers_for, "b").result(timeout=2)] == [2]
+        release.set()
+        assert stuck.result() is None
+
+
+def test_a_failed_lookup_is_an_error_for_the_requests_that_shared_it(refresh_every_second):
+    registry, clock = Registry(FakeWorker(1, "a")), Clock()
+    table = RoutingTable(loader=registry.load, clock=clock)
+    table.workers_for("a")
+
+    def database_down(model_name):
+        raise ConnectionError("database down")
+
+    table._loader = database_down
+    with pytest.raises(ConnectionError):
+        table.workers_for("typo")
+
+
+def wait_until(condition, seconds: float = 5.0) -> None:
+    deadline = time.monotonic() + seconds
+    while not condition():
+        assert time.monotonic() < deadline, "condition not met in time"
+        time.sleep(0.001)
 
 
 def test_an_invalidation_during_a_reload_forces_another_reload(refresh_every_second):
