@@ -28,6 +28,7 @@ class Seen:
     path: str
     headers: dict[str, str]
     body: bytes
+    client_port: int = 0  # the same port on several requests means one kept-alive connection
     answered: threading.Event = field(default_factory=threading.Event)  # the handler is done
     aborted: bool = False  # the client closed the connection before the whole answer was sent
 
@@ -93,7 +94,9 @@ def _make_handler(upstream: FakeUpstream):
 
         def _handle(self) -> None:
             length = int(self.headers.get("Content-Length") or 0)
-            seen = Seen(self.command, self.path, dict(self.headers.items()), self.rfile.read(length))
+            seen = Seen(
+                self.command, self.path, dict(self.headers.items()), self.rfile.read(length), self.client_address[1]
+            )
             upstream.seen.append(seen)
             reply = upstream._answer(seen)
             if reply.json is not None:

@@ -341,3 +341,12 @@ def test_a_database_outage_is_a_503_not_a_500(api, monkeypatch):
 
     assert response.status_code == 503
     assert response.json()["code"] == "registry_unavailable"
+
+
+def test_upstream_connections_are_kept_alive_between_requests(api, upstream):
+    register(api, upstream.on("/gen", json=SEED_ANSWER))
+
+    for _ in range(3):
+        assert complete(api).status_code == 200
+
+    assert len({seen.client_port for seen in upstream.hits("/gen")}) == 1
