@@ -37,6 +37,18 @@ class Registry:
         return [w for w in self.workers if model_name is None or w.model_name == model_name]
 
 
+def loaded_table(*workers: FakeWorker) -> tuple[RoutingTable, Registry, Clock]:
+    """A table that has done its first load of ``workers``, with its registry and clock."""
+    registry, clock = Registry(*workers), Clock()
+    table = RoutingTable(loader=registry.load, clock=clock)
+    table.workers_for(workers[0].model_name)
+    return table, registry, clock
+
+
+def database_down(model_name):
+    raise ConnectionError("database down")
+
+
 @pytest.fixture
 def refresh_every_second(settings):
     settings.MMM_ROUTING_REFRESH_SECONDS = 1.0
@@ -53,9 +65,7 @@ def test_the_table_is_not_reloaded_on_every_request(refresh_every_second):
 
 
 def test_changes_show_up_after_the_refresh_interval(refresh_every_second):
-    registry, clock = Registry(FakeWorker(1, "a")), Clock()
-    table = RoutingTable(loader=registry.load, clock=clock)
-    table.workers_for("a")
+    table, registry, clock = loaded_table(FakeWorker(1, "a"))
 
     registry.workers.append(FakeWorker(2, "a"))
     clock.now += 0.5
@@ -65,9 +75,7 @@ def test_changes_show_up_after_the_refresh_interval(refresh_every_second):
 
 
 def test_an_unknown_model_is_looked_up_at_once(refresh_every_second):
-    registry, clock = Registry(FakeWorker(1, "a")), Clock()
-    table = RoutingTable(loader=registry.load, clock=clock)
-    table.workers_for("a")
+    table, registry, clock = loaded_table(FakeWorker(1, "a"))
 
     registry.workers.append(FakeWorker(2, "b"))
 
@@ -88,9 +96,7 @@ def test_an_unknown_name_is_looked_up_again_by_each_later_request(refresh_every_
 
 
 def test_requests_waiting_for_the_same_unknown_name_share_one_query(refresh_every_second):
-    registry, clock = Registry(FakeWorker(1, "a")), Clock()
-    table = RoutingTable(loader=registry.load, clock=clock)
-    table.workers_for("a")
+    table, registry, clock = loaded_table(FakeWorker(1, "a"))
     release = threading.Event()
     started = threading.Event()
 
@@ -114,9 +120,7 @@ def test_requests_waiting_for_the_same_unknown_name_share_one_query(refresh_ever
 
 
 def test_a_slow_lookup_does_not_hold_up_other_names(refresh_every_second):
-    registry, clock = Registry(FakeWorker(1, "a"), FakeWorker(2, "b")), Clock()
-    table = RoutingTable(loader=registry.load, clock=clock)
-    table.workers_for("a")
+    table, registry, clock = loaded_table(FakeWorker(1, "a"), FakeWorker(2, "b"))
     table._by_model.pop("b")  # as if "b" was registered after the last reload
     release = threading.Event()
 
@@ -134,13 +138,7 @@ def test_a_slow_lookup_does_not_hold_up_other_names(refresh_every_second):
 
 
 def test_a_failed_lookup_is_an_error_for_the_requests_that_shared_it(refresh_every_second):
-    registry, clock = Registry(FakeWorker(1, "a")), Clock()
-    table = RoutingTable(loader=registry.load, clock=clock)
-    table.workers_for("a")
-
-    def database_down(model_name):
-        raise ConnectionError("database down")
-
+    table, registry, clock = loaded_table(FakeWorker(1, "a"))
     table._loader = database_down
     with pytest.raises(ConnectionError):
         table.workers_for("typo")
@@ -154,9 +152,7 @@ def wait_until(condition, seconds: float = 5.0) -> None:
 
 
 def test_an_invalidation_during_a_reload_forces_another_reload(refresh_every_second):
-    registry, clock = Registry(FakeWorker(1, "a")), Clock()
-    table = RoutingTable(loader=registry.load, clock=clock)
-    table.workers_for("a")
+    table, registry, clock = loaded_table(FakeWorker(1, "a"))
     clock.now += 2
 
     def load_then_see_an_offline_call_land(model_name):
@@ -173,9 +169,7 @@ def test_an_invalidation_during_a_reload_forces_another_reload(refresh_every_sec
 
 
 def test_invalidate_forces_a_reload(refresh_every_second):
-    registry, clock = Registry(FakeWorker(1, "a")), Clock()
-    table = RoutingTable(loader=registry.load, clock=clock)
-    table.workers_for("a")
+    table, registry, clock = loaded_table(FakeWorker(1, "a"))
     registry.workers.clear()
 
     table.invalidate()
@@ -184,14 +178,8 @@ def test_invalidate_forces_a_reload(refresh_every_second):
 
 
 def test_a_failed_reload_keeps_serving_the_previous_table(refresh_every_second):
-    registry, clock = Registry(FakeWorker(1, "a")), Clock()
-    table = RoutingTable(loader=registry.load, clock=clock)
-    table.workers_for("a")
-
-    def broken(model_name):
-        raise ConnectionError("database down")
-
-    table._loader = broken
+    table, registry, clock = loaded_table(FakeWorker(1, "a"))
+    table._loader = database_down
     clock.now += 5
 
     assert [w.id for w in table.workers_for("a")] == [1]
