@@ -20,7 +20,8 @@ class NoRoutableWorker(ApiError):
 
     def __init__(self, model_name: str):
         super().__init__(
-            f"model {model_name!r} has workers, but none is enabled, weighted above 0 and healthy",
+            f"model {model_name!r} has workers, but none is enabled, weighted above 0 and alive "
+            "(heartbeat not expired)",
             model_name=model_name,
         )
 
@@ -52,3 +53,22 @@ class UpstreamTimeout(ApiError):
 class ExtractionFailed(ApiError):
     status_code = status.HTTP_502_BAD_GATEWAY
     default_code = "extract_failed"
+
+
+class WorkersAtCapacity(ApiError):
+    """Every worker of the model is at its max_inflight: answer at once rather than queue."""
+
+    status_code = status.HTTP_503_SERVICE_UNAVAILABLE
+    default_code = "workers_at_capacity"
+
+    def __init__(self, model_name: str, *, retry_after: int = 1):
+        super().__init__(
+            f"every worker of model {model_name!r} is at its max_inflight; retry after {retry_after} s",
+            model_name=model_name,
+        )
+        self.wait = retry_after
+
+
+class DeadlineExceeded(ApiError):
+    status_code = status.HTTP_504_GATEWAY_TIMEOUT
+    default_code = "deadline_exceeded"

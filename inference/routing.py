@@ -20,6 +20,7 @@ from django.db import connection
 logger = logging.getLogger("mmm.routing")
 
 Loader = Callable[[str | None], list]  # model_name, or None for all -> workers
+PolicyLoader = Callable[[], list]
 
 
 def load_workers(model_name: str | None = None) -> list:
@@ -32,6 +33,12 @@ def load_workers(model_name: str | None = None) -> list:
         # this request may now wait minutes on an upstream: give the connection back now.
         if not connection.in_atomic_block:
             connection.close()
+
+
+def load_policies() -> list:
+    from registry.models import RoutingPolicy
+
+    return list(RoutingPolicy.objects.all())
 
 
 @dataclass
@@ -51,8 +58,16 @@ class Lookup:
 
 
 class RoutingTable:
-    def __init__(self, *, loader: Loader = load_workers, clock: Callable[[], float] = time.monotonic):
+    def __init__(
+        self,
+        *,
+        loader: Loader = load_workers,
+        policy_loader: PolicyLoader = list,
+        clock: Callable[[], float] = time.monotonic,
+    ):
         self._loader = loader
+        self._policy_loader = policy_loader
+        self._policies: dict[str, object] = {}
         self._clock = clock
         self._by_model: dict[str, tuple] | None = None
         self._loaded_at = 0.0
@@ -71,6 +86,13 @@ class RoutingTable:
         if workers is None:
             workers = self._look_up(table, model_name)
         return workers
+
+    def policy_for(self, model_name: str):
+        """The routing policy of ``model_name``, or the defaults when it has none."""
+        from registry.models import RoutingPolicy
+
+        self._current()
+        return self._policies.get(model_name) or RoutingPolicy.default_for(model_name)
 
     def invalidate(self) -> None:
         """Reload on the next request (after a change made in this process)."""
@@ -147,10 +169,11 @@ class RoutingTable:
             self._reload_lock.release()
 
     def _load_all(self) -> dict[str, tuple]:
+        self._policies = {policy.model_name: policy for policy in self._policy_loader()}
         grouped: dict[str, list] = {}
         for worker in self._loader(None):
             grouped.setdefault(worker.model_name, []).append(worker)
         return {name: tuple(workers) for name, workers in grouped.items()}
 
 
-routing_table = RoutingTable()
+routing_table = RoutingTable(policy_loader=load_policies)

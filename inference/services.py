@@ -1,12 +1,22 @@
-"""The request path: pick a worker, call it, fail over, extract the answer."""
+"""The request path: pick a worker, call it, retry elsewhere, fall back, extract the answer.
 
+docs/routing.md describes the semantics; the shared state they rest on is
+``inference.routing_state``, the choice between workers ``inference.strategies``.
+"""
+
+import email.utils
 import logging
+import random
+import time
+import uuid
 from dataclasses import dataclass
 from typing import TYPE_CHECKING, Any
 
+from django.utils import timezone
+
 from inference import upstream
-from inference.balancer import SmoothWeightedRoundRobin
 from inference.exceptions import (
+    DeadlineExceeded,
     ExtractionFailed,
     ModelNotFound,
     NoRoutableWorker,
@@ -14,26 +24,35 @@ from inference.exceptions import (
     UpstreamRejected,
     UpstreamTimeout,
     UpstreamUnreachable,
+    WorkersAtCapacity,
 )
 from inference.extract import PathMismatch
 from inference.routing import RoutingTable, routing_table
+from inference.routing_state import Acquired, EjectionPolicy, Outcome, RoutingState, Traffic, routing_state
+from inference.strategies import STRATEGIES
 from mmm.api_errors import ApiError
 
 if TYPE_CHECKING:
-    from registry.models import Worker
+    from registry.models import RoutingPolicy, Worker
 
 logger = logging.getLogger("mmm.completion")
 
-# Round-robin positions of this process, shared by its requests.
-default_balancer = SmoothWeightedRoundRobin()
+# A request's in-flight token outlives its deadline by this much before it stops counting, so
+# only a process that died mid-request leaves a token to expire on its own.
+_TOKEN_GRACE_SECONDS = 30.0
+# Errors after which the next model in the fallback list is tried: this model could not
+# answer, but another may. A refused request or an unreadable answer would fail there too.
+_FALL_BACK_ON = (ModelNotFound, NoRoutableWorker, WorkersAtCapacity, UpstreamFailed, UpstreamUnreachable, UpstreamTimeout)
 
 
 class RetryableWorkerError(Exception):
     """This worker failed in a way another worker of the same model may not: try the next."""
 
-    def __init__(self, error: ApiError):
+    def __init__(self, error: ApiError, *, cool_down_seconds: float | None = None):
         super().__init__(str(error.detail))
         self.error = error
+        # Set when the upstream said "too many requests": rest the worker, do not hold it against it.
+        self.cool_down_seconds = cool_down_seconds
 
 
 @dataclass(frozen=True)
@@ -42,6 +61,7 @@ class Completion:
     worker: "Worker"
     attempts: int
     upstream_seconds: float
+    model_name: str  # the model that answered: the one asked for, or a fallback
 
 
 def worker_call(
@@ -68,7 +88,8 @@ def worker_call(
     snippet = response.snippet(secrets=upstream.secret_header_values(worker.headers or {}))
     if response.status == 429 or response.status >= 500:
         error = UpstreamFailed(f"{where} answered HTTP {response.status}: {snippet}", upstream_status=response.status)
-        raise RetryableWorkerError(error)
+        cool_down = retry_after_seconds(response.retry_after) if response.status == 429 else None
+        raise RetryableWorkerError(error, cool_down_seconds=cool_down)
     if not 200 <= response.status < 300:
         raise UpstreamRejected(
             f"{where} refused the request with HTTP {response.status}: {snippet}", upstream_status=response.status
@@ -88,38 +109,194 @@ def worker_call(
         raise ExtractionFailed(f"{where}: {exc}", path=exc.path, failed_at=exc.at) from None
 
 
+def retry_after_seconds(value: str | None) -> float:
+    """Seconds to rest a worker that answered 429: its Retry-After (seconds or an HTTP date), capped."""
+    from django.conf import settings
+
+    seconds = settings.MMM_COOLDOWN_DEFAULT_SECONDS
+    if value:
+        value = value.strip()
+        if value.isdigit():
+            seconds = float(value)
+        else:
+            try:
+                seconds = email.utils.parsedate_to_datetime(value).timestamp() - time.time()
+            except (TypeError, ValueError):
+                pass
+    return min(max(seconds, 0.0), settings.MMM_COOLDOWN_MAX_SECONDS)
+
+
 def completion_create(
     *,
     model_name: str,
     prompt: str,
     temperature: float | None = None,
     table: RoutingTable = routing_table,
-    balancer: SmoothWeightedRoundRobin = default_balancer,
+    state: RoutingState | None = None,
+    rng: random.Random | None = None,
 ) -> Completion:
-    """Answer ``prompt`` with a worker of ``model_name``, trying each routable worker at most once."""
+    """Answer ``prompt`` with a worker of ``model_name``, or of its fallback models in turn.
+
+    The model's routing policy sets the strategy, the attempts per model (each on another
+    worker) and one deadline for all of it, fallbacks included.
+    """
+    state = state or routing_state()
+    policy = table.policy_for(model_name)
+    deadline = time.monotonic() + policy.effective_deadline
+    chain = [model_name, *policy.fallbacks]
+    failures: list[tuple[str, ApiError]] = []
+    for position, name in enumerate(chain):
+        try:
+            return _complete_on_model(
+                model_name=name, prompt=prompt, temperature=temperature, deadline=deadline,
+                table=table, state=state, rng=rng or random,
+            )
+        except _FALL_BACK_ON as exc:
+            failures.append((name, exc))
+            if position + 1 < len(chain):
+                logger.warning("model=%s failed (%s); falling back to model %s", name, exc.default_code, chain[position + 1])
+    if len(failures) == 1:
+        raise failures[0][1]
+    last = failures[-1][1]
+    msg = "; ".join(f"model {name!r}: {error.detail}" for name, error in failures)
+    raise _with_message(last, msg, tried_models=[name for name, _ in failures])
+
+
+def _with_message(error: ApiError, msg: str, **extra) -> ApiError:
+    """The same kind of error (status and code), saying what happened on every model tried."""
+    combined = ApiError.__new__(type(error))
+    ApiError.__init__(combined, msg, **{**error.extra, **extra})
+    combined.wait = getattr(error, "wait", None)
+    return combined
+
+
+def _complete_on_model(
+    *,
+    model_name: str,
+    prompt: str,
+    temperature: float | None,
+    deadline: float,
+    table: RoutingTable,
+    state: RoutingState,
+    rng: random.Random,
+) -> Completion:
     workers = table.workers_for(model_name)
     if not workers:
         raise ModelNotFound(model_name)
-    candidates = [worker for worker in workers if worker.is_routable]
-    if not candidates:
+    now = timezone.now()
+    dispatchable = [worker for worker in workers if worker.is_dispatchable(now)]
+    if not dispatchable:
         raise NoRoutableWorker(model_name)
+    policy = table.policy_for(model_name)
+    ejection = EjectionPolicy.from_settings()
+    model_worker_ids = [worker.id for worker in dispatchable]
+    state.budget_record_request(model_name=model_name)
 
     attempts = 0
+    tried: set[int] = set()
     last_error: ApiError | None = None
-    while candidates:
-        worker = balancer.pick(model_name, candidates)
-        candidates.remove(worker)
-        attempts += 1
+    while attempts < policy.effective_max_attempts:
+        remaining = deadline - time.monotonic()
+        if remaining <= 0:
+            raise DeadlineExceeded(
+                f"model {model_name!r}: the request's deadline passed after {attempts} attempt(s)"
+                + (f"; last: {last_error.detail}" if last_error else ""),
+                attempts=attempts,
+            )
+        pool = [worker for worker in dispatchable if worker.id not in tried]
+        if not pool:
+            break
+        traffic = state.snapshot([worker.id for worker in pool])
         try:
-            result, seconds = worker_call(worker=worker, prompt=prompt, temperature=temperature)
+            worker, panic = _choose(pool=pool, traffic=traffic, now=state.clock(), policy=policy, state=state, rng=rng)
+        except WorkersAtCapacity:
+            if last_error is None:
+                raise
+            break
+        token = uuid.uuid4().hex
+        hold_until = state.clock() + remaining + _TOKEN_GRACE_SECONDS
+        acquired = state.acquire(
+            worker_id=worker.id, token=token, hold_until=hold_until, max_inflight=worker.max_inflight, panic=panic
+        )
+        if acquired is not Acquired.YES:
+            tried.add(worker.id)  # another request took its last slot or its trial since the snapshot
+            continue
+        retry_token = token if attempts else None
+        if retry_token and not state.budget_take_retry(model_name=model_name, token=retry_token, hold_until=hold_until):
+            state.finish(worker_id=worker.id, token=token, outcome=Outcome.NEUTRAL, latency_ms=None, reason="",
+                         model_worker_ids=model_worker_ids, policy=ejection)
+            logger.warning("model=%s retry budget spent; not retrying after: %s", model_name, last_error.detail)
+            break
+
+        attempts += 1
+        tried.add(worker.id)
+        outcome, reason = Outcome.NEUTRAL, ""
+        started = time.monotonic()
+        try:
+            timeout = min(policy.per_try_timeout or worker.effective_timeout, remaining)
+            result, seconds = worker_call(worker=worker, prompt=prompt, temperature=temperature, timeout=timeout)
+            outcome = Outcome.OK
         except RetryableWorkerError as exc:
             last_error = exc.error
-            logger.warning("model=%s attempt=%d failed, %s: %s", model_name, attempts,
-                           "trying another worker" if candidates else "no worker left", exc)
+            if exc.cool_down_seconds is not None:
+                state.cool_down(worker_id=worker.id, seconds=exc.cool_down_seconds)
+            else:
+                outcome, reason = Outcome.FAILED, str(exc)
+            logger.warning("model=%s worker=%s attempt=%d failed: %s", model_name, worker.id, attempts, exc)
             continue
-        return Completion(result=result, worker=worker, attempts=attempts, upstream_seconds=seconds)
+        finally:
+            if retry_token:
+                state.budget_release_retry(model_name=model_name, token=retry_token)
+            finished = state.finish(
+                worker_id=worker.id, token=token, outcome=outcome,
+                latency_ms=(time.monotonic() - started) * 1000, reason=reason,
+                model_worker_ids=model_worker_ids, policy=ejection,
+            )
+            if finished.ejected:
+                logger.warning("model=%s worker=%s ejected after repeated failures: %s", model_name, worker.id, reason)
+            elif finished.ejection_refused:
+                logger.warning("model=%s worker=%s keeps failing, but as many of the model's workers as "
+                               "MMM_EJECT_MAX_PERCENT allows are already ejected", model_name, worker.id)
+        return Completion(result=result, worker=worker, attempts=attempts, upstream_seconds=seconds, model_name=model_name)
 
+    if last_error is None:
+        raise WorkersAtCapacity(model_name)
     msg = str(last_error.detail)
     if attempts > 1:
-        msg = f"all {attempts} workers of model {model_name!r} failed; last: {msg}"
-    raise type(last_error)(msg, **{**last_error.extra, "attempts": attempts})
+        msg = f"all {attempts} attempts on model {model_name!r} failed; last: {msg}"
+    raise _with_message(last_error, msg, attempts=attempts)
+
+
+def _choose(
+    *, pool: list, traffic: dict[int, Traffic], now: float, policy: "RoutingPolicy", state: RoutingState, rng: random.Random
+) -> tuple["Worker", bool]:
+    """(worker, panic): the worker for the next attempt, and whether it was chosen in panic mode."""
+    from registry.models import HealthState
+
+    available = [
+        worker for worker in pool
+        if worker.health_state != HealthState.UNHEALTHY
+        and not traffic[worker.id].is_ejected(now)
+        and not traffic[worker.id].is_cooling(now)
+        and not traffic[worker.id].trial_running(now)
+    ]
+    panic = not available
+    if panic:
+        # As Envoy does: when every worker looks bad, the signals are more likely wrong (or the
+        # outage total) than worth failing every request without trying.
+        logger.warning(
+            "model=%s panic mode: all %d dispatchable workers are unhealthy, ejected or cooling down; trying them anyway",
+            policy.model_name, len(pool),
+        )
+        available = pool
+    candidates = [
+        worker for worker in available if not worker.max_inflight or traffic[worker.id].in_flight < worker.max_inflight
+    ]
+    if not candidates:
+        raise WorkersAtCapacity(policy.model_name)
+    if not panic:
+        for worker in candidates:
+            if traffic[worker.id].is_half_open(now):
+                return worker, False  # its one trial request after an ejection
+    pick = STRATEGIES[policy.strategy]
+    return pick(candidates=candidates, traffic=traffic, rng=rng, state=state, group=policy.model_name), panic

@@ -41,6 +41,7 @@ class UpstreamResponse:
     content: bytes
     content_type: str
     seconds: float
+    retry_after: str | None = None  # the upstream's Retry-After header, as sent
 
     def json_or_text(self) -> tuple[bool, Any]:
         """(True, parsed JSON) when the body is JSON, else (False, the body as text)."""
@@ -185,6 +186,7 @@ def send(
         content=content,
         content_type=response.headers.get("Content-Type", ""),
         seconds=time.monotonic() - started,
+        retry_after=response.headers.get("Retry-After"),
     )
 
 

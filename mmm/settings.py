@@ -182,3 +182,31 @@ MMM_PROBE_PROMPT = env_str("MMM_PROBE_PROMPT", "ping")
 MMM_PROBE_CONCURRENCY = env_int("MMM_PROBE_CONCURRENCY", 16, minimum=1, maximum=256)
 MMM_PROBE_FAILURES_TO_UNHEALTHY = env_int("MMM_PROBE_FAILURES_TO_UNHEALTHY", 1, minimum=1)
 MMM_PROBE_SUCCESSES_TO_HEALTHY = env_int("MMM_PROBE_SUCCESSES_TO_HEALTHY", 2, minimum=1)
+
+# Routing and resilience (docs/routing.md). Shared between processes through Redis when
+# REDIS_URL is set; otherwise kept in this process.
+MMM_ROUTING_STATE_PREFIX = env_str("MMM_ROUTING_STATE_PREFIX", "mmm:rs")
+# Passive health: consecutive live-traffic failures that eject a worker, for BASE x (times
+# ejected) seconds, at most MAX seconds; at most MAX_PERCENT of a model's workers at once.
+MMM_EJECT_AFTER_FAILURES = env_int("MMM_EJECT_AFTER_FAILURES", 3, minimum=1)
+MMM_EJECT_BASE_SECONDS = env_float("MMM_EJECT_BASE_SECONDS", 30.0, minimum=0.1, maximum=86400.0)
+MMM_EJECT_MAX_SECONDS = env_float("MMM_EJECT_MAX_SECONDS", 300.0, minimum=0.1, maximum=86400.0)
+MMM_EJECT_MAX_PERCENT = env_int("MMM_EJECT_MAX_PERCENT", 50, minimum=0, maximum=100)
+# Cooldown after an upstream 429 that carries no usable Retry-After; the longest one honoured.
+MMM_COOLDOWN_DEFAULT_SECONDS = env_float("MMM_COOLDOWN_DEFAULT_SECONDS", 5.0, minimum=0.0, maximum=3600.0)
+MMM_COOLDOWN_MAX_SECONDS = env_float("MMM_COOLDOWN_MAX_SECONDS", 300.0, minimum=0.0, maximum=86400.0)
+# Retry budget per model, as Envoy's: a retry may start while the model's retries in the
+# current window are under RATIO of its requests, or while fewer than MIN of its retries are
+# running (so a quiet model still gets its retries).
+MMM_RETRY_BUDGET_RATIO = env_float("MMM_RETRY_BUDGET_RATIO", 0.2, minimum=0.0, maximum=10.0)
+MMM_RETRY_BUDGET_MIN = env_int("MMM_RETRY_BUDGET_MIN", 3, minimum=0)
+MMM_RETRY_BUDGET_WINDOW_SECONDS = env_int("MMM_RETRY_BUDGET_WINDOW_SECONDS", 10, minimum=1, maximum=3600)
+# Defaults of the per-model routing policy (a model without a policy uses these).
+MMM_DEFAULT_MAX_ATTEMPTS = env_int("MMM_DEFAULT_MAX_ATTEMPTS", 3, minimum=1, maximum=20)
+MMM_DEFAULT_DEADLINE = env_float("MMM_DEFAULT_DEADLINE", 120.0, minimum=0.1, maximum=3600.0)
+# Peak-EWMA decay time of the latency average that the least_loaded strategy balances on.
+MMM_LATENCY_DECAY_SECONDS = env_float("MMM_LATENCY_DECAY_SECONDS", 10.0, minimum=0.1, maximum=3600.0)
+# probe_workers deletes heartbeat workers that have been expired for longer than this.
+MMM_HEARTBEAT_REMOVE_AFTER = env_float("MMM_HEARTBEAT_REMOVE_AFTER", 3600.0, minimum=0.0)
+# How long a Redis call of the routing state may take before the request goes on without it.
+MMM_ROUTING_STATE_TIMEOUT = env_float("MMM_ROUTING_STATE_TIMEOUT", 0.5, minimum=0.01, maximum=10.0)

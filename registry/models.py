@@ -1,5 +1,6 @@
 """What is registered: the model workers the gateway routes to, with their health as data."""
 
+from datetime import datetime
 from functools import cached_property
 from typing import Any
 
@@ -7,6 +8,7 @@ from django.conf import settings
 from django.core.exceptions import ValidationError
 from django.core.validators import MaxValueValidator, MinValueValidator
 from django.db import models
+from django.utils import timezone
 
 from inference import extract, templating
 from inference.upstream import UpstreamRequest
@@ -36,6 +38,13 @@ HEALTH_FIELDS = (
     "consecutive_successes",
     "latency_ms",
 )
+
+
+class Strategy(models.TextChoices):
+    LEAST_LOADED = "least_loaded", "least loaded (peak-EWMA latency x in-flight, power of two choices)"
+    LEAST_BUSY = "least_busy", "least busy (in-flight requests, power of two choices)"
+    ROUND_ROBIN = "round_robin", "round robin (smooth weighted, shared by all processes)"
+    RANDOM = "random", "random (weighted)"
 
 
 class Worker(models.Model):
@@ -85,6 +94,22 @@ class Worker(models.Model):
         help_text="Fields of the first implementation (req_param, is_stream, worker_type), kept as sent.",
     )
 
+    max_inflight = models.PositiveIntegerField(
+        "max in flight",
+        null=True,
+        blank=True,
+        validators=[MinValueValidator(1)],
+        help_text="Most requests this worker is sent at once, over all gateway processes; empty is no cap.",
+    )
+    ttl = models.FloatField(
+        "heartbeat TTL",
+        null=True,
+        blank=True,
+        validators=[MinValueValidator(1), MaxValueValidator(86400)],
+        help_text="Seconds a registration or heartbeat keeps the worker alive; empty never expires.",
+    )
+    heartbeat_expires_at = models.DateTimeField(null=True, blank=True, editable=False)
+
     # Health, written by the prober with conditional updates; never edited in forms.
     health_state = models.CharField(max_length=16, choices=HealthState.choices, default=HealthState.UNKNOWN)
     health_changed_at = models.DateTimeField(null=True, blank=True)
@@ -118,9 +143,18 @@ class Worker(models.Model):
         if errors:
             raise ValidationError(errors)
 
+    def is_expired(self, now: datetime | None = None) -> bool:
+        """A heartbeat worker whose last registration or heartbeat has run out."""
+        return self.heartbeat_expires_at is not None and self.heartbeat_expires_at <= (now or timezone.now())
+
+    def is_dispatchable(self, now: datetime | None = None) -> bool:
+        """May get traffic at all: the operator's switches and the heartbeat, not health."""
+        return self.enabled and self.weight > 0 and not self.is_expired(now)
+
     @property
     def is_routable(self) -> bool:
-        return self.enabled and self.weight > 0 and self.health_state != HealthState.UNHEALTHY
+        """Gets traffic in normal operation: dispatchable and not found unhealthy by the prober."""
+        return self.is_dispatchable() and self.health_state != HealthState.UNHEALTHY
 
     @property
     def effective_timeout(self) -> float:
@@ -163,3 +197,62 @@ class Worker(models.Model):
 
     def extract_answer(self, document: Any) -> Any:
         return extract.apply_path(document, self.extract_steps, path=self.response_extract)
+
+
+class RoutingPolicy(models.Model):
+    """How requests for one model name are balanced, retried and sent elsewhere.
+
+    A model without a policy uses the defaults (least_loaded, MMM_DEFAULT_MAX_ATTEMPTS,
+    MMM_DEFAULT_DEADLINE, no fallbacks), so a policy is only needed to change them.
+    """
+
+    model_name = models.CharField(max_length=200, unique=True)
+    strategy = models.CharField(max_length=16, choices=Strategy.choices, default=Strategy.LEAST_LOADED)
+    fallbacks = models.JSONField(
+        default=list,
+        blank=True,
+        validators=[validators.validate_model_name_list],
+        help_text='Model names tried in order when this one has no routable worker or all attempts failed, e.g. ["small-model"].',
+    )
+    max_attempts = models.PositiveIntegerField(
+        null=True,
+        blank=True,
+        validators=[MinValueValidator(1), MaxValueValidator(20)],
+        help_text="Tries per request on this model, each on another worker; empty uses MMM_DEFAULT_MAX_ATTEMPTS.",
+    )
+    deadline = models.FloatField(
+        null=True,
+        blank=True,
+        validators=[MinValueValidator(0.1), MaxValueValidator(3600)],
+        help_text="Seconds for the whole request, retries and fallbacks included; empty uses MMM_DEFAULT_DEADLINE.",
+    )
+    per_try_timeout = models.FloatField(
+        null=True,
+        blank=True,
+        validators=[MinValueValidator(0.1), MaxValueValidator(3600)],
+        help_text="Seconds one try may take; empty uses each worker's timeout.",
+    )
+    updated_at = models.DateTimeField(auto_now=True)
+
+    class Meta:
+        ordering = ["model_name"]
+        verbose_name_plural = "routing policies"
+
+    def __str__(self) -> str:
+        return self.model_name
+
+    def clean(self) -> None:
+        if self.model_name in (self.fallbacks or []):
+            raise ValidationError({"fallbacks": "must not contain the model itself"})
+
+    @property
+    def effective_max_attempts(self) -> int:
+        return self.max_attempts or settings.MMM_DEFAULT_MAX_ATTEMPTS
+
+    @property
+    def effective_deadline(self) -> float:
+        return self.deadline or settings.MMM_DEFAULT_DEADLINE
+
+    @classmethod
+    def default_for(cls, model_name: str) -> "RoutingPolicy":
+        return cls(model_name=model_name)

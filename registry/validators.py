@@ -83,3 +83,12 @@ def validate_response_extract(value: str) -> None:
         extract.parse_path(value)
     except extract.PathSyntaxError as exc:
         raise ValidationError(f"invalid path {value!r}: {exc}", code="invalid_extract") from None
+
+
+def validate_model_name_list(value: Any) -> None:
+    if not isinstance(value, list) or not all(isinstance(name, str) and 0 < len(name) <= 200 for name in value):
+        raise ValidationError("must be a list of model names (strings of 1 to 200 characters)")
+    if len(set(value)) != len(value):
+        raise ValidationError("must not name a model twice")
+    if len(value) > 10:
+        raise ValidationError("may name at most 10 models")

@@ -5,7 +5,7 @@ from django.conf import settings
 from rest_framework.test import APIClient
 
 from inference.routing import routing_table
-from inference.services import default_balancer
+from inference.routing_state import routing_state
 from tests.fake_upstream import FakeUpstream
 
 REQUIRE_SERVICES = os.environ.get("MMM_REQUIRE_SERVICES") == "1"
@@ -27,9 +27,9 @@ def pytest_collection_modifyitems(config, items):
 
 @pytest.fixture(autouse=True)
 def fresh_routing_state():
-    """Each test starts with an empty routing table and balancer, as a new process would."""
+    """Each test starts with an empty routing table and no traffic history, as a new gateway would."""
     routing_table.invalidate()
-    default_balancer.reset()
+    routing_state().reset()
 
 
 @pytest.fixture

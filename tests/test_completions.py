@@ -143,18 +143,41 @@ def test_an_unknown_model_is_a_404(api):
     }
 
 
-def test_a_model_whose_workers_are_all_out_of_rotation_is_a_503(api, upstream):
+def test_a_model_whose_workers_are_all_disabled_or_drained_is_a_503(api, upstream):
     url = upstream.on("/gen", json=SEED_ANSWER)
     register(api, url, weight=0)
     register(api, url + "?b", enabled=False)
-    register(api, url + "?c")
-    Worker.objects.filter(req_url_template=url + "?c").update(health_state=HealthState.UNHEALTHY)
 
     response = complete(api)
 
     assert response.status_code == 503
     assert response.json()["code"] == "no_routable_worker"
     assert upstream.seen == []
+
+
+def test_an_unhealthy_worker_gets_no_traffic_while_a_healthy_one_is_there(api, upstream):
+    healthy = upstream.on("/healthy", json=SEED_ANSWER)
+    sick = upstream.on("/sick", json=SEED_ANSWER)
+    register(api, healthy)
+    register(api, sick)
+    Worker.objects.filter(req_url_template=sick).update(health_state=HealthState.UNHEALTHY)
+
+    for _ in range(6):
+        assert complete(api).status_code == 200
+
+    assert {seen.path for seen in upstream.seen} == {"/healthy"}
+
+
+def test_when_every_worker_is_unhealthy_they_are_tried_anyway_and_the_log_says_panic(api, upstream, caplog):
+    url = upstream.on("/gen", json=SEED_ANSWER)
+    register(api, url)
+    Worker.objects.filter(req_url_template=url).update(health_state=HealthState.UNHEALTHY)
+
+    response = complete(api)
+
+    assert response.status_code == 200
+    assert len(upstream.seen) == 1
+    assert "panic mode" in caplog.text
 
 
 @pytest.mark.parametrize(

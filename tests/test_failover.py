@@ -1,6 +1,6 @@
 import pytest
 
-from registry.models import Worker
+from registry.models import RoutingPolicy, Worker
 from tests.conftest import SEED_ANSWER, seed_registration
 from tests.fake_upstream import refused_url
 
@@ -31,14 +31,16 @@ def test_it_fails_over_from_a_refusing_and_a_failing_worker_to_a_healthy_one(api
     assert len(upstream.hits("/broken")) <= 6
 
 
-def test_a_429_is_retried_on_another_worker(api, upstream):
-    register(api, upstream.on("/busy", status=429, json={}, headers={"Retry-After": "3"}))
+def test_a_429_is_retried_on_another_worker_and_rests_the_first(api, upstream):
+    RoutingPolicy.objects.create(model_name="proxyllm", strategy="round_robin")
+    register(api, upstream.on("/busy", status=429, json={}, headers={"Retry-After": "30"}))
     register(api, upstream.on("/good", json=SEED_ANSWER))
 
     results = [complete(api).status_code for _ in range(4)]
 
     assert results == [200] * 4
-    assert len(upstream.hits("/busy")) == 2  # round robin sent half the first tries there
+    # Round robin would send every other first try there, but the 429 rests it for 30 s.
+    assert len(upstream.hits("/busy")) == 1
 
 
 def test_when_every_worker_fails_it_answers_502_after_trying_each_once(api, upstream):
@@ -51,7 +53,7 @@ def test_when_every_worker_fails_it_answers_502_after_trying_each_once(api, upst
     body = response.json()
     assert body["success"] is False
     assert body["attempts"] == 2
-    assert "all 2 workers of model 'proxyllm' failed" in body["msg"]
+    assert "all 2 attempts on model 'proxyllm' failed" in body["msg"]
     assert len(upstream.hits("/b")) == 1
 
 
@@ -76,6 +78,7 @@ def test_a_hanging_upstream_gives_504_after_its_timeout(api, upstream):
 
 
 def test_a_hanging_worker_is_skipped_for_a_healthy_one(api, upstream):
+    RoutingPolicy.objects.create(model_name="proxyllm", strategy="round_robin")
     register(api, upstream.on("/hang", json=SEED_ANSWER, delay=30), timeout=0.3)
     register(api, upstream.on("/good", json=SEED_ANSWER))
 
@@ -84,6 +87,7 @@ def test_a_hanging_worker_is_skipped_for_a_healthy_one(api, upstream):
 
 
 def test_weights_share_traffic_and_zero_drains(api, upstream):
+    RoutingPolicy.objects.create(model_name="proxyllm", strategy="round_robin")
     register(api, upstream.on("/heavy", json=SEED_ANSWER), weight=3)
     register(api, upstream.on("/light", json=SEED_ANSWER), weight=1)
     register(api, upstream.on("/drained", json=SEED_ANSWER), weight=0)

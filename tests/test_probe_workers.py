@@ -9,7 +9,7 @@ import pytest
 from django.core.management import call_command
 
 from registry.health import ProbeResult, worker_record_probe
-from registry.models import HealthState, Worker
+from registry.models import HealthState, RoutingPolicy, Worker
 from tests.conftest import SEED_ANSWER, seed_registration
 from tests.fake_upstream import Reply, refused_url
 
@@ -58,6 +58,7 @@ def test_a_failing_worker_stops_receiving_traffic_and_comes_back_after_two_passi
     # The prober is another process in production; reloading the routing table on every
     # request stands in for the refresh interval having passed.
     settings.MMM_ROUTING_REFRESH_SECONDS = 0
+    RoutingPolicy.objects.create(model_name="proxyllm", strategy="round_robin")
     healthy_now = {"ok": False}
     flaky = upstream.on("/flaky", lambda seen: Reply(json=SEED_ANSWER) if healthy_now["ok"] else Reply(status=500, json={}))
     register(api, flaky)

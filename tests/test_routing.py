@@ -1,12 +1,10 @@
 import threading
 import time
-from collections import Counter
 from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass
 
 import pytest
 
-from inference.balancer import SmoothWeightedRoundRobin
 from inference.routing import RoutingTable
 
 
@@ -183,29 +181,3 @@ def test_a_failed_reload_keeps_serving_the_previous_table(refresh_every_second):
     clock.now += 5
 
     assert [w.id for w in table.workers_for("a")] == [1]
-
-
-def test_smooth_weighted_round_robin_spreads_picks():
-    balancer = SmoothWeightedRoundRobin()
-    a, b, c = FakeWorker(1, "m", 5), FakeWorker(2, "m", 1), FakeWorker(3, "m", 1)
-
-    picks = [balancer.pick("m", [a, b, c]).id for _ in range(7)]
-
-    assert picks == [1, 1, 2, 1, 3, 1, 1]
-
-
-def test_weights_are_honoured_over_many_picks():
-    balancer = SmoothWeightedRoundRobin()
-    workers = [FakeWorker(1, "m", 3), FakeWorker(2, "m", 2), FakeWorker(3, "m", 1)]
-
-    counts = Counter(balancer.pick("m", workers).id for _ in range(600))
-
-    assert counts == {1: 300, 2: 200, 3: 100}
-
-
-def test_each_model_is_balanced_on_its_own():
-    balancer = SmoothWeightedRoundRobin()
-    x, y = FakeWorker(1, "x"), FakeWorker(2, "x")
-
-    assert [balancer.pick("x", [x, y]).id for _ in range(2)] == [1, 2]
-    assert balancer.pick("other", [y, x]).id == 2
