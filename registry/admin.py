@@ -6,7 +6,8 @@ from django.utils.html import format_html
 from django.utils.text import Truncator
 
 from inference.routing import routing_table
-from registry.models import HEALTH_FIELDS, HealthState, Worker
+from inference.routing_state import routing_state
+from registry.models import HEALTH_FIELDS, HealthState, RoutingPolicy, Worker
 from registry.services import workers_set_enabled
 
 _BADGE_COLORS = {
@@ -16,6 +17,7 @@ _BADGE_COLORS = {
 }
 
 STATUS_FIELDS = (*HEALTH_FIELDS, "created_at", "updated_at")
+TRAFFIC_FIELDS = ("heartbeat", "live_traffic")
 
 
 @admin.register(Worker)
@@ -26,17 +28,21 @@ class WorkerAdmin(admin.ModelAdmin):
         "health_badge",
         "weight",
         "enabled",
+        "in_flight",
+        "ejection",
+        "heartbeat",
         "last_probe_at",
         "latency",
         "short_last_error",
     )
     list_filter = ("health_state", "enabled", "model_name")
     search_fields = ("model_name", "req_url_template", "owner")
-    readonly_fields = (*STATUS_FIELDS, "legacy_options")
+    readonly_fields = (*STATUS_FIELDS, *TRAFFIC_FIELDS, "legacy_options")
     actions = ("enable_workers", "disable_workers")
     fieldsets = (
         (None, {"fields": ("model_name", "req_url_template", "method", "headers", "body", "response_extract")}),
-        ("Routing", {"fields": ("owner", "weight", "enabled", "timeout", "health_url")}),
+        ("Routing", {"fields": ("owner", "weight", "enabled", "timeout", "max_inflight", "ttl", "health_url")}),
+        ("Live traffic (all gateway processes)", {"fields": TRAFFIC_FIELDS}),
         ("Health (written by probes)", {"fields": STATUS_FIELDS}),
         ("First implementation's fields", {"classes": ("collapse",), "fields": ("legacy_options",)}),
     )
@@ -47,6 +53,52 @@ class WorkerAdmin(admin.ModelAdmin):
             '<span style="color:#fff;background:{};padding:2px 8px;border-radius:8px">{}</span>',
             _BADGE_COLORS[worker.health_state],
             worker.get_health_state_display(),
+        )
+
+    def _traffic(self, worker: Worker):
+        state = routing_state()
+        return state.snapshot([worker.pk])[worker.pk], state.clock()
+
+    @admin.display(description="in flight")
+    def in_flight(self, worker: Worker) -> int | str:
+        if worker.pk is None:
+            return ""
+        traffic, _now = self._traffic(worker)
+        return traffic.in_flight
+
+    @admin.display(description="ejected")
+    def ejection(self, worker: Worker) -> str:
+        if worker.pk is None:
+            return ""
+        traffic, now = self._traffic(worker)
+        if traffic.is_ejected(now):
+            return f"for {traffic.ejected_until - now:.0f} s"
+        if traffic.is_cooling(now):
+            return f"cooling {traffic.cooldown_until - now:.0f} s (429)"
+        return "half-open" if traffic.is_half_open(now) else ""
+
+    @admin.display(description="heartbeat")
+    def heartbeat(self, worker: Worker) -> str:
+        if not worker.ttl:
+            return "no TTL (never expires)"
+        if worker.heartbeat_expires_at is None:
+            return ""
+        return f"{'expired' if worker.is_expired() else 'expires'} {worker.heartbeat_expires_at:%Y-%m-%d %H:%M:%S} UTC"
+
+    @admin.display(description="live traffic")
+    def live_traffic(self, worker: Worker) -> str:
+        if worker.pk is None:
+            return ""
+        traffic, now = self._traffic(worker)
+        rate = "n/a" if traffic.success_rate is None else f"{traffic.success_rate:.1%}"
+        latency = "n/a" if traffic.latency_ewma_ms is None else f"{traffic.latency_ewma_ms:.0f} ms"
+        ejected = (
+            f"ejected for {traffic.ejected_until - now:.0f} s more ({traffic.ejection_reason})"
+            if traffic.is_ejected(now) else ("half-open (next request is a trial)" if traffic.is_half_open(now) else "not ejected")
+        )
+        return (
+            f"{traffic.in_flight} in flight; latency (peak EWMA) {latency}; success {rate} of "
+            f"{traffic.recent_total} recent requests; {traffic.consecutive_failures} consecutive failures; {ejected}"
         )
 
     @admin.display(description="latency", ordering="latency_ms")
@@ -78,6 +130,24 @@ class WorkerAdmin(admin.ModelAdmin):
 
     def delete_model(self, request, worker: Worker) -> None:
         super().delete_model(request, worker)
+        _invalidate_routing_on_commit()
+
+    def delete_queryset(self, request, queryset) -> None:
+        super().delete_queryset(request, queryset)
+        _invalidate_routing_on_commit()
+
+
+@admin.register(RoutingPolicy)
+class RoutingPolicyAdmin(admin.ModelAdmin):
+    list_display = ("model_name", "strategy", "fallbacks", "max_attempts", "deadline", "per_try_timeout", "updated_at")
+    search_fields = ("model_name",)
+
+    def save_model(self, request, policy: RoutingPolicy, form, change: bool) -> None:
+        super().save_model(request, policy, form, change)
+        _invalidate_routing_on_commit()
+
+    def delete_model(self, request, policy: RoutingPolicy) -> None:
+        super().delete_model(request, policy)
         _invalidate_routing_on_commit()
 
     def delete_queryset(self, request, queryset) -> None:

@@ -12,3 +12,11 @@ class WorkerNotFound(ApiError):
             f"no worker is registered with model_name={model_name!r} and req_url_template={req_url_template!r}",
             model_name=model_name,
         )
+
+
+class PolicyNotFound(ApiError):
+    status_code = status.HTTP_404_NOT_FOUND
+    default_code = "policy_not_found"
+
+    def __init__(self, *, model_name: str):
+        super().__init__(f"model {model_name!r} has no routing policy (it uses the defaults)", model_name=model_name)

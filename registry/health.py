@@ -17,6 +17,7 @@ from django.db.models import F
 from django.utils import timezone
 
 from inference import upstream
+from inference.routing_state import routing_state
 from mmm.api_errors import ApiError
 from inference.services import RetryableWorkerError, worker_call
 from registry.models import Worker
@@ -86,8 +87,11 @@ def worker_record_probe(
 ) -> HealthChange | None:
     """Store a probe's result on its worker; return the state change, if there was one.
 
-    Returns None when the state stayed the same or the worker is gone.
+    Returns None when the state stayed the same or the worker is gone. A passing probe also
+    readmits a worker that live traffic ejected: the prober has just seen it answer.
     """
+    if result.ok:
+        routing_state().readmit(worker_id=result.worker_id)
     for _ in range(_RECORD_ATTEMPTS):
         current = read_worker(result.worker_id)
         if current is None:

@@ -1,5 +1,7 @@
 """The registry API's input and output shapes, including the first implementation's field names."""
 
+from datetime import datetime, timezone
+
 from rest_framework import serializers
 
 from mmm.api_fields import (
@@ -9,7 +11,7 @@ from mmm.api_fields import (
     StrictIntegerField,
     StrictNumberField,
 )
-from registry.models import HEALTH_FIELDS, HttpMethod, Worker
+from registry.models import HEALTH_FIELDS, HttpMethod, RoutingPolicy, Strategy, Worker
 
 # The first implementation's names for fields that have a new name here.
 _LEGACY_ALIASES = {"req_type": "method", "header": "headers"}
@@ -34,6 +36,8 @@ class WorkerRegisterInput(WorkerKeyInput):
     timeout = StrictNumberField(required=False, allow_null=True, min_value=0.1, max_value=3600)
     enabled = StrictBooleanField(required=False)
     health_url = StrictCharField(required=False, allow_blank=True, max_length=2000)
+    max_inflight = StrictIntegerField(required=False, allow_null=True, min_value=1)
+    ttl = StrictNumberField(required=False, allow_null=True, min_value=1, max_value=86400)
     req_param = serializers.JSONField(required=False, allow_null=True)
     is_stream = StrictBooleanField(required=False)
     worker_type = StrictCharField(required=False, allow_blank=True, max_length=100)
@@ -60,9 +64,24 @@ class WorkerListQuery(serializers.Serializer):
     model_name = serializers.CharField(required=False, max_length=200)
 
 
+def _epoch_to_iso(seconds: float, now: float) -> str | None:
+    """A time from the routing state, or None when it has passed."""
+    if seconds <= now:
+        return None
+    return datetime.fromtimestamp(seconds, tz=timezone.utc).isoformat().replace("+00:00", "Z")
+
+
 class WorkerOutput(serializers.ModelSerializer):
+    """A worker as registered, with its health and live traffic.
+
+    ``context["traffic"]`` maps worker ids to ``routing_state.Traffic`` and ``context["now"]``
+    is the routing state's clock.
+    """
+
     # Header names only: values hold upstream API keys and never leave the gateway.
     header_names = serializers.SerializerMethodField()
+    expired = serializers.SerializerMethodField()
+    traffic = serializers.SerializerMethodField()
 
     class Meta:
         model = Worker
@@ -79,10 +98,61 @@ class WorkerOutput(serializers.ModelSerializer):
             "enabled",
             "timeout",
             "health_url",
+            "max_inflight",
+            "ttl",
+            "heartbeat_expires_at",
+            "expired",
             *HEALTH_FIELDS,
+            "traffic",
             "created_at",
             "updated_at",
         ]
 
     def get_header_names(self, worker: Worker) -> list[str]:
         return sorted(worker.headers or {})
+
+    def get_expired(self, worker: Worker) -> bool:
+        return worker.is_expired()
+
+    def get_traffic(self, worker: Worker) -> dict | None:
+        seen = self.context.get("traffic", {}).get(worker.pk)
+        if seen is None:
+            return None
+        now = self.context["now"]
+        return {
+            "in_flight": seen.in_flight,
+            "latency_ewma_ms": None if seen.latency_ewma_ms is None else round(seen.latency_ewma_ms, 1),
+            "consecutive_failures": seen.consecutive_failures,
+            "ejected_until": _epoch_to_iso(seen.ejected_until, now),
+            "ejection_reason": seen.ejection_reason if seen.is_ejected(now) else "",
+            "ejections": seen.ejections,
+            "half_open": seen.is_half_open(now),
+            "cooldown_until": _epoch_to_iso(seen.cooldown_until, now),
+            "recent_requests": seen.recent_total,
+            "recent_success_rate": None if seen.success_rate is None else round(seen.success_rate, 4),
+        }
+
+
+class PolicyInput(RefuseUnknownFieldsMixin, serializers.Serializer):
+    model_name = StrictCharField(max_length=200)
+    strategy = serializers.ChoiceField(choices=Strategy.choices, required=False)
+    fallbacks = serializers.ListField(child=StrictCharField(max_length=200), required=False, max_length=10)
+    max_attempts = StrictIntegerField(required=False, allow_null=True, min_value=1, max_value=20)
+    deadline = StrictNumberField(required=False, allow_null=True, min_value=0.1, max_value=3600)
+    per_try_timeout = StrictNumberField(required=False, allow_null=True, min_value=0.1, max_value=3600)
+
+
+class PolicyKeyInput(RefuseUnknownFieldsMixin, serializers.Serializer):
+    model_name = StrictCharField(max_length=200)
+
+
+class PolicyOutput(serializers.ModelSerializer):
+    effective_max_attempts = serializers.IntegerField(read_only=True)
+    effective_deadline = serializers.FloatField(read_only=True)
+
+    class Meta:
+        model = RoutingPolicy
+        fields = [
+            "model_name", "strategy", "fallbacks", "max_attempts", "deadline", "per_try_timeout",
+            "effective_max_attempts", "effective_deadline", "updated_at",
+        ]

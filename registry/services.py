@@ -1,13 +1,14 @@
 """Writes to the registry: register, take offline, enable and disable workers."""
 
+from datetime import timedelta
 from typing import Any
 
 from django.db import IntegrityError, transaction
 from django.utils import timezone
 
 from inference.routing import routing_table
-from registry.exceptions import WorkerNotFound
-from registry.models import Worker
+from registry.exceptions import PolicyNotFound, WorkerNotFound
+from registry.models import RoutingPolicy, Worker
 
 
 
@@ -33,6 +34,8 @@ def worker_register(
     enabled: bool = NOT_GIVEN,
     timeout: float | None = NOT_GIVEN,
     health_url: str = NOT_GIVEN,
+    max_inflight: int | None = NOT_GIVEN,
+    ttl: float | None = NOT_GIVEN,
     legacy_options: dict[str, Any] = NOT_GIVEN,
 ) -> tuple[Worker, bool]:
     """Create the worker, or update the one with the same model name and URL in place.
@@ -52,6 +55,8 @@ def worker_register(
             "enabled": enabled,
             "timeout": timeout,
             "health_url": health_url,
+            "max_inflight": max_inflight,
+            "ttl": ttl,
             "legacy_options": legacy_options,
         }.items()
         if value is not NOT_GIVEN
@@ -80,6 +85,9 @@ def _apply_registration(model_name: str, req_url_template: str, fields: dict[str
         worker = Worker(model_name=model_name, req_url_template=req_url_template)
     for name, value in fields.items():
         setattr(worker, name, value)
+    # Registering again is also a heartbeat: a worker with a TTL lives that long from now.
+    worker.heartbeat_expires_at = _expiry(worker.ttl)
+    fields = {**fields, "heartbeat_expires_at": worker.heartbeat_expires_at}
     # Uniqueness was just settled by the lookup under lock; a racing insert fails in save().
     worker.full_clean(validate_unique=False, validate_constraints=False)
     if created:
@@ -88,6 +96,85 @@ def _apply_registration(model_name: str, req_url_template: str, fields: dict[str
         # Only what the registration carries, so a probe's concurrent health update stands.
         worker.save(update_fields=[*fields, "updated_at"])
     return worker, created
+
+
+def _expiry(ttl: float | None):
+    return timezone.now() + timedelta(seconds=ttl) if ttl else None
+
+
+def worker_heartbeat(*, model_name: str, req_url_template: str) -> Worker:
+    """Keep a worker registered with a TTL alive for another TTL; returns the worker.
+
+    An unknown worker is a 404, so a worker whose registration was removed (expired too long,
+    or taken offline) learns that it must register again.
+    """
+    worker = Worker.objects.filter(model_name=model_name, req_url_template=req_url_template).first()
+    if worker is None:
+        raise WorkerNotFound(model_name=model_name, req_url_template=req_url_template)
+    if worker.ttl:
+        was_expired = worker.is_expired()
+        worker.heartbeat_expires_at = _expiry(worker.ttl)
+        Worker.objects.filter(pk=worker.pk).update(heartbeat_expires_at=worker.heartbeat_expires_at)
+        if was_expired:
+            routing_table.invalidate()  # back at once in this process; others within their refresh
+    return worker
+
+
+def workers_remove_expired(*, expired_for: float) -> list[Worker]:
+    """Delete heartbeat workers whose heartbeats stopped over ``expired_for`` seconds ago."""
+    cutoff = timezone.now() - timedelta(seconds=expired_for)
+    gone = list(Worker.objects.filter(heartbeat_expires_at__lt=cutoff))
+    if gone:
+        # Re-checked in the DELETE, so a heartbeat that arrived meanwhile keeps its worker.
+        Worker.objects.filter(pk__in=[w.pk for w in gone], heartbeat_expires_at__lt=cutoff).delete()
+        routing_table.invalidate()
+    return gone
+
+
+def policy_set(
+    *,
+    model_name: str,
+    strategy: str = NOT_GIVEN,
+    fallbacks: list[str] = NOT_GIVEN,
+    max_attempts: int | None = NOT_GIVEN,
+    deadline: float | None = NOT_GIVEN,
+    per_try_timeout: float | None = NOT_GIVEN,
+) -> tuple[RoutingPolicy, bool]:
+    """Create or change the routing policy of ``model_name``; fields left out keep their value."""
+    given = {
+        name: value
+        for name, value in {
+            "strategy": strategy,
+            "fallbacks": fallbacks,
+            "max_attempts": max_attempts,
+            "deadline": deadline,
+            "per_try_timeout": per_try_timeout,
+        }.items()
+        if value is not NOT_GIVEN
+    }
+    for attempt in range(2):
+        try:
+            with transaction.atomic():
+                policy = RoutingPolicy.objects.select_for_update().filter(model_name=model_name).first()
+                created = policy is None
+                policy = policy or RoutingPolicy(model_name=model_name)
+                for name, value in given.items():
+                    setattr(policy, name, value)
+                policy.full_clean(validate_unique=False, validate_constraints=False)
+                policy.save()
+            break
+        except IntegrityError:
+            if attempt:
+                raise
+    routing_table.invalidate()
+    return policy, created
+
+
+def policy_delete(*, model_name: str) -> None:
+    deleted, _ = RoutingPolicy.objects.filter(model_name=model_name).delete()
+    if not deleted:
+        raise PolicyNotFound(model_name=model_name)
+    routing_table.invalidate()
 
 
 def worker_offline(*, model_name: str, req_url_template: str) -> None:

@@ -3,9 +3,19 @@
 from rest_framework.response import Response
 from rest_framework.views import APIView
 
+from inference.routing_state import routing_state
+from registry.models import RoutingPolicy
 from registry.selectors import worker_list
-from registry.serializers import WorkerKeyInput, WorkerListQuery, WorkerOutput, WorkerRegisterInput
-from registry.services import worker_offline, worker_register
+from registry.serializers import (
+    PolicyInput,
+    PolicyKeyInput,
+    PolicyOutput,
+    WorkerKeyInput,
+    WorkerListQuery,
+    WorkerOutput,
+    WorkerRegisterInput,
+)
+from registry.services import policy_delete, policy_set, worker_heartbeat, worker_offline, worker_register
 
 
 class WorkerRegisterView(APIView):
@@ -20,8 +30,10 @@ class WorkerListView(APIView):
     def get(self, request):
         query = WorkerListQuery(data=request.query_params)
         query.is_valid(raise_exception=True)
-        workers = worker_list(**query.validated_data)
-        return Response({"success": True, "data": WorkerOutput(workers, many=True).data})
+        workers = list(worker_list(**query.validated_data))
+        state = routing_state()
+        context = {"traffic": state.snapshot([worker.pk for worker in workers]), "now": state.clock()}
+        return Response({"success": True, "data": WorkerOutput(workers, many=True, context=context).data})
 
 
 class WorkerOfflineView(APIView):
@@ -36,3 +48,43 @@ class WorkerOfflineView(APIView):
                 "msg": f"remove llm worker(model_name={key['model_name']}, url={key['req_url_template']}) succeed!",
             }
         )
+
+
+class WorkerHeartbeatView(APIView):
+    def post(self, request):
+        serializer = WorkerKeyInput(data=request.data)
+        serializer.is_valid(raise_exception=True)
+        worker = worker_heartbeat(**serializer.validated_data)
+        expires = worker.heartbeat_expires_at
+        return Response(
+            {
+                "success": True,
+                "msg": "heartbeat received" if expires else "heartbeat received; this worker has no ttl and never expires",
+                "expires_at": expires.isoformat().replace("+00:00", "Z") if expires else None,
+            }
+        )
+
+
+class PolicyListView(APIView):
+    def get(self, request):
+        return Response({"success": True, "data": PolicyOutput(RoutingPolicy.objects.all(), many=True).data})
+
+
+class PolicySetView(APIView):
+    def post(self, request):
+        serializer = PolicyInput(data=request.data)
+        serializer.is_valid(raise_exception=True)
+        policy, created = policy_set(**serializer.validated_data)
+        return Response(
+            {"success": True, "msg": f"routing policy of {policy.model_name} {'created' if created else 'updated'}",
+             "data": PolicyOutput(policy).data}
+        )
+
+
+class PolicyDeleteView(APIView):
+    def post(self, request):
+        serializer = PolicyKeyInput(data=request.data)
+        serializer.is_valid(raise_exception=True)
+        policy_delete(**serializer.validated_data)
+        model_name = serializer.validated_data["model_name"]
+        return Response({"success": True, "msg": f"routing policy of {model_name} deleted; it uses the defaults"})

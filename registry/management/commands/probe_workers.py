@@ -5,12 +5,15 @@ import signal
 import threading
 import time
 
+from django.conf import settings
 from django.core.management.base import BaseCommand, CommandParser
 from django.db import close_old_connections
+from django.utils import timezone
 
 from inference.upstream import redact_url
 from registry.health import workers_probe
 from registry.models import HealthState, Worker
+from registry.services import workers_remove_expired
 
 
 class Command(BaseCommand):
@@ -44,7 +47,15 @@ class Command(BaseCommand):
 
     def run_pass(self, *, model: str | None, as_json: bool) -> bool:
         started = time.monotonic()
-        workers = Worker.objects.filter(enabled=True)
+        removed = workers_remove_expired(expired_for=settings.MMM_HEARTBEAT_REMOVE_AFTER)
+        if removed and not as_json:
+            for worker in removed:
+                self.stdout.write(
+                    f"{worker.model_name} worker {worker.pk} {redact_url(worker.req_url_template)}: removed, "
+                    f"no heartbeat since {worker.heartbeat_expires_at:%Y-%m-%d %H:%M:%S} UTC"
+                )
+        # Workers whose heartbeats stopped are not routed; probing them would only add noise.
+        workers = Worker.objects.filter(enabled=True).exclude(heartbeat_expires_at__lte=timezone.now())
         if model:
             workers = workers.filter(model_name=model)
         by_id = {worker.pk: worker for worker in workers}
@@ -79,6 +90,7 @@ class Command(BaseCommand):
             "healthy": healthy,
             "not_healthy": len(results) - healthy,
             "changed": len(changes),
+            "removed_expired": len(removed),
             "seconds": round(time.monotonic() - started, 3),
         }
         if as_json:
