@@ -359,9 +359,9 @@ return 1
 """
 
 _COOL_DOWN = """
-local until = tonumber(ARGV[1])
-if tonumber(redis.call('HGET', KEYS[1], 'cooldown_until') or 0) < until then
-  redis.call('HSET', KEYS[1], 'cooldown_until', until)
+local cool_until = tonumber(ARGV[1])
+if tonumber(redis.call('HGET', KEYS[1], 'cooldown_until') or 0) < cool_until then
+  redis.call('HSET', KEYS[1], 'cooldown_until', cool_until)
 end
 redis.call('EXPIRE', KEYS[1], 86400)
 return 0
@@ -408,7 +408,8 @@ class RedisRoutingState:
         self._redis = redis.Redis.from_url(
             url, socket_timeout=timeout, socket_connect_timeout=timeout, decode_responses=True
         )
-        self._errors = (redis.RedisError, OSError)
+        # Only "Redis is away": a script error is a bug and must not pass as an outage.
+        self._errors = (redis.ConnectionError, redis.TimeoutError, OSError)
         self._acquire = self._redis.register_script(_ACQUIRE)
         self._finish = self._redis.register_script(_FINISH)
         self._cool_down = self._redis.register_script(_COOL_DOWN)

@@ -29,11 +29,15 @@ class CompletionView(APIView):
             model_name=data["model_name"], prompt=data["input"], temperature=data.get("temperature")
         )
         logger.info(
-            "model=%s worker=%s attempts=%d upstream_ms=%.1f total_ms=%.1f",
+            "model=%s answered_by_model=%s worker=%s attempts=%d upstream_ms=%.1f total_ms=%.1f",
             data["model_name"],
+            completion.model_name,
             completion.worker.pk,
             completion.attempts,
             completion.upstream_seconds * 1000,
             (time.monotonic() - started) * 1000,
         )
-        return Response({"success": True, "msg": "execute succeed", "result": completion.result})
+        body = {"success": True, "msg": "execute succeed", "result": completion.result}
+        if completion.model_name != data["model_name"]:
+            body["model"] = completion.model_name  # not in the seed's body: a fallback model answered
+        return Response(body)

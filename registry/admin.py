@@ -1,7 +1,10 @@
 """The operator's view of the registry: workers with their health, filters and actions."""
 
+from datetime import timedelta
+
 from django.contrib import admin, messages
 from django.db import transaction
+from django.utils import timezone
 from django.utils.html import format_html
 from django.utils.text import Truncator
 
@@ -120,6 +123,11 @@ class WorkerAdmin(admin.ModelAdmin):
         self.message_user(request, f"Disabled {changed} worker(s).", messages.SUCCESS)
 
     def save_model(self, request, worker: Worker, form, change: bool) -> None:
+        if not change or "ttl" in form.changed_data:
+            # Saving a worker with a TTL is a heartbeat, as registering through the API is.
+            worker.heartbeat_expires_at = timezone.now() + timedelta(seconds=worker.ttl) if worker.ttl else None
+            if change:
+                form.changed_data.append("heartbeat_expires_at")
         if change:
             # Only the edited columns, so a probe's health update made meanwhile is not undone.
             if form.changed_data:

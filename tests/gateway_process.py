@@ -46,9 +46,9 @@ class GatewayProcess:
             if self.process.poll() is not None:
                 raise RuntimeError(f"gateway exited at start: {self.process.stderr.read()}")
             try:
-                requests.get(self.url + "/api/server/workers", timeout=1)
+                requests.get(self.url + "/api/server/workers", timeout=5)
                 return self
-            except requests.ConnectionError:
+            except (requests.ConnectionError, requests.Timeout):  # not listening yet, or still loading
                 time.sleep(0.1)
         raise RuntimeError("gateway did not answer within 30 s")
 

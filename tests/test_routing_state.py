@@ -1,0 +1,268 @@
+"""The routing state's semantics, the same for the in-process state and the Redis one."""
+
+import threading
+from collections import Counter
+from concurrent.futures import ThreadPoolExecutor
+
+import pytest
+from django.conf import settings
+
+from inference.routing_state import (
+    Acquired,
+    EjectionPolicy,
+    LocalRoutingState,
+    Outcome,
+    RedisRoutingState,
+)
+
+POLICY = EjectionPolicy(after_failures=3, base_seconds=30, max_seconds=75, max_percent=50)
+WORKERS = [1, 2, 3, 4]
+
+
+class Clock:
+    def __init__(self) -> None:
+        self.now = 1_800_000_000.0
+
+    def __call__(self) -> float:
+        return self.now
+
+
+@pytest.fixture(params=["local", pytest.param("redis", marks=pytest.mark.redis)])
+def state(request):
+    clock = Clock()
+    if request.param == "local":
+        yield LocalRoutingState(clock=clock)
+        return
+    redis_state = RedisRoutingState(url=settings.REDIS_URL, prefix="mmm:test-state", clock=clock)
+    redis_state.reset()
+    yield redis_state
+    redis_state.reset()
+
+
+def take(state, worker_id=1, token="t", *, cap=None, panic=False, hold=60.0):
+    return state.acquire(worker_id=worker_id, token=token, hold_until=state.clock() + hold, max_inflight=cap, panic=panic)
+
+
+def finish(state, worker_id=1, token="t", outcome=Outcome.OK, latency_ms=10.0, reason="HTTP 500"):
+    return state.finish(
+        worker_id=worker_id, token=token, outcome=outcome, latency_ms=latency_ms, reason=reason,
+        model_worker_ids=WORKERS, policy=POLICY,
+    )
+
+
+def fail(state, worker_id=1, times=1):
+    result = None
+    for n in range(times):
+        assert take(state, worker_id, f"f{n}") is Acquired.YES
+        result = finish(state, worker_id, f"f{n}", Outcome.FAILED)
+    return result
+
+
+def traffic(state, worker_id=1):
+    return state.snapshot([worker_id])[worker_id]
+
+
+def test_in_flight_counts_every_request_until_it_finishes_however_it_ends(state):
+    for token in "abc":
+        assert take(state, token=token) is Acquired.YES
+    assert traffic(state).in_flight == 3
+
+    finish(state, token="a", outcome=Outcome.OK)
+    finish(state, token="b", outcome=Outcome.FAILED)
+    finish(state, token="c", outcome=Outcome.NEUTRAL)  # cancelled by its client
+
+    assert traffic(state).in_flight == 0
+
+
+def test_in_flight_is_exact_under_concurrent_requests(state):
+    started = threading.Barrier(50)
+    peak = []
+
+    def request(n: int) -> None:
+        assert take(state, token=f"r{n}") is Acquired.YES
+        started.wait(timeout=10)
+        peak.append(traffic(state).in_flight)
+        started.wait(timeout=10)
+        finish(state, token=f"r{n}")
+
+    with ThreadPoolExecutor(50) as pool:
+        list(pool.map(request, range(50)))
+
+    assert set(peak) == {50}
+    assert traffic(state).in_flight == 0
+
+
+def test_a_capacity_cap_admits_exactly_that_many_at_once(state):
+    with ThreadPoolExecutor(20) as pool:
+        results = list(pool.map(lambda n: take(state, token=f"r{n}", cap=5), range(40)))
+
+    assert Counter(results) == {Acquired.YES: 5, Acquired.AT_CAPACITY: 35}
+
+
+def test_a_request_of_a_process_that_died_stops_counting_after_its_deadline(state):
+    take(state, token="orphan", hold=30)
+    assert traffic(state).in_flight == 1
+
+    state.clock.now += 31
+
+    assert traffic(state).in_flight == 0
+    assert take(state, token="next", cap=1) is Acquired.YES
+
+
+def test_consecutive_failures_eject_and_a_success_in_between_resets_them(state):
+    fail(state, times=2)
+    take(state, token="ok")
+    finish(state, token="ok", outcome=Outcome.OK)
+    fail(state, times=2)
+    assert not traffic(state).is_ejected(state.clock())
+
+    result = fail(state)
+
+    seen = traffic(state)
+    assert result.ejected
+    assert seen.ejected_until == pytest.approx(state.clock() + 30, abs=0.01)
+    assert seen.ejection_reason == "HTTP 500"
+    assert take(state, token="x") is Acquired.EJECTED
+
+
+def test_neutral_outcomes_do_not_count_as_failures(state):
+    for n in range(5):
+        take(state, token=f"n{n}")
+        finish(state, token=f"n{n}", outcome=Outcome.NEUTRAL)
+
+    assert traffic(state).consecutive_failures == 0
+    assert traffic(state).recent_total == 0
+
+
+def test_after_an_ejection_one_trial_request_is_let_through(state):
+    fail(state, times=3)
+    state.clock.now += 31
+
+    assert traffic(state).is_half_open(state.clock())
+    assert take(state, token="trial") is Acquired.YES
+    assert take(state, token="second") is Acquired.TRIAL_TAKEN
+    finish(state, token="trial", outcome=Outcome.OK)
+
+    seen = traffic(state)
+    assert (seen.ejections, seen.consecutive_failures) == (0, 0)
+    assert take(state, token="free again") is Acquired.YES
+
+
+def test_a_failed_trial_ejects_again_for_longer_up_to_the_cap(state):
+    fail(state, times=3)
+    durations = []
+    for _ in range(3):
+        state.clock.now = traffic(state).ejected_until + 1
+        assert take(state, token="trial") is Acquired.YES
+        assert finish(state, token="trial", outcome=Outcome.FAILED).ejected
+        durations.append(round(traffic(state).ejected_until - state.clock()))
+
+    assert durations == [60, 75, 75]  # 30 s x 2, x 3 capped at 75 s
+
+
+def test_at_most_half_of_a_models_workers_are_ejected_at_once(state):
+    assert fail(state, 1, times=3).ejected
+    assert fail(state, 2, times=3).ejected
+
+    third = fail(state, 3, times=3)
+
+    assert not third.ejected and third.ejection_refused
+    assert not traffic(state, 3).is_ejected(state.clock())
+
+
+def test_panic_mode_may_use_an_ejected_worker(state):
+    fail(state, times=3)
+
+    assert take(state, token="panic", panic=True) is Acquired.YES
+
+
+def test_a_readmitted_worker_is_back_at_once(state):
+    fail(state, times=3)
+
+    state.readmit(worker_id=1)
+
+    seen = traffic(state)
+    assert not seen.is_ejected(state.clock()) and not seen.is_half_open(state.clock())
+    assert take(state, token="x") is Acquired.YES
+
+
+def test_a_cooldown_lasts_its_time_and_never_shortens(state):
+    state.cool_down(worker_id=1, seconds=10)
+    state.cool_down(worker_id=1, seconds=2)
+
+    assert traffic(state).cooldown_until == pytest.approx(state.clock() + 10, abs=0.01)
+    state.clock.now += 10.5
+    assert not traffic(state).is_cooling(state.clock())
+
+
+def test_latency_is_a_peak_ewma(state):
+    take(state, token="a")
+    finish(state, token="a", latency_ms=50)
+    take(state, token="b")
+    finish(state, token="b", latency_ms=500)
+    assert traffic(state).latency_ewma_ms == pytest.approx(500)  # a slower sample counts at once
+
+    state.clock.now += settings.MMM_LATENCY_DECAY_SECONDS  # one decay time later, weight 1/e
+    take(state, token="c")
+    finish(state, token="c", latency_ms=50)
+
+    assert traffic(state).latency_ewma_ms == pytest.approx(50 + 450 / 2.718281828, rel=1e-3)
+
+
+def test_success_rate_counts_recent_verdicts(state):
+    for n, outcome in enumerate([Outcome.OK, Outcome.OK, Outcome.OK, Outcome.FAILED]):
+        take(state, token=str(n))
+        finish(state, token=str(n), outcome=outcome)
+
+    assert traffic(state).success_rate == pytest.approx(0.75)
+    state.clock.now += 200
+    assert traffic(state).success_rate is None
+
+
+def test_round_robin_is_smooth_and_weighted(state):
+    picks = [state.round_robin_pick(group="m", weights={1: 5, 2: 1, 3: 1}) for _ in range(7)]
+
+    assert picks == [1, 1, 2, 1, 3, 1, 1]
+
+
+def test_round_robin_honours_weights_under_concurrent_picks(state):
+    with ThreadPoolExecutor(16) as pool:
+        picks = list(pool.map(lambda _: state.round_robin_pick(group="m", weights={1: 3, 2: 2, 3: 1}), range(600)))
+
+    assert Counter(picks) == {1: 300, 2: 200, 3: 100}
+
+
+def test_each_group_has_its_own_round_robin(state):
+    assert [state.round_robin_pick(group="x", weights={1: 1, 2: 1}) for _ in range(2)] == [1, 2]
+    assert state.round_robin_pick(group="other", weights={2: 1, 1: 1}) == 2
+
+
+def test_the_retry_budget_allows_a_share_of_requests_or_a_few_running_retries(state, settings):
+    settings.MMM_RETRY_BUDGET_RATIO = 0.2
+    settings.MMM_RETRY_BUDGET_MIN = 3
+    for _ in range(20):
+        state.budget_record_request(model_name="m")
+
+    # 20 requests allow 4 retries by ratio; after that only while fewer than 3 are running.
+    granted = [state.budget_take_retry(model_name="m", token=f"r{n}", hold_until=state.clock() + 60) for n in range(10)]
+    assert granted == [True] * 4 + [False] * 6
+
+    for n in range(4):
+        state.budget_release_retry(model_name="m", token=f"r{n}")
+    granted = [state.budget_take_retry(model_name="m", token=f"s{n}", hold_until=state.clock() + 60) for n in range(5)]
+    assert granted == [True, True, True, False, False]
+
+    assert state.budget_take_retry(model_name="other", token="o", hold_until=state.clock() + 60)
+
+
+def test_without_redis_requests_go_on_without_shared_state(caplog):
+    from tests.gateway_process import free_port
+
+    away = RedisRoutingState(url=f"redis://127.0.0.1:{free_port()}/0", prefix="mmm:away", clock=Clock())
+
+    assert take(away) is Acquired.YES
+    assert traffic(away).in_flight == 0
+    assert not finish(away).ejected
+    assert [away.round_robin_pick(group="m", weights={1: 1, 2: 1}) for _ in range(2)] == [1, 2]
+    assert away.budget_take_retry(model_name="m", token="r", hold_until=0)
+    assert "routing state in Redis unavailable" in caplog.text
