@@ -117,6 +117,17 @@ def _peak_ewma(old: float | None, old_at: float, sample: float, now: float, deca
     return old * weight + sample * (1 - weight)
 
 
+def _decayed(ewma: float | None, ewma_at: float, now: float) -> float | None:
+    """The latency average as it reads now: it fades towards 0 while the worker gets no requests.
+
+    As in Finagle, this is what makes a slow worker be tried again now and then: without it, a
+    worker that lost every draw would keep its old latency, and lose every draw, forever.
+    """
+    if ewma is None:
+        return None
+    return ewma * math.exp(-max(now - ewma_at, 0.0) / settings.MMM_LATENCY_DECAY_SECONDS)
+
+
 def _minute(now: float) -> int:
     return int(now // STATS_WINDOW_SECONDS)
 
@@ -159,7 +170,7 @@ class LocalRoutingState:
                     total += counts[1]
                 result[worker_id] = Traffic(
                     in_flight=len(self._live_tokens(worker_id, now)),
-                    latency_ewma_ms=h.get("ewma"),
+                    latency_ewma_ms=_decayed(h.get("ewma"), h.get("ewma_at", now), now),
                     consecutive_failures=h.get("fails", 0),
                     ejections=h.get("ejections", 0),
                     ejected_until=h.get("ejected_until", 0.0),
@@ -451,7 +462,7 @@ class RedisRoutingState:
             h, in_flight, this_minute, last_minute = replies[index * 4: index * 4 + 4]
             result[worker_id] = Traffic(
                 in_flight=int(in_flight),
-                latency_ewma_ms=float(h["ewma"]) if "ewma" in h else None,
+                latency_ewma_ms=_decayed(float(h["ewma"]), float(h.get("ewma_at", now)), now) if "ewma" in h else None,
                 consecutive_failures=int(h.get("fails", 0)),
                 ejections=int(h.get("ejections", 0)),
                 ejected_until=float(h.get("ejected_until", 0)),

@@ -209,6 +209,15 @@ def test_latency_is_a_peak_ewma(state):
     assert traffic(state).latency_ewma_ms == pytest.approx(50 + 450 / 2.718281828, rel=1e-3)
 
 
+def test_the_latency_of_a_worker_without_requests_fades_so_it_gets_tried_again(state):
+    take(state, token="a")
+    finish(state, token="a", latency_ms=500)
+
+    state.clock.now += 2 * settings.MMM_LATENCY_DECAY_SECONDS
+
+    assert traffic(state).latency_ewma_ms == pytest.approx(500 / 2.718281828**2, rel=1e-3)
+
+
 def test_success_rate_counts_recent_verdicts(state):
     for n, outcome in enumerate([Outcome.OK, Outcome.OK, Outcome.OK, Outcome.FAILED]):
         take(state, token=str(n))
