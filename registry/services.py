@@ -5,10 +5,11 @@ from typing import Any
 from django.db import IntegrityError, transaction
 from django.utils import timezone
 
+from accounts.caller import Caller
 from inference.routing import routing_table
-from registry.exceptions import WorkerNotFound
-from registry.models import Worker
-
+from registry.audit import worker_event_record
+from registry.exceptions import NotWorkerOwner, WorkerNotFound
+from registry.models import Worker, WorkerEvent
 
 
 class _NotGiven:
@@ -34,11 +35,14 @@ def worker_register(
     timeout: float | None = NOT_GIVEN,
     health_url: str = NOT_GIVEN,
     legacy_options: dict[str, Any] = NOT_GIVEN,
+    caller: Caller | None = None,
 ) -> tuple[Worker, bool]:
     """Create the worker, or update the one with the same model name and URL in place.
 
     Validation is the model's own (the admin runs the same), and nothing is written unless all
-    of it passes. Returns (worker, created).
+    of it passes. ``caller`` (None with MMM_REQUIRE_AUTH off) becomes the owner of a new worker
+    when it is a worker key, must own an existing one unless it is an admin, and is recorded in
+    the audit log with the change. Returns (worker, created).
     """
     given = {
         name: value
@@ -60,7 +64,7 @@ def worker_register(
     for attempt in range(2):
         try:
             with transaction.atomic():
-                worker, created = _apply_registration(model_name, req_url_template, given)
+                worker, created = _apply_registration(model_name, req_url_template, given, caller)
             break
         except IntegrityError:
             if attempt:
@@ -69,7 +73,9 @@ def worker_register(
     return worker, created
 
 
-def _apply_registration(model_name: str, req_url_template: str, fields: dict[str, Any]) -> tuple[Worker, bool]:
+def _apply_registration(
+    model_name: str, req_url_template: str, fields: dict[str, Any], caller: Caller | None
+) -> tuple[Worker, bool]:
     worker = (
         Worker.objects.select_for_update()
         .filter(model_name=model_name, req_url_template=req_url_template)
@@ -78,6 +84,10 @@ def _apply_registration(model_name: str, req_url_template: str, fields: dict[str
     created = worker is None
     if created:
         worker = Worker(model_name=model_name, req_url_template=req_url_template)
+        if caller is not None and not caller.is_admin:
+            worker.owner_key_id = caller.api_key_id
+    else:
+        _check_may_change(worker, caller)
     for name, value in fields.items():
         setattr(worker, name, value)
     # Uniqueness was just settled by the lookup under lock; a racing insert fails in save().
@@ -87,19 +97,44 @@ def _apply_registration(model_name: str, req_url_template: str, fields: dict[str
     else:
         # Only what the registration carries, so a probe's concurrent health update stands.
         worker.save(update_fields=[*fields, "updated_at"])
+    action = WorkerEvent.Action.REGISTERED if created else WorkerEvent.Action.CHANGED
+    worker_event_record(worker=worker, action=action, caller=caller, changed_fields=list(fields))
     return worker, created
 
 
-def worker_offline(*, model_name: str, req_url_template: str) -> None:
-    deleted, _ = Worker.objects.filter(model_name=model_name, req_url_template=req_url_template).delete()
-    if not deleted:
-        raise WorkerNotFound(model_name=model_name, req_url_template=req_url_template)
+def _check_may_change(worker: Worker, caller: Caller | None) -> None:
+    """A worker key changes only the workers it registered; admins and (with MMM_REQUIRE_AUTH
+    off) anonymous callers change any."""
+    if caller is None or caller.is_admin:
+        return
+    if worker.owner_key_id is None or worker.owner_key_id != caller.api_key_id:
+        raise NotWorkerOwner(model_name=worker.model_name)
+
+
+def worker_offline(*, model_name: str, req_url_template: str, caller: Caller | None = None) -> None:
+    with transaction.atomic():
+        worker = (
+            Worker.objects.select_for_update()
+            .filter(model_name=model_name, req_url_template=req_url_template)
+            .first()
+        )
+        if worker is None:
+            raise WorkerNotFound(model_name=model_name, req_url_template=req_url_template)
+        _check_may_change(worker, caller)
+        worker_event_record(worker=worker, action=WorkerEvent.Action.OFFLINE, caller=caller)
+        worker.delete()
     routing_table.invalidate()
 
 
-def workers_set_enabled(*, worker_ids: list[int], enabled: bool) -> int:
+def workers_set_enabled(*, worker_ids: list[int], enabled: bool, caller: Caller | None = None) -> int:
     """Enable or disable workers; returns how many changed."""
-    to_change = Worker.objects.filter(pk__in=worker_ids).exclude(enabled=enabled)
-    changed = to_change.update(enabled=enabled, updated_at=timezone.now())
+    action = WorkerEvent.Action.ENABLED if enabled else WorkerEvent.Action.DISABLED
+    with transaction.atomic():
+        to_change = list(Worker.objects.select_for_update().filter(pk__in=worker_ids).exclude(enabled=enabled))
+        Worker.objects.filter(pk__in=[worker.pk for worker in to_change]).update(
+            enabled=enabled, updated_at=timezone.now()
+        )
+        for worker in to_change:
+            worker_event_record(worker=worker, action=action, caller=caller, changed_fields=["enabled"])
     routing_table.invalidate()
-    return changed
+    return len(to_change)
