@@ -74,6 +74,7 @@ class KeyCache:
         """Forget every key (after a change made in this process)."""
         with self._lock:
             self._entries.clear()
+            self._last_written.clear()
 
     def _load(self, prefix: str) -> tuple[float, str, Caller | None]:
         loaded_at = self._clock()

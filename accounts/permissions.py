@@ -11,7 +11,7 @@ from accounts.models import Scope
 
 
 class _ScopeRequired(BasePermission):
-    scope: str
+    scope: str  # a Scope value
 
     def has_permission(self, request, view) -> bool:
         caller = request.auth
@@ -19,7 +19,7 @@ class _ScopeRequired(BasePermission):
             # False without a caller makes DRF answer 401 (NotAuthenticated), not 403.
             return not settings.MMM_REQUIRE_AUTH
         if not caller.has_scope(self.scope):
-            self.message = f"this API key lacks the {self.scope!r} scope this endpoint needs"
+            self.message = f"this API key lacks the {str(self.scope)!r} scope this endpoint needs"
             self.code = "scope_missing"
             return False
         return True
