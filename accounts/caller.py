@@ -20,6 +20,7 @@ class Caller:
     rate_limit_per_minute: int | None = None
     expires_at: datetime | None = None
     api_key_id: int | None = None
+    api_key_prefix: str | None = None  # unique and never reused, unlike an id after a restore
     user_id: int | None = None
 
     # DRF and Django read these on request.user.

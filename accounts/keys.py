@@ -43,6 +43,7 @@ def caller_from_key(key: ApiKey) -> Caller:
         rate_limit_per_minute=key.rate_limit_per_minute,
         expires_at=key.expires_at,
         api_key_id=key.pk,
+        api_key_prefix=key.prefix,
     )
 
 

@@ -37,10 +37,10 @@ class PerKeyRateLimit(BaseThrottle):
 
     def allow_request(self, request, view) -> bool:
         caller = request.auth
-        if not isinstance(caller, Caller) or not caller.rate_limit_per_minute or caller.api_key_id is None:
+        if not isinstance(caller, Caller) or not caller.rate_limit_per_minute or not caller.api_key_prefix:
             return True
         try:
-            count, window_started = self._count(caller.api_key_id)
+            count, window_started = self._count(caller.api_key_prefix)
         except Exception as exc:  # noqa: BLE001 - the cache client's own errors (redis.ConnectionError, ...)
             # An exact limit that cannot be counted is not enforced by guessing: refuse clearly.
             logger.error("rate limit counter unavailable: %s", exc)
@@ -53,8 +53,8 @@ class PerKeyRateLimit(BaseThrottle):
     def wait(self) -> float:
         return math.ceil(self._wait)
 
-    def _count(self, api_key_id: int) -> tuple[int, float]:
-        key = f"ratelimit:{api_key_id}"
+    def _count(self, api_key_prefix: str) -> tuple[int, float]:
+        key = f"ratelimit:{api_key_prefix}"
         for _ in range(2):
             # add() only sets a missing key, atomically: the first request of a window opens it.
             if self.store.add(key, 0, timeout=WINDOW_SECONDS):
