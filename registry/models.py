@@ -172,6 +172,12 @@ class Worker(models.Model):
             json_body=templating.render_body(self.body, values) if self.body is not None else None,
         )
 
+    def secret_values(self) -> list[str]:
+        """What must be masked wherever an upstream's answer is quoted (see registry.redaction)."""
+        from registry.redaction import secret_values
+
+        return secret_values(headers=self.headers, url=self.req_url_template, body=self.body)
+
     def extract_answer(self, document: Any) -> Any:
         return extract.apply_path(document, self.extract_steps, path=self.response_extract)
 

@@ -9,6 +9,7 @@ from typing import Any
 from urllib.parse import parse_qsl, urlencode, urlsplit, urlunsplit
 
 from inference import templating
+from inference.upstream import secret_header_values
 
 MASK = "***"
 # Body fields whose names say they hold a credential (the same words as for headers).
@@ -47,3 +48,33 @@ def _is_secret(key: str, value: Any) -> bool:
     if not _SECRET_NAME.search(str(key)) or isinstance(value, (dict, list)) or value in (None, ""):
         return False
     return not (isinstance(value, str) and _PLACEHOLDER.match(value))
+
+
+def secret_values(*, headers: dict[str, str], url: str, body: Any) -> list[str]:
+    """Every stored value that may be a credential, for masking in what upstreams quote back:
+    credential headers, query string values, user info, credential-named body fields."""
+    found = list(secret_header_values(headers or {}))
+    try:
+        parts = urlsplit(url)
+        pairs = parse_qsl(parts.query, keep_blank_values=True)
+    except ValueError:
+        parts, pairs = None, []
+    found += [value for _, value in pairs if value and not _PLACEHOLDER.match(value)]
+    if parts is not None and parts.password:
+        found.append(parts.password)
+    found += _secret_body_values(body)
+    return found
+
+
+def _secret_body_values(body: Any) -> list[str]:
+    if isinstance(body, dict):
+        found = []
+        for key, value in body.items():
+            if _is_secret(key, value):
+                found.append(str(value))
+            else:
+                found += _secret_body_values(value)
+        return found
+    if isinstance(body, list):
+        return [value for item in body for value in _secret_body_values(item)]
+    return []
