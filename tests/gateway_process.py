@@ -49,7 +49,7 @@ class GatewayProcess:
             try:
                 requests.get(self.url + "/api/server/workers", timeout=1)
                 return self
-            except requests.ConnectionError:
+            except (requests.ConnectionError, requests.Timeout):  # a worker still booting
                 time.sleep(0.1)
         raise RuntimeError("gateway did not answer within 30 s")
 
