@@ -13,8 +13,10 @@ export PORT ?= 8007
 
 .PHONY: serve test bench migrate setup clean
 
+# Keys are off for local use unless the environment sets MMM_REQUIRE_AUTH; gunicorn.conf.py
+# warns loudly and refuses a non-loopback HOST that way.
 serve: $(RUNTIME_STAMP) $(STATIC_STAMP) migrate
-	exec $(BIN)/gunicorn -c mmm/gunicorn.conf.py mmm.wsgi
+	MMM_REQUIRE_AUTH="$${MMM_REQUIRE_AUTH:-false}" exec $(BIN)/gunicorn -c mmm/gunicorn.conf.py mmm.wsgi
 
 test: $(DEV_STAMP) $(STATIC_STAMP)
 	$(BIN)/python -m pytest $(PYTEST_ARGS)

@@ -85,7 +85,7 @@ def worker_call(
         raise RetryableWorkerError(UpstreamUnreachable(f"{where}: {exc}")) from None
 
     # Upstreams echo what they were sent in their errors, API keys included ("invalid key sk-...").
-    snippet = response.snippet(secrets=upstream.secret_header_values(worker.headers or {}))
+    snippet = response.snippet(secrets=worker.secret_values())
     if response.status == 429 or response.status >= 500:
         error = UpstreamFailed(f"{where} answered HTTP {response.status}: {snippet}", upstream_status=response.status)
         cool_down = retry_after_seconds(response.retry_after) if response.status == 429 else None

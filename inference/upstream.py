@@ -19,7 +19,8 @@ import gevent.monkey
 import requests
 import urllib3
 from django.conf import settings
-from requests.adapters import HTTPAdapter
+
+from inference import egress
 
 _CHUNK_BYTES = 64 * 1024
 # Masking a few characters would garble messages and hide nothing worth hiding.
@@ -124,7 +125,8 @@ def new_session(*, pool_size: int) -> requests.Session:
     # Proxies and .netrc from the environment would silently reroute calls or add credentials.
     session.trust_env = False
     # Retries are the balancer's decision (on another worker), never urllib3's on the same one.
-    adapter = HTTPAdapter(pool_connections=32, pool_maxsize=pool_size, max_retries=0)
+    # Every new connection is checked against the egress policy and goes to the checked address.
+    adapter = egress.CheckedAdapter(pool_connections=32, pool_maxsize=pool_size, max_retries=0)
     session.mount("http://", adapter)
     session.mount("https://", adapter)
     return session
@@ -173,6 +175,8 @@ def send(
         if fired is not hard_deadline:
             raise
         raise UpstreamTimedOut(f"no complete answer within {timeout:g} s") from None
+    except egress.EgressDenied as exc:
+        raise UpstreamUnreachable(f"refused by the egress policy: {exc}") from None
     except requests.ConnectTimeout:
         raise UpstreamTimedOut(f"no connection within {connect_timeout:g} s") from None
     except requests.Timeout:

@@ -7,6 +7,7 @@ from rest_framework import serializers
 from rest_framework.response import Response
 from rest_framework.views import APIView
 
+from accounts.permissions import InferenceAccess
 from inference.services import completion_create
 from mmm.api_fields import StrictCharField, StrictNumberField
 
@@ -14,6 +15,8 @@ logger = logging.getLogger("mmm.completion")
 
 
 class CompletionView(APIView):
+    permission_classes = [InferenceAccess]
+
     class InputSerializer(serializers.Serializer):
         # Unknown fields are ignored here: completion clients of the seed send extras.
         input = StrictCharField(allow_blank=True, trim_whitespace=False)

@@ -75,6 +75,8 @@ def api_exception_handler(exc: Exception, context: dict) -> Response:
         code = exc.get_codes() if isinstance(exc.get_codes(), str) else exc.default_code
         body = error_body(msg=str(exc.detail), code=code, **getattr(exc, "extra", {}))
         headers = {}
+        if getattr(exc, "auth_header", None):
+            headers["WWW-Authenticate"] = exc.auth_header
         if getattr(exc, "wait", None):
             headers["Retry-After"] = str(int(exc.wait))
         return Response(body, status=exc.status_code, headers=headers)

@@ -5,11 +5,41 @@ socket, so a worker process must hold hundreds of them at once: gevent workers g
 request a greenlet (Dify serves its API the same way). docs/deploy.md says more.
 """
 
+import ipaddress
 import os
+import sys
 
-from mmm.env import env_int, env_str
+from mmm.env import env_bool, env_int, env_str
 
-bind = f"{env_str('HOST', '127.0.0.1')}:{env_int('PORT', 8007, minimum=1, maximum=65535)}"
+_host = env_str("HOST", "127.0.0.1")
+bind = f"{_host}:{env_int('PORT', 8007, minimum=1, maximum=65535)}"
+
+
+def _is_loopback(host: str) -> bool:
+    if host.strip("[]").lower() == "localhost":
+        return True
+    try:
+        return ipaddress.ip_address(host.strip("[]")).is_loopback
+    except ValueError:
+        return False
+
+
+# `make serve` turns keys off for local use; that must never face a network.
+if not env_bool("MMM_REQUIRE_AUTH", True):
+    if not _is_loopback(_host):
+        sys.exit(
+            f"refusing to serve on {_host} with MMM_REQUIRE_AUTH off: anyone could register workers and "
+            "call models. Bind to 127.0.0.1, or unset MMM_REQUIRE_AUTH and create keys with "
+            "`python manage.py create_api_key`."
+        )
+    print(
+        "\n" + "!" * 78 + "\n"
+        "!!  MMM_REQUIRE_AUTH is OFF: no API key is needed for any endpoint.\n"
+        f"!!  Local use only (bound to {_host}). Production: unset it and create keys with\n"
+        "!!  python manage.py create_api_key --name NAME --scope inference|worker|admin\n" + "!" * 78 + "\n",
+        file=sys.stderr,
+        flush=True,
+    )
 worker_class = "gevent"
 workers = env_int("MMM_WEB_WORKERS", os.cpu_count() or 2, minimum=1)
 # Concurrent requests per worker process; past this gunicorn stops accepting until one ends.

@@ -47,6 +47,8 @@ INSTALLED_APPS = [
     "whitenoise.runserver_nostatic",
     "django.contrib.staticfiles",
     "rest_framework",
+    "mmm",
+    "accounts",
     "registry",
     "inference",
 ]
@@ -139,13 +141,25 @@ if env_bool("MMM_BEHIND_TLS_PROXY", False):
     SECURE_PROXY_SSL_HEADER = ("HTTP_X_FORWARDED_PROTO", "https")
     SESSION_COOKIE_SECURE = True
     CSRF_COOKIE_SECURE = True
+    # Plain-HTTP requests that reach the gateway through the proxy are sent to https://.
+    SECURE_SSL_REDIRECT = env_bool("MMM_SSL_REDIRECT", True)
+    # Browsers remember to use https only; a year, as check --deploy asks.
+    SECURE_HSTS_SECONDS = env_int("MMM_HSTS_SECONDS", 31_536_000, minimum=0)
+    SECURE_HSTS_INCLUDE_SUBDOMAINS = env_bool("MMM_HSTS_INCLUDE_SUBDOMAINS", True)
+    SECURE_HSTS_PRELOAD = env_bool("MMM_HSTS_PRELOAD", True)
 
 # --- Django REST framework ------------------------------------------------------------------
 REST_FRAMEWORK = {
     "DEFAULT_RENDERER_CLASSES": ["rest_framework.renderers.JSONRenderer"],
     "DEFAULT_PARSER_CLASSES": ["rest_framework.parsers.JSONParser"],
-    "DEFAULT_AUTHENTICATION_CLASSES": [],
-    "DEFAULT_PERMISSION_CLASSES": ["rest_framework.permissions.AllowAny"],
+    # Every endpoint needs a key (or a staff session) unless MMM_REQUIRE_AUTH is off; views
+    # outside inference name the scope they need (accounts/permissions.py).
+    "DEFAULT_AUTHENTICATION_CLASSES": [
+        "accounts.authentication.ApiKeyAuthentication",
+        "accounts.authentication.StaffSessionAuthentication",
+    ],
+    "DEFAULT_PERMISSION_CLASSES": ["accounts.permissions.InferenceAccess"],
+    "DEFAULT_THROTTLE_CLASSES": ["accounts.ratelimit.PerKeyRateLimit"],
     "UNAUTHENTICATED_USER": None,
     "EXCEPTION_HANDLER": "mmm.api_errors.api_exception_handler",
 }
@@ -210,3 +224,16 @@ MMM_LATENCY_DECAY_SECONDS = env_float("MMM_LATENCY_DECAY_SECONDS", 10.0, minimum
 MMM_HEARTBEAT_REMOVE_AFTER = env_float("MMM_HEARTBEAT_REMOVE_AFTER", 3600.0, minimum=0.0)
 # How long a Redis call of the routing state may take before the request goes on without it.
 MMM_ROUTING_STATE_TIMEOUT = env_float("MMM_ROUTING_STATE_TIMEOUT", 0.5, minimum=0.01, maximum=10.0)
+# --- Access control and secrets (accounts/, mmm/encryption.py, inference/egress.py) ----------
+# Off only for local use: `make serve` turns it off unless set, and refuses a non-loopback bind.
+MMM_REQUIRE_AUTH = env_bool("MMM_REQUIRE_AUTH", True)
+# How long a process trusts what it looked up about a key: a revocation is in effect within this.
+MMM_API_KEY_CACHE_SECONDS = env_float("MMM_API_KEY_CACHE_SECONDS", 2.0, minimum=0.0, maximum=300.0)
+# Fernet keys for upstream secrets stored in the database: the first encrypts, all decrypt.
+# Unset, a key derived from SECRET_KEY is used (check --deploy warns).
+MMM_SECRET_KEYS = env_list("MMM_SECRET_KEYS", [])
+# Egress policy for upstream URLs: CIDR ranges and host names ("*.example.com" for subdomains).
+# DENY always wins; a non-empty ALLOW admits only what it lists. Link-local and cloud metadata
+# addresses are refused unless ALLOW names their range explicitly.
+MMM_UPSTREAM_ALLOW = env_list("MMM_UPSTREAM_ALLOW", [])
+MMM_UPSTREAM_DENY = env_list("MMM_UPSTREAM_DENY", [])

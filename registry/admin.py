@@ -2,15 +2,19 @@
 
 from datetime import timedelta
 
+from django import forms
 from django.contrib import admin, messages
 from django.db import transaction
 from django.utils import timezone
 from django.utils.html import format_html
 from django.utils.text import Truncator
 
+from accounts.caller import Caller
 from inference.routing import routing_table
 from inference.routing_state import routing_state
-from registry.models import HEALTH_FIELDS, HealthState, RoutingPolicy, Worker
+from registry.audit import worker_event_record
+from registry.models import HEALTH_FIELDS, HealthState, RoutingPolicy, Worker, WorkerEvent
+from registry.redaction import MASK, url_for_display
 from registry.services import workers_set_enabled
 
 _BADGE_COLORS = {
@@ -23,11 +27,50 @@ STATUS_FIELDS = (*HEALTH_FIELDS, "created_at", "updated_at")
 TRAFFIC_FIELDS = ("heartbeat", "live_traffic")
 
 
+class WorkerForm(forms.ModelForm):
+    """Header values are write-only: the form shows ``***`` for each, and a value left at
+    ``***`` keeps what is stored. A new value replaces it; a removed name removes it."""
+
+    class Meta:
+        model = Worker
+        fields = "__all__"
+        help_texts = {
+            "headers": f"JSON object. Stored values are shown as {MASK!r}; leave {MASK!r} to keep a value, "
+            "type a new one to replace it. Values are encrypted at rest.",
+        }
+
+    def __init__(self, *args, **kwargs):
+        super().__init__(*args, **kwargs)
+        self._stored_headers = dict(self.instance.headers or {}) if self.instance.pk else {}
+        self.initial["headers"] = {name: MASK for name in self._stored_headers}
+
+    def clean_headers(self):
+        headers = self.cleaned_data.get("headers")
+        if not isinstance(headers, dict):
+            return headers
+        return {
+            name: self._stored_headers[name] if value == MASK and name in self._stored_headers else value
+            for name, value in headers.items()
+        }
+
+    @property
+    def changed_data(self) -> list[str]:
+        names = super().changed_data
+        if "headers" in names and getattr(self, "cleaned_data", {}).get("headers") == self._stored_headers:
+            names = [name for name in names if name != "headers"]
+        return names
+
+
+def admin_caller(request) -> Caller:
+    return Caller.for_staff(request.user)
+
+
 @admin.register(Worker)
 class WorkerAdmin(admin.ModelAdmin):
+    form = WorkerForm
     list_display = (
         "model_name",
-        "req_url_template",
+        "url",
         "health_badge",
         "weight",
         "enabled",
@@ -40,15 +83,19 @@ class WorkerAdmin(admin.ModelAdmin):
     )
     list_filter = ("health_state", "enabled", "model_name")
     search_fields = ("model_name", "req_url_template", "owner")
-    readonly_fields = (*STATUS_FIELDS, *TRAFFIC_FIELDS, "legacy_options")
+    readonly_fields = (*STATUS_FIELDS, *TRAFFIC_FIELDS, "legacy_options", "owner_key")
     actions = ("enable_workers", "disable_workers")
     fieldsets = (
         (None, {"fields": ("model_name", "req_url_template", "method", "headers", "body", "response_extract")}),
-        ("Routing", {"fields": ("owner", "weight", "enabled", "timeout", "max_inflight", "ttl", "health_url")}),
+        ("Routing", {"fields": ("owner", "owner_key", "weight", "enabled", "timeout", "max_inflight", "ttl", "health_url")}),
         ("Live traffic (all gateway processes)", {"fields": TRAFFIC_FIELDS}),
         ("Health (written by probes)", {"fields": STATUS_FIELDS}),
         ("First implementation's fields", {"classes": ("collapse",), "fields": ("legacy_options",)}),
     )
+
+    @admin.display(description="URL template")
+    def url(self, worker: Worker) -> str:
+        return url_for_display(worker.req_url_template)
 
     @admin.display(description="health", ordering="health_state")
     def health_badge(self, worker: Worker) -> str:
@@ -114,33 +161,45 @@ class WorkerAdmin(admin.ModelAdmin):
 
     @admin.action(description="Enable selected workers")
     def enable_workers(self, request, queryset) -> None:
-        changed = workers_set_enabled(worker_ids=list(queryset.values_list("pk", flat=True)), enabled=True)
+        changed = workers_set_enabled(
+            worker_ids=list(queryset.values_list("pk", flat=True)), enabled=True, caller=admin_caller(request)
+        )
         self.message_user(request, f"Enabled {changed} worker(s).", messages.SUCCESS)
 
     @admin.action(description="Disable selected workers")
     def disable_workers(self, request, queryset) -> None:
-        changed = workers_set_enabled(worker_ids=list(queryset.values_list("pk", flat=True)), enabled=False)
+        changed = workers_set_enabled(
+            worker_ids=list(queryset.values_list("pk", flat=True)), enabled=False, caller=admin_caller(request)
+        )
         self.message_user(request, f"Disabled {changed} worker(s).", messages.SUCCESS)
 
     def save_model(self, request, worker: Worker, form, change: bool) -> None:
-        if not change or "ttl" in form.changed_data:
+        changed = list(form.changed_data)
+        if not change or "ttl" in changed:
             # Saving a worker with a TTL is a heartbeat, as registering through the API is.
             worker.heartbeat_expires_at = timezone.now() + timedelta(seconds=worker.ttl) if worker.ttl else None
-            if change:
-                form.changed_data.append("heartbeat_expires_at")
         if change:
             # Only the edited columns, so a probe's health update made meanwhile is not undone.
-            if form.changed_data:
-                worker.save(update_fields=[*form.changed_data, "updated_at"])
+            if changed:
+                extra = ["heartbeat_expires_at"] if "ttl" in changed else []
+                worker.save(update_fields=[*changed, *extra, "updated_at"])
+                worker_event_record(
+                    worker=worker, action=WorkerEvent.Action.CHANGED, caller=admin_caller(request),
+                    changed_fields=changed,
+                )
         else:
             worker.save()
+            worker_event_record(worker=worker, action=WorkerEvent.Action.REGISTERED, caller=admin_caller(request))
         _invalidate_routing_on_commit()
 
     def delete_model(self, request, worker: Worker) -> None:
+        worker_event_record(worker=worker, action=WorkerEvent.Action.OFFLINE, caller=admin_caller(request))
         super().delete_model(request, worker)
         _invalidate_routing_on_commit()
 
     def delete_queryset(self, request, queryset) -> None:
+        for worker in queryset:
+            worker_event_record(worker=worker, action=WorkerEvent.Action.OFFLINE, caller=admin_caller(request))
         super().delete_queryset(request, queryset)
         _invalidate_routing_on_commit()
 
@@ -161,6 +220,25 @@ class RoutingPolicyAdmin(admin.ModelAdmin):
     def delete_queryset(self, request, queryset) -> None:
         super().delete_queryset(request, queryset)
         _invalidate_routing_on_commit()
+
+
+@admin.register(WorkerEvent)
+class WorkerEventAdmin(admin.ModelAdmin):
+    """The audit log: read-only, kept when the worker is gone."""
+
+    list_display = ("at", "actor", "action", "model_name", "url", "changed_fields")
+    list_filter = ("action", "model_name")
+    search_fields = ("actor", "model_name", "url")
+    date_hierarchy = "at"
+
+    def has_add_permission(self, request) -> bool:
+        return False
+
+    def has_change_permission(self, request, obj=None) -> bool:
+        return False
+
+    def has_delete_permission(self, request, obj=None) -> bool:
+        return False
 
 
 def _invalidate_routing_on_commit() -> None:

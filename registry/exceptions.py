@@ -1,6 +1,7 @@
 from rest_framework import status
 
 from mmm.api_errors import ApiError
+from registry.redaction import url_for_display
 
 
 class WorkerNotFound(ApiError):
@@ -9,7 +10,19 @@ class WorkerNotFound(ApiError):
 
     def __init__(self, *, model_name: str, req_url_template: str):
         super().__init__(
-            f"no worker is registered with model_name={model_name!r} and req_url_template={req_url_template!r}",
+            f"no worker is registered with model_name={model_name!r} and req_url_template={url_for_display(req_url_template)!r}",
+            model_name=model_name,
+        )
+
+
+class NotWorkerOwner(ApiError):
+    status_code = status.HTTP_403_FORBIDDEN
+    default_code = "not_worker_owner"
+
+    def __init__(self, *, model_name: str):
+        super().__init__(
+            f"this worker of model {model_name!r} was registered by another key; "
+            "only that key or an admin key may change it or take it offline",
             model_name=model_name,
         )
 

@@ -13,6 +13,7 @@ from django.utils import timezone
 from inference import extract, templating
 from inference.upstream import UpstreamRequest
 from registry import validators
+from registry.fields import EncryptedJSONField
 
 
 class HealthState(models.TextChoices):
@@ -56,7 +57,8 @@ class Worker(models.Model):
         help_text="Absolute http(s) URL; may contain {MODEL_NAME} and {USER_PROMPT}, which are percent-encoded.",
     )
     method = models.CharField(max_length=8, choices=HttpMethod.choices, default=HttpMethod.POST)
-    headers = models.JSONField(default=dict, blank=True, validators=[validators.validate_headers])
+    # Upstream API keys live here: encrypted at rest (MMM_SECRET_KEYS), never sent back out.
+    headers = EncryptedJSONField(default=dict, blank=True, validators=[validators.validate_headers])
     body = models.JSONField(
         "body template",
         null=True,
@@ -71,6 +73,11 @@ class Worker(models.Model):
         help_text="Path to the answer, e.g. choices[0].message.content; empty returns the whole response.",
     )
     owner = models.CharField(max_length=200, blank=True)
+    # The worker-scope key that registered the worker: only it (or an admin) may change it or
+    # take it offline. Empty when registered by an admin or with MMM_REQUIRE_AUTH off.
+    owner_key = models.ForeignKey(
+        "accounts.ApiKey", null=True, blank=True, on_delete=models.SET_NULL, related_name="workers", editable=False
+    )
     weight = models.IntegerField(
         default=1, validators=[MinValueValidator(0)], help_text="Share of traffic; 0 drains the worker."
     )
@@ -140,6 +147,10 @@ class Worker(models.Model):
         prompt_in_url = "{" + templating.USER_PROMPT + "}" in (self.req_url_template or "")
         if not prompt_in_url and not templating.mentions(self.body, templating.USER_PROMPT):
             errors.setdefault("body", "must contain {USER_PROMPT} (or the URL template must)")
+        for field in ("req_url_template", "health_url"):
+            refusal = validators.egress_refusal(getattr(self, field))
+            if refusal:
+                errors.setdefault(field, refusal)
         if errors:
             raise ValidationError(errors)
 
@@ -194,6 +205,12 @@ class Worker(models.Model):
             headers=dict(self.headers or {}),
             json_body=templating.render_body(self.body, values) if self.body is not None else None,
         )
+
+    def secret_values(self) -> list[str]:
+        """What must be masked wherever an upstream's answer is quoted (see registry.redaction)."""
+        from registry.redaction import secret_values
+
+        return secret_values(headers=self.headers, url=self.req_url_template, body=self.body)
 
     def extract_answer(self, document: Any) -> Any:
         return extract.apply_path(document, self.extract_steps, path=self.response_extract)
@@ -256,3 +273,30 @@ class RoutingPolicy(models.Model):
     @classmethod
     def default_for(cls, model_name: str) -> "RoutingPolicy":
         return cls(model_name=model_name)
+class WorkerEvent(models.Model):
+    """Who registered, changed or took offline which worker, and when. Written by the services
+    and the admin in the same transaction as the change; read-only everywhere."""
+
+    class Action(models.TextChoices):
+        REGISTERED = "registered", "registered"
+        CHANGED = "changed", "changed"
+        OFFLINE = "offline", "taken offline"
+        ENABLED = "enabled", "enabled"
+        DISABLED = "disabled", "disabled"
+
+    at = models.DateTimeField(auto_now_add=True, db_index=True)
+    action = models.CharField(max_length=16, choices=Action.choices)
+    # Plain values, not foreign keys: the record outlives the worker it tells about.
+    worker_id = models.BigIntegerField(null=True)
+    model_name = models.CharField(max_length=200)
+    url = models.CharField("URL (query string left out)", max_length=2000)
+    changed_fields = models.JSONField(default=list, blank=True)
+    actor = models.CharField(max_length=300, help_text="The key or admin user, as it was named then.")
+    api_key = models.ForeignKey("accounts.ApiKey", null=True, blank=True, on_delete=models.SET_NULL)
+    user = models.ForeignKey(settings.AUTH_USER_MODEL, null=True, blank=True, on_delete=models.SET_NULL)
+
+    class Meta:
+        ordering = ["-at", "-id"]
+
+    def __str__(self) -> str:
+        return f"{self.at:%Y-%m-%d %H:%M:%S} {self.actor} {self.action} {self.model_name} @ {self.url}"

@@ -12,6 +12,8 @@ from mmm.api_fields import (
     StrictNumberField,
 )
 from registry.models import HEALTH_FIELDS, HttpMethod, RoutingPolicy, Strategy, Worker
+from registry.models import HEALTH_FIELDS, HttpMethod, Worker
+from registry.redaction import body_for_display, url_for_display
 
 # The first implementation's names for fields that have a new name here.
 _LEGACY_ALIASES = {"req_type": "method", "header": "headers"}
@@ -110,6 +112,14 @@ class WorkerOutput(serializers.ModelSerializer):
 
     def get_header_names(self, worker: Worker) -> list[str]:
         return sorted(worker.headers or {})
+
+    def to_representation(self, worker: Worker) -> dict:
+        # Keys in query strings and body templates are masked like header values.
+        data = super().to_representation(worker)
+        data["req_url_template"] = url_for_display(worker.req_url_template)
+        data["health_url"] = url_for_display(worker.health_url) if worker.health_url else ""
+        data["body"] = body_for_display(worker.body)
+        return data
 
     def get_expired(self, worker: Worker) -> bool:
         return worker.is_expired()

@@ -6,10 +6,11 @@ from typing import Any
 from django.db import IntegrityError, transaction
 from django.utils import timezone
 
+from accounts.caller import Caller
 from inference.routing import routing_table
-from registry.exceptions import PolicyNotFound, WorkerNotFound
-from registry.models import RoutingPolicy, Worker
-
+from registry.audit import worker_event_record
+from registry.exceptions import NotWorkerOwner, PolicyNotFound, WorkerNotFound
+from registry.models import RoutingPolicy, Worker, WorkerEvent
 
 
 class _NotGiven:
@@ -37,11 +38,14 @@ def worker_register(
     max_inflight: int | None = NOT_GIVEN,
     ttl: float | None = NOT_GIVEN,
     legacy_options: dict[str, Any] = NOT_GIVEN,
+    caller: Caller | None = None,
 ) -> tuple[Worker, bool]:
     """Create the worker, or update the one with the same model name and URL in place.
 
     Validation is the model's own (the admin runs the same), and nothing is written unless all
-    of it passes. Returns (worker, created).
+    of it passes. ``caller`` (None with MMM_REQUIRE_AUTH off) becomes the owner of a new worker
+    when it is a worker key, must own an existing one unless it is an admin, and is recorded in
+    the audit log with the change. Returns (worker, created).
     """
     given = {
         name: value
@@ -65,7 +69,7 @@ def worker_register(
     for attempt in range(2):
         try:
             with transaction.atomic():
-                worker, created = _apply_registration(model_name, req_url_template, given)
+                worker, created = _apply_registration(model_name, req_url_template, given, caller)
             break
         except IntegrityError:
             if attempt:
@@ -74,7 +78,9 @@ def worker_register(
     return worker, created
 
 
-def _apply_registration(model_name: str, req_url_template: str, fields: dict[str, Any]) -> tuple[Worker, bool]:
+def _apply_registration(
+    model_name: str, req_url_template: str, fields: dict[str, Any], caller: Caller | None
+) -> tuple[Worker, bool]:
     worker = (
         Worker.objects.select_for_update()
         .filter(model_name=model_name, req_url_template=req_url_template)
@@ -83,18 +89,23 @@ def _apply_registration(model_name: str, req_url_template: str, fields: dict[str
     created = worker is None
     if created:
         worker = Worker(model_name=model_name, req_url_template=req_url_template)
+        if caller is not None and not caller.is_admin:
+            worker.owner_key_id = caller.api_key_id
+    else:
+        _check_may_change(worker, caller)
     for name, value in fields.items():
         setattr(worker, name, value)
     # Registering again is also a heartbeat: a worker with a TTL lives that long from now.
     worker.heartbeat_expires_at = _expiry(worker.ttl)
-    fields = {**fields, "heartbeat_expires_at": worker.heartbeat_expires_at}
     # Uniqueness was just settled by the lookup under lock; a racing insert fails in save().
     worker.full_clean(validate_unique=False, validate_constraints=False)
     if created:
         worker.save()
     else:
         # Only what the registration carries, so a probe's concurrent health update stands.
-        worker.save(update_fields=[*fields, "updated_at"])
+        worker.save(update_fields=[*fields, "heartbeat_expires_at", "updated_at"])
+    action = WorkerEvent.Action.REGISTERED if created else WorkerEvent.Action.CHANGED
+    worker_event_record(worker=worker, action=action, caller=caller, changed_fields=list(fields))
     return worker, created
 
 
@@ -102,15 +113,17 @@ def _expiry(ttl: float | None):
     return timezone.now() + timedelta(seconds=ttl) if ttl else None
 
 
-def worker_heartbeat(*, model_name: str, req_url_template: str) -> Worker:
+def worker_heartbeat(*, model_name: str, req_url_template: str, caller: Caller | None = None) -> Worker:
     """Keep a worker registered with a TTL alive for another TTL; returns the worker.
 
     An unknown worker is a 404, so a worker whose registration was removed (expired too long,
-    or taken offline) learns that it must register again.
+    or taken offline) learns that it must register again. A ``worker`` key keeps alive only the
+    workers it registered.
     """
     worker = Worker.objects.filter(model_name=model_name, req_url_template=req_url_template).first()
     if worker is None:
         raise WorkerNotFound(model_name=model_name, req_url_template=req_url_template)
+    _check_may_change(worker, caller)
     if worker.ttl:
         was_expired = worker.is_expired()
         worker.heartbeat_expires_at = _expiry(worker.ttl)
@@ -123,10 +136,14 @@ def worker_heartbeat(*, model_name: str, req_url_template: str) -> Worker:
 def workers_remove_expired(*, expired_for: float) -> list[Worker]:
     """Delete heartbeat workers whose heartbeats stopped over ``expired_for`` seconds ago."""
     cutoff = timezone.now() - timedelta(seconds=expired_for)
-    gone = list(Worker.objects.filter(heartbeat_expires_at__lt=cutoff))
+    with transaction.atomic():
+        # Locked and re-checked, so a heartbeat that arrives meanwhile keeps its worker.
+        gone = list(Worker.objects.select_for_update().filter(heartbeat_expires_at__lt=cutoff))
+        for worker in gone:
+            worker_event_record(worker=worker, action=WorkerEvent.Action.OFFLINE, caller=None,
+                                actor="probe_workers (heartbeat expired)")
+            worker.delete()
     if gone:
-        # Re-checked in the DELETE, so a heartbeat that arrived meanwhile keeps its worker.
-        Worker.objects.filter(pk__in=[w.pk for w in gone], heartbeat_expires_at__lt=cutoff).delete()
         routing_table.invalidate()
     return gone
 
@@ -177,16 +194,39 @@ def policy_delete(*, model_name: str) -> None:
     routing_table.invalidate()
 
 
-def worker_offline(*, model_name: str, req_url_template: str) -> None:
-    deleted, _ = Worker.objects.filter(model_name=model_name, req_url_template=req_url_template).delete()
-    if not deleted:
-        raise WorkerNotFound(model_name=model_name, req_url_template=req_url_template)
+def _check_may_change(worker: Worker, caller: Caller | None) -> None:
+    """A worker key changes only the workers it registered; admins and (with MMM_REQUIRE_AUTH
+    off) anonymous callers change any."""
+    if caller is None or caller.is_admin:
+        return
+    if worker.owner_key_id is None or worker.owner_key_id != caller.api_key_id:
+        raise NotWorkerOwner(model_name=worker.model_name)
+
+
+def worker_offline(*, model_name: str, req_url_template: str, caller: Caller | None = None) -> None:
+    with transaction.atomic():
+        worker = (
+            Worker.objects.select_for_update()
+            .filter(model_name=model_name, req_url_template=req_url_template)
+            .first()
+        )
+        if worker is None:
+            raise WorkerNotFound(model_name=model_name, req_url_template=req_url_template)
+        _check_may_change(worker, caller)
+        worker_event_record(worker=worker, action=WorkerEvent.Action.OFFLINE, caller=caller)
+        worker.delete()
     routing_table.invalidate()
 
 
-def workers_set_enabled(*, worker_ids: list[int], enabled: bool) -> int:
+def workers_set_enabled(*, worker_ids: list[int], enabled: bool, caller: Caller | None = None) -> int:
     """Enable or disable workers; returns how many changed."""
-    to_change = Worker.objects.filter(pk__in=worker_ids).exclude(enabled=enabled)
-    changed = to_change.update(enabled=enabled, updated_at=timezone.now())
+    action = WorkerEvent.Action.ENABLED if enabled else WorkerEvent.Action.DISABLED
+    with transaction.atomic():
+        to_change = list(Worker.objects.select_for_update().filter(pk__in=worker_ids).exclude(enabled=enabled))
+        Worker.objects.filter(pk__in=[worker.pk for worker in to_change]).update(
+            enabled=enabled, updated_at=timezone.now()
+        )
+        for worker in to_change:
+            worker_event_record(worker=worker, action=action, caller=caller, changed_fields=["enabled"])
     routing_table.invalidate()
-    return changed
+    return len(to_change)

@@ -11,7 +11,7 @@ from urllib.parse import urlsplit
 
 from django.core.exceptions import ValidationError
 
-from inference import extract, templating
+from inference import egress, extract, templating
 
 # RFC 9110 token characters for header names.
 _HEADER_NAME = re.compile(r"^[!#$%&'*+\-.^_`|~0-9A-Za-z]+$")
@@ -92,3 +92,19 @@ def validate_model_name_list(value: Any) -> None:
         raise ValidationError("must not name a model twice")
     if len(value) > 10:
         raise ValidationError("may name at most 10 models")
+def egress_refusal(url: str) -> str | None:
+    """Why the egress policy refuses ``url``, or None. A host that still holds a placeholder
+    is checked only on connect, when it has its value."""
+    if not url:
+        return None
+    sample = templating.render_url(url, {name: "x" for name in templating.PLACEHOLDERS})
+    try:
+        host = urlsplit(sample).hostname
+        if host is None or urlsplit(url).hostname != host:
+            return None
+        egress.policy().check_url(sample)
+    except ValueError:
+        return None  # validate_http_url says what is wrong with it
+    except egress.EgressDenied as exc:
+        return f"is refused by the egress policy: {exc}"
+    return None

@@ -3,8 +3,10 @@
 from rest_framework.response import Response
 from rest_framework.views import APIView
 
+from accounts.permissions import AdminAccess, WorkerAccess
 from inference.routing_state import routing_state
 from registry.models import RoutingPolicy
+from registry.redaction import url_for_display
 from registry.selectors import worker_list
 from registry.serializers import (
     PolicyInput,
@@ -19,14 +21,18 @@ from registry.services import policy_delete, policy_set, worker_heartbeat, worke
 
 
 class WorkerRegisterView(APIView):
+    permission_classes = [WorkerAccess]
+
     def post(self, request):
         serializer = WorkerRegisterInput(data=request.data)
         serializer.is_valid(raise_exception=True)
-        worker, _created = worker_register(**serializer.validated_data)
+        worker, _created = worker_register(**serializer.validated_data, caller=request.auth)
         return Response({"success": True, "msg": f"register LLM {worker.model_name} succeed!"})
 
 
 class WorkerListView(APIView):
+    permission_classes = [WorkerAccess]
+
     def get(self, request):
         query = WorkerListQuery(data=request.query_params)
         query.is_valid(raise_exception=True)
@@ -37,24 +43,29 @@ class WorkerListView(APIView):
 
 
 class WorkerOfflineView(APIView):
+    permission_classes = [WorkerAccess]
+
     def post(self, request):
         serializer = WorkerKeyInput(data=request.data)
         serializer.is_valid(raise_exception=True)
-        worker_offline(**serializer.validated_data)
+        worker_offline(**serializer.validated_data, caller=request.auth)
         key = serializer.validated_data
+        url = url_for_display(key["req_url_template"])
         return Response(
             {
                 "success": True,
-                "msg": f"remove llm worker(model_name={key['model_name']}, url={key['req_url_template']}) succeed!",
+                "msg": f"remove llm worker(model_name={key['model_name']}, url={url}) succeed!",
             }
         )
 
 
 class WorkerHeartbeatView(APIView):
+    permission_classes = [WorkerAccess]
+
     def post(self, request):
         serializer = WorkerKeyInput(data=request.data)
         serializer.is_valid(raise_exception=True)
-        worker = worker_heartbeat(**serializer.validated_data)
+        worker = worker_heartbeat(**serializer.validated_data, caller=request.auth)
         expires = worker.heartbeat_expires_at
         return Response(
             {
@@ -66,11 +77,16 @@ class WorkerHeartbeatView(APIView):
 
 
 class PolicyListView(APIView):
+    permission_classes = [WorkerAccess]
+
     def get(self, request):
         return Response({"success": True, "data": PolicyOutput(RoutingPolicy.objects.all(), many=True).data})
 
 
 class PolicySetView(APIView):
+    # A policy changes routing for every client of the model: operators only.
+    permission_classes = [AdminAccess]
+
     def post(self, request):
         serializer = PolicyInput(data=request.data)
         serializer.is_valid(raise_exception=True)
@@ -82,6 +98,8 @@ class PolicySetView(APIView):
 
 
 class PolicyDeleteView(APIView):
+    permission_classes = [AdminAccess]
+
     def post(self, request):
         serializer = PolicyKeyInput(data=request.data)
         serializer.is_valid(raise_exception=True)

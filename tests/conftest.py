@@ -4,6 +4,7 @@ import pytest
 from django.conf import settings
 from rest_framework.test import APIClient
 
+from accounts.keys import key_cache
 from inference.routing import routing_table
 from inference.routing_state import routing_state
 from tests.fake_upstream import FakeUpstream
@@ -30,6 +31,34 @@ def fresh_routing_state():
     """Each test starts with an empty routing table and no traffic history, as a new gateway would."""
     routing_table.invalidate()
     routing_state().reset()
+    key_cache.clear()
+
+
+@pytest.fixture(autouse=True)
+def auth_not_required(settings):
+    """The seed's contract is tested without keys, as `make serve` runs; tests of access
+    control ask for ``require_auth``. A key that is sent counts either way."""
+    settings.MMM_REQUIRE_AUTH = False
+
+
+@pytest.fixture
+def require_auth(auth_not_required, settings):
+    settings.MMM_REQUIRE_AUTH = True
+
+
+@pytest.fixture
+def make_key(db):
+    """make_key(scopes, **fields) -> the key, ready for an Authorization header."""
+    from accounts.services import api_key_create
+
+    def make(*scopes: str, name: str = "test key", **fields) -> str:
+        return api_key_create(name=name, scopes=list(scopes), **fields)[1]
+
+    return make
+
+
+def bearer(key: str) -> dict:
+    return {"HTTP_AUTHORIZATION": f"Bearer {key}"}
 
 
 @pytest.fixture

@@ -1,0 +1,49 @@
+"""DRF authentication: an API key (Bearer or X-API-Key), or a signed-in staff user of the admin."""
+
+from rest_framework import exceptions
+from rest_framework.authentication import BaseAuthentication, SessionAuthentication
+
+from accounts.caller import Caller
+from accounts.keys import key_cache
+
+
+def presented_key(request) -> str | None:
+    """The key as sent: ``Authorization: Bearer <key>`` (what OpenAI's SDKs send) or ``X-API-Key``."""
+    authorization = request.META.get("HTTP_AUTHORIZATION", "")
+    scheme, _, value = authorization.partition(" ")
+    if scheme.lower() == "bearer" and value.strip():
+        return value.strip()
+    value = request.META.get("HTTP_X_API_KEY", "").strip()
+    return value or None
+
+
+class ApiKeyAuthentication(BaseAuthentication):
+    def authenticate(self, request):
+        key = presented_key(request)
+        if key is None:
+            return None
+        caller = key_cache.caller_for(key)
+        if caller is None:
+            # Never quote the key back: it may be a real key sent to the wrong place.
+            raise exceptions.AuthenticationFailed("the API key is not valid, or it was revoked or has expired")
+        return caller, caller
+
+    def authenticate_header(self, request) -> str:
+        # Its presence makes DRF answer 401 (not 403) to a request without a usable key.
+        return 'Bearer realm="mmm"'
+
+
+class StaffSessionAuthentication(SessionAuthentication):
+    """A staff user signed in to the admin may use the API from the browser, with admin rights.
+
+    DRF's session authentication checks the CSRF token on writes, so another site cannot make
+    the browser call the API with the operator's cookie.
+    """
+
+    def authenticate(self, request):
+        user = getattr(request._request, "user", None)
+        if not user or not user.is_active or not user.is_staff:
+            return None
+        self.enforce_csrf(request)
+        caller = Caller.for_staff(user)
+        return caller, caller

@@ -1,0 +1,56 @@
+"""Encryption of secrets stored in the database (upstream API keys in worker headers and URLs).
+
+``cryptography``'s MultiFernet: AES-128-CBC with HMAC-SHA256, keys from MMM_SECRET_KEYS. The
+first key encrypts, every key decrypts, so a key is rotated by putting a new one first, running
+``manage.py rotate_secrets`` and then dropping the old one.
+"""
+
+import base64
+import functools
+
+from cryptography.fernet import Fernet, InvalidToken, MultiFernet
+from cryptography.hazmat.primitives import hashes
+from cryptography.hazmat.primitives.kdf.hkdf import HKDF
+from django.conf import settings
+from django.core.exceptions import ImproperlyConfigured
+
+__all__ = ["InvalidToken", "decrypt", "encrypt", "key_is_derived", "rotate"]
+
+
+def key_is_derived() -> bool:
+    """True when no MMM_SECRET_KEYS is set and the key comes from SECRET_KEY (local use)."""
+    return not settings.MMM_SECRET_KEYS
+
+
+@functools.cache
+def _box(keys: tuple[str, ...], secret_key: str) -> MultiFernet:
+    if not keys:
+        derived = HKDF(algorithm=hashes.SHA256(), length=32, salt=None, info=b"mmm upstream secrets").derive(
+            secret_key.encode()
+        )
+        return MultiFernet([Fernet(base64.urlsafe_b64encode(derived))])
+    try:
+        return MultiFernet([Fernet(key) for key in keys])
+    except ValueError:
+        raise ImproperlyConfigured(
+            "MMM_SECRET_KEYS must be Fernet keys (32 url-safe base64-encoded bytes), comma-separated; "
+            'make one with: python -c "from cryptography.fernet import Fernet; print(Fernet.generate_key().decode())"'
+        ) from None
+
+
+def box() -> MultiFernet:
+    return _box(tuple(settings.MMM_SECRET_KEYS), settings.SECRET_KEY)
+
+
+def encrypt(text: str) -> str:
+    return box().encrypt(text.encode()).decode("ascii")
+
+
+def decrypt(token: str) -> str:
+    """Raises InvalidToken when no configured key opens ``token``."""
+    return box().decrypt(token.encode("ascii")).decode()
+
+
+def rotate(token: str) -> str:
+    """``token`` encrypted again with the first key."""
+    return box().rotate(token.encode("ascii")).decode("ascii")

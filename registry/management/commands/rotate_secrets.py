@@ -1,0 +1,20 @@
+from django.core.management.base import BaseCommand
+from django.db import transaction
+
+from registry.models import Worker
+
+
+class Command(BaseCommand):
+    help = (
+        "Encrypt every worker's stored secrets again with the first key of MMM_SECRET_KEYS, "
+        "so that older keys can then be removed from the list."
+    )
+
+    def handle(self, *args, **options) -> None:
+        count = 0
+        with transaction.atomic():
+            # Reading decrypts with any configured key; saving encrypts with the first.
+            for worker in Worker.objects.select_for_update().only("pk", "headers"):
+                worker.save(update_fields=["headers"])
+                count += 1
+        self.stdout.write(f"re-encrypted the headers of {count} worker(s) with the first key of MMM_SECRET_KEYS")

@@ -1,0 +1,104 @@
+"""Upstream header values: encrypted at rest, rotatable, write-only in the API and the admin."""
+
+import pytest
+from cryptography.fernet import Fernet
+from django.core.exceptions import ImproperlyConfigured
+from django.core.management import call_command
+from django.db import connection
+
+from registry.models import Worker
+from tests.conftest import SEED_ANSWER, seed_registration
+
+pytestmark = pytest.mark.django_db
+
+SECRET = "sk-canary-" + "Q7w" * 10
+URL = "http://127.0.0.1:9/gen"
+
+
+def stored_headers_column() -> str:
+    with connection.cursor() as cursor:
+        cursor.execute("SELECT headers FROM registry_worker")
+        return cursor.fetchone()[0]
+
+
+def register(api, url=URL):
+    response = api.post("/api/server/register", seed_registration(url, headers={"Authorization": f"Bearer {SECRET}"}), format="json")
+    assert response.status_code == 200, response.json()
+
+
+def test_header_values_are_encrypted_in_the_database_and_sent_upstream_as_given(api, upstream):
+    register(api, upstream.on("/gen", json=SEED_ANSWER))
+
+    raw = stored_headers_column()
+    assert SECRET not in raw and "Authorization" not in raw
+    assert Worker.objects.get().headers == {"Authorization": f"Bearer {SECRET}"}
+    api.post("/api/v1/chat/completions", {"model_name": "proxyllm", "input": "hi"}, format="json")
+    assert upstream.hits("/gen")[0].headers["Authorization"] == f"Bearer {SECRET}"
+
+
+def test_keys_rotate_the_first_encrypts_all_decrypt(api, settings):
+    old, new = Fernet.generate_key().decode(), Fernet.generate_key().decode()
+    settings.MMM_SECRET_KEYS = [old]
+    register(api)
+    written_with_old = stored_headers_column()
+
+    settings.MMM_SECRET_KEYS = [new, old]
+    assert Worker.objects.get().headers["Authorization"] == f"Bearer {SECRET}"
+    call_command("rotate_secrets")
+    assert stored_headers_column() != written_with_old
+
+    settings.MMM_SECRET_KEYS = [new]
+    assert Worker.objects.get().headers["Authorization"] == f"Bearer {SECRET}"
+
+
+def test_a_value_no_configured_key_opens_is_a_clear_error(api, settings):
+    settings.MMM_SECRET_KEYS = [Fernet.generate_key().decode()]
+    register(api)
+    settings.MMM_SECRET_KEYS = [Fernet.generate_key().decode()]
+
+    with pytest.raises(ImproperlyConfigured, match="cannot be decrypted with MMM_SECRET_KEYS"):
+        Worker.objects.get()
+
+
+def test_a_malformed_key_in_the_setting_fails_loudly(settings):
+    from mmm import encryption
+
+    settings.MMM_SECRET_KEYS = ["not-a-fernet-key"]
+    with pytest.raises(ImproperlyConfigured, match="must be Fernet keys"):
+        encryption.encrypt("x")
+
+
+def test_the_encrypted_column_cannot_be_filtered_on_by_mistake():
+    with pytest.raises(NotImplementedError, match="encrypted"):
+        Worker.objects.filter(headers={"a": "b"}).exists()
+
+
+def test_the_admin_shows_header_values_masked_and_keeps_a_value_left_masked(admin_client, api):
+    register(api)
+    worker = Worker.objects.get()
+    page = admin_client.get(f"/admin/registry/worker/{worker.pk}/change/").content.decode()
+    assert SECRET not in page and "***" in page
+
+    form = {
+        "model_name": "proxyllm", "req_url_template": URL, "method": "POST",
+        "headers": '{"Authorization": "***", "X-Team": "a"}', "body": '{"input": "{USER_PROMPT}"}',
+        "response_extract": "", "owner": "", "weight": "2", "enabled": "on", "timeout": "", "health_url": "",
+    }
+    assert admin_client.post(f"/admin/registry/worker/{worker.pk}/change/", form).status_code == 302
+    assert Worker.objects.get().headers == {"Authorization": f"Bearer {SECRET}", "X-Team": "a"}
+
+    form["headers"] = '{"Authorization": "Bearer new-value"}'
+    admin_client.post(f"/admin/registry/worker/{worker.pk}/change/", form)
+    assert Worker.objects.get().headers == {"Authorization": "Bearer new-value"}
+
+
+def test_the_worker_list_masks_keys_in_query_strings_and_body_templates(api):
+    url = URL + "?key=" + SECRET + "&prompt={USER_PROMPT}"
+    body = {"api_key": SECRET, "input": "{USER_PROMPT}", "token": "{MODEL_NAME}"}
+    api.post("/api/server/register", seed_registration(url, body=body), format="json")
+
+    row = api.get("/api/server/workers").json()["data"][0]
+
+    assert SECRET not in str(row)
+    assert row["req_url_template"] == URL + "?key=***&prompt={USER_PROMPT}"
+    assert row["body"] == {"api_key": "***", "input": "{USER_PROMPT}", "token": "{MODEL_NAME}"}
