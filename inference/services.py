@@ -112,6 +112,9 @@ def completion_create(
         attempts += 1
         try:
             result, seconds = worker_call(worker=worker, prompt=prompt, temperature=temperature)
+        except ApiError as exc:
+            exc.worker, exc.attempts = worker, attempts  # for the request log (console.completion_log)
+            raise
         except RetryableWorkerError as exc:
             last_error = exc.error
             logger.warning("model=%s attempt=%d failed, %s: %s", model_name, attempts,
@@ -122,4 +125,6 @@ def completion_create(
     msg = str(last_error.detail)
     if attempts > 1:
         msg = f"all {attempts} workers of model {model_name!r} failed; last: {msg}"
-    raise type(last_error)(msg, **{**last_error.extra, "attempts": attempts})
+    error = type(last_error)(msg, **{**last_error.extra, "attempts": attempts})
+    error.worker, error.attempts = worker, attempts  # for the request log (console.completion_log)
+    raise error

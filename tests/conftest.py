@@ -4,6 +4,7 @@ import pytest
 from django.conf import settings
 from rest_framework.test import APIClient
 
+from console.request_log import request_log_writer
 from inference.routing import routing_table
 from inference.services import default_balancer
 from tests.fake_upstream import FakeUpstream
@@ -30,6 +31,15 @@ def fresh_routing_state():
     """Each test starts with an empty routing table and balancer, as a new process would."""
     routing_table.invalidate()
     default_balancer.reset()
+
+
+@pytest.fixture(autouse=True)
+def request_log_in_foreground(settings):
+    """Request-log rows wait in the queue until a test flushes them, in the test's own thread
+    (and so inside its transaction); none is carried over to the next test."""
+    settings.MMM_REQUEST_LOG_BACKGROUND = False
+    yield
+    request_log_writer.discard()
 
 
 @pytest.fixture
