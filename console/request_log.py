@@ -16,7 +16,7 @@ import threading
 from collections import deque
 
 from django.conf import settings
-from django.db import connection
+from django.db import connection, transaction
 
 from console import metrics
 from console.models import RequestLog
@@ -91,7 +91,9 @@ class RequestLogWriter:
                 while self._queue:
                     batch = [self._queue.popleft() for _ in range(min(self.batch_size, len(self._queue)))]
                     try:
-                        RequestLog.objects.bulk_create(batch)
+                        # A savepoint of its own: a refused batch leaves a caller's transaction usable.
+                        with transaction.atomic():
+                            RequestLog.objects.bulk_create(batch)
                     except Exception:
                         self._queue.extendleft(reversed(batch))
                         raise

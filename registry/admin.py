@@ -5,6 +5,7 @@ from django.db import transaction
 from django.utils.html import format_html
 from django.utils.text import Truncator
 
+from console.worker_admin import WorkerConsoleAdmin
 from inference.routing import routing_table
 from registry.models import HEALTH_FIELDS, HealthState, Worker
 from registry.services import workers_set_enabled
@@ -19,7 +20,7 @@ STATUS_FIELDS = (*HEALTH_FIELDS, "created_at", "updated_at")
 
 
 @admin.register(Worker)
-class WorkerAdmin(admin.ModelAdmin):
+class WorkerAdmin(WorkerConsoleAdmin):  # test prompt, probe now, drain, try before saving
     list_display = (
         "model_name",
         "req_url_template",
@@ -33,7 +34,7 @@ class WorkerAdmin(admin.ModelAdmin):
     list_filter = ("health_state", "enabled", "model_name")
     search_fields = ("model_name", "req_url_template", "owner")
     readonly_fields = (*STATUS_FIELDS, "legacy_options")
-    actions = ("enable_workers", "disable_workers")
+    actions = ("enable_workers", "disable_workers", "drain_workers", "probe_workers_now")
     fieldsets = (
         (None, {"fields": ("model_name", "req_url_template", "method", "headers", "body", "response_extract")}),
         ("Routing", {"fields": ("owner", "weight", "enabled", "timeout", "health_url")}),
