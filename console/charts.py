@@ -60,17 +60,17 @@ def line_chart(
     ]
     for fraction in (0, 0.5, 1):
         level = y(top * fraction)
-        parts.append(format_html('<line x1="{}" x2="{}" y1="{:.1f}" y2="{:.1f}" stroke="#dadce0"/>', LEFT, WIDTH - RIGHT, level, level))
-        parts.append(format_html('<text x="{}" y="{:.1f}" text-anchor="end" fill="#5f6368">{}</text>', LEFT - 6, level + 4, value_format(top * fraction)))
+        parts.append(format_html('<line x1="{}" x2="{}" y1="{}" y2="{}" stroke="#dadce0"/>', LEFT, WIDTH - RIGHT, _n(level), _n(level)))
+        parts.append(format_html('<text x="{}" y="{}" text-anchor="end" fill="#5f6368">{}</text>', LEFT - 6, _n(level + 4), value_format(top * fraction)))
     for index in sorted({0, count // 2, count - 1}) if count else ():
         parts.append(
-            format_html('<text x="{:.1f}" y="{}" text-anchor="middle" fill="#5f6368">{}</text>', x(index), HEIGHT - 8, f"{starts[index]:%H:%M}")
+            format_html('<text x="{}" y="{}" text-anchor="middle" fill="#5f6368">{}</text>', _n(x(index)), HEIGHT - 8, f"{starts[index]:%H:%M}")
         )
     for line in series:
         for run in _runs(line.values):
             if len(run) == 1:
                 index, value = run[0]
-                parts.append(format_html('<circle cx="{:.1f}" cy="{:.1f}" r="2.5" fill="{}"/>', x(index), y(value), line.color))
+                parts.append(format_html('<circle cx="{}" cy="{}" r="2.5" fill="{}"/>', _n(x(index)), _n(y(value)), line.color))
             else:
                 points = " ".join(f"{x(index):.1f},{y(value):.1f}" for index, value in run)
                 parts.append(format_html('<polyline points="{}" fill="none" stroke="{}" stroke-width="1.8"/>', points, line.color))
@@ -91,8 +91,8 @@ def timeline(*, states: Sequence[str], starts: Sequence[datetime], label: str, w
     for index, state in enumerate(states):
         parts.append(
             format_html(
-                '<rect x="{:.2f}" y="0" width="{:.2f}" height="{}" fill="{}"><title>{} {}</title></rect>',
-                index * cell, cell + 0.3, height, STATE_COLORS[state], f"{starts[index]:%H:%M}", state,
+                '<rect x="{}" y="0" width="{}" height="{}" fill="{}"><title>{} {}</title></rect>',
+                _n(index * cell), _n(cell + 0.3), height, STATE_COLORS[state], f"{starts[index]:%H:%M}", state,
             )
         )
     parts.append(mark_safe("</svg>"))
@@ -106,6 +106,10 @@ def legend(series: Sequence[Series]) -> SafeString:
             for line in series
         )
     )
+
+
+def _n(number: float) -> str:
+    return f"{number:.1f}"
 
 
 def _runs(values: Sequence[float | None]) -> list[list[tuple[int, float]]]:
