@@ -10,6 +10,8 @@ from inference.services import default_balancer
 from tests.fake_upstream import FakeUpstream
 
 REQUIRE_SERVICES = os.environ.get("MMM_REQUIRE_SERVICES") == "1"
+REQUIRE_BROWSER = os.environ.get("MMM_REQUIRE_BROWSER") == "1"
+CHROMIUM = os.environ.get("MMM_CHROMIUM", "/usr/bin/chromium")
 
 
 def pytest_collection_modifyitems(config, items):
@@ -24,6 +26,10 @@ def pytest_collection_modifyitems(config, items):
                 if REQUIRE_SERVICES:
                     raise pytest.UsageError(f"MMM_REQUIRE_SERVICES=1 but {marker} is not configured for {item.nodeid}")
                 item.add_marker(pytest.mark.skip(reason=f"needs {marker}: set its URL to run"))
+        if "browser" in item.keywords and not os.access(CHROMIUM, os.X_OK):
+            if REQUIRE_BROWSER:
+                raise pytest.UsageError(f"MMM_REQUIRE_BROWSER=1 but {CHROMIUM} is not installed (apt-get install chromium)")
+            item.add_marker(pytest.mark.skip(reason=f"needs {CHROMIUM}: apt-get install chromium"))
 
 
 @pytest.fixture(autouse=True)
