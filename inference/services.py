@@ -167,6 +167,9 @@ def _with_message(error: ApiError, msg: str, **extra) -> ApiError:
     combined = ApiError.__new__(type(error))
     ApiError.__init__(combined, msg, **{**error.extra, **extra})
     combined.wait = getattr(error, "wait", None)
+    for name in ("worker", "attempts"):  # for the request log, when set
+        if hasattr(error, name):
+            setattr(combined, name, getattr(error, name))
     return combined
 
 
@@ -236,6 +239,9 @@ def _complete_on_model(
             timeout = min(policy.per_try_timeout or worker.effective_timeout, remaining)
             result, seconds = worker_call(worker=worker, prompt=prompt, temperature=temperature, timeout=timeout)
             outcome = Outcome.OK
+        except ApiError as exc:
+            exc.worker, exc.attempts = worker, attempts  # for the request log (console.completion_log)
+            raise
         except RetryableWorkerError as exc:
             last_error = exc.error
             if exc.cool_down_seconds is not None:
@@ -264,7 +270,9 @@ def _complete_on_model(
     msg = str(last_error.detail)
     if attempts > 1:
         msg = f"all {attempts} attempts on model {model_name!r} failed; last: {msg}"
-    raise _with_message(last_error, msg, attempts=attempts)
+    error = _with_message(last_error, msg, attempts=attempts)
+    error.worker, error.attempts = worker, attempts  # for the request log (console.completion_log)
+    raise error
 
 
 def _choose(

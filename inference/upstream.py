@@ -22,6 +22,9 @@ from django.conf import settings
 
 from inference import egress
 
+from mmm.request_id import HEADER as REQUEST_ID_HEADER
+from mmm.request_id import current_request_id
+
 _CHUNK_BYTES = 64 * 1024
 # Masking a few characters would garble messages and hide nothing worth hiding.
 _MIN_SECRET_CHARS = 6
@@ -153,6 +156,9 @@ def send(
     started = time.monotonic()
     data = None
     headers = dict(request.headers)
+    request_id = current_request_id.get()
+    if request_id and not any(name.lower() == "x-request-id" for name in headers):
+        headers[REQUEST_ID_HEADER] = request_id  # one id from the client's log to the model server's
     if request.json_body is not None:
         data = json.dumps(request.json_body, ensure_ascii=False).encode("utf-8")
         if not any(name.lower() == "content-type" for name in headers):

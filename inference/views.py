@@ -1,17 +1,13 @@
 """The seed's completion endpoint."""
 
-import logging
-import time
-
 from rest_framework import serializers
 from rest_framework.response import Response
 from rest_framework.views import APIView
 
 from accounts.permissions import InferenceAccess
+from console.completion_log import completion_logged
 from inference.services import completion_create
 from mmm.api_fields import StrictCharField, StrictNumberField
-
-logger = logging.getLogger("mmm.completion")
 
 
 class CompletionView(APIView):
@@ -24,22 +20,14 @@ class CompletionView(APIView):
         temperature = StrictNumberField(required=False, allow_null=True, min_value=0)
 
     def post(self, request):
-        started = time.monotonic()
         serializer = self.InputSerializer(data=request.data)
         serializer.is_valid(raise_exception=True)
         data = serializer.validated_data
-        completion = completion_create(
-            model_name=data["model_name"], prompt=data["input"], temperature=data.get("temperature")
-        )
-        logger.info(
-            "model=%s answered_by_model=%s worker=%s attempts=%d upstream_ms=%.1f total_ms=%.1f",
-            data["model_name"],
-            completion.model_name,
-            completion.worker.pk,
-            completion.attempts,
-            completion.upstream_seconds * 1000,
-            (time.monotonic() - started) * 1000,
-        )
+        # The request log, metrics and the request's log line (console.middleware finishes them).
+        with completion_logged(request, model_name=data["model_name"], prompt=data["input"]) as entry:
+            completion = entry.answered(
+                completion_create(model_name=data["model_name"], prompt=data["input"], temperature=data.get("temperature"))
+            )
         body = {"success": True, "msg": "execute succeed", "result": completion.result}
         if completion.model_name != data["model_name"]:
             body["model"] = completion.model_name  # not in the seed's body: a fallback model answered

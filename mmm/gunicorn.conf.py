@@ -7,7 +7,9 @@ request a greenlet (Dify serves its API the same way). docs/deploy.md says more.
 
 import ipaddress
 import os
+import shutil
 import sys
+from pathlib import Path
 
 from mmm.env import env_bool, env_int, env_str
 
@@ -53,6 +55,37 @@ keepalive = 5
 accesslog = env_str("MMM_ACCESS_LOG", None)  # "-" for stdout; off by default, the gateway logs each completion
 errorlog = "-"
 forwarded_allow_ips = env_str("FORWARDED_ALLOW_IPS", "127.0.0.1")
+
+
+# --- Metrics across worker processes -------------------------------------------------------
+# Each worker process writes its counters to files in this directory and /metrics adds them
+# up, whichever process answers the scrape (prometheus_client's multiprocess mode). It must be
+# in the environment before any worker imports prometheus_client; one directory per instance
+# (var dir and port), emptied at start so a previous run's counts do not come back.
+if not env_str("PROMETHEUS_MULTIPROC_DIR"):
+    _var_dir = Path(env_str("MMM_VAR_DIR", str(Path(__file__).resolve().parent.parent / "var")))
+    os.environ["PROMETHEUS_MULTIPROC_DIR"] = str(_var_dir / "prometheus" / bind.rsplit(":", 1)[1])
+
+
+def on_starting(server) -> None:
+    directory = Path(os.environ["PROMETHEUS_MULTIPROC_DIR"])
+    shutil.rmtree(directory, ignore_errors=True)
+    directory.mkdir(parents=True, exist_ok=True)
+
+
+def child_exit(server, worker) -> None:
+    # The dead process's in-flight gauge must stop counting; its counters stay in the sum.
+    from prometheus_client import multiprocess
+
+    multiprocess.mark_process_dead(worker.pid)
+
+
+def worker_exit(server, worker) -> None:
+    # In the worker process, after its last request: write the request-log rows still queued.
+    # (atexit does it too, but a worker may leave through os._exit.)
+    request_log = sys.modules.get("console.request_log")
+    if request_log is not None:
+        request_log.request_log_writer.close()
 
 
 def post_worker_init(worker) -> None:

@@ -51,11 +51,14 @@ INSTALLED_APPS = [
     "accounts",
     "registry",
     "inference",
+    "console",
 ]
 
 MIDDLEWARE = [
     "django.middleware.security.SecurityMiddleware",
     "whitenoise.middleware.WhiteNoiseMiddleware",
+    # After WhiteNoise (static files need no request id), before everything that may answer.
+    "console.middleware.RequestContextMiddleware",
     "django.contrib.sessions.middleware.SessionMiddleware",
     "django.middleware.common.CommonMiddleware",
     "django.middleware.csrf.CsrfViewMiddleware",
@@ -165,11 +168,16 @@ REST_FRAMEWORK = {
 }
 
 # --- Logging --------------------------------------------------------------------------------
+# MMM_LOG_JSON=true prints one JSON object per line (console.log_format), for log pipelines.
+MMM_LOG_JSON = env_bool("MMM_LOG_JSON", False)
 LOGGING = {
     "version": 1,
     "disable_existing_loggers": False,
-    "formatters": {"plain": {"format": "%(asctime)s %(levelname)s %(name)s %(message)s"}},
-    "handlers": {"console": {"class": "logging.StreamHandler", "formatter": "plain"}},
+    "formatters": {
+        "plain": {"format": "%(asctime)s %(levelname)s %(name)s %(message)s"},
+        "json": {"()": "console.log_format.JsonFormatter"},
+    },
+    "handlers": {"console": {"class": "logging.StreamHandler", "formatter": "json" if MMM_LOG_JSON else "plain"}},
     "root": {"handlers": ["console"], "level": env_str("MMM_LOG_LEVEL", "INFO").upper()},
     "loggers": {"urllib3": {"level": "WARNING"}},
 }
@@ -237,3 +245,12 @@ MMM_SECRET_KEYS = env_list("MMM_SECRET_KEYS", [])
 # addresses are refused unless ALLOW names their range explicitly.
 MMM_UPSTREAM_ALLOW = env_list("MMM_UPSTREAM_ALLOW", [])
 MMM_UPSTREAM_DENY = env_list("MMM_UPSTREAM_DENY", [])
+# Request log (console.request_log): rows are queued in the process and written in batches.
+MMM_REQUEST_LOG_FLUSH_SECONDS = env_float("MMM_REQUEST_LOG_FLUSH_SECONDS", 1.0, minimum=0.05, maximum=3600.0)
+MMM_REQUEST_LOG_BATCH = env_int("MMM_REQUEST_LOG_BATCH", 500, minimum=1, maximum=100_000)
+# Rows kept in memory while the database is slow or down; past this new rows are dropped.
+MMM_REQUEST_LOG_MAX_QUEUE = env_int("MMM_REQUEST_LOG_MAX_QUEUE", 100_000, minimum=1)
+# False writes only when flush() is called (the test suite does that).
+MMM_REQUEST_LOG_BACKGROUND = env_bool("MMM_REQUEST_LOG_BACKGROUND", True)
+# Store prompts and answers in the request log. Off: they may hold personal or secret data.
+MMM_REQUEST_LOG_CONTENT = env_bool("MMM_REQUEST_LOG_CONTENT", False)

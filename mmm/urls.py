@@ -2,6 +2,7 @@ from django.contrib import admin
 from django.urls import include, path
 
 urlpatterns = [
+    path("", include("console.urls")),  # /healthz, /readyz, /metrics, /admin/dashboard/
     path("admin/", admin.site.urls),
     path("api/server/", include("registry.urls")),
     path("api/v1/", include("inference.urls")),

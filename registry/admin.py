@@ -10,6 +10,7 @@ from django.utils.html import format_html
 from django.utils.text import Truncator
 
 from accounts.caller import Caller
+from console.worker_admin import WorkerConsoleAdmin
 from inference.routing import routing_table
 from inference.routing_state import routing_state
 from registry.audit import worker_event_record
@@ -66,7 +67,7 @@ def admin_caller(request) -> Caller:
 
 
 @admin.register(Worker)
-class WorkerAdmin(admin.ModelAdmin):
+class WorkerAdmin(WorkerConsoleAdmin):  # test prompt, probe now, drain, try before saving
     form = WorkerForm
     list_display = (
         "model_name",
@@ -84,7 +85,7 @@ class WorkerAdmin(admin.ModelAdmin):
     list_filter = ("health_state", "enabled", "model_name")
     search_fields = ("model_name", "req_url_template", "owner")
     readonly_fields = (*STATUS_FIELDS, *TRAFFIC_FIELDS, "legacy_options", "owner_key")
-    actions = ("enable_workers", "disable_workers")
+    actions = ("enable_workers", "disable_workers", "drain_workers", "probe_workers_now")
     fieldsets = (
         (None, {"fields": ("model_name", "req_url_template", "method", "headers", "body", "response_extract")}),
         ("Routing", {"fields": ("owner", "owner_key", "weight", "enabled", "timeout", "max_inflight", "ttl", "health_url")}),

@@ -16,6 +16,7 @@ from django.conf import settings
 from django.db.models import F
 from django.utils import timezone
 
+from console.probe_history import probe_history_add
 from inference import upstream
 from inference.routing_state import routing_state
 from mmm.api_errors import ApiError
@@ -126,6 +127,7 @@ def worker_record_probe(
             consecutive_successes=current.consecutive_successes,
         ).update(**changes)
         if applied:
+            probe_history_add(result=result)  # the dashboard's health timeline
             if state == current.health_state:
                 return None
             return HealthChange(worker_id=current.pk, old_state=current.health_state, new_state=state)

@@ -5,11 +5,14 @@ from django.conf import settings
 from rest_framework.test import APIClient
 
 from accounts.keys import key_cache
+from console.request_log import request_log_writer
 from inference.routing import routing_table
 from inference.routing_state import routing_state
 from tests.fake_upstream import FakeUpstream
 
 REQUIRE_SERVICES = os.environ.get("MMM_REQUIRE_SERVICES") == "1"
+REQUIRE_BROWSER = os.environ.get("MMM_REQUIRE_BROWSER") == "1"
+CHROMIUM = os.environ.get("MMM_CHROMIUM", "/usr/bin/chromium")
 
 
 def pytest_collection_modifyitems(config, items):
@@ -24,6 +27,10 @@ def pytest_collection_modifyitems(config, items):
                 if REQUIRE_SERVICES:
                     raise pytest.UsageError(f"MMM_REQUIRE_SERVICES=1 but {marker} is not configured for {item.nodeid}")
                 item.add_marker(pytest.mark.skip(reason=f"needs {marker}: set its URL to run"))
+        if "browser" in item.keywords and not os.access(CHROMIUM, os.X_OK):
+            if REQUIRE_BROWSER:
+                raise pytest.UsageError(f"MMM_REQUIRE_BROWSER=1 but {CHROMIUM} is not installed (apt-get install chromium)")
+            item.add_marker(pytest.mark.skip(reason=f"needs {CHROMIUM}: apt-get install chromium"))
 
 
 @pytest.fixture(autouse=True)
@@ -59,6 +66,15 @@ def make_key(db):
 
 def bearer(key: str) -> dict:
     return {"HTTP_AUTHORIZATION": f"Bearer {key}"}
+
+
+@pytest.fixture(autouse=True)
+def request_log_in_foreground(settings):
+    """Request-log rows wait in the queue until a test flushes them, in the test's own thread
+    (and so inside its transaction); none is carried over to the next test."""
+    settings.MMM_REQUEST_LOG_BACKGROUND = False
+    yield
+    request_log_writer.discard()
 
 
 @pytest.fixture

@@ -1,0 +1,137 @@
+"""The one hook the completion views call: what happened to a completion, for the log and metrics.
+
+    with completion_logged(request, model_name=name) as entry:
+        completion = entry.answered(completion_create(...))
+
+The block notes the model, the answering worker, attempts, upstream latency and token usage,
+or the error that escaped; RequestContextMiddleware adds the status and total latency the
+client saw once the response exists, and sends the finished row to the request log, the
+metrics and the request's log line.
+
+What it reads from a completion (all optional, so the request path may grow without this
+module changing): ``worker``, ``attempts``, ``upstream_seconds``, ``result``, and ``usage`` (a
+dict with prompt_tokens / completion_tokens / total_tokens). From an error that escaped:
+``status_code`` and the code of an APIException, and optional ``worker`` and ``attempts``
+attributes (the last worker tried, how many were tried).
+"""
+
+import json
+import time
+from collections.abc import Iterator
+from contextlib import contextmanager
+from dataclasses import dataclass, field
+from typing import Any
+
+from django.conf import settings
+from django.http import HttpRequest
+from django.utils import timezone
+from rest_framework.exceptions import APIException
+
+from console import metrics
+from console.models import RequestLog, epoch_minute, latency_class
+from inference.upstream import redact_url
+
+# Where the entry waits on the Django request for the middleware to finish it.
+ENTRY_ATTRIBUTE = "mmm_completion_entry"
+_MAX_ERROR_CHARS = 1000
+
+
+@dataclass
+class CompletionEntry:
+    model_name: str
+    stream: bool
+    prompt: str
+    started_at: Any = field(default_factory=timezone.now)
+    started: float = field(default_factory=time.monotonic)
+    worker_id: int | None = None
+    worker_url: str = ""
+    attempts: int = 0
+    upstream_ms: float | None = None
+    usage: dict | None = None
+    answer: Any = None
+    error_code: str = ""
+    error: str = ""
+    client_key_prefix: str = ""
+
+    def answered(self, completion: Any) -> Any:
+        """Note what the completion says about itself; returns it unchanged."""
+        self._note_worker(getattr(completion, "worker", None))
+        self.attempts = getattr(completion, "attempts", 1) or 1
+        seconds = getattr(completion, "upstream_seconds", None)
+        self.upstream_ms = None if seconds is None else seconds * 1000
+        usage = getattr(completion, "usage", None)
+        self.usage = usage if isinstance(usage, dict) else None
+        self.answer = getattr(completion, "result", None)
+        return completion
+
+    def failed(self, exc: BaseException) -> None:
+        self._note_worker(getattr(exc, "worker", None))
+        self.attempts = getattr(exc, "attempts", None) or (getattr(exc, "extra", {}) or {}).get("attempts") or self.attempts
+        if isinstance(exc, APIException):
+            codes = exc.get_codes()
+            self.error_code = codes if isinstance(codes, str) else exc.default_code
+            self.error = str(exc.detail)[:_MAX_ERROR_CHARS]
+        else:
+            self.error_code = "internal_error"
+            self.error = type(exc).__name__
+
+    def _note_worker(self, worker: Any) -> None:
+        if worker is not None:
+            self.worker_id = worker.pk
+            self.worker_url = redact_url(worker.req_url_template)[:2000]
+
+    def finish(self, *, status: int, request_id: str) -> RequestLog:
+        """The row for this request, once the status the client gets is known."""
+        latency_ms = (time.monotonic() - self.started) * 1000
+        keep_content = settings.MMM_REQUEST_LOG_CONTENT
+        return RequestLog(
+            created_at=self.started_at,
+            minute=epoch_minute(self.started_at),
+            request_id=request_id,
+            model_name=self.model_name[:200],
+            worker_id=self.worker_id,
+            worker_url=self.worker_url,
+            client_key_prefix=self.client_key_prefix,
+            status=status,
+            error_code=self.error_code if status >= 400 else "",
+            error=self.error if status >= 400 else "",
+            latency_ms=latency_ms,
+            latency_class=latency_class(latency_ms),
+            upstream_ms=self.upstream_ms,
+            attempts=self.attempts,
+            prompt_tokens=_tokens(self.usage, "prompt_tokens"),
+            completion_tokens=_tokens(self.usage, "completion_tokens"),
+            total_tokens=_tokens(self.usage, "total_tokens"),
+            stream=self.stream,
+            prompt=_without_nul(self.prompt) if keep_content else "",
+            answer=_as_text(self.answer) if keep_content and status < 400 else "",
+        )
+
+
+@contextmanager
+def completion_logged(request: Any, *, model_name: str, prompt: str = "", stream: bool = False) -> Iterator[CompletionEntry]:
+    """Record the completion made inside the block; see the module's docstring."""
+    django_request: HttpRequest = getattr(request, "_request", request)  # DRF wraps Django's
+    entry = CompletionEntry(model_name=model_name, stream=stream, prompt=prompt)
+    setattr(django_request, ENTRY_ATTRIBUTE, entry)
+    with metrics.in_flight(model_name=model_name):
+        try:
+            yield entry
+        except BaseException as exc:
+            entry.failed(exc)
+            raise
+
+
+def _tokens(usage: dict | None, name: str) -> int | None:
+    value = (usage or {}).get(name)
+    return value if isinstance(value, int) and not isinstance(value, bool) and 0 <= value < 2**31 else None
+
+
+def _as_text(answer: Any) -> str:
+    if answer is None:
+        return ""
+    return _without_nul(answer if isinstance(answer, str) else json.dumps(answer, ensure_ascii=False))
+
+
+def _without_nul(text: str) -> str:
+    return text.replace("\x00", "")  # PostgreSQL refuses NUL in text columns

@@ -1,0 +1,75 @@
+"""The dashboard: an admin page, every chart drawn on the server."""
+
+from django.contrib import admin
+from django.shortcuts import render
+from django.utils import timezone
+
+from console import charts
+from console.dashboard import WINDOWS, Span, model_stats, worker_stats
+
+
+def dashboard(request):
+    window = WINDOWS.get(request.GET.get("window", ""), WINDOWS["hour"])
+    span = Span.ending_at(window, timezone.now())
+    starts = [span.start_of(index) for index in range(window.buckets)]
+    models = model_stats(span=span)
+    series = {
+        "requests": [],
+        "errors": [],
+        "p50": [],
+        "p95": [],
+    }
+    for index, stats in enumerate(models):
+        color = charts.color_for(index)
+        series["requests"].append(charts.Series(stats.model_name, color, stats.requests_per_minute()))
+        series["errors"].append(charts.Series(stats.model_name, color, [_percent(rate) for rate in stats.error_rates()]))
+        series["p50"].append(charts.Series(stats.model_name, color, stats.latency_percentiles(0.5)))
+        series["p95"].append(charts.Series(stats.model_name, color, stats.latency_percentiles(0.95)))
+    model_charts = [
+        ("Requests per minute", charts.line_chart(title="Requests per minute", series=series["requests"], starts=starts, value_format=_number)),
+        ("Error rate (5xx)", charts.line_chart(title="Error rate", series=series["errors"], starts=starts, value_format=_percent_label, minimum_top=1)),
+        ("p50 latency", charts.line_chart(title="p50 latency", series=series["p50"], starts=starts, value_format=_ms)),
+        ("p95 latency", charts.line_chart(title="p95 latency", series=series["p95"], starts=starts, value_format=_ms)),
+    ]
+    workers = [
+        {
+            "stats": stats,
+            "timeline": charts.timeline(
+                states=[cell.state for cell in stats.cells], starts=starts, label=f"health of worker {stats.worker.pk}"
+            ),
+        }
+        for stats in worker_stats(span=span)
+    ]
+    context = {
+        **admin.site.each_context(request),
+        "title": f"Dashboard — {window.label}",
+        "window": window,
+        "windows": WINDOWS.values(),
+        "models": [
+            {"stats": stats, "color": charts.color_for(index), "p50": stats.overall.percentile(0.5), "p95": stats.overall.percentile(0.95)}
+            for index, stats in enumerate(models)
+        ],
+        "model_charts": model_charts,
+        "legend": charts.legend(series["requests"]),
+        "workers": workers,
+        "state_colors": charts.STATE_COLORS,
+        "first_start": starts[0],
+        "bucket_minutes": window.bucket_minutes,
+    }
+    return render(request, "console/dashboard.html", context)
+
+
+def _percent(rate: float | None) -> float | None:
+    return None if rate is None else rate * 100
+
+
+def _number(value: float) -> str:
+    return f"{value:g}" if value < 1000 else f"{value / 1000:g}k"
+
+
+def _percent_label(value: float) -> str:
+    return f"{value:g}%"
+
+
+def _ms(value: float) -> str:
+    return f"{value:.0f} ms" if value < 1000 else f"{value / 1000:.1f} s"

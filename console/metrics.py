@@ -1,0 +1,136 @@
+"""Prometheus metrics: traffic counted in each process, worker health read from the database.
+
+Under gunicorn several processes serve requests and any one of them may answer a scrape, so
+with PROMETHEUS_MULTIPROC_DIR set (mmm/gunicorn.conf.py sets it) every process writes its
+counters to files there and a scrape adds them up (prometheus_client's multiprocess mode).
+Without it (runserver, tests) the process's own registry is used. Worker health, weight and
+the last probe are read from the database at scrape time, so they are the same whichever
+process answers and do not depend on that process having served traffic.
+"""
+
+import os
+from collections.abc import Iterator
+from contextlib import contextmanager
+
+from prometheus_client import CollectorRegistry, Counter, Gauge, Histogram, generate_latest
+from prometheus_client.core import GaugeMetricFamily
+from prometheus_client.registry import REGISTRY, Collector
+
+# Seconds; LLM calls run from tens of milliseconds (cached, tiny models) to minutes.
+LATENCY_BUCKETS = (0.025, 0.05, 0.1, 0.25, 0.5, 1, 2.5, 5, 10, 30, 60, 120, 300, float("inf"))
+
+REQUESTS = Counter(
+    "mmm_requests",
+    "Completion requests answered, by model, answering worker (id, empty when none answered) and HTTP status.",
+    ["model", "worker", "status"],
+)
+REQUEST_SECONDS = Histogram(
+    "mmm_request_duration_seconds",
+    "Time a completion request spent in the gateway, retries included.",
+    ["model"],
+    buckets=LATENCY_BUCKETS,
+)
+UPSTREAM_SECONDS = Histogram(
+    "mmm_upstream_duration_seconds",
+    "Time of the upstream call that answered, by model and worker.",
+    ["model", "worker"],
+    buckets=LATENCY_BUCKETS,
+)
+IN_FLIGHT = Gauge(
+    "mmm_requests_in_flight",
+    "Completion requests being answered right now, by model.",
+    ["model"],
+    multiprocess_mode="livesum",
+)
+LOG_DROPPED = Counter(
+    "mmm_request_log_dropped",
+    "Request log rows dropped because the queue was full (the database was too slow or down).",
+)
+
+
+@contextmanager
+def in_flight(*, model_name: str) -> Iterator[None]:
+    gauge = IN_FLIGHT.labels(model=model_name)
+    gauge.inc()
+    try:
+        yield
+    finally:
+        gauge.dec()  # also when the client went away or the upstream timed out
+
+
+def observe_completion(*, model_name: str, worker_id: int | None, status: int, seconds: float, upstream_seconds: float | None) -> None:
+    worker = "" if worker_id is None else str(worker_id)
+    REQUESTS.labels(model=model_name, worker=worker, status=str(status)).inc()
+    REQUEST_SECONDS.labels(model=model_name).observe(seconds)
+    if upstream_seconds is not None and worker_id is not None:
+        UPSTREAM_SECONDS.labels(model=model_name, worker=worker).observe(upstream_seconds)
+
+
+class WorkerStateCollector(Collector):
+    """Gauges of every registered worker, from one query at scrape time."""
+
+    def collect(self):
+        from registry.models import HealthState, Worker
+
+        labels = ["worker", "model"]
+        healthy = GaugeMetricFamily("mmm_worker_healthy", "1 if the worker's health state is healthy.", labels=labels)
+        unhealthy = GaugeMetricFamily(
+            "mmm_worker_unhealthy", "1 if probes took the worker out of rotation (health state unhealthy).", labels=labels
+        )
+        routable = GaugeMetricFamily(
+            "mmm_worker_routable", "1 if the worker gets traffic: enabled, weight above 0, not unhealthy.", labels=labels
+        )
+        weight = GaugeMetricFamily("mmm_worker_weight", "The worker's weight (0 drains it).", labels=labels)
+        last_probe_ok = GaugeMetricFamily(
+            "mmm_worker_last_probe_ok", "1 if the worker's last probe passed, 0 if it failed.", labels=labels
+        )
+        last_probe_time = GaugeMetricFamily(
+            "mmm_worker_last_probe_timestamp_seconds", "When the worker was last probed (Unix time).", labels=labels
+        )
+        failures = GaugeMetricFamily(
+            "mmm_worker_consecutive_probe_failures", "Failed probes in a row.", labels=labels
+        )
+        latency = GaugeMetricFamily(
+            "mmm_worker_probe_latency_seconds", "Moving average of the worker's probe latency.", labels=labels
+        )
+        rows = Worker.objects.values_list(
+            "pk", "model_name", "health_state", "enabled", "weight", "last_probe_at",
+            "consecutive_failures", "consecutive_successes", "latency_ms",
+        )
+        for pk, model_name, state, enabled, weight_value, probed_at, failed, passed, latency_ms in rows:
+            values = [str(pk), model_name]
+            healthy.add_metric(values, float(state == HealthState.HEALTHY))
+            unhealthy.add_metric(values, float(state == HealthState.UNHEALTHY))
+            routable.add_metric(values, float(enabled and weight_value > 0 and state != HealthState.UNHEALTHY))
+            weight.add_metric(values, float(weight_value))
+            failures.add_metric(values, float(failed))
+            if probed_at is not None:
+                last_probe_ok.add_metric(values, float(passed > 0))
+                last_probe_time.add_metric(values, probed_at.timestamp())
+            if latency_ms is not None:
+                latency.add_metric(values, latency_ms / 1000)
+        yield from (healthy, unhealthy, routable, weight, last_probe_ok, last_probe_time, failures, latency)
+
+
+class _ProcessRegistry(Collector):
+    """This process's own metrics, for a scrape outside multiprocess mode."""
+
+    def collect(self):
+        return REGISTRY.collect()
+
+
+def multiprocess_dir() -> str | None:
+    return os.environ.get("PROMETHEUS_MULTIPROC_DIR") or None
+
+
+def metrics_text() -> bytes:
+    """The exposition of a scrape: every process's traffic plus the database's worker state."""
+    registry = CollectorRegistry(auto_describe=False)
+    if multiprocess_dir():
+        from prometheus_client import multiprocess
+
+        multiprocess.MultiProcessCollector(registry)
+    else:
+        registry.register(_ProcessRegistry())
+    registry.register(WorkerStateCollector())
+    return generate_latest(registry)

@@ -1,0 +1,155 @@
+"""Writing the request log off the request path: a queue in the process, a flusher beside it.
+
+A request only appends its row to an in-memory queue. A background thread (a greenlet where
+gunicorn's gevent worker has patched threading) writes what is queued in one bulk INSERT every
+MMM_REQUEST_LOG_FLUSH_SECONDS, or sooner once MMM_REQUEST_LOG_BATCH rows wait, so a slow
+database slows the log, never a completion. A clean shutdown (gunicorn's worker_exit hook, or
+atexit) writes what is left; a crash loses at most the last interval. While the database is
+down rows stay queued, up to MMM_REQUEST_LOG_MAX_QUEUE; past that the newest are dropped and
+counted, so memory stays bounded.
+"""
+
+import atexit
+import logging
+import os
+import threading
+from collections import deque
+
+from django.conf import settings
+from django.db import connection, transaction
+
+from console import metrics
+from console.models import RequestLog
+
+logger = logging.getLogger("mmm.request_log")
+
+
+class RequestLogWriter:
+    def __init__(
+        self,
+        *,
+        flush_seconds: float | None = None,
+        batch_size: int | None = None,
+        max_queue: int | None = None,
+        background: bool | None = None,
+    ):
+        # None reads the setting when first needed (settings may be overridden in tests).
+        self._flush_seconds = flush_seconds
+        self._batch_size = batch_size
+        self._max_queue = max_queue
+        self._background = background
+        self._queue: deque[RequestLog] = deque()
+        self._wake = threading.Event()
+        self._stopping = threading.Event()
+        self._flush_lock = threading.Lock()
+        self._start_lock = threading.Lock()
+        self._thread: threading.Thread | None = None
+        self._thread_pid: int | None = None
+        self.dropped = 0
+
+    @property
+    def flush_seconds(self) -> float:
+        return self._flush_seconds if self._flush_seconds is not None else settings.MMM_REQUEST_LOG_FLUSH_SECONDS
+
+    @property
+    def batch_size(self) -> int:
+        return self._batch_size if self._batch_size is not None else settings.MMM_REQUEST_LOG_BATCH
+
+    @property
+    def max_queue(self) -> int:
+        return self._max_queue if self._max_queue is not None else settings.MMM_REQUEST_LOG_MAX_QUEUE
+
+    @property
+    def background(self) -> bool:
+        return self._background if self._background is not None else settings.MMM_REQUEST_LOG_BACKGROUND
+
+    def __len__(self) -> int:
+        return len(self._queue)
+
+    def add(self, row: RequestLog) -> None:
+        """Queue one row; never blocks and never touches the database."""
+        if len(self._queue) >= self.max_queue:
+            self.dropped += 1
+            metrics.LOG_DROPPED.inc()
+            if self.dropped == 1 or self.dropped % 1000 == 0:
+                logger.error("request log queue is full (%d rows): %d row(s) dropped so far", self.max_queue, self.dropped)
+            return
+        self._queue.append(row)
+        if self.background:
+            self._ensure_flusher()
+            if len(self._queue) >= self.batch_size:
+                self._wake.set()
+
+    def flush(self) -> int:
+        """Write every queued row now, in batches; return how many were written.
+
+        Rows a failed write could not store go back to the front of the queue for the next try.
+        """
+        written = 0
+        with self._flush_lock:
+            try:
+                while self._queue:
+                    batch = [self._queue.popleft() for _ in range(min(self.batch_size, len(self._queue)))]
+                    try:
+                        # A savepoint of its own: a refused batch leaves a caller's transaction usable.
+                        with transaction.atomic():
+                            RequestLog.objects.bulk_create(batch)
+                    except Exception:
+                        self._queue.extendleft(reversed(batch))
+                        raise
+                    written += len(batch)
+            finally:
+                # The flusher runs forever; under CONN_MAX_AGE=0 it would otherwise keep its
+                # connection open, or hold a broken one after the database restarts.
+                if not connection.in_atomic_block:
+                    connection.close()
+        return written
+
+    def discard(self) -> int:
+        """Drop every queued row unwritten; return how many (for tests)."""
+        with self._flush_lock:
+            count = len(self._queue)
+            self._queue.clear()
+        return count
+
+    def close(self) -> None:
+        """Stop the flusher and write what is left (gunicorn's worker_exit, atexit)."""
+        self._stopping.set()
+        self._wake.set()
+        thread = self._thread
+        if thread is not None and thread is not threading.current_thread() and self._thread_pid == os.getpid():
+            thread.join(timeout=max(self.flush_seconds, 1) * 5)
+        if self._queue:
+            try:
+                written = self.flush()
+                logger.info("request log: wrote %d row(s) at shutdown", written)
+            except Exception:
+                logger.exception("request log: %d row(s) could not be written at shutdown", len(self._queue))
+
+    def _ensure_flusher(self) -> None:
+        # Started on first use: after gunicorn forked this process and gevent patched threading,
+        # so the flusher is a greenlet of this process's hub, not a thread of the master.
+        if self._thread is not None and self._thread_pid == os.getpid():
+            return
+        with self._start_lock:
+            if self._thread is not None and self._thread_pid == os.getpid():
+                return
+            self._stopping.clear()
+            self._thread = threading.Thread(target=self._run, name="request-log-flusher", daemon=True)
+            self._thread_pid = os.getpid()
+            self._thread.start()
+
+    def _run(self) -> None:
+        while not self._stopping.is_set():
+            self._wake.wait(self.flush_seconds)
+            self._wake.clear()
+            if self._stopping.is_set():
+                return  # close() writes the rest in its own thread
+            try:
+                self.flush()
+            except Exception as exc:
+                logger.error("request log: write failed, %d row(s) kept for the next try: %s", len(self._queue), exc)
+
+
+request_log_writer = RequestLogWriter()
+atexit.register(request_log_writer.close)

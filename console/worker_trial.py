@@ -1,0 +1,94 @@
+"""Try a worker by hand: send one prompt and show every step, with its secrets masked.
+
+Used by the admin's "send a test prompt" (a saved worker) and "try before saving" (the values
+of an unsaved form). The report shows the request as rendered, the upstream's raw answer, what
+the extract path made of it, and how long it took; a failure at any step is part of the report,
+not an exception. Header values that carry credentials and query parameters named like one are
+masked wherever they appear, in the request and in the answer (upstreams quote keys back).
+"""
+
+import json
+import time
+from dataclasses import dataclass, field
+from typing import Any
+from urllib.parse import parse_qsl, urlsplit
+
+from inference import upstream
+from inference.extract import PathMismatch
+from registry.models import Worker
+
+# Enough of a raw answer to see its shape; a whole long completion is not needed here.
+RAW_RESPONSE_CHARS = 20_000
+
+
+@dataclass(frozen=True)
+class TrialReport:
+    method: str
+    url: str
+    headers: dict[str, str]
+    body: str
+    status: int | None = None
+    content_type: str = ""
+    raw_response: str = ""
+    extracted: str = ""
+    extracted_ok: bool = False
+    error: str = ""
+    latency_ms: float | None = None
+    notes: list[str] = field(default_factory=list)
+
+    @property
+    def ok(self) -> bool:
+        return self.extracted_ok and not self.error
+
+
+def worker_try(*, worker: Worker, prompt: str, temperature: float | None = None, timeout: float | None = None) -> TrialReport:
+    """Send ``prompt`` to ``worker`` (saved or not) once and report each step."""
+    request = worker.render_request(prompt=prompt, temperature=temperature)
+    secrets = _secrets_of(request)
+    shown = {
+        "method": request.method,
+        "url": upstream.mask_secrets(request.url, secrets=secrets),
+        "headers": {name: ("***" if value in secrets else value) for name, value in request.headers.items()},
+        "body": "" if request.json_body is None else upstream.mask_secrets(
+            json.dumps(request.json_body, ensure_ascii=False, indent=2), secrets=secrets
+        ),
+    }
+    started = time.monotonic()
+    try:
+        response = upstream.send(request, timeout=timeout or worker.effective_timeout)
+    except upstream.UpstreamError as exc:
+        return TrialReport(**shown, error=f"no answer: {exc}", latency_ms=(time.monotonic() - started) * 1000)
+
+    raw = response.content.decode("utf-8", errors="replace")
+    raw = upstream.mask_secrets(raw[: RAW_RESPONSE_CHARS + 200], secrets=secrets)
+    notes = [f"answer cut to its first {RAW_RESPONSE_CHARS} characters"] if len(raw) > RAW_RESPONSE_CHARS else []
+    answered = {
+        **shown,
+        "status": response.status,
+        "content_type": response.content_type,
+        "raw_response": raw[:RAW_RESPONSE_CHARS],
+        "latency_ms": response.seconds * 1000,
+        "notes": notes,
+    }
+    if not 200 <= response.status < 300:
+        return TrialReport(**answered, error=f"the upstream answered HTTP {response.status}")
+    is_json, document = response.json_or_text()
+    if not worker.extract_steps:
+        return TrialReport(**answered, extracted=_as_text(document, secrets), extracted_ok=True)
+    if not is_json:
+        return TrialReport(**answered, error=f"the answer is not JSON, so response_extract {worker.response_extract!r} cannot apply")
+    try:
+        extracted = worker.extract_answer(document)
+    except PathMismatch as exc:
+        return TrialReport(**answered, error=f"response_extract: {exc}")
+    return TrialReport(**answered, extracted=_as_text(extracted, secrets), extracted_ok=True)
+
+
+def _secrets_of(request: upstream.UpstreamRequest) -> list[str]:
+    query = dict(parse_qsl(urlsplit(request.url).query, keep_blank_values=False))
+    return [*upstream.secret_header_values(request.headers), *upstream.secret_header_values(query)]
+
+
+def _as_text(value: Any, secrets: list[str]) -> str:
+    text = value if isinstance(value, str) else json.dumps(value, ensure_ascii=False, indent=2)
+    return upstream.mask_secrets(text, secrets=secrets)

@@ -1,0 +1,116 @@
+"""The console in a real browser: Debian's Chromium driven by Playwright, the gateway under gunicorn.
+
+Playwright never downloads a browser here: it launches /usr/bin/chromium (MMM_CHROMIUM).
+The dashboard's screenshot is left in var/artifacts/dashboard.png.
+"""
+
+import json
+from concurrent.futures import ThreadPoolExecutor
+from pathlib import Path
+
+import pytest
+
+from tests.conftest import CHROMIUM
+from tests.fake_upstream import Reply, Seen
+from tests.gateway_process import GatewayProcess, gateway_database
+
+pytestmark = [pytest.mark.browser, pytest.mark.e2e]
+
+ARTIFACTS = Path(__file__).resolve().parent.parent / "var" / "artifacts"
+CHROMIUM_ARGS = [
+    "--headless", "--no-sandbox", "--disable-gpu", "--disable-quic", "--no-first-run",
+    "--disable-background-networking", "--disable-component-update", "--disable-sync",
+]
+PASSWORD = "browser-test-password"
+
+
+@pytest.fixture
+def gateway(tmp_path):
+    with gateway_database(tmp_path) as env:
+        env = {**env, "MMM_REQUEST_LOG_FLUSH_SECONDS": "0.2", "MMM_WEB_WORKERS": "2"}
+        setup = GatewayProcess(env=env)
+        setup.manage("migrate", "--noinput", "-v0").check_returncode()
+        setup.manage("collectstatic", "--noinput", "-v0").check_returncode()
+        created = GatewayProcess(env={**env, "DJANGO_SUPERUSER_PASSWORD": PASSWORD}).manage(
+            "createsuperuser", "--noinput", "--username", "operator", "--email", "ops@example.com"
+        )
+        created.check_returncode()
+        process = GatewayProcess(env=env).start()
+        yield process
+        process.stop()
+
+
+@pytest.fixture
+def page():
+    from playwright.sync_api import sync_playwright
+
+    with sync_playwright() as playwright:
+        browser = playwright.chromium.launch(executable_path=CHROMIUM, args=CHROMIUM_ARGS)
+        try:
+            yield browser.new_page(viewport={"width": 1400, "height": 1100})
+        finally:
+            browser.close()
+
+
+def chat_answer(seen: Seen) -> Reply:
+    prompt = seen.json["messages"][0]["content"]
+    return Reply(json={"choices": [{"message": {"role": "assistant", "content": f"echo: {prompt}"}}]})
+
+
+def test_an_operator_adds_a_worker_tries_it_and_sees_the_traffic(gateway, page, upstream):
+    from playwright.sync_api import expect
+
+    upstream.on("/v1/chat/completions", chat_answer)
+    flaky_count = iter(range(10_000))
+    upstream.on("/flaky", lambda seen: Reply(status=500, json={}) if next(flaky_count) % 4 == 0 else Reply(json={"out": "ok"}))
+
+    # Sign in.
+    page.goto(gateway.url + "/admin/")
+    page.fill("#id_username", "operator")
+    page.fill("#id_password", PASSWORD)
+    page.click("input[type=submit]")
+    expect(page.locator("#site-name")).to_contain_text("mmm")
+
+    # Add a worker from a template, try it before saving, then save it.
+    page.goto(gateway.url + "/admin/registry/worker/add/")
+    page.fill("#id_model_name", "chat-demo")
+    page.fill("#id_req_url_template", upstream.url("/v1/chat/completions"))
+    page.fill("#id_headers", json.dumps({"Authorization": "Bearer sk-browser-test-secret"}))
+    page.fill("#id_body", json.dumps({"model": "{MODEL_NAME}", "messages": [{"role": "user", "content": "{USER_PROMPT}"}]}))
+    page.fill("#id_response_extract", "choices[0].message.content")
+    page.fill("#trial-prompt", "hello from the browser")
+    page.click("#trial-send")
+    expect(page.locator("#trial-extracted")).to_have_text("echo: hello from the browser")
+    expect(page.locator("#trial-request")).to_contain_text("Authorization: ***")
+    assert "sk-browser-test-secret" not in page.locator("#trial-result").inner_html()
+    page.click("input[name=_save]")
+    expect(page.locator(".messagelist")).to_contain_text("was added successfully")
+
+    # Traffic: the new model, and a second one that fails one request in four.
+    gateway.post("/api/server/register", {
+        "model_name": "flaky-demo", "req_url_template": upstream.url("/flaky"),
+        "body": {"input": "{USER_PROMPT}"}, "response_extract": "out",
+    }).raise_for_status()
+    with ThreadPoolExecutor(8) as pool:
+        statuses = list(pool.map(
+            lambda index: gateway.post("/api/v1/chat/completions", {"model_name": "chat-demo" if index % 2 else "flaky-demo", "input": f"q{index}"}).status_code,
+            range(40),
+        ))
+    assert statuses.count(200) >= 20
+
+    # The dashboard: the table counts what was sent, the charts have lines or points.
+    page.goto(gateway.url + "/admin/dashboard/")
+    row = page.locator("#console-models tr", has_text="chat-demo")
+    for _ in range(20):  # the request log is written every 0.2 s
+        if row.count() and row.locator("td").nth(1).inner_text() == "20":
+            break
+        page.wait_for_timeout(250)
+        page.reload()
+    expect(row.locator("td").nth(1)).to_have_text("20")
+    charts = page.locator("svg.chart")
+    expect(charts).to_have_count(4)
+    assert charts.first.locator("polyline, circle").count() >= 2  # one mark per model at least
+    expect(page.locator("#console-workers")).to_contain_text("chat-demo")
+    ARTIFACTS.mkdir(parents=True, exist_ok=True)
+    page.screenshot(path=str(ARTIFACTS / "dashboard.png"), full_page=True)
+    assert (ARTIFACTS / "dashboard.png").stat().st_size > 10_000

@@ -1,0 +1,60 @@
+"""/metrics in one process (the multi-process case is in test_console_process.py)."""
+
+import pytest
+from prometheus_client.parser import text_string_to_metric_families
+
+from registry.models import HealthState, Worker
+from tests.conftest import SEED_ANSWER, seed_registration
+
+pytestmark = pytest.mark.django_db
+
+
+def samples(client) -> dict:
+    response = client.get("/metrics")
+    assert response.status_code == 200
+    assert response["Content-Type"].startswith("text/plain; version=")
+    found = {}
+    for family in text_string_to_metric_families(response.content.decode()):
+        for sample in family.samples:
+            found[(sample.name, tuple(sorted(sample.labels.items())))] = sample.value
+    return found
+
+
+def value(found: dict, name: str, **labels) -> float:
+    return found.get((name, tuple(sorted(labels.items()))), 0.0)
+
+
+def test_requests_are_counted_by_model_worker_and_status(api, client, upstream):
+    api.post("/api/server/register", seed_registration(upstream.on("/gen", json=SEED_ANSWER)), format="json")
+    worker = Worker.objects.get()
+    before = samples(client)
+
+    for _ in range(3):
+        api.post("/api/v1/chat/completions", {"model_name": "proxyllm", "input": "hi"}, format="json")
+    api.post("/api/v1/chat/completions", {"model_name": "nobody", "input": "hi"}, format="json")
+    after = samples(client)
+
+    def grew(name, **labels):
+        return value(after, name, **labels) - value(before, name, **labels)
+
+    assert grew("mmm_requests_total", model="proxyllm", worker=str(worker.pk), status="200") == 3
+    assert grew("mmm_requests_total", model="nobody", worker="", status="404") == 1
+    assert grew("mmm_request_duration_seconds_count", model="proxyllm") == 3
+    assert grew("mmm_upstream_duration_seconds_count", model="proxyllm", worker=str(worker.pk)) == 3
+    assert value(after, "mmm_requests_in_flight", model="proxyllm") == 0
+
+
+def test_worker_health_comes_from_the_database_at_scrape_time(client):
+    worker = Worker.objects.create(
+        model_name="m", req_url_template="http://127.0.0.1:9/x", body={"p": "{USER_PROMPT}"},
+        health_state=HealthState.UNHEALTHY, weight=3, consecutive_failures=2,
+    )
+    labels = {"worker": str(worker.pk), "model": "m"}
+
+    found = samples(client)
+
+    assert value(found, "mmm_worker_unhealthy", **labels) == 1
+    assert value(found, "mmm_worker_healthy", **labels) == 0
+    assert value(found, "mmm_worker_routable", **labels) == 0
+    assert value(found, "mmm_worker_weight", **labels) == 3
+    assert value(found, "mmm_worker_consecutive_probe_failures", **labels) == 2
