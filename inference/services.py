@@ -45,7 +45,13 @@ class Completion:
 
 
 def worker_call(
-    *, worker: "Worker", prompt: str, temperature: float | None = None, timeout: float | None = None
+    *,
+    worker: "Worker",
+    prompt: str,
+    temperature: float | None = None,
+    timeout: float | None = None,
+    messages: list[dict] | None = None,
+    max_tokens: int | None = None,
 ) -> tuple[Any, float]:
     """Send one prompt to one worker and return (extracted answer, upstream seconds).
 
@@ -53,7 +59,7 @@ def worker_call(
     failure, timeout, 5xx, 429) and an ApiError for those it would (4xx, a response the
     extract path does not match).
     """
-    request = worker.render_request(prompt=prompt, temperature=temperature)
+    request = worker.render_request(prompt=prompt, temperature=temperature, messages=messages, max_tokens=max_tokens)
     where = f"worker {worker.id} ({upstream.redact_url(request.url)})"
     try:
         response = upstream.send(request, timeout=timeout or worker.effective_timeout)

@@ -9,7 +9,11 @@ from mmm.api_fields import (
     StrictIntegerField,
     StrictNumberField,
 )
-from registry.models import HEALTH_FIELDS, HttpMethod, Worker
+from django.core.exceptions import ValidationError as ModelValidationError
+
+from registry.models import HEALTH_FIELDS, HttpMethod, Worker, WorkerKind
+from registry.presets import PRESETS
+from registry.validators import validate_http_url
 
 # The first implementation's names for fields that have a new name here.
 _LEGACY_ALIASES = {"req_type": "method", "header": "headers"}
@@ -23,6 +27,12 @@ class WorkerKeyInput(RefuseUnknownFieldsMixin, serializers.Serializer):
 
 
 class WorkerRegisterInput(WorkerKeyInput):
+    req_url_template = StrictCharField(max_length=2000, required=False)  # required unless a preset is used
+    kind = serializers.ChoiceField(choices=WorkerKind.values, required=False)
+    upstream_model = StrictCharField(required=False, allow_blank=True, max_length=200)
+    preset = serializers.ChoiceField(choices=sorted(PRESETS), required=False)
+    base_url = StrictCharField(required=False, max_length=1900)
+    api_key = StrictCharField(required=False, max_length=1000)
     method = StrictCharField(required=False)
     req_type = StrictCharField(required=False)
     headers = serializers.DictField(child=StrictCharField(allow_blank=True, trim_whitespace=False), required=False)
@@ -53,7 +63,37 @@ class WorkerRegisterInput(WorkerKeyInput):
         legacy = {name: attrs.pop(name) for name in _LEGACY_KEPT if name in attrs}
         if legacy:
             attrs["legacy_options"] = legacy
+        return _apply_preset(attrs)
+
+
+def _apply_preset(attrs: dict) -> dict:
+    """Fill the fields a preset knows from ``base_url`` and ``api_key``; fields the request
+    gives itself win, and its headers are added to the preset's."""
+    name, base_url, api_key = attrs.pop("preset", None), attrs.pop("base_url", None), attrs.pop("api_key", None)
+    if name is None:
+        for given, value in (("base_url", base_url), ("api_key", api_key)):
+            if value is not None:
+                raise serializers.ValidationError({given: ["is only used with a preset"]})
+        if "req_url_template" not in attrs:
+            raise serializers.ValidationError({"req_url_template": ["This field is required."]})
         return attrs
+    preset = PRESETS[name]
+    if "req_url_template" in attrs:
+        raise serializers.ValidationError(
+            {"req_url_template": [f"give base_url instead: the {name} preset adds {preset.path or 'nothing'} to it"]}
+        )
+    if base_url is None:
+        raise serializers.ValidationError({"base_url": [f"is required with the {name} preset"]})
+    try:
+        validate_http_url(base_url)
+    except ModelValidationError as exc:
+        raise serializers.ValidationError({"base_url": exc.messages}) from None
+    if preset.key_required and not api_key:
+        raise serializers.ValidationError({"api_key": [f"is required with the {name} preset"]})
+    filled = preset.fill(base_url=base_url, api_key=api_key)
+    if attrs.get("kind", filled["kind"]) != filled["kind"]:
+        raise serializers.ValidationError({"kind": [f"the {name} preset makes {filled['kind']} workers"]})
+    return {**filled, **attrs, "headers": {**filled["headers"], **attrs.get("headers", {})}}
 
 
 class WorkerListQuery(serializers.Serializer):
@@ -69,7 +109,10 @@ class WorkerOutput(serializers.ModelSerializer):
         fields = [
             "id",
             "model_name",
+            "kind",
             "req_url_template",
+            "upstream_model",
+            "preset",
             "method",
             "header_names",
             "body",

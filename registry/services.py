@@ -24,6 +24,9 @@ def worker_register(
     *,
     model_name: str,
     req_url_template: str,
+    kind: str = NOT_GIVEN,
+    upstream_model: str = NOT_GIVEN,
+    preset: str = NOT_GIVEN,
     method: str = NOT_GIVEN,
     headers: dict[str, str] = NOT_GIVEN,
     body: dict | list | None = NOT_GIVEN,
@@ -43,6 +46,9 @@ def worker_register(
     given = {
         name: value
         for name, value in {
+            "kind": kind,
+            "upstream_model": upstream_model,
+            "preset": preset,
             "method": method,
             "headers": headers,
             "body": body,

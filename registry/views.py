@@ -13,7 +13,10 @@ class WorkerRegisterView(APIView):
         serializer = WorkerRegisterInput(data=request.data)
         serializer.is_valid(raise_exception=True)
         worker, _created = worker_register(**serializer.validated_data)
-        return Response({"success": True, "msg": f"register LLM {worker.model_name} succeed!"})
+        answer = {"success": True, "msg": f"register LLM {worker.model_name} succeed!"}
+        if "preset" in serializer.validated_data:
+            answer["worker"] = WorkerOutput(worker).data  # what the preset filled in
+        return Response(answer)
 
 
 class WorkerListView(APIView):

@@ -22,8 +22,9 @@ def free_port() -> int:
 
 
 class GatewayProcess:
-    def __init__(self, *, env: dict[str, str], port: int | None = None):
+    def __init__(self, *, env: dict[str, str], port: int | None = None, log_path: Path | None = None):
         self.port = port or free_port()
+        self.log_path = log_path  # the gateway's log goes here when given (a pipe nobody reads may fill)
         self.env = {**os.environ, **env, "HOST": "127.0.0.1", "PORT": str(self.port)}
         self.process: subprocess.Popen | None = None
 
@@ -37,14 +38,16 @@ class GatewayProcess:
         )
 
     def start(self) -> "GatewayProcess":
+        stderr = self.log_path.open("a") if self.log_path else subprocess.PIPE
         self.process = subprocess.Popen(
             [str(BIN / "gunicorn"), "-c", "mmm/gunicorn.conf.py", "mmm.wsgi"],
-            cwd=ROOT, env=self.env, stdout=subprocess.DEVNULL, stderr=subprocess.PIPE, text=True,
+            cwd=ROOT, env=self.env, stdout=subprocess.DEVNULL, stderr=stderr, text=True,
         )
         deadline = time.monotonic() + 30
         while time.monotonic() < deadline:
             if self.process.poll() is not None:
-                raise RuntimeError(f"gateway exited at start: {self.process.stderr.read()}")
+                output = self.log_path.read_text() if self.log_path else self.process.stderr.read()
+                raise RuntimeError(f"gateway exited at start: {output}")
             try:
                 requests.get(self.url + "/api/server/workers", timeout=1)
                 return self
