@@ -11,7 +11,10 @@ from collections.abc import Callable
 from dataclasses import dataclass, field
 from typing import Any
 
+from django.core.exceptions import ValidationError
+
 from registry.models import HttpMethod, WorkerKind
+from registry.validators import validate_http_url
 
 
 @dataclass(frozen=True)
@@ -95,3 +98,30 @@ PRESETS: dict[str, Preset] = {
 
 def preset_choices() -> list[tuple[str, str]]:
     return [(preset.name, preset.title) for preset in PRESETS.values()]
+
+
+def preset_fields(name: str, *, base_url: str | None, api_key: str | None, given: dict[str, Any]) -> dict[str, Any]:
+    """``given`` (the worker fields a registration sent) completed by preset ``name``.
+
+    Fields the registration gives itself win over the preset's, and its headers are added to
+    the preset's. Raises ValidationError naming the field that is wrong (the API and the
+    admin's add form share this).
+    """
+    preset = PRESETS[name]
+    if given.get("req_url_template"):
+        raise ValidationError(
+            {"req_url_template": f"give base_url instead: the {name} preset adds {preset.path or 'nothing'} to it"}
+        )
+    if not base_url:
+        raise ValidationError({"base_url": f"is required with the {name} preset"})
+    try:
+        validate_http_url(base_url)
+    except ValidationError as exc:
+        raise ValidationError({"base_url": exc.messages}) from None
+    if preset.key_required and not api_key:
+        raise ValidationError({"api_key": f"is required with the {name} preset"})
+    filled = preset.fill(base_url=base_url, api_key=api_key)
+    if given.get("kind", filled["kind"]) != filled["kind"]:
+        raise ValidationError({"kind": f"the {name} preset makes {filled['kind']} workers"})
+    given = {field: value for field, value in given.items() if field != "req_url_template"}
+    return {**filled, **given, "headers": {**filled["headers"], **(given.get("headers") or {})}}

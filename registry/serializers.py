@@ -12,8 +12,7 @@ from mmm.api_fields import (
 from django.core.exceptions import ValidationError as ModelValidationError
 
 from registry.models import HEALTH_FIELDS, HttpMethod, Worker, WorkerKind
-from registry.presets import PRESETS
-from registry.validators import validate_http_url
+from registry.presets import PRESETS, preset_fields
 
 # The first implementation's names for fields that have a new name here.
 _LEGACY_ALIASES = {"req_type": "method", "header": "headers"}
@@ -77,23 +76,10 @@ def _apply_preset(attrs: dict) -> dict:
         if "req_url_template" not in attrs:
             raise serializers.ValidationError({"req_url_template": ["This field is required."]})
         return attrs
-    preset = PRESETS[name]
-    if "req_url_template" in attrs:
-        raise serializers.ValidationError(
-            {"req_url_template": [f"give base_url instead: the {name} preset adds {preset.path or 'nothing'} to it"]}
-        )
-    if base_url is None:
-        raise serializers.ValidationError({"base_url": [f"is required with the {name} preset"]})
     try:
-        validate_http_url(base_url)
+        return preset_fields(name, base_url=base_url, api_key=api_key, given=attrs)
     except ModelValidationError as exc:
-        raise serializers.ValidationError({"base_url": exc.messages}) from None
-    if preset.key_required and not api_key:
-        raise serializers.ValidationError({"api_key": [f"is required with the {name} preset"]})
-    filled = preset.fill(base_url=base_url, api_key=api_key)
-    if attrs.get("kind", filled["kind"]) != filled["kind"]:
-        raise serializers.ValidationError({"kind": [f"the {name} preset makes {filled['kind']} workers"]})
-    return {**filled, **attrs, "headers": {**filled["headers"], **attrs.get("headers", {})}}
+        raise serializers.ValidationError(exc.message_dict) from None
 
 
 class WorkerListQuery(serializers.Serializer):
