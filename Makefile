@@ -22,6 +22,7 @@ test: $(DEV_STAMP) $(STATIC_STAMP)
 bench: $(DEV_STAMP) $(STATIC_STAMP)
 	$(BIN)/python -m bench.run $(BENCH_ARGS)
 	$(BIN)/python -m bench.propagation
+	$(BIN)/python -m bench.streaming
 
 setup: $(RUNTIME_STAMP) $(STATIC_STAMP) migrate
 
