@@ -25,6 +25,7 @@ bench: $(DEV_STAMP) $(STATIC_STAMP)
 	$(BIN)/python -m bench.run $(BENCH_ARGS)
 	$(BIN)/python -m bench.propagation
 	$(BIN)/python -m bench.dashboard
+	$(BIN)/python -m bench.streaming
 
 setup: $(RUNTIME_STAMP) $(STATIC_STAMP) migrate
 

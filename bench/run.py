@@ -133,9 +133,10 @@ def stop_process(process: subprocess.Popen) -> None:
 
 
 @contextmanager
-def fake_upstream() -> Iterator[int]:
-    """Run bench.upstream in its own process; yields its port."""
-    specs = [f"{path}={delay}" for path, delay in UPSTREAM_DELAYS.items()]
+def fake_upstream(specs: list[str] | None = None) -> Iterator[int]:
+    """Run bench.upstream in its own process (with ``specs`` as its arguments); yields its port."""
+    if specs is None:
+        specs = [f"{path}={delay}" for path, delay in UPSTREAM_DELAYS.items()]
     # Listening here before the child starts makes the port known and connectable at once;
     # the backlog takes the gateway's burst of new upstream connections at c=200.
     with socket.create_server(("127.0.0.1", 0), backlog=1024) as sock:

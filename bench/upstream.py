@@ -5,6 +5,10 @@ benchmark sends. Every POST answers ``{"data":{"items":[{"attributes":{"answer":
 after the delay configured for its path; the delay is an asyncio sleep, so hundreds of slow
 requests wait at once without a thread each.
 
+``--stream /v1/chat/completions=20:2`` makes a path answer as an OpenAI-compatible server
+streaming a chat completion: 20 ``chat.completion.chunk`` events spread over 2 s (the first at
+once), then ``data: [DONE]``, in HTTP chunked encoding.
+
 Run as ``python -m bench.upstream --fd N /fast=0 /slow=1``: the parent binds and listens on
 the socket and passes it down, so its port is known and connectable before this starts.
 """
@@ -49,7 +53,51 @@ def answer(method: str, path: str, body: bytes, delays: dict[str, float]) -> tup
     return 200, {"data": {"items": [{"attributes": {"answer": prompt}}]}}, delays[path]
 
 
-async def serve_connection(reader: asyncio.StreamReader, writer: asyncio.StreamWriter, delays: dict[str, float]) -> None:
+STREAM_HEAD = (
+    b"HTTP/1.1 200 OK\r\nContent-Type: text/event-stream\r\nCache-Control: no-cache\r\n"
+    b"Transfer-Encoding: chunked\r\n\r\n"
+)
+
+
+def parse_streams(specs: list[str]) -> dict[str, tuple[int, float]]:
+    """``["/v1/chat/completions=20:2"]`` -> ``{"/v1/chat/completions": (20, 2.0)}``."""
+    streams = {}
+    for spec in specs:
+        path, _, shape = spec.partition("=")
+        chunks, _, seconds = shape.partition(":")
+        streams[path] = (int(chunks), float(seconds))
+    return streams
+
+
+def http_chunk(data: bytes) -> bytes:
+    return b"%x\r\n%s\r\n" % (len(data), data)
+
+
+def stream_event(index: int) -> bytes:
+    chunk = {"id": "chatcmpl-bench", "object": "chat.completion.chunk", "created": 0, "model": "bench",
+             "choices": [{"index": 0, "delta": {"content": f"token{index} "}, "finish_reason": None}]}
+    return b"data: " + json.dumps(chunk).encode() + b"\n\n"
+
+
+async def send_stream(writer: asyncio.StreamWriter, chunks: int, seconds: float) -> None:
+    """One streamed chat completion: ``chunks`` events over ``seconds``, then [DONE]."""
+    writer.write(STREAM_HEAD)
+    pause = seconds / max(chunks - 1, 1)
+    for index in range(chunks):
+        if index:
+            await asyncio.sleep(pause)
+        writer.write(http_chunk(stream_event(index)))
+        await writer.drain()
+    writer.write(http_chunk(b"data: [DONE]\n\n") + b"0\r\n\r\n")
+    await writer.drain()
+
+
+async def serve_connection(
+    reader: asyncio.StreamReader,
+    writer: asyncio.StreamWriter,
+    delays: dict[str, float],
+    streams: dict[str, tuple[int, float]] | None = None,
+) -> None:
     """Answer requests on one keep-alive connection until the client closes it."""
     try:
         while True:
@@ -58,6 +106,11 @@ async def serve_connection(reader: asyncio.StreamReader, writer: asyncio.StreamW
             method, path, _version = request_line.split(" ", 2)
             headers = dict(line.lower().split(": ", 1) for line in header_lines if ": " in line)
             body = await reader.readexactly(int(headers.get("content-length", "0")))
+            if streams and path.partition("?")[0] in streams:
+                await send_stream(writer, *streams[path.partition("?")[0]])
+                if headers.get("connection") == "close":
+                    break
+                continue
             status, document, delay = answer(method, path.partition("?")[0], body, delays)
             if delay:
                 await asyncio.sleep(delay)
@@ -71,8 +124,8 @@ async def serve_connection(reader: asyncio.StreamReader, writer: asyncio.StreamW
         writer.close()
 
 
-async def serve(sock: socket.socket, delays: dict[str, float]) -> None:
-    server = await asyncio.start_server(lambda r, w: serve_connection(r, w, delays), sock=sock)
+async def serve(sock: socket.socket, delays: dict[str, float], streams: dict[str, tuple[int, float]]) -> None:
+    server = await asyncio.start_server(lambda r, w: serve_connection(r, w, delays, streams), sock=sock)
     async with server:
         await server.serve_forever()
 
@@ -80,9 +133,10 @@ async def serve(sock: socket.socket, delays: dict[str, float]) -> None:
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--fd", type=int, required=True, help="listening socket inherited from the parent")
-    parser.add_argument("delays", nargs="+", metavar="PATH=SECONDS")
+    parser.add_argument("--stream", action="append", default=[], metavar="PATH=CHUNKS:SECONDS")
+    parser.add_argument("delays", nargs="*", metavar="PATH=SECONDS")
     args = parser.parse_args()
-    asyncio.run(serve(socket.socket(fileno=args.fd), parse_delays(args.delays)))
+    asyncio.run(serve(socket.socket(fileno=args.fd), parse_delays(args.delays), parse_streams(args.stream)))
 
 
 if __name__ == "__main__":

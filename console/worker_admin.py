@@ -6,15 +6,14 @@ own admin stays about what is registered.
 
 from django.contrib import admin, messages
 from django.core.exceptions import PermissionDenied
-from django.db import transaction
 from django.shortcuts import get_object_or_404, render
 from django.urls import path
-from django.utils import timezone
 
+from accounts.caller import Caller
 from console.worker_trial import TrialReport, worker_try
-from inference.routing import routing_table
 from registry.health import ProbeResult, worker_probe, worker_record_probe
 from registry.models import Worker
+from registry.services import workers_drain
 
 DEFAULT_TEST_PROMPT = "Say hello in five words."
 
@@ -93,15 +92,10 @@ class WorkerConsoleAdmin(admin.ModelAdmin):
 
     @admin.action(description="Drain selected workers (weight 0)")
     def drain_workers(self, request, queryset) -> None:
-        changed = workers_drain(worker_ids=list(queryset.values_list("pk", flat=True)))
+        changed = workers_drain(
+            worker_ids=list(queryset.values_list("pk", flat=True)), caller=Caller.for_staff(request.user)
+        )
         self.message_user(request, f"Drained {changed} worker(s): they get no new traffic until their weight is raised.", messages.SUCCESS)
-
-
-def workers_drain(*, worker_ids: list[int]) -> int:
-    """Set the weight of workers to 0: no new requests, in-flight ones finish; returns how many changed."""
-    changed = Worker.objects.filter(pk__in=worker_ids).exclude(weight=0).update(weight=0, updated_at=timezone.now())
-    transaction.on_commit(routing_table.invalidate)
-    return changed
 
 
 def _trial_input(data, *, prefix: str) -> tuple[str, float | None, str]:

@@ -9,6 +9,7 @@ import logging
 import random
 import time
 import uuid
+from collections.abc import Callable
 from dataclasses import dataclass
 from typing import TYPE_CHECKING, Any
 
@@ -65,7 +66,13 @@ class Completion:
 
 
 def worker_call(
-    *, worker: "Worker", prompt: str, temperature: float | None = None, timeout: float | None = None
+    *,
+    worker: "Worker",
+    prompt: str,
+    temperature: float | None = None,
+    timeout: float | None = None,
+    messages: list[dict] | None = None,
+    max_tokens: int | None = None,
 ) -> tuple[Any, float]:
     """Send one prompt to one worker and return (extracted answer, upstream seconds).
 
@@ -73,7 +80,7 @@ def worker_call(
     failure, timeout, 5xx, 429) and an ApiError for those it would (4xx, a response the
     extract path does not match).
     """
-    request = worker.render_request(prompt=prompt, temperature=temperature)
+    request = worker.render_request(prompt=prompt, temperature=temperature, messages=messages, max_tokens=max_tokens)
     where = f"worker {worker.id} ({upstream.redact_url(request.url)})"
     try:
         response = upstream.send(request, timeout=timeout or worker.effective_timeout)
@@ -86,10 +93,7 @@ def worker_call(
 
     # Upstreams echo what they were sent in their errors, API keys included ("invalid key sk-...").
     snippet = response.snippet(secrets=worker.secret_values())
-    if response.status == 429 or response.status >= 500:
-        error = UpstreamFailed(f"{where} answered HTTP {response.status}: {snippet}", upstream_status=response.status)
-        cool_down = retry_after_seconds(response.retry_after) if response.status == 429 else None
-        raise RetryableWorkerError(error, cool_down_seconds=cool_down)
+    raise_if_worker_failed(response, where=where, snippet=snippet)
     if not 200 <= response.status < 300:
         raise UpstreamRejected(
             f"{where} refused the request with HTTP {response.status}: {snippet}", upstream_status=response.status
@@ -107,6 +111,15 @@ def worker_call(
         return worker.extract_answer(document), response.seconds
     except PathMismatch as exc:
         raise ExtractionFailed(f"{where}: {exc}", path=exc.path, failed_at=exc.at) from None
+
+
+def raise_if_worker_failed(response: upstream.UpstreamResponse, *, where: str, snippet: str) -> None:
+    """Raise RetryableWorkerError for an answer another worker may better: 5xx, or 429 (which
+    rests the worker for its Retry-After rather than counting against it)."""
+    if response.status == 429 or response.status >= 500:
+        error = UpstreamFailed(f"{where} answered HTTP {response.status}: {snippet}", upstream_status=response.status)
+        cool_down = retry_after_seconds(response.retry_after) if response.status == 429 else None
+        raise RetryableWorkerError(error, cool_down_seconds=cool_down)
 
 
 def retry_after_seconds(value: str | None) -> float:
@@ -135,10 +148,88 @@ def completion_create(
     state: RoutingState | None = None,
     rng: random.Random | None = None,
 ) -> Completion:
-    """Answer ``prompt`` with a worker of ``model_name``, or of its fallback models in turn.
+    """Answer ``prompt`` with a worker of ``model_name``, or of its fallback models in turn."""
 
-    The model's routing policy sets the strategy, the attempts per model (each on another
-    worker) and one deadline for all of it, fallbacks included.
+    def call(worker: "Worker", lease: "Lease") -> tuple[Any, float]:
+        return worker_call(worker=worker, prompt=prompt, temperature=temperature, timeout=lease.timeout)
+
+    routed = routed_call(model_name=model_name, call=call, table=table, state=state, rng=rng)
+    result, seconds = routed.value
+    return Completion(
+        result=result, worker=routed.worker, attempts=routed.attempts, upstream_seconds=seconds, model_name=routed.model_name
+    )
+
+
+@dataclass(frozen=True)
+class Routed:
+    value: Any  # what the call returned
+    worker: "Worker"
+    attempts: int
+    model_name: str  # the model that answered: the one asked for, or a fallback
+
+
+class Lease:
+    """One attempt's hold on a worker: its in-flight slot, and the verdict it reports.
+
+    The request path settles it when the call returns or raises. A call that hands the
+    worker's answer on to be read later (a stream) calls ``keep()`` and settles it itself when
+    the stream ends, however it ends.
+    """
+
+    def __init__(self, *, worker: "Worker", token: str, timeout: float, state: RoutingState,
+                 model_worker_ids: list[int], retry_of: str | None):
+        self.worker = worker
+        self.timeout = timeout
+        self._token = token
+        self._state = state
+        self._model_worker_ids = model_worker_ids
+        self._retry_of = retry_of  # the model whose retry budget this attempt took a retry from
+        self._started = time.monotonic()
+        self.kept = False
+        self.settled = False
+
+    def keep(self) -> None:
+        self.kept = True
+
+    def settle(self, outcome: Outcome, reason: str = "") -> None:
+        if self.settled:
+            return
+        self.settled = True
+        worker = self.worker
+        if self._retry_of:
+            self._state.budget_release_retry(model_name=self._retry_of, token=self._token)
+        finished = self._state.finish(
+            worker_id=worker.id, token=self._token, outcome=outcome,
+            latency_ms=(time.monotonic() - self._started) * 1000, reason=reason,
+            model_worker_ids=self._model_worker_ids, policy=EjectionPolicy.from_settings(),
+        )
+        if finished.ejected:
+            logger.warning("model=%s worker=%s ejected after repeated failures: %s", worker.model_name, worker.id, reason)
+        elif finished.ejection_refused:
+            logger.warning("model=%s worker=%s keeps failing, but as many of the model's workers as "
+                           "MMM_EJECT_MAX_PERCENT allows are already ejected", worker.model_name, worker.id)
+
+
+Call = Callable[["Worker", Lease], Any]
+
+
+def routed_call(
+    *,
+    model_name: str,
+    call: Call,
+    accept: Callable[["Worker"], bool] | None = None,
+    refuse: Callable[[str], ApiError] | None = None,
+    table: RoutingTable = routing_table,
+    state: RoutingState | None = None,
+    rng: random.Random | None = None,
+) -> Routed:
+    """Run ``call`` on a worker of ``model_name`` chosen by its routing policy, retrying on other
+    workers and then on the policy's fallback models, all within the policy's deadline.
+
+    ``call(worker, lease)`` raises RetryableWorkerError for a failure another worker may not
+    share, any other ApiError for one it would. ``accept`` narrows the workers that can serve
+    this kind of request; ``refuse(model_name)`` is raised when a model has workers but none
+    that ``accept`` takes.
     """
     state = state or routing_state()
     policy = table.policy_for(model_name)
@@ -147,8 +238,8 @@ def completion_create(
     failures: list[tuple[str, ApiError]] = []
     for position, name in enumerate(chain):
         try:
-            return _complete_on_model(
-                model_name=name, prompt=prompt, temperature=temperature, deadline=deadline,
+            return _route_on_model(
+                model_name=name, call=call, accept=accept, refuse=refuse, deadline=deadline,
                 table=table, state=state, rng=rng or random,
             )
         except _FALL_BACK_ON as exc:
@@ -173,25 +264,29 @@ def _with_message(error: ApiError, msg: str, **extra) -> ApiError:
     return combined
 
 
-def _complete_on_model(
+def _route_on_model(
     *,
     model_name: str,
-    prompt: str,
-    temperature: float | None,
+    call: Call,
+    accept: Callable[["Worker"], bool] | None,
+    refuse: Callable[[str], ApiError] | None,
     deadline: float,
     table: RoutingTable,
     state: RoutingState,
     rng: random.Random,
-) -> Completion:
+) -> Routed:
     workers = table.workers_for(model_name)
     if not workers:
         raise ModelNotFound(model_name)
+    if accept is not None:
+        workers = [worker for worker in workers if accept(worker)]
+        if not workers and refuse is not None:
+            raise refuse(model_name)
     now = timezone.now()
     dispatchable = [worker for worker in workers if worker.is_dispatchable(now)]
     if not dispatchable:
         raise NoRoutableWorker(model_name)
     policy = table.policy_for(model_name)
-    ejection = EjectionPolicy.from_settings()
     model_worker_ids = [worker.id for worker in dispatchable]
     state.budget_record_request(model_name=model_name)
 
@@ -224,20 +319,22 @@ def _complete_on_model(
         if acquired is not Acquired.YES:
             tried.add(worker.id)  # another request took its last slot or its trial since the snapshot
             continue
-        retry_token = token if attempts else None
-        if retry_token and not state.budget_take_retry(model_name=model_name, token=retry_token, hold_until=hold_until):
+        is_retry = attempts > 0
+        if is_retry and not state.budget_take_retry(model_name=model_name, token=token, hold_until=hold_until):
             state.finish(worker_id=worker.id, token=token, outcome=Outcome.NEUTRAL, latency_ms=None, reason="",
-                         model_worker_ids=model_worker_ids, policy=ejection)
+                         model_worker_ids=model_worker_ids, policy=EjectionPolicy.from_settings())
             logger.warning("model=%s retry budget spent; not retrying after: %s", model_name, last_error.detail)
             break
+        lease = Lease(
+            worker=worker, token=token, timeout=min(policy.per_try_timeout or worker.effective_timeout, remaining),
+            state=state, model_worker_ids=model_worker_ids, retry_of=model_name if is_retry else None,
+        )
 
         attempts += 1
         tried.add(worker.id)
         outcome, reason = Outcome.NEUTRAL, ""
-        started = time.monotonic()
         try:
-            timeout = min(policy.per_try_timeout or worker.effective_timeout, remaining)
-            result, seconds = worker_call(worker=worker, prompt=prompt, temperature=temperature, timeout=timeout)
+            value = call(worker, lease)
             outcome = Outcome.OK
         except ApiError as exc:
             exc.worker, exc.attempts = worker, attempts  # for the request log (console.completion_log)
@@ -251,19 +348,11 @@ def _complete_on_model(
             logger.warning("model=%s worker=%s attempt=%d failed: %s", model_name, worker.id, attempts, exc)
             continue
         finally:
-            if retry_token:
-                state.budget_release_retry(model_name=model_name, token=retry_token)
-            finished = state.finish(
-                worker_id=worker.id, token=token, outcome=outcome,
-                latency_ms=(time.monotonic() - started) * 1000, reason=reason,
-                model_worker_ids=model_worker_ids, policy=ejection,
-            )
-            if finished.ejected:
-                logger.warning("model=%s worker=%s ejected after repeated failures: %s", model_name, worker.id, reason)
-            elif finished.ejection_refused:
-                logger.warning("model=%s worker=%s keeps failing, but as many of the model's workers as "
-                               "MMM_EJECT_MAX_PERCENT allows are already ejected", model_name, worker.id)
-        return Completion(result=result, worker=worker, attempts=attempts, upstream_seconds=seconds, model_name=model_name)
+            # Settled however the call ended (a client gone mid-call included), unless it kept
+            # the lease for a stream that settles it at its end.
+            if not lease.kept or outcome is not Outcome.OK:
+                lease.settle(outcome, reason)
+        return Routed(value=value, worker=worker, attempts=attempts, model_name=model_name)
 
     if last_error is None:
         raise WorkersAtCapacity(model_name)

@@ -176,7 +176,7 @@ def send(
                 stream=True,
             )
             with response:
-                content = _read_body(response, deadline=started + timeout, max_bytes=max_bytes)
+                content = read_body(response, deadline=started + timeout, max_bytes=max_bytes)
     except gevent.Timeout as fired:
         if fired is not hard_deadline:
             raise
@@ -188,9 +188,9 @@ def send(
     except requests.Timeout:
         raise UpstreamTimedOut(f"no answer within {timeout:g} s") from None
     except requests.RequestException as exc:
-        if _is_read_timeout(exc):
+        if is_read_timeout(exc):
             raise UpstreamTimedOut(f"no answer within {timeout:g} s") from None
-        raise UpstreamUnreachable(_describe_connection_error(exc)) from None
+        raise UpstreamUnreachable(describe_connection_error(exc)) from None
     return UpstreamResponse(
         status=response.status_code,
         content=content,
@@ -211,7 +211,7 @@ def _hard_deadline(seconds: float) -> gevent.Timeout | contextlib.nullcontext:
     return contextlib.nullcontext()
 
 
-def _read_body(response: requests.Response, *, deadline: float, max_bytes: int) -> bytes:
+def read_body(response: requests.Response, *, deadline: float, max_bytes: int) -> bytes:
     """Read the body chunk by chunk, each read waiting at most until ``deadline``.
 
     read1() returns as soon as any bytes arrive, and the socket's timeout is set to the time
@@ -242,12 +242,12 @@ def _read_body(response: requests.Response, *, deadline: float, max_bytes: int) 
         chunks.append(chunk)
 
 
-def _is_read_timeout(exc: requests.RequestException) -> bool:
+def is_read_timeout(exc: requests.RequestException) -> bool:
     # requests re-raises a read timeout met while streaming the body as a ConnectionError.
     return bool(exc.args) and isinstance(exc.args[0], urllib3.exceptions.ReadTimeoutError)
 
 
-def _describe_connection_error(exc: requests.RequestException) -> str:
+def describe_connection_error(exc: requests.RequestException) -> str:
     """A short cause without the URL (requests puts the full URL, query string included, in its messages)."""
     text = str(exc).lower()
     for needle, said in (

@@ -103,7 +103,11 @@ def json_not_found(request, exception=None):
     """handler404 for URLs outside any view: JSON, in the API's error shape (HTML in the admin)."""
     if request.path.startswith("/admin/"):
         return defaults.page_not_found(request, exception)
-    return JsonResponse(error_body(msg=f"no such endpoint: {request.path}", code="not_found"), status=404)
+    msg = f"no such endpoint: {request.path}"
+    if request.path.startswith("/v1/"):  # the OpenAI-compatible API's own error shape
+        error = {"message": msg, "type": "invalid_request_error", "param": None, "code": "not_found"}
+        return JsonResponse({"error": error}, status=404)
+    return JsonResponse(error_body(msg=msg, code="not_found"), status=404)
 
 
 def json_bad_request(request, exception=None):

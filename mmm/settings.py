@@ -188,6 +188,9 @@ LOGGING = {
 MMM_ROUTING_REFRESH_SECONDS = env_float("MMM_ROUTING_REFRESH_SECONDS", 1.0, minimum=0.0, maximum=60.0)
 # Upstream timeout of a worker registered without one, in seconds (total time for one try).
 MMM_DEFAULT_TIMEOUT = env_float("MMM_DEFAULT_TIMEOUT", 60.0, minimum=0.1, maximum=3600.0)
+# Longest a streamed answer (stream: true) may take from request to [DONE], in seconds. Each
+# wait for the stream's next bytes is bounded by the worker's timeout as well.
+MMM_STREAM_MAX_SECONDS = env_float("MMM_STREAM_MAX_SECONDS", 600.0, minimum=1.0, maximum=86400.0)
 # Longest a TCP connect to an upstream may take before that worker counts as down.
 MMM_CONNECT_TIMEOUT = env_float("MMM_CONNECT_TIMEOUT", 3.0, minimum=0.1, maximum=60.0)
 # Largest upstream response body read into memory; a larger one is cut off with a 502.

@@ -6,6 +6,7 @@ urlpatterns = [
     path("admin/", admin.site.urls),
     path("api/server/", include("registry.urls")),
     path("api/v1/", include("inference.urls")),
+    path("v1/", include("inference.openai_urls")),  # the OpenAI-compatible API
 ]
 
 # API clients get JSON, never Django's HTML error pages.

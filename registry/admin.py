@@ -4,6 +4,7 @@ from datetime import timedelta
 
 from django import forms
 from django.contrib import admin, messages
+from django.core.exceptions import ValidationError
 from django.db import transaction
 from django.utils import timezone
 from django.utils.html import format_html
@@ -15,6 +16,7 @@ from inference.routing import routing_table
 from inference.routing_state import routing_state
 from registry.audit import worker_event_record
 from registry.models import HEALTH_FIELDS, HealthState, RoutingPolicy, Worker, WorkerEvent
+from registry.presets import preset_choices, preset_fields
 from registry.redaction import MASK, url_for_display
 from registry.services import workers_set_enabled
 
@@ -66,6 +68,45 @@ def admin_caller(request) -> Caller:
     return Caller.for_staff(request.user)
 
 
+class WorkerAddForm(forms.ModelForm):
+    """The add form, with the presets: choose one, give a base URL (and a key), and the
+    worker's URL, headers, body and extract path are filled in as the API would."""
+
+    use_preset = forms.ChoiceField(
+        label="preset", choices=[("", "none: fill in the fields below by hand"), *preset_choices()], required=False
+    )
+    base_url = forms.CharField(required=False, help_text="With a preset: the server's base URL.")
+    api_key = forms.CharField(
+        required=False, widget=forms.PasswordInput, help_text="With a preset, if the API needs one; stored as a header."
+    )
+
+    class Meta:
+        model = Worker
+        fields = "__all__"
+
+    def __init__(self, *args, **kwargs):
+        super().__init__(*args, **kwargs)
+        self.fields["req_url_template"].required = False  # a preset fills it in
+
+    def clean(self) -> dict:
+        cleaned = super().clean()
+        name = cleaned.get("use_preset")
+        if not name:
+            if not cleaned.get("req_url_template"):
+                self.add_error("req_url_template", "This field is required (or choose a preset).")
+            return cleaned
+        given = {"req_url_template": cleaned.get("req_url_template"), "headers": cleaned.get("headers") or {}}
+        try:
+            filled = preset_fields(name, base_url=cleaned.get("base_url"), api_key=cleaned.get("api_key"), given=given)
+        except ValidationError as exc:
+            for field, errors in exc.message_dict.items():
+                self.add_error(field if field in self.fields else None, errors)
+            return cleaned
+        self.instance.preset = filled.pop("preset")
+        cleaned.update(filled)
+        return cleaned
+
+
 @admin.register(Worker)
 class WorkerAdmin(WorkerConsoleAdmin):  # test prompt, probe now, drain, try before saving
     form = WorkerForm
@@ -84,10 +125,13 @@ class WorkerAdmin(WorkerConsoleAdmin):  # test prompt, probe now, drain, try bef
     )
     list_filter = ("health_state", "enabled", "model_name")
     search_fields = ("model_name", "req_url_template", "owner")
-    readonly_fields = (*STATUS_FIELDS, *TRAFFIC_FIELDS, "legacy_options", "owner_key")
+    readonly_fields = (*STATUS_FIELDS, *TRAFFIC_FIELDS, "legacy_options", "owner_key", "preset")
     actions = ("enable_workers", "disable_workers", "drain_workers", "probe_workers_now")
     fieldsets = (
-        (None, {"fields": ("model_name", "req_url_template", "method", "headers", "body", "response_extract")}),
+        (None, {"fields": (
+            "model_name", "kind", "req_url_template", "upstream_model", "method", "headers", "body", "response_extract",
+            "preset",
+        )}),
         ("Routing", {"fields": ("owner", "owner_key", "weight", "enabled", "timeout", "max_inflight", "ttl", "health_url")}),
         ("Live traffic (all gateway processes)", {"fields": TRAFFIC_FIELDS}),
         ("Health (written by probes)", {"fields": STATUS_FIELDS}),
@@ -173,6 +217,22 @@ class WorkerAdmin(WorkerConsoleAdmin):  # test prompt, probe now, drain, try bef
             worker_ids=list(queryset.values_list("pk", flat=True)), enabled=False, caller=admin_caller(request)
         )
         self.message_user(request, f"Disabled {changed} worker(s).", messages.SUCCESS)
+
+    add_fieldsets = (
+        ("Preset (optional)", {"fields": ("use_preset", "base_url", "api_key")}),
+        (None, {"fields": (
+            "model_name", "kind", "req_url_template", "upstream_model", "method", "headers", "body", "response_extract",
+        )}),
+        ("Routing", {"fields": ("owner", "weight", "enabled", "timeout", "max_inflight", "ttl", "health_url")}),
+    )
+
+    def get_fieldsets(self, request, obj=None):
+        return self.add_fieldsets if obj is None else super().get_fieldsets(request, obj)
+
+    def get_form(self, request, obj=None, **kwargs):
+        if obj is None:
+            kwargs["form"] = WorkerAddForm
+        return super().get_form(request, obj, **kwargs)
 
     def save_model(self, request, worker: Worker, form, change: bool) -> None:
         changed = list(form.changed_data)

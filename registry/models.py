@@ -46,15 +46,39 @@ class Strategy(models.TextChoices):
     LEAST_BUSY = "least_busy", "least busy (in-flight requests, power of two choices)"
     ROUND_ROBIN = "round_robin", "round robin (smooth weighted, shared by all processes)"
     RANDOM = "random", "random (weighted)"
+class WorkerKind(models.TextChoices):
+    TEMPLATE = "template", "template (body template and extract path)"
+    OPENAI = "openai", "openai (OpenAI-compatible server at a base URL)"
+
+
+# Where an OpenAI-compatible server puts the answer of a chat completion.
+OPENAI_CHAT_PATH = "/chat/completions"
+OPENAI_CHAT_EXTRACT = "choices[0].message.content"
 
 
 class Worker(models.Model):
+    kind = models.CharField(
+        max_length=16,
+        choices=WorkerKind.choices,
+        default=WorkerKind.TEMPLATE,
+        help_text="openai: requests to /v1/... are passed through to the base URL with only the model rewritten.",
+    )
     model_name = models.CharField(max_length=200, help_text="Workers with the same name are balanced between.")
     req_url_template = models.CharField(
         "URL template",
         max_length=2000,
         validators=[validators.validate_http_url],
-        help_text="Absolute http(s) URL; may contain {MODEL_NAME} and {USER_PROMPT}, which are percent-encoded.",
+        help_text="Absolute http(s) URL; may contain {MODEL_NAME} and {USER_PROMPT}, which are percent-encoded. "
+        "For openai workers, the base URL (e.g. https://api.example.com/v1).",
+    )
+    upstream_model = models.CharField(
+        max_length=200,
+        blank=True,
+        help_text="Model name the upstream knows; for openai workers it replaces the client's model "
+        "(empty sends the model name as registered).",
+    )
+    preset = models.CharField(
+        max_length=32, blank=True, help_text="The preset that filled in this worker's request, if one did."
     )
     method = models.CharField(max_length=8, choices=HttpMethod.choices, default=HttpMethod.POST)
     # Upstream API keys live here: encrypted at rest (MMM_SECRET_KEYS), never sent back out.
@@ -142,15 +166,24 @@ class Worker(models.Model):
 
     def clean(self) -> None:
         errors: dict[str, str] = {}
-        if self.body is None and self.method != HttpMethod.GET:
-            errors["body"] = f"is required for {self.method} workers (only GET may omit it)"
-        prompt_in_url = "{" + templating.USER_PROMPT + "}" in (self.req_url_template or "")
-        if not prompt_in_url and not templating.mentions(self.body, templating.USER_PROMPT):
-            errors.setdefault("body", "must contain {USER_PROMPT} (or the URL template must)")
         for field in ("req_url_template", "health_url"):
             refusal = validators.egress_refusal(getattr(self, field))
             if refusal:
-                errors.setdefault(field, refusal)
+                errors[field] = refusal
+        if self.kind == WorkerKind.OPENAI:
+            # The client's own request is the body; a template would be silently ignored.
+            if self.body is not None:
+                errors["body"] = "must be empty for openai workers: they are sent the client's own request"
+            if self.method != HttpMethod.POST:
+                errors["method"] = "must be POST for openai workers"
+            if templating.mentions(self.req_url_template, templating.USER_PROMPT):
+                errors.setdefault("req_url_template", "must be the server's base URL for openai workers, without placeholders")
+        else:
+            if self.body is None and self.method != HttpMethod.GET:
+                errors["body"] = f"is required for {self.method} workers (only GET may omit it)"
+            prompt_in_url = "{" + templating.USER_PROMPT + "}" in (self.req_url_template or "")
+            if not prompt_in_url and not any(templating.mentions(self.body, name) for name in templating.PROMPT_PLACEHOLDERS):
+                errors.setdefault("body", "must contain {USER_PROMPT} or {MESSAGES} (or the URL template {USER_PROMPT})")
         if errors:
             raise ValidationError(errors)
 
@@ -171,9 +204,24 @@ class Worker(models.Model):
     def effective_timeout(self) -> float:
         return self.timeout or settings.MMM_DEFAULT_TIMEOUT
 
+    @property
+    def is_openai(self) -> bool:
+        return self.kind == WorkerKind.OPENAI
+
+    @property
+    def sent_model_name(self) -> str:
+        """The model name put in requests to the upstream."""
+        return self.upstream_model or self.model_name
+
     @cached_property
     def extract_steps(self) -> tuple[extract.Step, ...]:
+        if self.is_openai and not self.response_extract:
+            return extract.parse_path(OPENAI_CHAT_EXTRACT)
         return extract.parse_path(self.response_extract)
+
+    def openai_url(self, path: str) -> str:
+        """The URL of one OpenAI endpoint (``/chat/completions``, ...) of an openai worker."""
+        return self.req_url_template.rstrip("/") + path
 
     def health_after_probe(
         self, *, ok: bool, failures_to_unhealthy: int, successes_to_healthy: int
@@ -192,12 +240,35 @@ class Worker(models.Model):
         state = HealthState.UNHEALTHY if failures >= failures_to_unhealthy else self.health_state
         return state, failures, 0
 
-    def render_request(self, *, prompt: str, temperature: float | None = None) -> UpstreamRequest:
-        """The upstream request for one prompt; the stored template is left as it is."""
+    def render_request(
+        self,
+        *,
+        prompt: str,
+        temperature: float | None = None,
+        messages: list[dict] | None = None,
+        max_tokens: int | None = None,
+    ) -> UpstreamRequest:
+        """The upstream request for one prompt or chat; the stored template is left as it is.
+
+        Without ``messages`` the prompt is the chat's one user message; with them, ``prompt``
+        is ignored and {USER_PROMPT} is the last user message's text.
+        """
+        messages = messages if messages is not None else [{"role": "user", "content": prompt}]
+        if self.is_openai:
+            body: dict[str, Any] = {"model": self.sent_model_name, "messages": messages}
+            if temperature is not None:
+                body["temperature"] = temperature
+            if max_tokens is not None:
+                body["max_tokens"] = max_tokens
+            return UpstreamRequest(
+                method=HttpMethod.POST, url=self.openai_url(OPENAI_CHAT_PATH), headers=dict(self.headers or {}),
+                json_body=body,
+            )
         values: dict[str, Any] = {
-            templating.USER_PROMPT: prompt,
+            **templating.chat_values(messages),
             templating.MODEL_TEMPERATURE: temperature,
-            templating.MODEL_NAME: self.model_name,
+            templating.MODEL_NAME: self.sent_model_name,
+            templating.MAX_TOKENS: max_tokens,
         }
         return UpstreamRequest(
             method=self.method,

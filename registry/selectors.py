@@ -1,8 +1,8 @@
 """Reads of the registry."""
 
-from django.db.models import QuerySet
+from django.db.models import Min, QuerySet
 
-from registry.models import Worker
+from registry.models import HealthState, Worker
 
 
 def worker_list(*, model_name: str | None = None) -> QuerySet[Worker]:
@@ -10,3 +10,15 @@ def worker_list(*, model_name: str | None = None) -> QuerySet[Worker]:
     if model_name is not None:
         workers = workers.filter(model_name=model_name)
     return workers
+
+
+def routable_models() -> list[dict]:
+    """Each model name with at least one worker the balancer may pick (the rule of
+    Worker.is_routable), with its first registration time and an owner: ``/v1/models``."""
+    return list(
+        Worker.objects.filter(enabled=True, weight__gt=0)
+        .exclude(health_state=HealthState.UNHEALTHY)
+        .values("model_name")
+        .annotate(created_at=Min("created_at"), owner=Min("owner"))
+        .order_by("model_name")
+    )

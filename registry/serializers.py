@@ -2,6 +2,7 @@
 
 from datetime import datetime, timezone
 
+from django.core.exceptions import ValidationError as ModelValidationError
 from rest_framework import serializers
 
 from mmm.api_fields import (
@@ -11,8 +12,8 @@ from mmm.api_fields import (
     StrictIntegerField,
     StrictNumberField,
 )
-from registry.models import HEALTH_FIELDS, HttpMethod, RoutingPolicy, Strategy, Worker
-from registry.models import HEALTH_FIELDS, HttpMethod, Worker
+from registry.models import HEALTH_FIELDS, HttpMethod, RoutingPolicy, Strategy, Worker, WorkerKind
+from registry.presets import PRESETS, preset_fields
 from registry.redaction import body_for_display, url_for_display
 
 # The first implementation's names for fields that have a new name here.
@@ -27,6 +28,12 @@ class WorkerKeyInput(RefuseUnknownFieldsMixin, serializers.Serializer):
 
 
 class WorkerRegisterInput(WorkerKeyInput):
+    req_url_template = StrictCharField(max_length=2000, required=False)  # required unless a preset is used
+    kind = serializers.ChoiceField(choices=WorkerKind.values, required=False)
+    upstream_model = StrictCharField(required=False, allow_blank=True, max_length=200)
+    preset = serializers.ChoiceField(choices=sorted(PRESETS), required=False)
+    base_url = StrictCharField(required=False, max_length=1900)
+    api_key = StrictCharField(required=False, max_length=1000)
     method = StrictCharField(required=False)
     req_type = StrictCharField(required=False)
     headers = serializers.DictField(child=StrictCharField(allow_blank=True, trim_whitespace=False), required=False)
@@ -59,7 +66,24 @@ class WorkerRegisterInput(WorkerKeyInput):
         legacy = {name: attrs.pop(name) for name in _LEGACY_KEPT if name in attrs}
         if legacy:
             attrs["legacy_options"] = legacy
+        return _apply_preset(attrs)
+
+
+def _apply_preset(attrs: dict) -> dict:
+    """Fill the fields a preset knows from ``base_url`` and ``api_key``; fields the request
+    gives itself win, and its headers are added to the preset's."""
+    name, base_url, api_key = attrs.pop("preset", None), attrs.pop("base_url", None), attrs.pop("api_key", None)
+    if name is None:
+        for given, value in (("base_url", base_url), ("api_key", api_key)):
+            if value is not None:
+                raise serializers.ValidationError({given: ["is only used with a preset"]})
+        if "req_url_template" not in attrs:
+            raise serializers.ValidationError({"req_url_template": ["This field is required."]})
         return attrs
+    try:
+        return preset_fields(name, base_url=base_url, api_key=api_key, given=attrs)
+    except ModelValidationError as exc:
+        raise serializers.ValidationError(exc.message_dict) from None
 
 
 class WorkerListQuery(serializers.Serializer):
@@ -90,7 +114,10 @@ class WorkerOutput(serializers.ModelSerializer):
         fields = [
             "id",
             "model_name",
+            "kind",
             "req_url_template",
+            "upstream_model",
+            "preset",
             "method",
             "header_names",
             "body",

@@ -26,6 +26,9 @@ def worker_register(
     *,
     model_name: str,
     req_url_template: str,
+    kind: str = NOT_GIVEN,
+    upstream_model: str = NOT_GIVEN,
+    preset: str = NOT_GIVEN,
     method: str = NOT_GIVEN,
     headers: dict[str, str] = NOT_GIVEN,
     body: dict | list | None = NOT_GIVEN,
@@ -50,6 +53,9 @@ def worker_register(
     given = {
         name: value
         for name, value in {
+            "kind": kind,
+            "upstream_model": upstream_model,
+            "preset": preset,
             "method": method,
             "headers": headers,
             "body": body,
@@ -221,12 +227,19 @@ def worker_offline(*, model_name: str, req_url_template: str, caller: Caller | N
 def workers_set_enabled(*, worker_ids: list[int], enabled: bool, caller: Caller | None = None) -> int:
     """Enable or disable workers; returns how many changed."""
     action = WorkerEvent.Action.ENABLED if enabled else WorkerEvent.Action.DISABLED
+    return _workers_set(worker_ids=worker_ids, field="enabled", value=enabled, action=action, caller=caller)
+
+
+def workers_drain(*, worker_ids: list[int], caller: Caller | None = None) -> int:
+    """Set the weight of workers to 0: no new requests, in-flight ones finish; returns how many changed."""
+    return _workers_set(worker_ids=worker_ids, field="weight", value=0, action=WorkerEvent.Action.CHANGED, caller=caller)
+
+
+def _workers_set(*, worker_ids: list[int], field: str, value: Any, action: str, caller: Caller | None) -> int:
     with transaction.atomic():
-        to_change = list(Worker.objects.select_for_update().filter(pk__in=worker_ids).exclude(enabled=enabled))
-        Worker.objects.filter(pk__in=[worker.pk for worker in to_change]).update(
-            enabled=enabled, updated_at=timezone.now()
-        )
+        to_change = list(Worker.objects.select_for_update().filter(pk__in=worker_ids).exclude(**{field: value}))
+        Worker.objects.filter(pk__in=[worker.pk for worker in to_change]).update(**{field: value, "updated_at": timezone.now()})
         for worker in to_change:
-            worker_event_record(worker=worker, action=action, caller=caller, changed_fields=["enabled"])
-    routing_table.invalidate()
+            worker_event_record(worker=worker, action=action, caller=caller, changed_fields=[field])
+    transaction.on_commit(routing_table.invalidate)
     return len(to_change)

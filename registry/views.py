@@ -27,7 +27,10 @@ class WorkerRegisterView(APIView):
         serializer = WorkerRegisterInput(data=request.data)
         serializer.is_valid(raise_exception=True)
         worker, _created = worker_register(**serializer.validated_data, caller=request.auth)
-        return Response({"success": True, "msg": f"register LLM {worker.model_name} succeed!"})
+        answer = {"success": True, "msg": f"register LLM {worker.model_name} succeed!"}
+        if "preset" in serializer.validated_data:
+            answer["worker"] = WorkerOutput(worker).data  # what the preset filled in
+        return Response(answer)
 
 
 class WorkerListView(APIView):

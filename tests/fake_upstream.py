@@ -9,7 +9,7 @@ import socket
 import threading
 from dataclasses import dataclass, field
 from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
-from typing import Any, Callable
+from typing import Any, Callable, Iterable
 
 
 @dataclass
@@ -20,6 +20,10 @@ class Reply:
     headers: dict[str, str] = field(default_factory=dict)
     delay: float = 0.0  # seconds before answering; the wait ends early when the server stops
     trickle: float = 0.0  # seconds between the body's bytes, sent one at a time
+    # A streamed body: each item goes out as one HTTP chunk as soon as the iterable yields it
+    # (it may block between items, e.g. on an event the test sets).
+    stream: Iterable[bytes] | None = None
+    cut: bool = False  # end a streamed body by dropping the connection, without its last chunk
 
 
 @dataclass
@@ -99,6 +103,9 @@ def _make_handler(upstream: FakeUpstream):
             )
             upstream.seen.append(seen)
             reply = upstream._answer(seen)
+            if reply.stream is not None:
+                self._stream(seen, reply)
+                return
             if reply.json is not None:
                 payload, content_type = json.dumps(reply.json).encode(), "application/json"
             else:
@@ -116,6 +123,27 @@ def _make_handler(upstream: FakeUpstream):
                     self.wfile.write(payload)
             except (BrokenPipeError, ConnectionResetError):
                 seen.aborted = True  # the gateway gave up waiting (a timeout test)
+            finally:
+                seen.answered.set()
+
+        def _stream(self, seen: Seen, reply: Reply) -> None:
+            try:
+                self.send_response(reply.status)
+                self.send_header("Content-Type", reply.headers.get("Content-Type", "text/event-stream"))
+                self.send_header("Transfer-Encoding", "chunked")
+                self.end_headers()
+                self.wfile.flush()
+                for chunk in reply.stream:
+                    self.wfile.write(b"%x\r\n%s\r\n" % (len(chunk), chunk))
+                    self.wfile.flush()
+                if reply.cut:
+                    self.close_connection = True  # closed without the terminating chunk
+                else:
+                    self.wfile.write(b"0\r\n\r\n")
+                    self.wfile.flush()
+            except (BrokenPipeError, ConnectionResetError):
+                seen.aborted = True  # the gateway closed the connection in the middle of the stream
+                self.close_connection = True
             finally:
                 seen.answered.set()
 

@@ -4,6 +4,7 @@ import os
 import socket
 import subprocess
 import sys
+import tempfile
 import time
 import uuid
 from contextlib import contextmanager
@@ -22,11 +23,14 @@ def free_port() -> int:
 
 
 class GatewayProcess:
-    def __init__(self, *, env: dict[str, str], port: int | None = None):
+    def __init__(self, *, env: dict[str, str], port: int | None = None, log_path: Path | None = None):
         self.port = port or free_port()
+        # The gateway's log goes to a file: a pipe that nobody reads fills up and blocks the gateway.
+        self.log_path = log_path or Path(tempfile.mkstemp(prefix="mmm-gateway-", suffix=".log")[1])
         # As `make serve` runs it: keys are optional unless the test's env says otherwise.
         self.env = {**os.environ, "MMM_REQUIRE_AUTH": "false", **env, "HOST": "127.0.0.1", "PORT": str(self.port)}
         self.process: subprocess.Popen | None = None
+        self.headers: dict[str, str] = {}  # sent with post() and get(), e.g. an API key
 
     @property
     def url(self) -> str:
@@ -37,15 +41,23 @@ class GatewayProcess:
             [sys.executable, "manage.py", *args], cwd=ROOT, env=self.env, capture_output=True, text=True, timeout=60
         )
 
+    def create_api_key(self, *, scope: str) -> str:
+        """A new key of ``scope``, made as an operator would: create_api_key prints it last."""
+        made = self.manage("create_api_key", "--name", f"test {scope} key", "--scope", scope)
+        made.check_returncode()
+        return made.stdout.strip().splitlines()[-1]
+
     def start(self) -> "GatewayProcess":
-        self.process = subprocess.Popen(
-            [str(BIN / "gunicorn"), "-c", "mmm/gunicorn.conf.py", "mmm.wsgi"],
-            cwd=ROOT, env=self.env, stdout=subprocess.DEVNULL, stderr=subprocess.PIPE, text=True,
-        )
+        with self.log_path.open("a") as log:  # the child keeps its own copy of the descriptor
+            self.process = subprocess.Popen(
+                [str(BIN / "gunicorn"), "-c", "mmm/gunicorn.conf.py", "mmm.wsgi"],
+                cwd=ROOT, env=self.env, stdout=subprocess.DEVNULL, stderr=log, text=True,
+            )
         deadline = time.monotonic() + 30
         while time.monotonic() < deadline:
             if self.process.poll() is not None:
-                raise RuntimeError(f"gateway exited at start: {self.process.stderr.read()}")
+                output = self.log_path.read_text()
+                raise RuntimeError(f"gateway exited at start: {output}")
             try:
                 requests.get(self.url + "/api/server/workers", timeout=5)
                 return self
@@ -63,10 +75,10 @@ class GatewayProcess:
                 self.process.wait()
 
     def post(self, path: str, payload) -> requests.Response:
-        return requests.post(self.url + path, json=payload, timeout=30)
+        return requests.post(self.url + path, json=payload, headers=self.headers, timeout=30)
 
     def get(self, path: str, **params) -> requests.Response:
-        return requests.get(self.url + path, params=params, timeout=30)
+        return requests.get(self.url + path, params=params, headers=self.headers, timeout=30)
 
 
 @contextmanager

@@ -13,6 +13,7 @@ CHANGELIST = "/admin/registry/worker/"
 def form(**overrides) -> dict:
     data = {
         "model_name": "proxyllm",
+        "kind": "template",
         "req_url_template": "http://127.0.0.1:9000/gen",
         "method": "POST",
         "headers": "{}",

@@ -28,6 +28,14 @@ ENDPOINTS = [
     ("post", "/api/server/policy/delete", {"model_name": "proxyllm"}, "admin"),
 ]
 OTHER_SCOPE = {"worker": "inference", "inference": "worker", "admin": "worker"}
+# The OpenAI-compatible endpoints answer errors in the OpenAI shape, which the SDKs read.
+V1_ENDPOINTS = [
+    ("get", "/v1/models", None),
+    ("post", "/v1/chat/completions", {"model": "proxyllm", "messages": [{"role": "user", "content": "hi"}]}),
+    ("post", "/v1/completions", {"model": "proxyllm", "prompt": "hi"}),
+    ("post", "/v1/embeddings", {"model": "proxyllm", "input": "hi"}),
+    ("post", "/v1/images/generations", {"model": "proxyllm", "prompt": "a cat"}),
+]
 
 
 def call(api, method, path, body, **headers):
@@ -48,7 +56,7 @@ def api_views(resolver=None) -> set[type]:
 
 
 def test_the_list_of_endpoints_here_covers_every_api_view():
-    listed = {get_resolver().resolve(path).func.view_class for _, path, _, _ in ENDPOINTS}
+    listed = {get_resolver().resolve(path).func.view_class for _, path, *_ in ENDPOINTS + V1_ENDPOINTS}
     unlisted = sorted(view.__name__ for view in api_views() - listed)
     assert unlisted == [], "add these endpoints to ENDPOINTS (and tests/test_fuzz.py) with the scope they need"
 
@@ -64,6 +72,23 @@ def test_every_endpoint_refuses_a_request_without_a_key_with_401(api, method, pa
         "code": "not_authenticated",
     }
     assert response["WWW-Authenticate"] == 'Bearer realm="mmm"'
+
+
+@pytest.mark.parametrize("method, path, body", V1_ENDPOINTS)
+def test_every_v1_endpoint_refuses_a_request_without_a_key_with_an_openai_401(api, method, path, body):
+    response = call(api, method, path, body)
+
+    assert response.status_code == 401
+    assert response.json()["error"]["code"] == "not_authenticated"
+    assert response["WWW-Authenticate"] == 'Bearer realm="mmm"'
+
+
+@pytest.mark.parametrize("method, path, body", V1_ENDPOINTS)
+def test_every_v1_endpoint_refuses_a_worker_key_with_an_openai_403(api, make_key, method, path, body):
+    response = call(api, method, path, body, **bearer(make_key("worker")))
+
+    assert response.status_code == 403
+    assert response.json()["error"]["code"] == "scope_missing"
 
 
 @pytest.mark.parametrize("method, path, body, scope", ENDPOINTS)
@@ -243,3 +268,14 @@ def test_a_key_revoked_in_the_admin_stops_working_at_once_in_this_process(admin_
     admin_client.post("/admin/accounts/apikey/", {"action": "revoke_keys", "_selected_action": [ApiKey.objects.get().pk]})
 
     assert api.get("/api/server/workers", **bearer(key)).status_code == 401
+
+
+def test_the_models_list_shows_a_key_only_its_models(api, make_key, upstream):
+    admin = bearer(make_key("admin"))
+    for name in ("allowed", "other"):
+        registration = seed_registration(upstream.on(f"/{name}", json={}), model_name=name)
+        assert api.post("/api/server/register", registration, format="json", **admin).status_code == 200
+
+    response = api.get("/v1/models", **bearer(make_key("inference", allowed_models=["allowed"])))
+
+    assert [model["id"] for model in response.json()["data"]] == ["allowed"]

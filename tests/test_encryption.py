@@ -82,7 +82,7 @@ def test_the_admin_shows_header_values_masked_and_keeps_a_value_left_masked(admi
     form = {
         "model_name": "proxyllm", "req_url_template": URL, "method": "POST",
         "headers": '{"Authorization": "***", "X-Team": "a"}', "body": '{"input": "{USER_PROMPT}"}',
-        "response_extract": "", "owner": "", "weight": "2", "enabled": "on", "timeout": "", "health_url": "",
+        "response_extract": "", "owner": "", "weight": "2", "enabled": "on", "timeout": "", "health_url": "", "kind": "template",
     }
     assert admin_client.post(f"/admin/registry/worker/{worker.pk}/change/", form).status_code == 302
     assert Worker.objects.get().headers == {"Authorization": f"Bearer {SECRET}", "X-Team": "a"}

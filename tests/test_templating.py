@@ -3,7 +3,16 @@ import json
 from hypothesis import given
 from hypothesis import strategies as st
 
-from inference.templating import MODEL_NAME, MODEL_TEMPERATURE, USER_PROMPT, mentions, render_body, render_url
+from inference.templating import (
+    MAX_TOKENS,
+    MODEL_NAME,
+    MODEL_TEMPERATURE,
+    USER_PROMPT,
+    chat_values,
+    mentions,
+    render_body,
+    render_url,
+)
 
 VALUES = {USER_PROMPT: "hello", MODEL_TEMPERATURE: 0.2, MODEL_NAME: "m"}
 
@@ -141,3 +150,24 @@ def test_any_prompt_inside_text_is_inserted_verbatim(prefix, suffix, prompt):
     rendered = render_body([prefix + "{USER_PROMPT}" + suffix], {USER_PROMPT: prompt, MODEL_NAME: "m"})
 
     assert rendered == [prefix + prompt + suffix]
+
+
+def test_messages_is_the_whole_chat_as_a_json_value():
+    chat = [{"role": "system", "content": "terse"}, {"role": "user", "content": [{"type": "text", "text": "hi"}]}]
+
+    rendered = render_body({"m": "{MESSAGES}", "n": "{NON_SYSTEM_MESSAGES}", "s": "{SYSTEM_PROMPT}",
+                            "p": "{USER_PROMPT}"}, chat_values(chat))
+
+    assert rendered == {"m": chat, "n": chat[1:], "s": "terse", "p": "hi"}
+
+
+def test_a_placeholder_default_applies_only_when_the_request_gives_no_value():
+    template = {"max_tokens": "{MAX_TOKENS|1024}", "label": "{MAX_TOKENS|none} tokens", "stop": "{MODEL_NAME|x y}"}
+
+    assert render_body(template, {}) == {"max_tokens": 1024, "label": "none tokens", "stop": "x y"}
+    assert render_body(template, {MAX_TOKENS: 5, MODEL_NAME: "m"}) == {"max_tokens": 5, "label": "5 tokens", "stop": "m"}
+
+
+def test_mentions_sees_a_placeholder_with_a_default():
+    assert mentions({"a": "{MAX_TOKENS|1}"}, MAX_TOKENS)
+    assert not mentions({"a": "{MAX_TOKENS|1}"}, USER_PROMPT)

@@ -39,6 +39,7 @@ def form(url: str, **overrides) -> dict:
         "enabled": "on",
         "timeout": "",
         "health_url": "",
+        "kind": "template",
         "_trial_prompt": "hello there",
         "_trial_temperature": "",
     }

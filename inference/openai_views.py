@@ -1,0 +1,88 @@
+"""The OpenAI-compatible endpoints under /v1/: thin views over inference.openai_services."""
+
+from django.http import HttpResponse, StreamingHttpResponse
+from django.http.response import HttpResponseBase
+from rest_framework import serializers
+from rest_framework.views import APIView
+
+from inference import openai_api
+from inference.openai_services import Answer, chat_completion_answer, openai_passthrough_answer
+from mmm.api_fields import StrictBooleanField, StrictCharField, StrictIntegerField, StrictNumberField
+from registry.selectors import routable_models
+
+
+class OpenAIView(APIView):
+    """Errors in the OpenAI shape, which the SDKs turn into their exception classes."""
+
+    def get_exception_handler(self):
+        return openai_api.openai_exception_handler
+
+
+class ModelRequestInput(serializers.Serializer):
+    # Every other field the client sends goes upstream as it is (openai workers).
+    model = StrictCharField(max_length=200)
+    stream = StrictBooleanField(required=False, default=False)
+
+
+class MessageInput(serializers.Serializer):
+    role = StrictCharField(max_length=64)
+    content = serializers.JSONField(required=False, allow_null=True)
+
+
+class ChatInput(ModelRequestInput):
+    messages = MessageInput(many=True, allow_empty=False)
+    temperature = StrictNumberField(required=False, allow_null=True, min_value=0)
+    max_tokens = StrictIntegerField(required=False, allow_null=True, min_value=1)
+    max_completion_tokens = StrictIntegerField(required=False, allow_null=True, min_value=1)
+
+
+def _respond(answer: Answer) -> HttpResponseBase:
+    if answer.stream is None:
+        return HttpResponse(answer.body, status=answer.status, content_type=answer.content_type)
+    response = StreamingHttpResponse(answer.stream, status=answer.status, content_type=answer.content_type)
+    response["Cache-Control"] = "no-cache"
+    response["X-Accel-Buffering"] = "no"  # a proxy in front passes each event on as it comes
+    return response
+
+
+class ModelsView(OpenAIView):
+    def get(self, request):
+        caller = request.auth
+        models = [
+            (row["model_name"], int(row["created_at"].timestamp()), row["owner"])
+            for row in routable_models()
+            if caller is None or caller.may_use_model(row["model_name"])  # a key sees only its models
+        ]
+        return HttpResponse(openai_api.json_bytes(openai_api.models_list(models)), content_type="application/json")
+
+
+class ChatCompletionsView(OpenAIView):
+    def post(self, request):
+        serializer = ChatInput(data=request.data)
+        serializer.is_valid(raise_exception=True)
+        data = serializer.validated_data
+        answer = chat_completion_answer(
+            model_name=data["model"],
+            body=request.data,
+            # The messages as sent: content parts and tool calls included, for {MESSAGES}.
+            messages=request.data["messages"],
+            stream=data["stream"],
+            temperature=data.get("temperature"),
+            max_tokens=data.get("max_completion_tokens") or data.get("max_tokens"),
+        )
+        return _respond(answer)
+
+
+class OpenAIPassthroughView(OpenAIView):
+    """An endpoint that only openai workers serve, passed through as it is."""
+
+    endpoint = ""  # the path under the worker's base URL, e.g. "/embeddings"
+
+    def post(self, request):
+        serializer = ModelRequestInput(data=request.data)
+        serializer.is_valid(raise_exception=True)
+        data = serializer.validated_data
+        answer = openai_passthrough_answer(
+            model_name=data["model"], endpoint=self.endpoint, body=request.data, stream=data["stream"]
+        )
+        return _respond(answer)
