@@ -26,6 +26,7 @@ bench: $(DEV_STAMP) $(STATIC_STAMP)
 	$(BIN)/python -m bench.propagation
 	$(BIN)/python -m bench.dashboard
 	$(BIN)/python -m bench.streaming
+	$(BIN)/python -m bench.routing
 
 setup: $(RUNTIME_STAMP) $(STATIC_STAMP) migrate
 

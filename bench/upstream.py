@@ -15,10 +15,11 @@ the socket and passes it down, so its port is known and connectable before this 
 
 import argparse
 import asyncio
+import http
 import json
 import socket
 
-_REASONS = {200: "OK", 400: "Bad Request", 404: "Not Found", 405: "Method Not Allowed"}
+
 
 
 def parse_delays(specs: list[str]) -> dict[str, float]:
@@ -33,7 +34,7 @@ def parse_delays(specs: list[str]) -> dict[str, float]:
 def response_bytes(status: int, document: object) -> bytes:
     body = json.dumps(document).encode()
     head = (
-        f"HTTP/1.1 {status} {_REASONS[status]}\r\n"
+        f"HTTP/1.1 {status} {http.HTTPStatus(status).phrase}\r\n"
         "Content-Type: application/json\r\n"
         f"Content-Length: {len(body)}\r\n\r\n"
     )

@@ -152,6 +152,7 @@ def _openai_attempt(worker: "Worker", lease: Lease, *, path: str, body: dict, st
     except BaseException:
         events.close()
         raise
+    lease.answer_began()
     lease.keep()  # the stream settles it when it ends
     return Answer(status=200, content_type=EVENT_STREAM, stream=_StreamRelay(lease, events, first_events))
 

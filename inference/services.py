@@ -185,11 +185,18 @@ class Lease:
         self._model_worker_ids = model_worker_ids
         self._retry_of = retry_of  # the model whose retry budget this attempt took a retry from
         self._started = time.monotonic()
+        self._latency_ms: float | None = None
         self.kept = False
         self.settled = False
 
     def keep(self) -> None:
         self.kept = True
+
+    def answer_began(self) -> None:
+        """The worker's answer has begun (a stream's first event): that, not the length of the
+        stream, is the latency the balancer compares workers by."""
+        if self._latency_ms is None:
+            self._latency_ms = (time.monotonic() - self._started) * 1000
 
     def settle(self, outcome: Outcome, reason: str = "") -> None:
         if self.settled:
@@ -200,8 +207,8 @@ class Lease:
             self._state.budget_release_retry(model_name=self._retry_of, token=self._token)
         finished = self._state.finish(
             worker_id=worker.id, token=self._token, outcome=outcome,
-            latency_ms=(time.monotonic() - self._started) * 1000, reason=reason,
-            model_worker_ids=self._model_worker_ids, policy=EjectionPolicy.from_settings(),
+            latency_ms=self._latency_ms if self._latency_ms is not None else (time.monotonic() - self._started) * 1000,
+            reason=reason, model_worker_ids=self._model_worker_ids, policy=EjectionPolicy.from_settings(),
         )
         if finished.ejected:
             logger.warning("model=%s worker=%s ejected after repeated failures: %s", worker.model_name, worker.id, reason)
