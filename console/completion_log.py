@@ -113,6 +113,8 @@ def completion_logged(request: Any, *, model_name: str, prompt: str = "", stream
     """Record the completion made inside the block; see the module's docstring."""
     django_request: HttpRequest = getattr(request, "_request", request)  # DRF wraps Django's
     entry = CompletionEntry(model_name=model_name, stream=stream, prompt=prompt)
+    # Which client key asked (its public prefix, never the key).
+    entry.client_key_prefix = getattr(getattr(request, "auth", None), "api_key_prefix", None) or ""
     setattr(django_request, ENTRY_ATTRIBUTE, entry)
     with metrics.in_flight(model_name=model_name):
         try:

@@ -10,6 +10,8 @@ event) moves the request to the next worker; once the first byte of a stream has
 client, it does not.
 """
 
+import dataclasses
+import json
 import logging
 import time
 from collections.abc import Callable, Iterator
@@ -55,6 +57,20 @@ class Answer:
     body: bytes = b""
     stream: Iterator[bytes] | None = None
     outcome: str = Outcome.OK  # of a whole body; a stream reports its own when it ends
+    # For the request log (console.completion_log reads them): who answered, after how many tries.
+    worker: "Worker | None" = None
+    attempts: int = 0
+
+    @property
+    def usage(self) -> dict | None:
+        """The token counts an OpenAI-shaped JSON answer reports, if it does."""
+        if self.stream is not None or not self.body.startswith(b"{"):
+            return None
+        try:
+            usage = json.loads(self.body).get("usage")
+        except ValueError:
+            return None
+        return usage if isinstance(usage, dict) else None
 
 
 def chat_completion_answer(
@@ -110,7 +126,7 @@ def _answer_with_failover(
         return answer
 
     routed = routed_call(model_name=model_name, call=call, accept=accept, refuse=refuse)
-    answer = routed.value
+    answer = dataclasses.replace(routed.value, worker=routed.worker, attempts=routed.attempts)
     logger.info("model=%s answered_by_model=%s worker=%s attempts=%d status=%d stream=%s",
                 model_name, routed.model_name, routed.worker.pk, routed.attempts, answer.status, answer.stream is not None)
     return answer

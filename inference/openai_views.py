@@ -5,7 +5,8 @@ from django.http.response import HttpResponseBase
 from rest_framework import serializers
 from rest_framework.views import APIView
 
-from inference import openai_api
+from console.completion_log import completion_logged
+from inference import openai_api, templating
 from inference.openai_services import Answer, chat_completion_answer, openai_passthrough_answer
 from mmm.api_fields import StrictBooleanField, StrictCharField, StrictIntegerField, StrictNumberField
 from registry.selectors import routable_models
@@ -61,15 +62,17 @@ class ChatCompletionsView(OpenAIView):
         serializer = ChatInput(data=request.data)
         serializer.is_valid(raise_exception=True)
         data = serializer.validated_data
-        answer = chat_completion_answer(
-            model_name=data["model"],
-            body=request.data,
-            # The messages as sent: content parts and tool calls included, for {MESSAGES}.
-            messages=request.data["messages"],
-            stream=data["stream"],
-            temperature=data.get("temperature"),
-            max_tokens=data.get("max_completion_tokens") or data.get("max_tokens"),
-        )
+        prompt = templating.chat_values(request.data["messages"])[templating.USER_PROMPT]
+        with completion_logged(request, model_name=data["model"], prompt=prompt, stream=data["stream"]) as entry:
+            answer = entry.answered(chat_completion_answer(
+                model_name=data["model"],
+                body=request.data,
+                # The messages as sent: content parts and tool calls included, for {MESSAGES}.
+                messages=request.data["messages"],
+                stream=data["stream"],
+                temperature=data.get("temperature"),
+                max_tokens=data.get("max_completion_tokens") or data.get("max_tokens"),
+            ))
         return _respond(answer)
 
 
@@ -82,7 +85,8 @@ class OpenAIPassthroughView(OpenAIView):
         serializer = ModelRequestInput(data=request.data)
         serializer.is_valid(raise_exception=True)
         data = serializer.validated_data
-        answer = openai_passthrough_answer(
-            model_name=data["model"], endpoint=self.endpoint, body=request.data, stream=data["stream"]
-        )
+        with completion_logged(request, model_name=data["model"], stream=data["stream"]) as entry:
+            answer = entry.answered(openai_passthrough_answer(
+                model_name=data["model"], endpoint=self.endpoint, body=request.data, stream=data["stream"]
+            ))
         return _respond(answer)

@@ -11,6 +11,7 @@ from console.models import RequestLog, latency_class
 from console.request_log import RequestLogWriter, request_log_writer
 from registry.models import RoutingPolicy, Worker
 from tests.conftest import SEED_ANSWER, seed_registration
+from tests.fake_model_apis import OpenAIServer
 from tests.fake_upstream import Reply, refused_url
 
 pytestmark = pytest.mark.django_db
@@ -221,3 +222,42 @@ def test_close_writes_what_is_still_queued(transactional_db):
     writer.close()
 
     assert RequestLog.objects.filter(model_name="at-shutdown").count() == 3
+
+
+def register_openai(api, base_url: str) -> Worker:
+    registration = {"model_name": "gpt", "preset": "openai", "base_url": base_url, "upstream_model": "up-model"}
+    response = api.post("/api/server/register", registration, format="json")
+    assert response.status_code == 200, response.json()
+    return Worker.objects.get(model_name="gpt")
+
+
+def chat(api, *, stream: bool, **headers):
+    body = {"model": "gpt", "messages": [{"role": "user", "content": "Hi there"}], "stream": stream}
+    return api.post("/v1/chat/completions", body, format="json", headers=headers)
+
+
+def test_a_v1_chat_completion_is_logged_with_the_token_usage_the_upstream_reported(api, upstream, make_key):
+    worker = register_openai(api, OpenAIServer().install(upstream))
+    key = make_key("inference")
+
+    response = chat(api, stream=False, Authorization=f"Bearer {key}")
+
+    assert response.status_code == 200
+    [row] = logged()
+    assert (row.model_name, row.worker_id, row.status, row.stream, row.attempts) == ("gpt", worker.pk, 200, False, 1)
+    assert (row.prompt_tokens, row.completion_tokens, row.total_tokens) == (
+        response.json()["usage"]["prompt_tokens"], response.json()["usage"]["completion_tokens"], response.json()["usage"]["total_tokens"],
+    )
+    assert row.client_key_prefix and key.startswith(f"mmm_{row.client_key_prefix}")
+
+
+def test_a_v1_stream_is_logged_once_it_has_been_relayed(api, upstream):
+    worker = register_openai(api, OpenAIServer().install(upstream))
+
+    response = chat(api, stream=True)
+    relayed = b"".join(response.streaming_content)
+    response.close()
+
+    assert relayed.endswith(b"data: [DONE]\n\n")
+    [row] = logged()
+    assert (row.model_name, row.worker_id, row.status, row.stream) == ("gpt", worker.pk, 200, True)
