@@ -10,11 +10,12 @@ import functools
 
 from cryptography.fernet import Fernet, InvalidToken, MultiFernet
 from cryptography.hazmat.primitives import hashes
+from cryptography.hazmat.primitives.ciphers.aead import AESSIV
 from cryptography.hazmat.primitives.kdf.hkdf import HKDF
 from django.conf import settings
 from django.core.exceptions import ImproperlyConfigured
 
-__all__ = ["InvalidToken", "decrypt", "encrypt", "key_is_derived", "rotate"]
+__all__ = ["InvalidToken", "decrypt", "decrypt_deterministic", "encrypt", "encrypt_deterministic", "key_is_derived", "rotate"]
 
 
 def key_is_derived() -> bool:
@@ -54,3 +55,42 @@ def decrypt(token: str) -> str:
 def rotate(token: str) -> str:
     """``token`` encrypted again with the first key."""
     return box().rotate(token.encode("ascii")).decode("ascii")
+
+
+# Deterministic encryption (AES-SIV, RFC 5297) for secrets in columns that are looked up by
+# equality, such as the query string of a worker's URL, which is part of its identity: the same
+# text always gives the same token, so the column still works in WHERE and UNIQUE. It shows that
+# two values are equal, and nothing else. The first key encrypts; all keys decrypt; after a
+# rotation `manage.py rotate_secrets` re-encrypts, so lookups (first key) find every row again.
+
+
+@functools.cache
+def _sivs(keys: tuple[str, ...], secret_key: str) -> tuple[AESSIV, ...]:
+    sources = [key.encode() for key in keys] or [secret_key.encode()]
+    return tuple(
+        AESSIV(HKDF(algorithm=hashes.SHA256(), length=64, salt=None, info=b"mmm lookup secrets").derive(source))
+        for source in sources
+    )
+
+
+def _siv_boxes() -> tuple[AESSIV, ...]:
+    return _sivs(tuple(settings.MMM_SECRET_KEYS), settings.SECRET_KEY)
+
+
+def encrypt_deterministic(text: str) -> str:
+    token = _siv_boxes()[0].encrypt(text.encode(), None)
+    return base64.urlsafe_b64encode(token).decode("ascii").rstrip("=")
+
+
+def decrypt_deterministic(token: str) -> str:
+    """Raises InvalidToken when no configured key opens ``token``."""
+    try:
+        raw = base64.urlsafe_b64decode(token + "=" * (-len(token) % 4))
+    except ValueError:
+        raise InvalidToken from None
+    for siv in _siv_boxes():
+        try:
+            return siv.decrypt(raw, None).decode()
+        except Exception:  # cryptography.exceptions.InvalidTag: not this key
+            continue
+    raise InvalidToken

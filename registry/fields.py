@@ -53,3 +53,34 @@ class EncryptedJSONField(models.TextField):
         from django import forms
 
         return forms.JSONField(**{"required": not self.blank, **kwargs})
+
+
+class EncryptedQueryURLField(models.CharField):
+    """A URL whose query string (where some APIs take their key: ``?key=...``) is encrypted at
+    rest, deterministically, so the URL still identifies its worker in lookups and the unique
+    constraint. Scheme, host and path stay readable: the operator searches and sorts by them.
+
+    Stored as ``<url before ?>?mmmq1.<token>``; a URL without a query string is stored as it is.
+    """
+
+    description = "URL with its query string encrypted at rest"
+    MARK = "mmmq1."
+
+    def from_db_value(self, value, expression, connection):
+        if not value or "?" + self.MARK not in value:
+            return value
+        base, _, token = value.partition("?" + self.MARK)
+        try:
+            return f"{base}?{encryption.decrypt_deterministic(token)}"
+        except encryption.InvalidToken:
+            raise ImproperlyConfigured(
+                f"{self.model.__name__}.{self.name} cannot be decrypted with MMM_SECRET_KEYS: "
+                "was the key that encrypted it removed?"
+            ) from None
+
+    def get_prep_value(self, value):
+        value = super().get_prep_value(value)
+        if not value or "?" not in value or "?" + self.MARK in value:
+            return value
+        base, _, query = value.partition("?")
+        return f"{base}?{self.MARK}{encryption.encrypt_deterministic(query)}"

@@ -6,14 +6,14 @@ from typing import Any
 
 from django.conf import settings
 from django.core.exceptions import ValidationError
-from django.core.validators import MaxValueValidator, MinValueValidator
+from django.core.validators import MaxLengthValidator, MaxValueValidator, MinValueValidator
 from django.db import models
 from django.utils import timezone
 
 from inference import extract, templating
 from inference.upstream import UpstreamRequest
 from registry import validators
-from registry.fields import EncryptedJSONField
+from registry.fields import EncryptedJSONField, EncryptedQueryURLField
 
 
 class HealthState(models.TextChoices):
@@ -64,10 +64,12 @@ class Worker(models.Model):
         help_text="openai: requests to /v1/... are passed through to the base URL with only the model rewritten.",
     )
     model_name = models.CharField(max_length=200, help_text="Workers with the same name are balanced between.")
-    req_url_template = models.CharField(
+    # The query string is encrypted at rest (some APIs take their key there: ?key=...); the
+    # column is wider than the 2000 characters a URL may have, for the encrypted form.
+    req_url_template = EncryptedQueryURLField(
         "URL template",
-        max_length=2000,
-        validators=[validators.validate_http_url],
+        max_length=4000,
+        validators=[MaxLengthValidator(2000), validators.validate_http_url],
         help_text="Absolute http(s) URL; may contain {MODEL_NAME} and {USER_PROMPT}, which are percent-encoded. "
         "For openai workers, the base URL (e.g. https://api.example.com/v1).",
     )
@@ -112,10 +114,10 @@ class Worker(models.Model):
         validators=[MinValueValidator(0.1), MaxValueValidator(3600)],
         help_text="Seconds the upstream may take to answer; empty uses MMM_DEFAULT_TIMEOUT.",
     )
-    health_url = models.CharField(
-        max_length=2000,
+    health_url = EncryptedQueryURLField(
+        max_length=4000,
         blank=True,
-        validators=[validators.validate_http_url],
+        validators=[MaxLengthValidator(2000), validators.validate_http_url],
         help_text="Optional URL the prober GETs; without it the prober sends a short real request.",
     )
     legacy_options = models.JSONField(

@@ -1,4 +1,5 @@
-"""Upstream header values: encrypted at rest, rotatable, write-only in the API and the admin."""
+"""Upstream secrets: header values and URL query strings encrypted at rest, rotatable,
+write-only in the API and the admin."""
 
 import pytest
 from cryptography.fernet import Fernet
@@ -102,3 +103,41 @@ def test_the_worker_list_masks_keys_in_query_strings_and_body_templates(api):
     assert SECRET not in str(row)
     assert row["req_url_template"] == URL + "?key=***&prompt={USER_PROMPT}"
     assert row["body"] == {"api_key": "***", "input": "{USER_PROMPT}", "token": "{MODEL_NAME}"}
+
+
+QUERY_URL = "http://127.0.0.1:9/gen?key=" + SECRET
+
+
+def stored_url_column() -> str:
+    with connection.cursor() as cursor:
+        cursor.execute("SELECT req_url_template FROM registry_worker")
+        return cursor.fetchone()[0]
+
+
+def test_a_url_query_string_is_encrypted_at_rest_and_the_url_still_identifies_its_worker(api, upstream):
+    url = upstream.on("/gen", json=SEED_ANSWER) + "?key=" + SECRET
+    register(api, url)
+
+    stored = stored_url_column()
+    assert SECRET not in stored and stored.startswith(upstream.url("/gen") + "?")
+    assert Worker.objects.get(req_url_template=url).req_url_template == url
+    register(api, url)  # the same worker again: updated in place, not a second one
+    assert Worker.objects.count() == 1
+    api.post("/api/v1/chat/completions", {"model_name": "proxyllm", "input": "hi"}, format="json")
+    assert upstream.hits("/gen")[0].path == "/gen?key=" + SECRET
+    offline = api.post("/api/server/offline", {"model_name": "proxyllm", "req_url_template": url}, format="json")
+    assert offline.status_code == 200 and not Worker.objects.exists()
+
+
+def test_rotation_re_encrypts_url_query_strings_and_lookups_find_them(api, settings):
+    old, new = Fernet.generate_key().decode(), Fernet.generate_key().decode()
+    settings.MMM_SECRET_KEYS = [old]
+    register(api, QUERY_URL)
+    written_with_old = stored_url_column()
+
+    settings.MMM_SECRET_KEYS = [new, old]
+    call_command("rotate_secrets")
+    assert stored_url_column() != written_with_old
+
+    settings.MMM_SECRET_KEYS = [new]
+    assert Worker.objects.get(req_url_template=QUERY_URL).req_url_template == QUERY_URL

@@ -3,6 +3,9 @@ from django.db import transaction
 
 from registry.models import Worker
 
+# Columns encrypted at rest: header values, and the query strings of the URLs.
+SECRET_FIELDS = ["headers", "req_url_template", "health_url"]
+
 
 class Command(BaseCommand):
     help = (
@@ -14,7 +17,9 @@ class Command(BaseCommand):
         count = 0
         with transaction.atomic():
             # Reading decrypts with any configured key; saving encrypts with the first.
-            for worker in Worker.objects.select_for_update().only("pk", "headers"):
-                worker.save(update_fields=["headers"])
+            for worker in Worker.objects.select_for_update().only("pk", *SECRET_FIELDS):
+                worker.save(update_fields=SECRET_FIELDS)
                 count += 1
-        self.stdout.write(f"re-encrypted the headers of {count} worker(s) with the first key of MMM_SECRET_KEYS")
+        self.stdout.write(
+            f"re-encrypted the headers and URL query strings of {count} worker(s) with the first key of MMM_SECRET_KEYS"
+        )
