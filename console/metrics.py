@@ -70,6 +70,7 @@ class WorkerStateCollector(Collector):
     """Gauges of every registered worker, from one query at scrape time."""
 
     def collect(self):
+        from inference.routing_state import routing_state
         from registry.models import HealthState, Worker
 
         labels = ["worker", "model"]
@@ -93,10 +94,23 @@ class WorkerStateCollector(Collector):
         latency = GaugeMetricFamily(
             "mmm_worker_probe_latency_seconds", "Moving average of the worker's probe latency.", labels=labels
         )
-        rows = Worker.objects.values_list(
+        # Live traffic, shared by every process through the routing state: one read for all.
+        ejected = GaugeMetricFamily(
+            "mmm_worker_ejected", "1 while live-traffic failures keep the worker ejected (docs/routing.md).", labels=labels
+        )
+        in_flight_now = GaugeMetricFamily(
+            "mmm_worker_in_flight", "Requests at the worker now, over all gateway processes.", labels=labels
+        )
+        latency_ewma = GaugeMetricFamily(
+            "mmm_worker_latency_ewma_seconds", "The peak-EWMA latency the least_loaded strategy balances on.", labels=labels
+        )
+        rows = list(Worker.objects.values_list(
             "pk", "model_name", "health_state", "enabled", "weight", "last_probe_at",
             "consecutive_failures", "consecutive_successes", "latency_ms",
-        )
+        ))
+        state_now = routing_state()
+        traffic = state_now.snapshot([row[0] for row in rows])
+        now = state_now.clock()
         for pk, model_name, state, enabled, weight_value, probed_at, failed, passed, latency_ms in rows:
             values = [str(pk), model_name]
             healthy.add_metric(values, float(state == HealthState.HEALTHY))
@@ -109,7 +123,13 @@ class WorkerStateCollector(Collector):
                 last_probe_time.add_metric(values, probed_at.timestamp())
             if latency_ms is not None:
                 latency.add_metric(values, latency_ms / 1000)
-        yield from (healthy, unhealthy, routable, weight, last_probe_ok, last_probe_time, failures, latency)
+            seen = traffic[pk]
+            ejected.add_metric(values, float(seen.is_ejected(now)))
+            in_flight_now.add_metric(values, float(seen.in_flight))
+            if seen.latency_ewma_ms is not None:
+                latency_ewma.add_metric(values, seen.latency_ewma_ms / 1000)
+        yield from (healthy, unhealthy, routable, weight, last_probe_ok, last_probe_time, failures, latency,
+                    ejected, in_flight_now, latency_ewma)
 
 
 class _ProcessRegistry(Collector):

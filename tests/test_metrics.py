@@ -58,3 +58,22 @@ def test_worker_health_comes_from_the_database_at_scrape_time(client):
     assert value(found, "mmm_worker_routable", **labels) == 0
     assert value(found, "mmm_worker_weight", **labels) == 3
     assert value(found, "mmm_worker_consecutive_probe_failures", **labels) == 2
+
+
+def test_ejection_and_in_flight_come_from_the_shared_routing_state(client):
+    from inference.routing_state import EjectionPolicy, Outcome, routing_state
+
+    worker = Worker.objects.create(model_name="m", req_url_template="http://127.0.0.1:9/x", body={"p": "{USER_PROMPT}"})
+    state = routing_state()
+    policy = EjectionPolicy(after_failures=1, base_seconds=30, max_seconds=30, max_percent=100)
+    state.acquire(worker_id=worker.pk, token="held", hold_until=state.clock() + 60, max_inflight=None, panic=False)
+    state.acquire(worker_id=worker.pk, token="failed", hold_until=state.clock() + 60, max_inflight=None, panic=False)
+    state.finish(worker_id=worker.pk, token="failed", outcome=Outcome.FAILED, latency_ms=40.0, reason="HTTP 500",
+                 model_worker_ids=[worker.pk], policy=policy)
+    labels = {"worker": str(worker.pk), "model": "m"}
+
+    found = samples(client)
+
+    assert value(found, "mmm_worker_ejected", **labels) == 1
+    assert value(found, "mmm_worker_in_flight", **labels) == 1
+    assert value(found, "mmm_worker_latency_ewma_seconds", **labels) == pytest.approx(0.04, rel=0.01)  # fading since
