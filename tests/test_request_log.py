@@ -255,8 +255,7 @@ def test_a_v1_stream_is_logged_once_it_has_been_relayed(api, upstream):
     worker = register_openai(api, OpenAIServer().install(upstream))
 
     response = chat(api, stream=True)
-    relayed = b"".join(response.streaming_content)
-    response.close()
+    relayed = b"".join(response.streaming_content)  # at its end the test client closes the response
 
     assert relayed.endswith(b"data: [DONE]\n\n")
     [row] = logged()
