@@ -68,6 +68,7 @@ class RoutingTable:
         self._loader = loader
         self._policy_loader = policy_loader
         self._policies: dict[str, object] = {}
+        self._default_policies: dict[str, object] = {}  # names without a policy of their own
         self._clock = clock
         self._by_model: dict[str, tuple] | None = None
         self._loaded_at = 0.0
@@ -92,7 +93,13 @@ class RoutingTable:
         from registry.models import RoutingPolicy
 
         self._current()
-        return self._policies.get(model_name) or RoutingPolicy.default_for(model_name)
+        policy = self._policies.get(model_name) or self._default_policies.get(model_name)
+        if policy is None:
+            # Made once per name, not per request: a model instance costs more than the lookup.
+            if len(self._default_policies) > 10_000:  # random model names must not grow memory without end
+                self._default_policies = {}
+            policy = self._default_policies.setdefault(model_name, RoutingPolicy.default_for(model_name))
+        return policy
 
     def invalidate(self) -> None:
         """Reload on the next request (after a change made in this process)."""
@@ -170,6 +177,7 @@ class RoutingTable:
 
     def _load_all(self) -> dict[str, tuple]:
         self._policies = {policy.model_name: policy for policy in self._policy_loader()}
+        self._default_policies = {}  # settings may have changed the defaults
         grouped: dict[str, list] = {}
         for worker in self._loader(None):
             grouped.setdefault(worker.model_name, []).append(worker)
