@@ -1,5 +1,6 @@
 """The operator's view of the registry: workers with their health, filters and actions."""
 
+import contextvars
 from datetime import timedelta
 
 from django import forms
@@ -27,6 +28,8 @@ _BADGE_COLORS = {
 }
 
 STATUS_FIELDS = (*HEALTH_FIELDS, "created_at", "updated_at")
+# The live traffic of the changelist page being rendered, read once for all its rows.
+_page_traffic: contextvars.ContextVar = contextvars.ContextVar("page_traffic", default=None)
 TRAFFIC_FIELDS = ("heartbeat", "live_traffic")
 
 
@@ -150,7 +153,27 @@ class WorkerAdmin(WorkerConsoleAdmin):  # test prompt, probe now, drain, try bef
             worker.get_health_state_display(),
         )
 
+    def changelist_view(self, request, extra_context=None):
+        token = _page_traffic.set(None)
+        try:
+            response = super().changelist_view(request, extra_context)
+            if hasattr(response, "render"):
+                response.render()  # the rows' columns read the page's traffic while rendering
+            return response
+        finally:
+            _page_traffic.reset(token)
+
+    def get_changelist_instance(self, request):
+        # One read of the routing state for the whole page, not one per row and column.
+        changelist = super().get_changelist_instance(request)
+        state = routing_state()
+        _page_traffic.set((state.snapshot([worker.pk for worker in changelist.result_list]), state.clock()))
+        return changelist
+
     def _traffic(self, worker: Worker):
+        page = _page_traffic.get()
+        if page is not None and worker.pk in page[0]:
+            return page[0][worker.pk], page[1]
         state = routing_state()
         return state.snapshot([worker.pk])[worker.pk], state.clock()
 

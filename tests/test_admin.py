@@ -116,3 +116,27 @@ def test_editing_a_worker_keeps_its_health_record(admin_client):
 
 def test_the_admin_carries_the_gateways_name(admin_client):
     assert "mmm — multi-model manager" in admin_client.get("/admin/").content.decode()
+
+
+def test_the_list_and_the_worker_page_show_live_traffic_from_the_routing_state(admin_client):
+    from inference.routing_state import EjectionPolicy, Outcome, routing_state
+
+    ejected, busy = make_worker(), make_worker(req_url_template="http://127.0.0.1:9001/gen")
+    state = routing_state()
+    hold = state.clock() + 60
+    for token in ("a", "b"):
+        state.acquire(worker_id=busy.pk, token=token, hold_until=hold, max_inflight=None, panic=False)
+    state.acquire(worker_id=ejected.pk, token="f", hold_until=hold, max_inflight=None, panic=False)
+    state.finish(worker_id=ejected.pk, token="f", outcome=Outcome.FAILED, latency_ms=5.0, reason="HTTP 503",
+                 model_worker_ids=[ejected.pk, busy.pk],
+                 policy=EjectionPolicy(after_failures=1, base_seconds=30, max_seconds=30, max_percent=50))
+
+    page = admin_client.get(CHANGELIST)
+    detail = admin_client.get(f"{CHANGELIST}{ejected.pk}/change/").content.decode()
+
+    rows = {row.pk: row for row in page.context["cl"].result_list}
+    text = page.content.decode()
+    assert set(rows) == {ejected.pk, busy.pk}
+    assert '<td class="field-in_flight">2</td>' in text
+    assert "for 30 s" in text or "for 29 s" in text
+    assert "ejected for" in detail and "HTTP 503" in detail
