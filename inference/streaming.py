@@ -76,29 +76,20 @@ class UpstreamEventStream:
     ) -> "UpstreamEventStream":
         """Send ``request``; raise an UpstreamError if no status line comes back in time."""
         session = session or upstream.shared_session()
-        headers = {"Accept": "text/event-stream", **request.headers}
-        if not any(name.lower() == "content-type" for name in headers):
-            headers["Content-Type"] = "application/json"
+        headers = {"Accept": "text/event-stream", **upstream.outbound_headers(request)}
         data = json.dumps(request.json_body, ensure_ascii=False).encode("utf-8")
         wait = deadlines.next_wait()
-        try:
+        connect_timeout = min(settings.MMM_CONNECT_TIMEOUT, wait)
+        with upstream.upstream_errors(timeout=wait, connect_timeout=connect_timeout):
             response = session.request(
                 request.method,
                 request.url,
                 data=data,
                 headers=headers,
-                timeout=(min(settings.MMM_CONNECT_TIMEOUT, wait), wait),
+                timeout=(connect_timeout, wait),
                 allow_redirects=False,
                 stream=True,
             )
-        except requests.ConnectTimeout:
-            raise upstream.UpstreamTimedOut("no connection in time") from None
-        except requests.Timeout:
-            raise upstream.UpstreamTimedOut(f"no answer within {wait:g} s") from None
-        except requests.RequestException as exc:
-            if upstream.is_read_timeout(exc):
-                raise upstream.UpstreamTimedOut(f"no answer within {wait:g} s") from None
-            raise upstream.UpstreamUnreachable(upstream.describe_connection_error(exc)) from None
         return cls(response, deadlines)
 
     @property

@@ -155,17 +155,12 @@ def send(
     max_bytes = max_bytes or settings.MMM_MAX_RESPONSE_BYTES
     started = time.monotonic()
     data = None
-    headers = dict(request.headers)
-    request_id = current_request_id.get()
-    if request_id and not any(name.lower() == "x-request-id" for name in headers):
-        headers[REQUEST_ID_HEADER] = request_id  # one id from the client's log to the model server's
+    headers = outbound_headers(request)
     if request.json_body is not None:
         data = json.dumps(request.json_body, ensure_ascii=False).encode("utf-8")
-        if not any(name.lower() == "content-type" for name in headers):
-            headers["Content-Type"] = "application/json"
     hard_deadline = _hard_deadline(timeout)
     try:
-        with hard_deadline:
+        with hard_deadline, upstream_errors(timeout=timeout, connect_timeout=connect_timeout):
             response = session.request(
                 request.method,
                 request.url,
@@ -181,6 +176,31 @@ def send(
         if fired is not hard_deadline:
             raise
         raise UpstreamTimedOut(f"no complete answer within {timeout:g} s") from None
+    return UpstreamResponse(
+        status=response.status_code,
+        content=content,
+        content_type=response.headers.get("Content-Type", ""),
+        seconds=time.monotonic() - started,
+        retry_after=response.headers.get("Retry-After"),
+    )
+
+
+def outbound_headers(request: UpstreamRequest) -> dict[str, str]:
+    """The headers an upstream request goes out with: the worker's, the request id, a JSON type."""
+    headers = dict(request.headers)
+    request_id = current_request_id.get()
+    if request_id and not any(name.lower() == "x-request-id" for name in headers):
+        headers[REQUEST_ID_HEADER] = request_id  # one id from the client's log to the model server's
+    if request.json_body is not None and not any(name.lower() == "content-type" for name in headers):
+        headers["Content-Type"] = "application/json"
+    return headers
+
+
+@contextlib.contextmanager
+def upstream_errors(*, timeout: float, connect_timeout: float):
+    """Turn what requests, urllib3 and the egress check raise into this module's UpstreamErrors."""
+    try:
+        yield
     except egress.EgressDenied as exc:
         raise UpstreamUnreachable(f"refused by the egress policy: {exc}") from None
     except requests.ConnectTimeout:
@@ -191,13 +211,6 @@ def send(
         if is_read_timeout(exc):
             raise UpstreamTimedOut(f"no answer within {timeout:g} s") from None
         raise UpstreamUnreachable(describe_connection_error(exc)) from None
-    return UpstreamResponse(
-        status=response.status_code,
-        content=content,
-        content_type=response.headers.get("Content-Type", ""),
-        seconds=time.monotonic() - started,
-        retry_after=response.headers.get("Retry-After"),
-    )
 
 
 def _hard_deadline(seconds: float) -> gevent.Timeout | contextlib.nullcontext:

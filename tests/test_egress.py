@@ -132,3 +132,23 @@ def test_a_policy_entry_that_is_neither_a_range_nor_a_name_fails_loudly(settings
     settings.MMM_UPSTREAM_DENY = ["http://x/"]
     with pytest.raises(ImproperlyConfigured, match="neither a CIDR range nor a host name"):
         egress.policy()
+
+
+def test_a_v1_stream_to_a_rebound_name_fails_over_to_another_worker(api, upstream, dns):
+    from tests.fake_model_apis import OpenAIServer
+
+    base = OpenAIServer().install(upstream)
+    dns["rebound.test"] = ["127.0.0.1"]
+    for host in ("rebound.test", "127.0.0.1"):
+        registration = {"model_name": "gpt", "preset": "openai", "upstream_model": "up-model",
+                        "base_url": base.replace("127.0.0.1", host, 1)}
+        assert api.post(REGISTER, registration, format="json").status_code == 200
+    dns["rebound.test"] = ["169.254.169.254"]
+    upstream_module.shared_session().close()
+    ask = {"model": "gpt", "messages": [{"role": "user", "content": "hi"}], "stream": True}
+
+    for _ in range(4):  # whichever worker comes first, the stream is answered
+        response = api.post("/v1/chat/completions", ask, format="json")
+        assert response.status_code == 200, response.content
+        assert b"".join(response.streaming_content).endswith(b"data: [DONE]\n\n")
+    assert all(seen.headers["Host"].startswith("127.0.0.1") for seen in upstream.seen)
