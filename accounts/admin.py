@@ -67,7 +67,7 @@ class ApiKeyAdmin(admin.ModelAdmin):
         super().delete_queryset(request, queryset)
         key_cache.clear()
 
-    @admin.action(description="Revoke selected keys")
+    @admin.action(description="Revoke selected keys", permissions=["change"])
     def revoke_keys(self, request, queryset) -> None:
         changed = queryset.filter(revoked=False).update(revoked=True)
         key_cache.clear()

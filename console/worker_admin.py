@@ -79,7 +79,7 @@ class WorkerConsoleAdmin(admin.ModelAdmin):
         probe = worker_probe(worker=worker) if worker.health_url else None
         return render(request, "console/trial_fragment.html", {"report": report, "probe": probe})
 
-    @admin.action(description="Probe selected workers now")
+    @admin.action(description="Probe selected workers now", permissions=["change"])
     def probe_workers_now(self, request, queryset) -> None:
         for worker in queryset:
             result = worker_probe(worker=worker)
@@ -90,7 +90,7 @@ class WorkerConsoleAdmin(admin.ModelAdmin):
             else:
                 self.message_user(request, f"Worker {worker.pk} ({worker.model_name}): probe failed: {result.error}{moved}.", messages.ERROR)
 
-    @admin.action(description="Drain selected workers (weight 0)")
+    @admin.action(description="Drain selected workers (weight 0)", permissions=["change"])
     def drain_workers(self, request, queryset) -> None:
         changed = workers_drain(
             worker_ids=list(queryset.values_list("pk", flat=True)), caller=Caller.for_staff(request.user)

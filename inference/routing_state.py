@@ -420,7 +420,11 @@ class RedisRoutingState:
             url, socket_timeout=timeout, socket_connect_timeout=timeout, decode_responses=True
         )
         # Only "Redis is away": a script error is a bug and must not pass as an outage.
-        self._errors = (redis.ConnectionError, redis.TimeoutError, OSError)
+        self._errors = (
+            redis.ConnectionError, redis.TimeoutError, OSError,
+            # Redis is there but cannot serve: failing over, loading, or out of memory.
+            redis.exceptions.ReadOnlyError, redis.exceptions.BusyLoadingError, redis.exceptions.OutOfMemoryError,
+        )
         self._acquire = self._redis.register_script(_ACQUIRE)
         self._finish = self._redis.register_script(_FINISH)
         self._cool_down = self._redis.register_script(_COOL_DOWN)

@@ -227,14 +227,14 @@ class WorkerAdmin(WorkerConsoleAdmin):  # test prompt, probe now, drain, try bef
     def short_last_error(self, worker: Worker) -> str:
         return Truncator(worker.last_error).chars(80)
 
-    @admin.action(description="Enable selected workers")
+    @admin.action(description="Enable selected workers", permissions=["change"])
     def enable_workers(self, request, queryset) -> None:
         changed = workers_set_enabled(
             worker_ids=list(queryset.values_list("pk", flat=True)), enabled=True, caller=admin_caller(request)
         )
         self.message_user(request, f"Enabled {changed} worker(s).", messages.SUCCESS)
 
-    @admin.action(description="Disable selected workers")
+    @admin.action(description="Disable selected workers", permissions=["change"])
     def disable_workers(self, request, queryset) -> None:
         changed = workers_set_enabled(
             worker_ids=list(queryset.values_list("pk", flat=True)), enabled=False, caller=admin_caller(request)

@@ -164,7 +164,10 @@ class Worker(models.Model):
         ]
 
     def __str__(self) -> str:
-        return f"{self.model_name} @ {self.req_url_template}"
+        from registry.redaction import url_for_display
+
+        # Shown in admin pages and messages and stored in the admin's history: no query secrets.
+        return f"{self.model_name} @ {url_for_display(self.req_url_template)}"
 
     def clean(self) -> None:
         errors: dict[str, str] = {}

@@ -140,3 +140,24 @@ def test_the_list_and_the_worker_page_show_live_traffic_from_the_routing_state(a
     assert '<td class="field-in_flight">2</td>' in text
     assert "for 30 s" in text or "for 29 s" in text
     assert "ejected for" in detail and "HTTP 503" in detail
+
+
+@pytest.mark.parametrize("action", ["enable_workers", "disable_workers", "drain_workers", "probe_workers_now"])
+def test_staff_who_may_only_view_workers_cannot_run_actions_on_them(client, django_user_model, action):
+    from django.contrib.auth.models import Permission
+
+    viewer = django_user_model.objects.create_user("viewer", password="pw", is_staff=True)
+    viewer.user_permissions.add(Permission.objects.get(codename="view_worker"))
+    client.force_login(viewer)
+    worker = make_worker(enabled=False, weight=5)
+
+    client.post(CHANGELIST, {"action": action, "_selected_action": [worker.pk]})
+
+    worker.refresh_from_db()
+    assert (worker.enabled, worker.weight, worker.last_probe_at) == (False, 5, None)
+
+
+def test_a_workers_name_in_admin_pages_hides_its_query_string():
+    worker = Worker(model_name="m", req_url_template="http://127.0.0.1:9/gen?key=querysecret123")
+
+    assert "querysecret123" not in str(worker)
