@@ -39,7 +39,12 @@ class RequestLog(models.Model):
     minute = models.IntegerField(editable=False)
     request_id = models.CharField(max_length=128, blank=True)
     model_name = models.CharField(max_length=200)
-    worker = models.ForeignKey("registry.Worker", null=True, blank=True, on_delete=models.SET_NULL, related_name="+")
+    # No database constraint: a row waits in the queue for up to a second (a stream's row for as
+    # long as the stream), and its worker may be taken offline meanwhile; one such row must not
+    # make the whole batch, and every later one, fail. Deleting a worker still empties the field.
+    worker = models.ForeignKey(
+        "registry.Worker", null=True, blank=True, on_delete=models.SET_NULL, related_name="+", db_constraint=False
+    )
     # The worker's URL when it answered, without query string: still readable once it is deleted.
     worker_url = models.CharField(max_length=2000, blank=True)
     # Client keys arrive with access control; until then this stays empty.

@@ -260,3 +260,17 @@ def test_a_v1_stream_is_logged_once_it_has_been_relayed(api, upstream):
     assert relayed.endswith(b"data: [DONE]\n\n")
     [row] = logged()
     assert (row.model_name, row.worker_id, row.status, row.stream) == ("gpt", worker.pk, 200, True)
+
+
+def test_a_row_whose_worker_went_offline_while_it_was_queued_is_still_written(api, upstream):
+    url = upstream.on("/gen", json=SEED_ANSWER)
+    register(api, url)
+    assert complete(api).status_code == 200
+    offline = api.post("/api/server/offline", {"model_name": "proxyllm", "req_url_template": url}, format="json")
+    assert offline.status_code == 200  # before the flusher ran
+    assert complete(api).status_code == 404
+
+    rows = logged()
+
+    assert [row.status for row in rows] == [200, 404]
+    assert rows[0].worker_url.endswith("/gen")
