@@ -169,7 +169,7 @@ def _openai_attempt(worker: "Worker", lease: Lease, *, path: str, body: dict, st
         events.close()
         raise
     lease.answer_began()
-    lease.keep()  # the stream settles it when it ends
+    lease.keep(for_seconds=deadlines.seconds_left())  # the stream settles it when it ends
     return Answer(status=200, content_type=EVENT_STREAM, stream=_StreamRelay(lease, events, first_events))
 
 

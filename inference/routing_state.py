@@ -200,6 +200,16 @@ class LocalRoutingState:
             tokens[token] = hold_until
             return Acquired.YES
 
+    def extend(self, *, worker_id: int, token: str, hold_until: float) -> None:
+        """Keep a running request's token (and its trial, if it is one) until ``hold_until``."""
+        with self._lock:
+            tokens = self._in_flight.get(worker_id, {})
+            if token in tokens:
+                tokens[token] = max(tokens[token], hold_until)
+            h = self._workers.get(worker_id, {})
+            if h.get("trial_token") == token:
+                h["trial_until"] = max(h.get("trial_until", 0.0), hold_until)
+
     def finish(
         self,
         *,
@@ -369,6 +379,17 @@ redis.call('HSET', w, 'ejections', ejections, 'ejected_until', now + math.min(ba
 return 1
 """
 
+# KEYS: in-flight set, worker hash. Only a token still there is kept longer (XX).
+_EXTEND = """
+redis.call('ZADD', KEYS[1], 'XX', 'GT', ARGV[2], ARGV[1])
+if redis.call('HGET', KEYS[2], 'trial_token') == ARGV[1] then
+  redis.call('HSET', KEYS[2], 'trial_until', ARGV[2])
+end
+local ttl = math.ceil(tonumber(ARGV[2]) - tonumber(ARGV[3])) + 60
+if redis.call('TTL', KEYS[1]) < ttl then redis.call('EXPIRE', KEYS[1], ttl) end
+return 0
+"""
+
 _COOL_DOWN = """
 local cool_until = tonumber(ARGV[1])
 if tonumber(redis.call('HGET', KEYS[1], 'cooldown_until') or 0) < cool_until then
@@ -428,6 +449,7 @@ class RedisRoutingState:
         self._acquire = self._redis.register_script(_ACQUIRE)
         self._finish = self._redis.register_script(_FINISH)
         self._cool_down = self._redis.register_script(_COOL_DOWN)
+        self._extend = self._redis.register_script(_EXTEND)
         self._round_robin = self._redis.register_script(_ROUND_ROBIN)
         self._take_retry = self._redis.register_script(_TAKE_RETRY)
         self._fallback = LocalRoutingState(clock=clock)  # round robin while Redis is away
@@ -515,6 +537,15 @@ class RedisRoutingState:
             self._unavailable("finish", exc)
             return Finished()
         return Finished(ejected=reply == 1, ejection_refused=reply == 2)
+
+    def extend(self, *, worker_id: int, token: str, hold_until: float) -> None:
+        try:
+            self._extend(
+                keys=[self._key("if", worker_id), self._key("w", worker_id)],
+                args=[token, repr(hold_until), repr(self.clock())],
+            )
+        except self._errors as exc:
+            self._unavailable("extend", exc)
 
     def cool_down(self, *, worker_id: int, seconds: float) -> None:
         try:

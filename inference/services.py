@@ -189,8 +189,12 @@ class Lease:
         self.kept = False
         self.settled = False
 
-    def keep(self) -> None:
+    def keep(self, *, for_seconds: float) -> None:
+        """Settle later, when what the worker answers has been read (a stream, for at most
+        ``for_seconds``): until then the worker's in-flight slot stays taken."""
         self.kept = True
+        hold_until = self._state.clock() + for_seconds + _TOKEN_GRACE_SECONDS
+        self._state.extend(worker_id=self.worker.id, token=self._token, hold_until=hold_until)
 
     def answer_began(self) -> None:
         """The worker's answer has begun (a stream's first event): that, not the length of the

@@ -49,6 +49,9 @@ class StreamDeadlines:
         total = total_timeout or settings.MMM_STREAM_MAX_SECONDS
         return cls(read_timeout=min(read_timeout, total), deadline=time.monotonic() + total)
 
+    def seconds_left(self) -> float:
+        return max(self.deadline - time.monotonic(), 0.0)
+
     def next_wait(self) -> float:
         remaining = self.deadline - time.monotonic()
         if remaining <= 0:

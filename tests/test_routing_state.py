@@ -275,3 +275,26 @@ def test_without_redis_requests_go_on_without_shared_state(caplog):
     assert [away.round_robin_pick(group="m", weights={1: 1, 2: 1}) for _ in range(2)] == [1, 2]
     assert away.budget_take_retry(model_name="m", token="r", hold_until=0)
     assert "routing state in Redis unavailable" in caplog.text
+
+
+def test_a_kept_request_counts_until_its_new_time_and_a_finished_one_is_not_revived(state):
+    take(state, token="stream", hold=30)
+    state.extend(worker_id=1, token="stream", hold_until=state.clock() + 600)
+    state.extend(worker_id=1, token="gone", hold_until=state.clock() + 600)  # never taken, or finished
+
+    state.clock.now += 100
+
+    assert traffic(state).in_flight == 1
+    finish(state, token="stream")
+    assert traffic(state).in_flight == 0
+
+
+def test_a_kept_trial_stays_the_only_trial(state):
+    fail(state, times=3)
+    state.clock.now += 31
+    assert take(state, token="trial", hold=30) is Acquired.YES
+    state.extend(worker_id=1, token="trial", hold_until=state.clock() + 600)
+
+    state.clock.now += 100
+
+    assert take(state, token="another") is Acquired.TRIAL_TAKEN
