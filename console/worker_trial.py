@@ -44,7 +44,9 @@ class TrialReport:
 def worker_try(*, worker: Worker, prompt: str, temperature: float | None = None, timeout: float | None = None) -> TrialReport:
     """Send ``prompt`` to ``worker`` (saved or not) once and report each step."""
     request = worker.render_request(prompt=prompt, temperature=temperature)
-    secrets = _secrets_of(request)
+    # What the worker stores as credentials (header values, query values, user info, credential-
+    # named body fields) and what the rendered request carries as such.
+    secrets = [*worker.secret_values(), *_secrets_of(request)]
     shown = {
         "method": request.method,
         "url": upstream.mask_secrets(request.url, secrets=secrets),

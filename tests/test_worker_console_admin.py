@@ -153,3 +153,19 @@ def test_the_add_form_has_the_try_panel(admin_client):
     page = admin_client.get("/admin/registry/worker/add/").content.decode()
 
     assert 'id="trial-panel"' in page and TRY_UNSAVED in page
+
+
+def test_a_test_prompt_masks_keys_in_the_url_and_the_body_template_too(admin_client, upstream):
+    # Some APIs take their key in the query string or the JSON body; the upstream quotes both back.
+    answer = {"data": {"items": [{"attributes": {"answer": "ok"}}]}, "echo": ["querysecret123", "sk-body-secret-123"]}
+    url = upstream.on("/gen", json=answer).replace("http://", "http://user:urlpass456@") + "?code=querysecret123"
+    worker = Worker.objects.create(
+        model_name="proxyllm", req_url_template=url, response_extract="data.items[].attributes.answer",
+        body={"input": "{USER_PROMPT}", "api_key": "sk-body-secret-123"},
+    )
+
+    page = admin_client.post(f"{CHANGELIST}{worker.pk}/try/", {"prompt": "hi", "_send": "1"}).content.decode()
+
+    assert "ok" in page
+    for secret in ("querysecret123", "sk-body-secret-123", "urlpass456"):
+        assert secret not in page
