@@ -52,6 +52,8 @@ class CompletionEntry:
     error_code: str = ""
     error: str = ""
     client_key_prefix: str = ""
+    # A stream has answered 200 before it ends; how it ended is the request's real outcome.
+    status_override: int | None = None
 
     def answered(self, completion: Any) -> Any:
         """Note what the completion says about itself; returns it unchanged."""
@@ -62,7 +64,19 @@ class CompletionEntry:
         usage = getattr(completion, "usage", None)
         self.usage = usage if isinstance(usage, dict) else None
         self.answer = getattr(completion, "result", None)
+        self.error_code = getattr(completion, "error_code", "") or ""
+        stream = getattr(completion, "stream", None)
+        if hasattr(stream, "on_end"):
+            stream.on_end(self.stream_ended)
         return completion
+
+    def stream_ended(self, *, outcome: str, error: str) -> None:
+        """How a relayed stream ended: cut off (logged as 502) or the client gone (as 499, as
+        nginx does); a stream that ran to its end stays as answered."""
+        if outcome == "interrupted":
+            self.status_override, self.error_code, self.error = 502, "stream_interrupted", error[:_MAX_ERROR_CHARS]
+        elif outcome == "client_gone":
+            self.status_override, self.error_code = 499, "client_gone"
 
     def failed(self, exc: BaseException) -> None:
         self._note_worker(getattr(exc, "worker", None))
@@ -83,6 +97,7 @@ class CompletionEntry:
     def finish(self, *, status: int, request_id: str) -> RequestLog:
         """The row for this request, once the status the client gets is known."""
         latency_ms = (time.monotonic() - self.started) * 1000
+        status = self.status_override or status
         keep_content = settings.MMM_REQUEST_LOG_CONTENT
         return RequestLog(
             created_at=self.started_at,

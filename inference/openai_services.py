@@ -62,6 +62,10 @@ class Answer:
     attempts: int = 0
 
     @property
+    def error_code(self) -> str:
+        return "upstream_rejected" if self.outcome == Outcome.REJECTED else ""
+
+    @property
     def usage(self) -> dict | None:
         """The token counts an OpenAI-shaped JSON answer reports, if it does."""
         if self.stream is not None or not self.body.startswith(b"{"):
@@ -218,6 +222,11 @@ class _StreamRelay:
         self._chunks = relay(events, first_events=first_events, on_end=self._settle)
         self._began = False
         self._settled = False
+        self._observers: list = []
+
+    def on_end(self, observer) -> None:
+        """Call ``observer(outcome=..., error=...)`` when the stream ends (the request log's)."""
+        self._observers.append(observer)
 
     def __iter__(self) -> "_StreamRelay":
         return self
@@ -238,5 +247,7 @@ class _StreamRelay:
         if outcome in (Outcome.FAILED, Outcome.INTERRUPTED):
             logger.warning("model=%s worker=%s stream %s: %s", self._worker.model_name, self._worker.pk, outcome, error)
         self._lease.settle(VERDICTS[outcome], error)
+        for observer in self._observers:
+            observer(outcome=outcome, error=error)
         logger.info("model=%s worker=%s stream ended: %s after %.1f s",
                     self._worker.model_name, self._worker.pk, outcome, time.monotonic() - self._started_at)

@@ -274,3 +274,14 @@ def test_a_row_whose_worker_went_offline_while_it_was_queued_is_still_written(ap
 
     assert [row.status for row in rows] == [200, 404]
     assert rows[0].worker_url.endswith("/gen")
+
+
+def test_a_v1_stream_cut_off_by_its_upstream_is_logged_as_a_502(api, upstream):
+    register_openai(api, OpenAIServer(cut_after=2).install(upstream))
+
+    response = chat(api, stream=True)
+    relayed = b"".join(response.streaming_content)
+
+    assert response.status_code == 200 and b"stream_interrupted" in relayed
+    [row] = logged()
+    assert (row.status, row.error_code, row.stream) == (502, "stream_interrupted", True)
