@@ -26,6 +26,14 @@ class NoRoutableWorker(ApiError):
         )
 
 
+class ModelCannotServe(ApiError):
+    """The model exists but has no worker of the kind this request needs (e.g. /v1/embeddings
+    on a model with only template workers): a fallback model may have one."""
+
+    status_code = status.HTTP_400_BAD_REQUEST
+    default_code = "model_not_supported"
+
+
 class UpstreamFailed(ApiError):
     """The upstream was reached but failed: a 5xx or 429 on every worker, or a broken response."""
 

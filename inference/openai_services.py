@@ -22,7 +22,7 @@ from rest_framework import status
 
 from inference import openai_api, upstream
 from inference.attempts import VERDICTS, Outcome
-from inference.exceptions import UpstreamFailed, UpstreamTimeout, UpstreamUnreachable
+from inference.exceptions import ModelCannotServe, UpstreamFailed, UpstreamTimeout, UpstreamUnreachable
 from inference.services import Lease, RetryableWorkerError, raise_if_worker_failed, routed_call, worker_call
 from inference.streaming import StreamDeadlines, UpstreamEventStream, relay
 from mmm.api_errors import ApiError
@@ -36,10 +36,7 @@ JSON = "application/json"
 EVENT_STREAM = "text/event-stream; charset=utf-8"
 
 
-class NotServedByTemplateWorkers(ApiError):
-    status_code = status.HTTP_400_BAD_REQUEST
-    default_code = "model_not_supported"
-
+class NotServedByTemplateWorkers(ModelCannotServe):
     def __init__(self, model_name: str, endpoint: str):
         super().__init__(
             f"model {model_name!r} is served only by template workers, which answer /v1/chat/completions; "

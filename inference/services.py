@@ -19,6 +19,7 @@ from inference import upstream
 from inference.exceptions import (
     DeadlineExceeded,
     ExtractionFailed,
+    ModelCannotServe,
     ModelNotFound,
     NoRoutableWorker,
     UpstreamFailed,
@@ -43,7 +44,11 @@ logger = logging.getLogger("mmm.completion")
 _TOKEN_GRACE_SECONDS = 30.0
 # Errors after which the next model in the fallback list is tried: this model could not
 # answer, but another may. A refused request or an unreadable answer would fail there too.
-_FALL_BACK_ON = (ModelNotFound, NoRoutableWorker, WorkersAtCapacity, UpstreamFailed, UpstreamUnreachable, UpstreamTimeout)
+_FALL_BACK_ON = (
+    ModelNotFound, NoRoutableWorker, ModelCannotServe, WorkersAtCapacity, UpstreamFailed, UpstreamUnreachable, UpstreamTimeout,
+)
+# Failures that say only that a model could not take the request, not what went wrong on a try.
+_NOTHING_TRIED = (ModelNotFound, NoRoutableWorker, ModelCannotServe)
 
 
 class RetryableWorkerError(Exception):
@@ -253,15 +258,23 @@ def routed_call(
                 model_name=name, call=call, accept=accept, refuse=refuse, deadline=deadline,
                 table=table, state=state, rng=rng or random,
             )
+        except DeadlineExceeded as exc:
+            failures.append((name, exc))
+            break  # no time left for another model
         except _FALL_BACK_ON as exc:
             failures.append((name, exc))
             if position + 1 < len(chain):
                 logger.warning("model=%s failed (%s); falling back to model %s", name, exc.default_code, chain[position + 1])
     if len(failures) == 1:
         raise failures[0][1]
-    last = failures[-1][1]
+    # The client gets the status of what went wrong on a real try (a 502 from the model asked
+    # for says more than a 404 for a mistyped fallback), and the message of every model.
+    errors = [error for _, error in failures]
+    tried = [error for error in errors if not isinstance(error, (*_NOTHING_TRIED, DeadlineExceeded))]
+    out_of_time = [error for error in errors if isinstance(error, DeadlineExceeded)]
+    chosen = (tried or out_of_time or errors)[0]
     msg = "; ".join(f"model {name!r}: {error.detail}" for name, error in failures)
-    raise _with_message(last, msg, tried_models=[name for name, _ in failures])
+    raise _with_message(chosen, msg, tried_models=[name for name, _ in failures])
 
 
 def _with_message(error: ApiError, msg: str, **extra) -> ApiError:
@@ -304,6 +317,7 @@ def _route_on_model(
     attempts = 0
     tried: set[int] = set()
     last_error: ApiError | None = None
+    last_tried: "Worker | None" = None
     while attempts < policy.effective_max_attempts:
         remaining = deadline - time.monotonic()
         if remaining <= 0:
@@ -343,6 +357,7 @@ def _route_on_model(
 
         attempts += 1
         tried.add(worker.id)
+        last_tried = worker
         outcome, reason = Outcome.NEUTRAL, ""
         try:
             value = call(worker, lease)
@@ -371,7 +386,7 @@ def _route_on_model(
     if attempts > 1:
         msg = f"all {attempts} attempts on model {model_name!r} failed; last: {msg}"
     error = _with_message(last_error, msg, attempts=attempts)
-    error.worker, error.attempts = worker, attempts  # for the request log (console.completion_log)
+    error.worker, error.attempts = last_tried, attempts  # for the request log (console.completion_log)
     raise error
 
 

@@ -366,3 +366,14 @@ def test_a_bad_policy_is_a_400_naming_the_field_and_nothing_is_saved(api, fields
     assert response.status_code == 400
     assert where in response.json()["errors"]
     assert RoutingPolicy.objects.count() == 0
+
+
+def test_a_mistyped_fallback_does_not_hide_the_failure_of_the_model_asked_for(api, upstream):
+    register(api, upstream.on("/main", status=503, json={}))
+    set_policy(api, fallbacks=["no-such-model"])
+
+    body = complete(api).json()
+
+    assert body["code"] == "upstream_error"  # the 502 of the real tries, not the fallback's 404
+    assert body["tried_models"] == ["proxyllm", "no-such-model"]
+    assert "no worker is registered for model 'no-such-model'" in body["msg"]
