@@ -29,6 +29,8 @@ from django.conf import settings
 logger = logging.getLogger("mmm.routing")
 
 STATS_WINDOW_SECONDS = 60  # success rate: this bucket and the one before it
+# The latency a failed try counts as (Finagle penalizes failures the same way); it fades like any.
+FAILURE_LATENCY_MS = 5000.0
 
 
 class Outcome(str, Enum):
@@ -238,9 +240,10 @@ class LocalRoutingState:
                 h["ewma_at"] = now
                 h.update(fails=0, ejections=0, ejected_until=0.0, reason="")
                 return Finished()
-            if latency_ms is not None:
-                h["ewma"] = max(h.get("ewma") or 0.0, latency_ms)  # a failure never makes a worker look faster
-                h["ewma_at"] = now
+            # A failure counts as a very slow answer, so a worker that fails fast does not look like
+            # the fastest (and win every draw) while it is not, or cannot be, ejected.
+            h["ewma"] = max(h.get("ewma") or 0.0, latency_ms or 0.0, FAILURE_LATENCY_MS)
+            h["ewma_at"] = now
             h["fails"] = h.get("fails", 0) + 1
             if h.get("ejected_until", 0.0) > now:
                 return Finished()  # already out (a request that started before the ejection)
@@ -364,7 +367,8 @@ if outcome == 'ok' then
   redis.call('HSET', w, 'ewma', ewma, 'ewma_at', now, 'fails', 0, 'ejections', 0, 'ejected_until', 0, 'reason', '')
   return 0
 end
-if latency ~= nil and (ewma == nil or latency > ewma) then redis.call('HSET', w, 'ewma', latency, 'ewma_at', now) end
+local penalty = math.max(latency or 0, tonumber(ARGV[11]))
+if ewma == nil or penalty > ewma then redis.call('HSET', w, 'ewma', penalty, 'ewma_at', now) end
 local fails = redis.call('HINCRBY', w, 'fails', 1)
 if tonumber(h[3] or 0) > now then return 0 end
 local ejections = tonumber(h[4] or 0)
@@ -530,7 +534,7 @@ class RedisRoutingState:
                 args=[
                     repr(now), token, outcome.value, "" if latency_ms is None else repr(latency_ms), reason[:300],
                     settings.MMM_LATENCY_DECAY_SECONDS, policy.after_failures, policy.base_seconds,
-                    policy.max_seconds, policy.allowed(len(model_worker_ids)),
+                    policy.max_seconds, policy.allowed(len(model_worker_ids)), FAILURE_LATENCY_MS,
                 ],
             )
         except self._errors as exc:

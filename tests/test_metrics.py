@@ -76,4 +76,4 @@ def test_ejection_and_in_flight_come_from_the_shared_routing_state(client):
 
     assert value(found, "mmm_worker_ejected", **labels) == 1
     assert value(found, "mmm_worker_in_flight", **labels) == 1
-    assert value(found, "mmm_worker_latency_ewma_seconds", **labels) == pytest.approx(0.04, rel=0.01)  # fading since
+    assert value(found, "mmm_worker_latency_ewma_seconds", **labels) == pytest.approx(5.0, rel=0.01)  # a failure's penalty

@@ -8,6 +8,7 @@ import pytest
 from django.conf import settings
 
 from inference.routing_state import (
+    FAILURE_LATENCY_MS,
     Acquired,
     EjectionPolicy,
     LocalRoutingState,
@@ -298,3 +299,12 @@ def test_a_kept_trial_stays_the_only_trial(state):
     state.clock.now += 100
 
     assert take(state, token="another") is Acquired.TRIAL_TAKEN
+
+
+def test_a_failure_counts_as_a_slow_answer_so_a_fast_failing_worker_is_not_preferred(state):
+    take(state, token="a")
+    finish(state, token="a", latency_ms=2.0)
+    take(state, token="b")
+    finish(state, token="b", outcome=Outcome.FAILED, latency_ms=1.0)
+
+    assert traffic(state).latency_ewma_ms == pytest.approx(FAILURE_LATENCY_MS, rel=1e-3)
