@@ -48,9 +48,20 @@ LOG_DROPPED = Counter(
 )
 
 
+UNKNOWN_MODEL = "<unknown>"
+
+
+def model_label(model_name: str) -> str:
+    """The model label of a series: names a client sends but nobody registered share one, so
+    random names cannot grow the metrics (and their files under multiprocess mode) without end."""
+    from inference.routing import routing_table
+
+    return model_name if routing_table.knows(model_name) else UNKNOWN_MODEL
+
+
 @contextmanager
 def in_flight(*, model_name: str) -> Iterator[None]:
-    gauge = IN_FLIGHT.labels(model=model_name)
+    gauge = IN_FLIGHT.labels(model=model_label(model_name))
     gauge.inc()
     try:
         yield
@@ -60,6 +71,7 @@ def in_flight(*, model_name: str) -> Iterator[None]:
 
 def observe_completion(*, model_name: str, worker_id: int | None, status: int, seconds: float, upstream_seconds: float | None) -> None:
     worker = "" if worker_id is None else str(worker_id)
+    model_name = model_label(model_name)
     REQUESTS.labels(model=model_name, worker=worker, status=str(status)).inc()
     REQUEST_SECONDS.labels(model=model_name).observe(seconds)
     if upstream_seconds is not None and worker_id is not None:

@@ -88,6 +88,10 @@ class RoutingTable:
             workers = self._look_up(table, model_name)
         return workers
 
+    def knows(self, model_name: str) -> bool:
+        """Whether ``model_name`` has workers in the table as loaded (no lookup, no database)."""
+        return model_name in (self._by_model or {})
+
     def policy_for(self, model_name: str):
         """The routing policy of ``model_name``, or the defaults when it has none."""
         from registry.models import RoutingPolicy

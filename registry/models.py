@@ -226,7 +226,9 @@ class Worker(models.Model):
 
     def openai_url(self, path: str) -> str:
         """The URL of one OpenAI endpoint (``/chat/completions``, ...) of an openai worker."""
-        return self.req_url_template.rstrip("/") + path
+        # Before any query string: some servers want one on every call (?api-version=...).
+        base, question, query = self.req_url_template.partition("?")
+        return base.rstrip("/") + path + question + query
 
     def health_after_probe(
         self, *, ok: bool, failures_to_unhealthy: int, successes_to_healthy: int

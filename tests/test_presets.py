@@ -144,3 +144,11 @@ def test_the_admin_add_form_offers_the_presets_and_fills_in_the_worker(admin_cli
     assert worker.headers == {"anthropic-version": "2023-06-01", "x-api-key": "sk-ant-admin-key"}
     assert (worker.preset, worker.response_extract) == ("anthropic", "content[0].text")
     assert worker.body["messages"] == "{NON_SYSTEM_MESSAGES}"
+
+
+def test_an_openai_base_url_with_a_query_string_keeps_it_after_the_endpoint_path():
+    from registry.models import Worker
+
+    worker = Worker(kind="openai", req_url_template="https://llm.example/openai/v1/?api-version=2024-10-21")
+
+    assert worker.openai_url("/chat/completions") == "https://llm.example/openai/v1/chat/completions?api-version=2024-10-21"
