@@ -54,6 +54,7 @@ class CompletionEntry:
     client_key_prefix: str = ""
     # A stream has answered 200 before it ends; how it ended is the request's real outcome.
     status_override: int | None = None
+    stream_in_progress: Any = None  # the relay of a stream still being read, if there is one
 
     def answered(self, completion: Any) -> Any:
         """Note what the completion says about itself; returns it unchanged."""
@@ -68,6 +69,7 @@ class CompletionEntry:
         stream = getattr(completion, "stream", None)
         if hasattr(stream, "on_end"):
             stream.on_end(self.stream_ended)
+            self.stream_in_progress = stream
         return completion
 
     def stream_ended(self, *, outcome: str, error: str) -> None:
@@ -131,12 +133,17 @@ def completion_logged(request: Any, *, model_name: str, prompt: str = "", stream
     # Which client key asked (its public prefix, never the key).
     entry.client_key_prefix = getattr(getattr(request, "auth", None), "api_key_prefix", None) or ""
     setattr(django_request, ENTRY_ATTRIBUTE, entry)
-    with metrics.in_flight(model_name=model_name):
-        try:
-            yield entry
-        except BaseException as exc:
-            entry.failed(exc)
-            raise
+    counted = metrics.InFlight(model_name=model_name)
+    try:
+        yield entry
+    except BaseException as exc:
+        entry.failed(exc)
+        raise
+    finally:
+        if entry.stream_in_progress is not None:
+            entry.stream_in_progress.on_end(counted.done)  # a stream is in flight until it ends
+        else:
+            counted.done()  # also when the client went away or the upstream timed out
 
 
 def _tokens(usage: dict | None, name: str) -> int | None:

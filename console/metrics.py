@@ -9,8 +9,6 @@ process answers and do not depend on that process having served traffic.
 """
 
 import os
-from collections.abc import Iterator
-from contextlib import contextmanager
 
 from prometheus_client import CollectorRegistry, Counter, Gauge, Histogram, generate_latest
 from prometheus_client.core import GaugeMetricFamily
@@ -59,14 +57,18 @@ def model_label(model_name: str) -> str:
     return model_name if routing_table.knows(model_name) else UNKNOWN_MODEL
 
 
-@contextmanager
-def in_flight(*, model_name: str) -> Iterator[None]:
-    gauge = IN_FLIGHT.labels(model=model_label(model_name))
-    gauge.inc()
-    try:
-        yield
-    finally:
-        gauge.dec()  # also when the client went away or the upstream timed out
+class InFlight:
+    """One completion counted in ``mmm_requests_in_flight`` until ``done()`` (once, however it ends)."""
+
+    def __init__(self, *, model_name: str):
+        self._gauge = IN_FLIGHT.labels(model=model_label(model_name))
+        self._gauge.inc()
+        self._done = False
+
+    def done(self, **_) -> None:
+        if not self._done:
+            self._done = True
+            self._gauge.dec()
 
 
 def observe_completion(*, model_name: str, worker_id: int | None, status: int, seconds: float, upstream_seconds: float | None) -> None:

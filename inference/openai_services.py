@@ -18,14 +18,12 @@ from collections.abc import Callable, Iterator
 from dataclasses import dataclass
 from typing import TYPE_CHECKING
 
-from rest_framework import status
 
 from inference import openai_api, upstream
 from inference.attempts import VERDICTS, Outcome
 from inference.exceptions import ModelCannotServe, UpstreamFailed, UpstreamTimeout, UpstreamUnreachable
 from inference.services import Lease, RetryableWorkerError, raise_if_worker_failed, routed_call, worker_call
 from inference.streaming import StreamDeadlines, UpstreamEventStream, relay
-from mmm.api_errors import ApiError
 
 if TYPE_CHECKING:
     from registry.models import Worker

@@ -89,8 +89,12 @@ class RoutingTable:
         return workers
 
     def knows(self, model_name: str) -> bool:
-        """Whether ``model_name`` has workers in the table as loaded (no lookup, no database)."""
-        return model_name in (self._by_model or {})
+        """Whether ``model_name`` has workers in the table (reloaded when stale, but never a
+        lookup of one name: a stream of unknown names costs no queries)."""
+        try:
+            return model_name in self._current()
+        except Exception:  # the database is away and nothing was loaded yet
+            return False
 
     def policy_for(self, model_name: str):
         """The routing policy of ``model_name``, or the defaults when it has none."""

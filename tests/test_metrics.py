@@ -79,3 +79,19 @@ def test_ejection_and_in_flight_come_from_the_shared_routing_state(client):
     assert value(found, "mmm_worker_ejected", **labels) == 1
     assert value(found, "mmm_worker_in_flight", **labels) == 1
     assert value(found, "mmm_worker_latency_ewma_seconds", **labels) == pytest.approx(5.0, rel=0.01)  # a failure's penalty
+
+
+def test_a_stream_is_in_flight_until_it_has_been_relayed(api, client, upstream):
+    from tests.fake_model_apis import OpenAIServer
+
+    registration = {"model_name": "gpt", "preset": "openai", "upstream_model": "up-model",
+                    "base_url": OpenAIServer().install(upstream)}
+    assert api.post("/api/server/register", registration, format="json").status_code == 200
+    ask = {"model": "gpt", "messages": [{"role": "user", "content": "hi"}], "stream": True}
+
+    response = api.post("/v1/chat/completions", ask, format="json")
+    during = value(samples(client), "mmm_requests_in_flight", model="gpt")
+    b"".join(response.streaming_content)
+    after = value(samples(client), "mmm_requests_in_flight", model="gpt")
+
+    assert (during, after) == (1, 0)
