@@ -41,13 +41,19 @@ class Seen:
         return json.loads(self.body)
 
 
+class _Server(ThreadingHTTPServer):
+    # The standard library listens with a backlog of 5; a gateway opening 200 connections at
+    # once would see connects dropped and retried seconds later, which no real model server does.
+    request_queue_size = 1024
+
+
 class FakeUpstream:
     def __init__(self, *, port: int = 0, default: Callable[[Seen], Reply] | None = None) -> None:
         self.routes: dict[str, Reply | Callable[[Seen], Reply]] = {}
         self.default = default  # answers paths without a route of their own
         self.seen: list[Seen] = []
         self._stopping = threading.Event()
-        self._server = ThreadingHTTPServer(("127.0.0.1", port), _make_handler(self))
+        self._server = _Server(("127.0.0.1", port), _make_handler(self))
         self._server.daemon_threads = True
         self._server.block_on_close = False
         self._thread = threading.Thread(target=self._server.serve_forever, kwargs={"poll_interval": 0.02}, daemon=True)
