@@ -316,6 +316,7 @@ def _route_on_model(
 
     attempts = 0
     tried: set[int] = set()
+    lost_races = 0
     last_error: ApiError | None = None
     last_tried: "Worker | None" = None
     while attempts < policy.effective_max_attempts:
@@ -342,7 +343,11 @@ def _route_on_model(
             worker_id=worker.id, token=token, hold_until=hold_until, max_inflight=worker.max_inflight, panic=panic
         )
         if acquired is not Acquired.YES:
-            tried.add(worker.id)  # another request took its last slot or its trial since the snapshot
+            # Another request took its last slot or its trial, or ejected it, since the snapshot:
+            # look again (panic mode may now apply), but not forever.
+            lost_races += 1
+            if lost_races > len(dispatchable):
+                tried.add(worker.id)
             continue
         is_retry = attempts > 0
         if is_retry and not state.budget_take_retry(model_name=model_name, token=token, hold_until=hold_until):

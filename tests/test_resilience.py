@@ -380,3 +380,27 @@ def test_a_mistyped_fallback_does_not_hide_the_failure_of_the_model_asked_for(ap
     assert body["code"] == "upstream_error"  # the 502 of the real tries, not the fallback's 404
     assert body["tried_models"] == ["proxyllm", "no-such-model"]
     assert "no worker is registered for model 'no-such-model'" in body["msg"]
+
+
+def test_a_worker_ejected_between_the_look_and_the_pick_is_still_tried_in_panic_mode(api, upstream):
+    """The race two concurrent requests can run: one ejects the only worker while the other has
+    just seen it healthy. The second must not answer 503 without trying anything."""
+    from inference.routing_state import LocalRoutingState
+
+    class EjectedBehindItsBack(LocalRoutingState):
+        raced = False
+
+        def snapshot(self, worker_ids):
+            seen = super().snapshot(worker_ids)
+            if not self.raced:
+                self.raced = True
+                for worker_id in worker_ids:
+                    self._workers.setdefault(worker_id, {}).update(ejected_until=self.clock() + 30, ejections=1)
+            return seen
+
+    register(api, upstream.on("/gen", json=SEED_ANSWER))
+    assert routing_table.workers_for("proxyllm")
+
+    completion = completion_create(model_name="proxyllm", prompt="hi", state=EjectedBehindItsBack())
+
+    assert completion.result == "I am a fake model."
