@@ -80,18 +80,11 @@ class UpstreamEventStream:
         """Send ``request``; raise an UpstreamError if no status line comes back in time."""
         session = session or upstream.shared_session()
         headers = {"Accept": "text/event-stream", **upstream.outbound_headers(request)}
-        data = json.dumps(request.json_body, ensure_ascii=False).encode("utf-8")
         wait = deadlines.next_wait()
         connect_timeout = min(settings.MMM_CONNECT_TIMEOUT, wait)
         with upstream.upstream_errors(timeout=wait, connect_timeout=connect_timeout):
-            response = session.request(
-                request.method,
-                request.url,
-                data=data,
-                headers=headers,
-                timeout=(connect_timeout, wait),
-                allow_redirects=False,
-                stream=True,
+            response = upstream.start_exchange(
+                session, request, headers=headers, connect_timeout=connect_timeout, timeout=wait
             )
         return cls(response, deadlines)
 

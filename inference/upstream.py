@@ -154,21 +154,11 @@ def send(
     connect_timeout = min(connect_timeout or settings.MMM_CONNECT_TIMEOUT, timeout)
     max_bytes = max_bytes or settings.MMM_MAX_RESPONSE_BYTES
     started = time.monotonic()
-    data = None
-    headers = outbound_headers(request)
-    if request.json_body is not None:
-        data = json.dumps(request.json_body, ensure_ascii=False).encode("utf-8")
     hard_deadline = _hard_deadline(timeout)
     try:
         with hard_deadline, upstream_errors(timeout=timeout, connect_timeout=connect_timeout):
-            response = session.request(
-                request.method,
-                request.url,
-                data=data,
-                headers=headers,
-                timeout=(connect_timeout, timeout),
-                allow_redirects=False,
-                stream=True,
+            response = start_exchange(
+                session, request, headers=outbound_headers(request), connect_timeout=connect_timeout, timeout=timeout
             )
             with response:
                 content = read_body(response, deadline=started + timeout, max_bytes=max_bytes)
@@ -182,6 +172,26 @@ def send(
         content_type=response.headers.get("Content-Type", ""),
         seconds=time.monotonic() - started,
         retry_after=response.headers.get("Retry-After"),
+    )
+
+
+def start_exchange(
+    session: requests.Session, request: UpstreamRequest, *, headers: dict[str, str], connect_timeout: float, timeout: float
+) -> requests.Response:
+    """Send ``request``; return once the status line and headers are in, the body left to read.
+
+    Redirects are answers like any other: following one would send the worker's headers (its
+    keys) to wherever the upstream points.
+    """
+    data = None if request.json_body is None else json.dumps(request.json_body, ensure_ascii=False).encode("utf-8")
+    return session.request(
+        request.method,
+        request.url,
+        data=data,
+        headers=headers,
+        timeout=(connect_timeout, timeout),
+        allow_redirects=False,
+        stream=True,
     )
 
 

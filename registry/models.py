@@ -201,11 +201,6 @@ class Worker(models.Model):
         return self.enabled and self.weight > 0 and not self.is_expired(now)
 
     @property
-    def is_routable(self) -> bool:
-        """Gets traffic in normal operation: dispatchable and not found unhealthy by the prober."""
-        return self.is_dispatchable() and self.health_state != HealthState.UNHEALTHY
-
-    @property
     def effective_timeout(self) -> float:
         return self.timeout or settings.MMM_DEFAULT_TIMEOUT
 

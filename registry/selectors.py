@@ -1,6 +1,7 @@
 """Reads of the registry."""
 
-from django.db.models import Min, QuerySet
+from django.db.models import Min, Q, QuerySet
+from django.utils import timezone
 
 from registry.models import HealthState, Worker
 
@@ -13,10 +14,12 @@ def worker_list(*, model_name: str | None = None) -> QuerySet[Worker]:
 
 
 def routable_models() -> list[dict]:
-    """Each model name with at least one worker the balancer may pick (the rule of
-    Worker.is_routable), with its first registration time and an owner: ``/v1/models``."""
+    """Each model name with at least one worker that gets traffic in normal operation (enabled,
+    weighted, heartbeat not expired, not unhealthy), with its first registration time and an
+    owner: ``/v1/models``."""
+    alive = Q(heartbeat_expires_at__isnull=True) | Q(heartbeat_expires_at__gt=timezone.now())
     return list(
-        Worker.objects.filter(enabled=True, weight__gt=0)
+        Worker.objects.filter(alive, enabled=True, weight__gt=0)
         .exclude(health_state=HealthState.UNHEALTHY)
         .values("model_name")
         .annotate(created_at=Min("created_at"), owner=Min("owner"))

@@ -290,12 +290,11 @@ def test_a_heartbeat_worker_expires_when_heartbeats_stop_and_returns_when_they_r
 def test_registering_again_is_a_heartbeat(api, upstream):
     url = upstream.on("/gen", json=SEED_ANSWER)
     register(api, url, ttl=60)
-    first = Worker.objects.get().heartbeat_expires_at
-    time.sleep(0.01)
+    Worker.objects.update(heartbeat_expires_at=timezone.now() - timedelta(seconds=1))  # it had run out
 
     register(api, url)
 
-    assert Worker.objects.get().heartbeat_expires_at > first
+    assert Worker.objects.get().heartbeat_expires_at > timezone.now() + timedelta(seconds=55)
 
 
 def test_a_worker_without_ttl_never_expires(api, upstream):
@@ -404,3 +403,13 @@ def test_a_worker_ejected_between_the_look_and_the_pick_is_still_tried_in_panic_
     completion = completion_create(model_name="proxyllm", prompt="hi", state=EjectedBehindItsBack())
 
     assert completion.result == "I am a fake model."
+
+
+def test_a_model_whose_only_worker_has_expired_is_not_listed_in_v1_models(api, upstream):
+    register(api, upstream.on("/gen", json=SEED_ANSWER), ttl=30)
+    register(api, upstream.on("/other", json=SEED_ANSWER), model_name="steady")
+    Worker.objects.filter(model_name="proxyllm").update(heartbeat_expires_at=timezone.now() - timedelta(seconds=1))
+
+    listed = [model["id"] for model in api.get("/v1/models").json()["data"]]
+
+    assert listed == ["steady"]
