@@ -63,7 +63,8 @@ def test_worker_health_comes_from_the_database_at_scrape_time(client):
 
 
 def test_ejection_and_in_flight_come_from_the_shared_routing_state(client):
-    from inference.routing_state import EjectionPolicy, Outcome, routing_state
+    from inference.outcomes import Outcome
+    from inference.routing_state import EjectionPolicy, routing_state
 
     worker = Worker.objects.create(model_name="m", req_url_template="http://127.0.0.1:9/x", body={"p": "{USER_PROMPT}"})
     state = routing_state()
