@@ -223,6 +223,11 @@ class Worker(models.Model):
                 errors.setdefault(
                     "req_url_template", f"must be the server's base URL for {self.kind} workers, without placeholders"
                 )
+            # The translating kinds read their API's answer themselves; a path would be ignored.
+            if self.kind != WorkerKind.OPENAI and self.response_extract:
+                errors["response_extract"] = f"must be empty for {self.kind} workers: they read their API's answer themselves"
+            if self.usage_extract:
+                errors["usage_extract"] = f"must be empty for {self.kind} workers: they read their API's usage themselves"
         else:
             if self.body is None and self.method != HttpMethod.GET:
                 errors["body"] = f"is required for {self.method} workers (only GET may omit it)"
