@@ -46,3 +46,22 @@ class AttemptRecord:
     outcome: Outcome
     model_name: str  # the model that answered or was tried last: the one asked for, or a fallback
     upstream_seconds: float | None = None
+
+
+class Recorded:
+    """For results that carry an ``AttemptRecord`` as ``record``: who answered, and how."""
+
+    record: AttemptRecord
+
+    @property
+    def worker(self) -> "Worker":
+        return self.record.worker
+
+    @property
+    def attempts(self) -> int:
+        return self.record.attempts
+
+    @property
+    def model_name(self) -> str:
+        """The model that answered: the one asked for, or a fallback."""
+        return self.record.model_name

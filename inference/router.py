@@ -30,7 +30,7 @@ from inference.exceptions import (
     UpstreamUnreachable,
     WorkersAtCapacity,
 )
-from inference.outcomes import AttemptRecord, Outcome
+from inference.outcomes import AttemptRecord, Outcome, Recorded
 from inference.routing import RoutingTable, routing_table
 from inference.routing_state import Acquired, EjectionPolicy, RoutingState, Traffic, routing_state
 from inference.strategies import STRATEGIES
@@ -55,22 +55,9 @@ _NOTHING_TRIED = (ModelNotFound, NoRoutableWorker, ModelCannotServe)
 
 
 @dataclass(frozen=True)
-class Routed:
+class Routed(Recorded):
     value: Any  # what the call returned
     record: AttemptRecord
-
-    @property
-    def worker(self) -> "Worker":
-        return self.record.worker
-
-    @property
-    def attempts(self) -> int:
-        return self.record.attempts
-
-    @property
-    def model_name(self) -> str:
-        """The model that answered: the one asked for, or a fallback."""
-        return self.record.model_name
 
 
 class Lease:

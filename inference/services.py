@@ -8,7 +8,7 @@ import random
 from dataclasses import dataclass
 from typing import TYPE_CHECKING, Any
 
-from inference.outcomes import AttemptRecord
+from inference.outcomes import AttemptRecord, Recorded
 from inference.protocols import protocol_for
 from inference.protocols.base import Completed
 from inference.router import Lease, routed_call
@@ -20,24 +20,11 @@ if TYPE_CHECKING:
 
 
 @dataclass(frozen=True)
-class Completion:
+class Completion(Recorded):
     result: Any
     record: AttemptRecord
     upstream_seconds: float
     usage: dict | None = None
-
-    @property
-    def worker(self) -> "Worker":
-        return self.record.worker
-
-    @property
-    def attempts(self) -> int:
-        return self.record.attempts
-
-    @property
-    def model_name(self) -> str:
-        """The model that answered: the one asked for, or a fallback."""
-        return self.record.model_name
 
 
 def completion_create(

@@ -16,6 +16,7 @@ through the ``Attempt`` it is given: it never learns how workers are chosen.
 """
 
 import email.utils
+import functools
 import json
 import logging
 import time
@@ -26,7 +27,7 @@ from typing import TYPE_CHECKING, Any, Protocol
 
 from rest_framework import status
 
-from inference import openai_api, upstream
+from inference import extract, openai_api, upstream
 from inference.exceptions import (
     RetryableWorkerError,
     UpstreamFailed,
@@ -145,6 +146,12 @@ class WorkerProtocol(Protocol):
 
 
 # --- the wire, shared by every kind -----------------------------------------------------------
+
+
+@functools.lru_cache(maxsize=1024)
+def path_steps(path: str) -> tuple:
+    """An extract path, parsed once per process (paths were checked when the worker was saved)."""
+    return extract.parse_path(path)
 
 
 def where(worker: "Worker", url: str) -> str:

@@ -10,6 +10,7 @@ from typing import TYPE_CHECKING, Any
 from inference import extract, upstream
 from inference.exceptions import ExtractionFailed
 from inference.extract import PathMismatch
+from inference.outcomes import Outcome
 from inference.protocols.base import (
     JSON,
     Answer,
@@ -17,6 +18,7 @@ from inference.protocols.base import (
     Completed,
     checked_document,
     open_stream,
+    path_steps,
     raise_if_worker_failed,
     refused_answer,
     secrets_of,
@@ -74,7 +76,7 @@ class OpenAIProtocol:
     def seed_result(self, *, worker: "Worker", response: upstream.UpstreamResponse) -> Completed:
         url = endpoint_url(worker, self.base_path + CHAT_PATH)
         document = checked_document(worker, response, url)
-        steps = extract.parse_path(worker.response_extract) if worker.response_extract else _CHAT_STEPS
+        steps = path_steps(worker.response_extract) if worker.response_extract else _CHAT_STEPS
         try:
             result = extract.apply_path(document, steps, path=worker.response_extract or CHAT_EXTRACT)
         except PathMismatch as exc:
@@ -102,6 +104,4 @@ def _whole_answer(worker: "Worker", response: upstream.UpstreamResponse, url: st
 
 
 def refused_as_is(status: int, body: bytes) -> Answer:
-    from inference.outcomes import Outcome
-
     return Answer(status=status, content_type=JSON, body=body, outcome=Outcome.REJECTED)

@@ -7,7 +7,6 @@ a /v1 stream is the whole answer cut into chunks, ``n`` is several calls, and to
 rather than silently dropped.
 """
 
-import functools
 from typing import TYPE_CHECKING, Any
 
 from inference import extract, openai_api, templating, upstream
@@ -26,6 +25,7 @@ from inference.protocols.base import (
     choice,
     choice_count,
     max_tokens_of,
+    path_steps,
     raise_if_worker_failed,
     send_whole,
     usage_of,
@@ -66,14 +66,9 @@ def render_request(
     )
 
 
-@functools.lru_cache(maxsize=1024)
-def _steps(path: str) -> tuple[extract.Step, ...]:
-    return extract.parse_path(path)  # paths were checked when the worker was saved
-
-
 def extract_answer(worker: "Worker", document: Any) -> Any:
     """What ``response_extract`` points at in the upstream's answer (raises PathMismatch)."""
-    return extract.apply_path(document, _steps(worker.response_extract), path=worker.response_extract)
+    return extract.apply_path(document, path_steps(worker.response_extract), path=worker.response_extract)
 
 
 def extract_usage(worker: "Worker", document: Any) -> dict | None:
@@ -82,7 +77,7 @@ def extract_usage(worker: "Worker", document: Any) -> dict | None:
     if not worker.usage_extract:
         return None
     try:
-        found = extract.apply_path(document, _steps(worker.usage_extract), path=worker.usage_extract)
+        found = extract.apply_path(document, path_steps(worker.usage_extract), path=worker.usage_extract)
     except PathMismatch:
         return None
     if not isinstance(found, dict):
