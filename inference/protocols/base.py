@@ -181,16 +181,20 @@ def classified(exc: upstream.UpstreamError, where: str) -> Exception:
     return RetryableWorkerError(UpstreamUnreachable(f"{where}: {exc}"))
 
 
-def raise_if_worker_failed(response: upstream.UpstreamResponse, *, where: str, snippet: str) -> None:
+def raise_if_worker_failed(response: upstream.UpstreamResponse, *, worker: "Worker", url: str) -> None:
     """Raise RetryableWorkerError for an answer another worker may better: 5xx, or 429 (which
     rests the worker for its Retry-After rather than counting against it)."""
+    if response.status != 429 and response.status < 500:
+        return  # the common case: no message to build
+    snippet = response.snippet(secrets=secrets_of(worker))
+    where_ = where(worker, url)
     if response.status == 429:
         rest = retry_after_seconds(response.retry_after)
-        error = UpstreamRateLimited(f"{where} answered HTTP 429: {snippet}", retry_after=rest, upstream_status=429)
+        error = UpstreamRateLimited(f"{where_} answered HTTP 429: {snippet}", retry_after=rest, upstream_status=429)
         raise RetryableWorkerError(error, cool_down_seconds=rest)
     if response.status >= 500:
         raise RetryableWorkerError(
-            UpstreamFailed(f"{where} answered HTTP {response.status}: {snippet}", upstream_status=response.status)
+            UpstreamFailed(f"{where_} answered HTTP {response.status}: {snippet}", upstream_status=response.status)
         )
 
 
@@ -240,16 +244,17 @@ def refused_answer(worker: "Worker", response: upstream.UpstreamResponse, url: s
 
 def checked_document(worker: "Worker", response: upstream.UpstreamResponse, url: str) -> Any:
     """The JSON of a 2xx answer (raising for one that failed or is not JSON)."""
-    snippet = response.snippet(secrets=secrets_of(worker))
-    raise_if_worker_failed(response, where=where(worker, url), snippet=snippet)
+    raise_if_worker_failed(response, worker=worker, url=url)
     if not 200 <= response.status < 300:
         raise UpstreamRejected(
-            f"{where(worker, url)} refused the request with HTTP {response.status}: {snippet}",
+            f"{where(worker, url)} refused the request with HTTP {response.status}: "
+            f"{response.snippet(secrets=secrets_of(worker))}",
             upstream_status=response.status,
         )
     is_json, document = response.json_or_text()
     if not is_json:
-        raise UpstreamFailed(f"{where(worker, url)} answered with a body that is not JSON: {snippet}")
+        raise UpstreamFailed(f"{where(worker, url)} answered with a body that is not JSON: "
+                             f"{response.snippet(secrets=secrets_of(worker))}")
     return document
 
 
@@ -554,7 +559,7 @@ class TranslatingProtocol:
     def _whole_answer(self, worker: "Worker", responses: list, url: str, model: str) -> Answer:
         choices, usages = [], []
         for index, response in enumerate(responses):
-            raise_if_worker_failed(response, where=where(worker, url), snippet=response.snippet(secrets=secrets_of(worker)))
+            raise_if_worker_failed(response, worker=worker, url=url)
             if not 200 <= response.status < 300:
                 return refused_answer(worker, response, url)
             is_json, document = response.json_or_text()

@@ -90,7 +90,7 @@ class OpenAIProtocol:
 
 
 def _whole_answer(worker: "Worker", response: upstream.UpstreamResponse, url: str) -> Answer:
-    raise_if_worker_failed(response, where=where(worker, url), snippet=response.snippet(secrets=secrets_of(worker)))
+    raise_if_worker_failed(response, worker=worker, url=url)
     if 200 <= response.status < 300:
         return Answer(status=response.status, content_type=response.content_type or JSON, body=response.content,
                       upstream_seconds=response.seconds)

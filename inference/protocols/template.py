@@ -134,12 +134,12 @@ class TemplateProtocol:
                               max_tokens=None)
 
     def seed_result(self, *, worker: "Worker", response: upstream.UpstreamResponse) -> Completed:
+        raise_if_worker_failed(response, worker=worker, url=worker.req_url_template)
         at = where(worker, worker.req_url_template)
-        snippet = response.snippet(secrets=worker.secret_values())
-        raise_if_worker_failed(response, where=at, snippet=snippet)
         if not 200 <= response.status < 300:
             raise UpstreamRejected(
-                f"{at} refused the request with HTTP {response.status}: {snippet}", upstream_status=response.status
+                f"{at} refused the request with HTTP {response.status}: {response.snippet(secrets=worker.secret_values())}",
+                upstream_status=response.status,
             )
         is_json, document = response.json_or_text()
         usage = extract_usage(worker, document) if is_json else None
@@ -148,7 +148,7 @@ class TemplateProtocol:
         if not is_json:
             raise ExtractionFailed(
                 f"{at} answered with a body that is not JSON, so response_extract "
-                f"{worker.response_extract!r} cannot apply: {snippet}"
+                f"{worker.response_extract!r} cannot apply: {response.snippet(secrets=worker.secret_values())}"
             )
         try:
             result = extract_answer(worker, document)
