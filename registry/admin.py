@@ -12,7 +12,7 @@ from django.utils.html import format_html
 from django.utils.text import Truncator
 
 from accounts.caller import Caller
-from console.worker_admin import WorkerConsoleAdmin
+from registry.admin_pages import WorkerConsoleAdmin
 from inference.routing import routing_table
 from inference.routing_state import routing_state
 from registry.audit import worker_event_record
