@@ -32,7 +32,8 @@ from inference.exceptions import (
 )
 from inference.outcomes import AttemptRecord, Outcome, Recorded
 from inference.routing import RoutingTable, routing_table
-from inference.routing_state import Acquired, EjectionPolicy, RoutingState, Traffic, routing_state
+from inference.routing_state import RoutingState, routing_state
+from inference.traffic import Acquired, EjectionPolicy, Traffic
 from inference.strategies import STRATEGIES
 from mmm.api_errors import ApiError
 
@@ -197,6 +198,9 @@ def _route_on_model(
     dispatchable = [worker for worker in workers if worker.is_dispatchable(now)]
     if not dispatchable:
         raise NoRoutableWorker(model_name)
+    # Routable (registry.models: dispatchable and not unhealthy) is what gets traffic normally;
+    # the others of the dispatchable are tried only in panic mode.
+    routable_ids = {worker.id for worker in dispatchable if worker.is_routable(now)}
     policy = table.policy_for(model_name)
     model_worker_ids = [worker.id for worker in dispatchable]
     state.budget_record_request(model_name=model_name)
@@ -223,7 +227,8 @@ def _route_on_model(
             break
         traffic = state.snapshot([worker.id for worker in pool])
         try:
-            worker, panic = _choose(pool=pool, traffic=traffic, now=state.clock(), policy=policy, state=state, rng=rng)
+            worker, panic = _choose(pool=pool, routable_ids=routable_ids, traffic=traffic, now=state.clock(),
+                                    policy=policy, state=state, rng=rng)
         except WorkersAtCapacity:
             if last_error is None:
                 raise
@@ -297,14 +302,13 @@ def _route_on_model(
 
 
 def _choose(
-    *, pool: list, traffic: dict[int, Traffic], now: float, policy: "RoutingPolicy", state: RoutingState, rng: random.Random
+    *, pool: list, routable_ids: set[int], traffic: dict[int, Traffic], now: float, policy: "RoutingPolicy",
+    state: RoutingState, rng: random.Random,
 ) -> tuple["Worker", bool]:
     """(worker, panic): the worker for the next attempt, and whether it was chosen in panic mode."""
-    from registry.models import HealthState
-
     available = [
         worker for worker in pool
-        if worker.health_state != HealthState.UNHEALTHY
+        if worker.id in routable_ids
         and not traffic[worker.id].is_ejected(now)
         and not traffic[worker.id].is_cooling(now)
         and not traffic[worker.id].trial_running(now)

@@ -8,7 +8,7 @@ from collections.abc import Callable, Sequence
 from django.conf import settings
 
 from inference.outcomes import Outcome
-from inference.routing_state import (
+from inference.traffic import (
     FAILURE_LATENCY_MS, Acquired, EjectionPolicy, Finished, Traffic, _decayed, _minute, _peak_ewma,
 )
 
