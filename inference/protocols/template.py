@@ -117,7 +117,7 @@ class TemplateProtocol:
         seconds = sum(answer.upstream_seconds for answer in answers)
         if stream:
             return Answer(status=200, content_type=EVENT_STREAM, upstream_seconds=seconds, known_usage=usage,
-                          stream=iter(_chunks(model, answers, usage if wants_usage(chat) else None)))
+                          stream=iter(_chunks(model, answers, usage, include_usage=wants_usage(chat))))
         choices = [
             choice(index=index, content=openai_api.answer_text(answer.result), tool_calls=None, finish_reason="stop")
             for index, answer in enumerate(answers)
@@ -161,9 +161,9 @@ class TemplateProtocol:
                          max_tokens=None, timeout=timeout)
 
 
-def _chunks(model: str, answers: list[Completed], usage: dict | None) -> list[bytes]:
+def _chunks(model: str, answers: list[Completed], usage: dict | None, *, include_usage: bool) -> list[bytes]:
     """Whole answers as a chat.completion.chunk stream: per choice the role, the content, the
-    finish; then the usage when asked for, and [DONE]."""
+    finish; then the usage when asked for (null when usage_extract cannot say), and [DONE]."""
     chunks = ChatChunks(model)
     events = []
     for index, answer in enumerate(answers):
@@ -172,7 +172,7 @@ def _chunks(model: str, answers: list[Completed], usage: dict | None) -> list[by
             chunks.delta({"content": openai_api.answer_text(answer.result)}, index=index),
             chunks.delta({}, index=index, finish_reason="stop"),
         ]
-    if usage is not None:
+    if include_usage:
         events.append(chunks.usage(usage))
     return [*events, DONE_EVENT]
 
