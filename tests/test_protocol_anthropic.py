@@ -221,3 +221,36 @@ def test_the_seed_endpoint_reaches_an_anthropic_worker(api, claude):
 
     assert response.json() == {"success": True, "msg": "execute succeed", "result": "Hello from Claude."}
     assert claude.bodies[-1]["messages"] == [{"role": "user", "content": [{"type": "text", "text": "hello"}]}]
+
+
+def test_a_stream_that_ends_cleanly_without_message_stop_is_cut_off(api, claude, upstream):
+    from tests.fake_anthropic import event
+
+    upstream.on("/v1/messages", stream=iter([
+        event("message_start", {"type": "message_start", "message": {"usage": {"input_tokens": 1, "output_tokens": 1}}}),
+        event("content_block_delta", {"type": "content_block_delta", "index": 0,
+                                      "delta": {"type": "text_delta", "text": "Hi"}}),
+    ]))
+
+    events = stream_events(chat(api, model="claude", stream=True, messages=[{"role": "user", "content": "Hi"}]))
+
+    assert streamed_text(events) == "Hi"
+    assert "without message_stop" in events[-1]["error"]["message"]
+    assert "[DONE]" not in events
+
+
+def test_an_overloaded_worker_is_retried_on_another(api, claude, upstream):
+    healthy = AnthropicServer(blocks=[{"type": "text", "text": "From the second."}])
+    from tests.fake_upstream import FakeUpstream
+
+    second = FakeUpstream().start()
+    try:
+        register_kind(api, model_name="claude", preset="anthropic", base_url=healthy.install(second),
+                      api_key=healthy.api_key, upstream_model="claude-haiku-4-5")
+        claude.status = 529
+
+        for _ in range(3):
+            response = chat(api, model="claude", messages=[{"role": "user", "content": "Hi"}])
+            assert response.json()["choices"][0]["message"]["content"] == "From the second."
+    finally:
+        second.stop()
