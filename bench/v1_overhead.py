@@ -40,8 +40,10 @@ CHAT = [{"role": "user", "content": "hello"}]
 
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
-    parser.add_argument("--requests", type=int, default=300, help="requests per round (300)")
-    parser.add_argument("--rounds", type=int, default=5, help="rounds per scenario; the median is kept (5)")
+    parser.add_argument("--requests", type=int, default=200, help="requests per round (200)")
+    parser.add_argument("--rounds", type=int, default=7, help="rounds per scenario (7)")
+    parser.add_argument("--only", help="run only the scenarios whose name contains this")
+    parser.add_argument("--profile", action="store_true", help="print cProfile's top functions instead")
     args = parser.parse_args()
 
     setup_test_environment()
@@ -77,19 +79,29 @@ def main() -> None:
         "/v1 chat, openai worker": v1("gpt", False),
         "/v1 chat streamed, openai worker": v1("gpt", True),
     }
-    print("| scenario | CPU ms per request (median of rounds) |")
-    print("|---|---:|")
+    print("| scenario | CPU ms per request, median of rounds | fastest round |")
+    print("|---|---:|---:|")
+    if args.only:
+        scenarios = {name: call for name, call in scenarios.items() if args.only in name}
     try:
         for name, call in scenarios.items():
             for _ in range(20):
                 call()  # warm: the routing table, connections, caches
+            if args.profile:
+                import cProfile
+                import pstats
+
+                profile = cProfile.Profile()
+                profile.runcall(lambda: [call() for _ in range(args.requests)])
+                pstats.Stats(profile).sort_stats("cumulative").print_stats(45)
+                continue
             rounds = []
             for _ in range(args.rounds):
                 started = time.process_time()
                 for _ in range(args.requests):
                     call()
                 rounds.append((time.process_time() - started) / args.requests * 1000)
-            print(f"| {name} | {statistics.median(rounds):.3f} |", flush=True)
+            print(f"| {name} | {statistics.median(rounds):.3f} | {min(rounds):.3f} |", flush=True)
     finally:
         upstream.stop()
 
