@@ -20,6 +20,7 @@ os.environ.setdefault("DJANGO_SETTINGS_MODULE", "mmm.settings")
 django.setup()
 
 from inference.protocols import PROTOCOLS  # noqa: E402
+from inference.protocols.base import ChatChunks  # noqa: E402
 from inference.protocols.openai import OpenAIProtocol, _whole_answer  # noqa: E402
 from inference.protocols.template import TemplateProtocol, render_request  # noqa: E402
 from inference.upstream import UpstreamResponse  # noqa: E402
@@ -108,7 +109,7 @@ def whole_once(kind: str, worker: Worker) -> None:
 def stream_once(kind: str, worker: Worker) -> None:
     protocol = PROTOCOLS[kind]
     protocol.render(worker=worker, chat=STREAM_CHAT, stream=True)
-    translator = protocol.translator(worker=worker, chat=STREAM_CHAT, model="bench")
+    translator = protocol.translator(chunks=ChatChunks("bench"), include_usage=True)
     for event in STREAMS[kind]:
         translator.feed(event)
     translator.finish()

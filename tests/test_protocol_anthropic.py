@@ -254,3 +254,38 @@ def test_an_overloaded_worker_is_retried_on_another(api, claude, upstream):
             assert response.json()["choices"][0]["message"]["content"] == "From the second."
     finally:
         second.stop()
+
+
+def test_n_streamed_is_that_many_streams_in_a_row_as_choices_of_one_stream(api, claude):
+    events = stream_events(chat(api, model="claude", n=2, stream=True, stream_options={"include_usage": True},
+                                messages=[{"role": "user", "content": "Hi"}]))
+
+    assert len(claude.bodies) == 2 and all(body["stream"] for body in claude.bodies)
+    by_choice = {}
+    for event in events[:-2]:
+        for choice in event["choices"]:
+            by_choice.setdefault(choice["index"], []).append(choice["delta"].get("content") or "")
+    assert {index: "".join(parts) for index, parts in by_choice.items()} == {0: "Hello from Claude.", 1: "Hello from Claude."}
+    assert finish_reasons(events) == ["stop", "stop"]
+    assert len({event["id"] for event in events[:-1]}) == 1
+    assert events[-2]["usage"] == {"prompt_tokens": 24, "completion_tokens": 14, "total_tokens": 38}
+    assert events.count("[DONE]") == 1 and events[-1] == "[DONE]"
+
+
+def test_n_streamed_ends_with_an_error_event_when_a_later_stream_fails(api, claude, upstream):
+    from tests.fake_anthropic import error
+
+    calls = []
+
+    def second_fails(seen):
+        calls.append(seen)
+        return error(500, "Internal server error") if len(calls) == 2 else claude.messages(seen)
+
+    upstream.on("/v1/messages", second_fails)
+
+    events = stream_events(chat(api, model="claude", n=3, stream=True, messages=[{"role": "user", "content": "Hi"}]))
+
+    assert len(calls) == 2  # the third is not asked for
+    assert streamed_text(events) == "Hello from Claude."
+    assert "before choice 1" in events[-1]["error"]["message"] and "HTTP 500" in events[-1]["error"]["message"]
+    assert "[DONE]" not in events

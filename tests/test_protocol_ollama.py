@@ -194,3 +194,15 @@ def test_the_seed_endpoint_reaches_an_ollama_worker(api, llama):
     assert response.json() == {"success": True, "msg": "execute succeed", "result": "Hello from Ollama."}
     assert llama.bodies[-1] == {"model": "llama3.2", "messages": [{"role": "user", "content": "hello"}],
                                 "stream": False, "options": {"temperature": 0.3}}
+
+
+def test_n_streamed_is_that_many_ndjson_streams_in_a_row(api, llama):
+    events = stream_events(chat(api, model="llama", n=2, stream=True, stream_options={"include_usage": True},
+                                messages=[{"role": "user", "content": "Hi"}]))
+
+    contents = {}
+    for event in events[:-2]:
+        for choice in event["choices"]:
+            contents[choice["index"]] = contents.get(choice["index"], "") + (choice["delta"].get("content") or "")
+    assert contents == {0: "Hello from Ollama.", 1: "Hello from Ollama."}
+    assert events[-2]["usage"]["total_tokens"] == 70 and events[-1] == "[DONE]"

@@ -21,6 +21,7 @@ from typing import TYPE_CHECKING, Any
 from inference import upstream
 from inference.protocols.base import (
     ChatChunks,
+    ChunkTranslator,
     InvalidChatRequest,
     TranslatingProtocol,
     data_url,
@@ -32,9 +33,8 @@ from inference.protocols.base import (
     tool_arguments,
     unreadable,
     usage_of,
-    wants_usage,
 )
-from inference.streaming import DONE_EVENT, _EVENT_END, Framing, StreamInterrupted, StreamTranslator
+from inference.streaming import _EVENT_END, Framing, StreamInterrupted, StreamTranslator
 from inference.templating import message_text
 
 if TYPE_CHECKING:
@@ -213,14 +213,13 @@ class AnthropicProtocol(TranslatingProtocol):
                "finish_reason": finish, "logprobs": None}
         return one, usage_from(document.get("usage"))
 
-    def translator(self, *, worker: "Worker", chat: dict, model: str) -> StreamTranslator:
-        return AnthropicStream(model=model, include_usage=wants_usage(chat))
+    def translator(self, *, chunks: ChatChunks, include_usage: bool, ends_stream: bool = True) -> StreamTranslator:
+        return AnthropicStream(chunks=chunks, include_usage=include_usage, ends_stream=ends_stream)
 
 
-class AnthropicStream(StreamTranslator):
-    def __init__(self, *, model: str, include_usage: bool):
-        self._chunks = ChatChunks(model)
-        self._include_usage = include_usage
+class AnthropicStream(ChunkTranslator):
+    def __init__(self, **kwargs):
+        super().__init__(**kwargs)
         self._tool_index: dict[int, int] = {}  # content block index -> tool call index
         self._input_tokens: Any = None
         self._cache_tokens = 0
@@ -272,8 +271,6 @@ class AnthropicStream(StreamTranslator):
             raise StreamInterrupted(f"the upstream reported {error.get('type', 'an error')}: {error.get('message', '')}")
         return b""  # ping, content_block_stop, message_stop
 
-    def finish(self) -> bytes:
-        if not self._include_usage:
-            return DONE_EVENT
+    def usage(self) -> dict | None:
         prompt = self._input_tokens + self._cache_tokens if isinstance(self._input_tokens, int) else None
-        return self._chunks.usage(usage_of(prompt, self._output_tokens)) + DONE_EVENT
+        return usage_of(prompt, self._output_tokens)

@@ -38,8 +38,10 @@ from inference.exceptions import (
 )
 from inference.outcomes import AttemptRecord, Outcome
 from inference.streaming import (
+    DONE_EVENT,
     SSE_OPENAI,
     Framing,
+    error_event,
     StreamDeadlines,
     StreamTranslator,
     UpstreamEventStream,
@@ -386,14 +388,20 @@ def new_tool_call_id() -> str:
 
 
 class ChatChunks:
-    """Builds one stream's ``chat.completion.chunk`` events (one id and time for all)."""
+    """Builds one stream's ``chat.completion.chunk`` events (one id and time for all), for the
+    choice ``index``; ``for_choice`` gives the builder of another choice of the same stream."""
 
-    def __init__(self, model: str):
-        self._base = f'{{"id": "{completion_id()}", "object": "chat.completion.chunk", "created": {int(time.time())}, ' \
-                     f'"model": {json.dumps(model)}, '.encode()
+    def __init__(self, model: str, *, index: int = 0, base: bytes | None = None):
+        self.index = index
+        self._base = base or f'{{"id": "{completion_id()}", "object": "chat.completion.chunk", ' \
+                             f'"created": {int(time.time())}, "model": {json.dumps(model)}, '.encode()
 
-    def delta(self, delta: dict, *, index: int = 0, finish_reason: str | None = None) -> bytes:
-        choices = [{"index": index, "delta": delta, "finish_reason": finish_reason, "logprobs": None}]
+    def for_choice(self, index: int) -> "ChatChunks":
+        return ChatChunks("", index=index, base=self._base)
+
+    def delta(self, delta: dict, *, index: int | None = None, finish_reason: str | None = None) -> bytes:
+        choice = self.index if index is None else index
+        choices = [{"index": choice, "delta": delta, "finish_reason": finish_reason, "logprobs": None}]
         return self._event({"choices": choices})
 
     def usage(self, usage: dict | None) -> bytes:
@@ -401,6 +409,26 @@ class ChatChunks:
 
     def _event(self, rest: dict) -> bytes:
         return b"data: " + self._base + json.dumps(rest, ensure_ascii=False)[1:].encode() + b"\n\n"
+
+
+class ChunkTranslator(StreamTranslator):
+    """A translator into chunks of one choice. The stream's end (the usage chunk when asked for,
+    and [DONE]) is its own unless it is one of several choices relayed in a row (``ends_stream``
+    False), whose end the relay of all of them sends."""
+
+    def __init__(self, *, chunks: ChatChunks, include_usage: bool, ends_stream: bool = True):
+        self._chunks = chunks
+        self._include_usage = include_usage
+        self._ends_stream = ends_stream
+
+    def usage(self) -> dict | None:
+        """The upstream's token counts for this choice, once its stream has ended."""
+        return None
+
+    def finish(self) -> bytes:
+        if not self._ends_stream:
+            return b""
+        return (self._chunks.usage(self.usage()) if self._include_usage else b"") + DONE_EVENT
 
 
 @dataclass
@@ -489,6 +517,83 @@ def open_stream(
     return Answer(status=200, content_type=EVENT_STREAM, stream=relayed)
 
 
+class _ChoicesAttempt:
+    """The attempt of several streams relayed in a row: it settles the real attempt once, when
+    the last has ended or one has not ended well, and tells the request log then."""
+
+    def __init__(self, attempt: Attempt, n: int):
+        self.attempt, self.worker, self.timeout = attempt, attempt.worker, attempt.timeout
+        self.left, self.done, self.failed = n, False, False
+        self.observers: list = []
+
+    def answer_began(self) -> None:
+        self.attempt.answer_began()
+
+    def keep(self, *, for_seconds: float) -> None:
+        self.attempt.keep(for_seconds=for_seconds)
+
+    def settle(self, outcome: Outcome, reason: str = "") -> None:
+        if self.done:
+            return
+        self.left -= 1
+        if outcome is Outcome.OK and self.left > 0:
+            return
+        self.done, self.failed = True, outcome is not Outcome.OK
+        self.attempt.settle(outcome, reason)
+        for observer in self.observers:
+            observer(outcome=outcome, error=reason)
+
+
+class ChoicesInARow:
+    """The response's iterable for ``n`` streams relayed one after the other (see
+    TranslatingProtocol._choices_in_a_row); a stream that cannot be opened or breaks ends the
+    response with the error event, without [DONE]."""
+
+    def __init__(self, *, first: Iterator[bytes], open_next, n: int, tail, shared: _ChoicesAttempt):
+        self._current: Iterator[bytes] | None = first
+        self._open_next, self._n, self._tail, self._shared = open_next, n, tail, shared
+        self._index = 0
+
+    def on_end(self, observer) -> None:
+        self._shared.observers.append(observer)
+
+    def __iter__(self) -> "ChoicesInARow":
+        return self
+
+    def __next__(self) -> bytes:
+        while self._current is not None:
+            try:
+                return next(self._current)
+            except StopIteration:
+                pass
+            if self._shared.failed or self._index + 1 == self._n:
+                self._current = None
+                if self._shared.failed:
+                    break
+                return self._tail()
+            self._index += 1
+            try:
+                answer = self._open_next(self._index)
+            except (RetryableWorkerError, ApiError) as exc:
+                return self._cut(str(exc))
+            if answer.stream is None:
+                return self._cut(f"the upstream answered HTTP {answer.status}")
+            self._current = answer.stream
+        raise StopIteration
+
+    def close(self) -> None:
+        if self._current is not None:
+            close = getattr(self._current, "close", None)
+            if close:
+                close()
+        self._shared.settle(Outcome.CLIENT_GONE)  # nothing if it has settled already
+
+    def _cut(self, why: str) -> bytes:
+        self._current = None
+        self._shared.settle(Outcome.INTERRUPTED, why)
+        return error_event(message=f"the model's stream was cut off before choice {self._index}: {why}")
+
+
 def sse_data(event: bytes) -> Any:
     """The JSON of one server-sent event's data lines (None for an event without data)."""
     lines = [line[5:].strip() for line in event.split(b"\n") if line.startswith(b"data:")]
@@ -502,7 +607,8 @@ class TranslatingProtocol:
     stream translated by the subclass; sending, failing over, ``n`` and the seed are here.
 
     ``n`` on an API without it is that many upstream calls, one after the other, whose
-    choices are numbered in order and whose usage is added up.
+    choices are numbered in order and whose usage is added up; streamed, their streams are
+    relayed one after the other as the choices of one stream.
     """
 
     kind = ""
@@ -521,7 +627,7 @@ class TranslatingProtocol:
         """(one choice with index 0, usage) from the upstream's whole answer."""
         raise NotImplementedError
 
-    def translator(self, *, worker: "Worker", chat: dict, model: str) -> StreamTranslator:
+    def translator(self, *, chunks: ChatChunks, include_usage: bool, ends_stream: bool = True) -> StreamTranslator:
         raise NotImplementedError
 
     def is_stream(self, events: UpstreamEventStream) -> bool:
@@ -536,17 +642,13 @@ class TranslatingProtocol:
         n = choice_count(chat)
         model = chat.get("model") or worker.model_name
         if stream:
-            if n > 1:
-                raise InvalidChatRequest(
-                    f"n: a {self.kind} worker's API makes one answer per call, so n above 1 is answered "
-                    "whole only (send stream: false)", param="n",
-                )
             request = self.render(worker=worker, chat=chat, stream=True)
-            return open_stream(
-                request, worker=worker, attempt=attempt, framing=self.framing, accept=self.accept,
-                is_stream=self.is_stream, translator=self.translator(worker=worker, chat=chat, model=model),
-                on_whole=lambda whole: self._whole_answer(worker, [whole], request.url, model),
-            )
+            chunks, include_usage = ChatChunks(model), wants_usage(chat)
+            if n == 1:
+                translator = self.translator(chunks=chunks, include_usage=include_usage)
+                return self._open(request, worker=worker, attempt=attempt, model=model, translator=translator)
+            return self._choices_in_a_row(request, worker=worker, attempt=attempt, model=model, n=n, chunks=chunks,
+                                          include_usage=include_usage)
         request = self.render(worker=worker, chat=chat, stream=False)
         responses = []
         for _ in range(n):
@@ -555,6 +657,35 @@ class TranslatingProtocol:
                 return self._whole_answer(worker, [response], request.url, model)
             responses.append(response)
         return self._whole_answer(worker, responses, request.url, model)
+
+    def _open(self, request: upstream.UpstreamRequest, *, worker: "Worker", attempt: Attempt, model: str,
+              translator: StreamTranslator) -> Answer:
+        return open_stream(
+            request, worker=worker, attempt=attempt, framing=self.framing, accept=self.accept,
+            is_stream=self.is_stream, translator=translator,
+            on_whole=lambda whole: self._whole_answer(worker, [whole], request.url, model),
+        )
+
+    def _choices_in_a_row(self, request: upstream.UpstreamRequest, *, worker: "Worker", attempt: Attempt, model: str,
+                          n: int, chunks: ChatChunks, include_usage: bool) -> Answer:
+        """``n`` streamed: the upstream's streams one after the other, as choices 0 to n-1 of one
+        stream, the usage added up at its end. Only the first may fail over to another worker."""
+        shared = _ChoicesAttempt(attempt, n)
+        translators = [self.translator(chunks=chunks.for_choice(index), include_usage=False, ends_stream=False)
+                       for index in range(n)]
+        first = self._open(request, worker=worker, attempt=shared, model=model, translator=translators[0])
+        if first.stream is None:
+            return first  # a whole answer (a refusal): no stream to continue
+
+        def tail() -> bytes:
+            usage = added_usage([translator.usage() for translator in translators])
+            return (chunks.usage(usage) if include_usage else b"") + DONE_EVENT
+
+        def open_next(index: int) -> Answer:
+            return self._open(request, worker=worker, attempt=shared, model=model, translator=translators[index])
+
+        return Answer(status=200, content_type=EVENT_STREAM,
+                      stream=ChoicesInARow(first=first.stream, open_next=open_next, n=n, tail=tail, shared=shared))
 
     def _whole_answer(self, worker: "Worker", responses: list, url: str, model: str) -> Answer:
         choices, usages = [], []

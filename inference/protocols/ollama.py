@@ -19,6 +19,7 @@ from typing import TYPE_CHECKING, Any
 from inference import upstream
 from inference.protocols.base import (
     ChatChunks,
+    ChunkTranslator,
     InvalidChatRequest,
     TranslatingProtocol,
     data_url,
@@ -30,9 +31,8 @@ from inference.protocols.base import (
     tool_arguments,
     unreadable,
     usage_of,
-    wants_usage,
 )
-from inference.streaming import DONE_EVENT, Framing, StreamInterrupted, StreamTranslator, UpstreamEventStream
+from inference.streaming import Framing, StreamInterrupted, StreamTranslator, UpstreamEventStream
 from inference.templating import message_text
 
 if TYPE_CHECKING:
@@ -155,14 +155,13 @@ class OllamaProtocol(TranslatingProtocol):
                "finish_reason": finish, "logprobs": None}
         return one, usage_of(document.get("prompt_eval_count"), document.get("eval_count"))
 
-    def translator(self, *, worker: "Worker", chat: dict, model: str) -> StreamTranslator:
-        return OllamaStream(model=model, include_usage=wants_usage(chat))
+    def translator(self, *, chunks: ChatChunks, include_usage: bool, ends_stream: bool = True) -> StreamTranslator:
+        return OllamaStream(chunks=chunks, include_usage=include_usage, ends_stream=ends_stream)
 
 
-class OllamaStream(StreamTranslator):
-    def __init__(self, *, model: str, include_usage: bool):
-        self._chunks = ChatChunks(model)
-        self._include_usage = include_usage
+class OllamaStream(ChunkTranslator):
+    def __init__(self, **kwargs):
+        super().__init__(**kwargs)
         self._began = False
         self._calls = 0
         self._usage: dict | None = None
@@ -195,7 +194,5 @@ class OllamaStream(StreamTranslator):
             self._usage = usage_of(line.get("prompt_eval_count"), line.get("eval_count"))
         return out
 
-    def finish(self) -> bytes:
-        if not self._include_usage:
-            return DONE_EVENT
-        return self._chunks.usage(self._usage) + DONE_EVENT
+    def usage(self) -> dict | None:
+        return self._usage
