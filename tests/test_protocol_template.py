@@ -44,14 +44,19 @@ def test_n_is_that_many_calls(api, templated):
     assert body["usage"]["total_tokens"] == 12
 
 
-def test_tools_are_refused_rather_than_dropped(api, templated):
-    response = chat(api, model="tpl", tools=[WEATHER_TOOL], messages=[{"role": "user", "content": "Weather?"}])
+def test_tools_are_not_offered_and_forcing_a_tool_call_is_refused(api, templated):
+    # With tool_choice auto the model may answer in text: a template worker always does.
+    body = chat(api, model="tpl", tools=[WEATHER_TOOL], messages=[{"role": "user", "content": "Weather?"}]).json()
+    assert body["choices"][0]["message"] == {"role": "assistant", "content": "templated answer"}
+    assert body["choices"][0]["finish_reason"] == "stop"
 
+    response = chat(api, model="tpl", tools=[WEATHER_TOOL], tool_choice="required",
+                    messages=[{"role": "user", "content": "Weather?"}])
     assert response.status_code == 400
     error = response.json()["error"]
-    assert (error["type"], error["param"]) == ("invalid_request_error", "tools")
+    assert (error["type"], error["param"]) == ("invalid_request_error", "tool_choice")
     assert "preset" in error["message"]
-    assert not templated.hits("/gen")
+    assert len(templated.hits("/gen")) == 1
 
 
 def test_a_usage_extract_that_does_not_match_reports_no_usage_and_the_answer_still_comes(api, upstream):

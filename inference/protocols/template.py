@@ -3,8 +3,8 @@
 The request is the worker's stored template filled from the chat (``inference.templating``);
 the answer is what ``response_extract`` points at, and the token counts what the optional
 ``usage_extract`` points at. Such a server has no stream, no tools and no ``n`` of its own, so
-a /v1 stream is the whole answer cut into chunks, ``n`` is several calls, and tools are refused
-rather than silently dropped.
+a /v1 stream is the whole answer cut into chunks, ``n`` is several calls, and tools are not
+offered to the model (it answers in text; a client that forces a tool call gets a 400).
 """
 
 from typing import TYPE_CHECKING, Any
@@ -101,11 +101,13 @@ class TemplateProtocol:
         return self.seed_result(worker=worker, response=send_whole(request, worker=worker, timeout=timeout))
 
     def chat(self, *, worker: "Worker", chat: dict, stream: bool, attempt: Attempt) -> Answer:
-        if chat.get("tools") and chat.get("tool_choice") != "none":
+        # A body template has no place for tools: the model answers in text, which is a valid
+        # answer when the client lets it choose (tool_choice auto), and not one when it demands a call.
+        if chat.get("tools") and chat.get("tool_choice") not in (None, "auto", "none"):
             raise InvalidChatRequest(
-                f"tools: model {worker.model_name!r} is served by template workers, whose body template has no "
-                "place for tools; register the server with a preset of its API (openai, anthropic, ollama, tgi) "
-                "to use tools", param="tools",
+                f"tool_choice: model {worker.model_name!r} is served by template workers, whose body template has "
+                "no place for tools, so no tool call can be forced; register the server with a preset of its API "
+                "(openai, anthropic, ollama, tgi) to use tools", param="tool_choice",
             )
         model = chat.get("model") or worker.model_name
         answers = [
