@@ -8,11 +8,11 @@ or the error that escaped; RequestContextMiddleware adds the status and total la
 client saw once the response exists, and sends the finished row to the request log, the
 metrics and the request's log line.
 
-What it reads from a completion (all optional, so the request path may grow without this
-module changing): ``worker``, ``attempts``, ``upstream_seconds``, ``result``, and ``usage`` (a
-dict with prompt_tokens / completion_tokens / total_tokens). From an error that escaped:
-``status_code`` and the code of an APIException, and optional ``worker`` and ``attempts``
-attributes (the last worker tried, how many were tried).
+What it reads from a completion: its ``record`` (the router's inference.outcomes.AttemptRecord:
+the worker that answered, after how many attempts), and, when it has them, ``upstream_seconds``,
+``result`` and ``usage`` (a dict with prompt_tokens / completion_tokens / total_tokens). From an
+error that escaped: ``status_code`` and the code of an APIException, and its ``attempt`` (the
+router's record of the attempts made before it, None when no worker was tried).
 """
 
 import json
@@ -29,6 +29,7 @@ from rest_framework.exceptions import APIException
 
 from console import metrics
 from console.models import RequestLog, epoch_minute, latency_class
+from inference.outcomes import Outcome
 from inference.upstream import redact_url
 
 # Where the entry waits on the Django request for the middleware to finish it.
@@ -58,8 +59,10 @@ class CompletionEntry:
 
     def answered(self, completion: Any) -> Any:
         """Note what the completion says about itself; returns it unchanged."""
-        self._note_worker(getattr(completion, "worker", None))
-        self.attempts = getattr(completion, "attempts", 1) or 1
+        record = completion.record
+        if record is not None:
+            self._note_worker(record.worker)
+            self.attempts = record.attempts or 1
         seconds = getattr(completion, "upstream_seconds", None)
         self.upstream_ms = None if seconds is None else seconds * 1000
         usage = getattr(completion, "usage", None)
@@ -75,14 +78,16 @@ class CompletionEntry:
     def stream_ended(self, *, outcome: str, error: str) -> None:
         """How a relayed stream ended: cut off (logged as 502) or the client gone (as 499, as
         nginx does); a stream that ran to its end stays as answered."""
-        if outcome == "interrupted":
+        if outcome == Outcome.INTERRUPTED:
             self.status_override, self.error_code, self.error = 502, "stream_interrupted", error[:_MAX_ERROR_CHARS]
-        elif outcome == "client_gone":
+        elif outcome == Outcome.CLIENT_GONE:
             self.status_override, self.error_code = 499, "client_gone"
 
     def failed(self, exc: BaseException) -> None:
-        self._note_worker(getattr(exc, "worker", None))
-        self.attempts = getattr(exc, "attempts", None) or (getattr(exc, "extra", {}) or {}).get("attempts") or self.attempts
+        record = getattr(exc, "attempt", None)  # ApiError declares it; other exceptions have none
+        if record is not None:
+            self._note_worker(record.worker)
+            self.attempts = record.attempts or self.attempts
         if isinstance(exc, APIException):
             codes = exc.get_codes()
             self.error_code = codes if isinstance(codes, str) else exc.default_code

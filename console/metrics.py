@@ -93,7 +93,9 @@ class WorkerStateCollector(Collector):
             "mmm_worker_unhealthy", "1 if probes took the worker out of rotation (health state unhealthy).", labels=labels
         )
         routable = GaugeMetricFamily(
-            "mmm_worker_routable", "1 if the worker gets traffic: enabled, weight above 0, not unhealthy.", labels=labels
+            "mmm_worker_routable",
+            "1 if the worker gets traffic: enabled, weight above 0, heartbeat not expired, not unhealthy (as /v1/models).",
+            labels=labels,
         )
         weight = GaugeMetricFamily("mmm_worker_weight", "The worker's weight (0 drains it).", labels=labels)
         last_probe_ok = GaugeMetricFamily(
@@ -122,6 +124,7 @@ class WorkerStateCollector(Collector):
             "pk", "model_name", "health_state", "enabled", "weight", "last_probe_at",
             "consecutive_failures", "consecutive_successes", "latency_ms",
         ))
+        routable_ids = set(Worker.objects.routable().values_list("pk", flat=True))  # the one definition
         state_now = routing_state()
         traffic = state_now.snapshot([row[0] for row in rows])
         now = state_now.clock()
@@ -129,7 +132,7 @@ class WorkerStateCollector(Collector):
             values = [str(pk), model_name]
             healthy.add_metric(values, float(state == HealthState.HEALTHY))
             unhealthy.add_metric(values, float(state == HealthState.UNHEALTHY))
-            routable.add_metric(values, float(enabled and weight_value > 0 and state != HealthState.UNHEALTHY))
+            routable.add_metric(values, float(pk in routable_ids))
             weight.add_metric(values, float(weight_value))
             failures.add_metric(values, float(failed))
             if probed_at is not None:

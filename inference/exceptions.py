@@ -41,6 +41,18 @@ class UpstreamFailed(ApiError):
     default_code = "upstream_error"
 
 
+class UpstreamRateLimited(ApiError):
+    """Every worker tried answered 429: the client is told to back off for the shortest
+    Retry-After they gave, as the upstream would have told it."""
+
+    status_code = status.HTTP_429_TOO_MANY_REQUESTS
+    default_code = "upstream_rate_limited"
+
+    def __init__(self, msg: str, *, retry_after: float, **extra):
+        super().__init__(msg, **extra)
+        self.wait = retry_after
+
+
 class UpstreamUnreachable(ApiError):
     status_code = status.HTTP_502_BAD_GATEWAY
     default_code = "upstream_unreachable"
@@ -80,3 +92,17 @@ class WorkersAtCapacity(ApiError):
 class DeadlineExceeded(ApiError):
     status_code = status.HTTP_504_GATEWAY_TIMEOUT
     default_code = "deadline_exceeded"
+
+
+class RetryableWorkerError(Exception):
+    """This worker failed in a way another worker of the same model may not: try the next.
+
+    Raised by a protocol (inference.protocols) and caught by the router, which never sees
+    how the worker was called.
+    """
+
+    def __init__(self, error: ApiError, *, cool_down_seconds: float | None = None):
+        super().__init__(str(error.detail))
+        self.error = error
+        # Set when the upstream said "too many requests": rest the worker, do not hold it against it.
+        self.cool_down_seconds = cool_down_seconds

@@ -2,25 +2,27 @@
 models list. The /v1 views answer only in these shapes, so the official SDKs work unchanged."""
 
 import json
-import time
-import uuid
 from collections.abc import Iterable
 from typing import Any
 
 from rest_framework.response import Response
 
-from inference.streaming import DONE_EVENT, sse_event
 from mmm.api_errors import api_exception_handler
 
-# The SDKs pick their exception class by status (400 BadRequestError, 404 NotFoundError, 429
-# RateLimitError, >= 500 InternalServerError); ``type`` says the same in words.
-_ERROR_TYPES = {400: "invalid_request_error", 404: "invalid_request_error", 413: "invalid_request_error",
-                429: "rate_limit_error", 503: "service_unavailable"}
+# The SDKs pick their exception class by status (400 BadRequestError, 401 AuthenticationError,
+# 403 PermissionDeniedError, 404 NotFoundError, 429 RateLimitError, >= 500 InternalServerError);
+# ``type`` says the same in words, with the names OpenAI's own API uses.
+_ERROR_TYPES = {401: "authentication_error", 403: "permission_error", 404: "not_found_error", 429: "rate_limit_error"}
+
+
+def error_type(status: int) -> str:
+    if status >= 500:
+        return "api_error"
+    return _ERROR_TYPES.get(status, "invalid_request_error")
 
 
 def error_body(*, message: str, code: str, status: int, param: str | None = None) -> dict:
-    error_type = _ERROR_TYPES.get(status, "upstream_error" if status in (502, 504) else "api_error")
-    return {"error": {"message": message, "type": error_type, "param": param, "code": code}}
+    return {"error": {"message": message, "type": error_type(status), "param": param, "code": code}}
 
 
 def openai_exception_handler(exc: Exception, context: dict) -> Response:
@@ -29,7 +31,7 @@ def openai_exception_handler(exc: Exception, context: dict) -> Response:
     response = api_exception_handler(exc, context)
     seed = response.data
     errors = seed.get("errors")
-    param = next(iter(errors), None) if isinstance(errors, dict) else None
+    param = next(iter(errors), None) if isinstance(errors, dict) else getattr(exc, "param", None)
     response.data = error_body(
         message=seed["msg"],
         code=seed["code"],
@@ -43,40 +45,9 @@ def json_bytes(document: Any) -> bytes:
     return json.dumps(document, ensure_ascii=False).encode("utf-8")
 
 
-def completion_id() -> str:
-    return f"chatcmpl-{uuid.uuid4().hex}"
-
-
 def answer_text(result: Any) -> str:
     """A template worker's extracted answer as message content (JSON text if it is not a string)."""
     return result if isinstance(result, str) else json.dumps(result, ensure_ascii=False)
-
-
-def chat_completion(*, model: str, content: str) -> dict:
-    return {
-        "id": completion_id(),
-        "object": "chat.completion",
-        "created": int(time.time()),
-        "model": model,
-        "choices": [
-            {"index": 0, "message": {"role": "assistant", "content": content}, "finish_reason": "stop", "logprobs": None}
-        ],
-    }
-
-
-def chat_completion_events(*, model: str, content: str) -> list[bytes]:
-    """A whole answer as a chat.completion.chunk stream: the role, the content, the finish, [DONE]."""
-    base = {"id": completion_id(), "object": "chat.completion.chunk", "created": int(time.time()), "model": model}
-    deltas = ({"role": "assistant", "content": ""}, {"content": content}, {})
-    return [
-        *(
-            sse_event({**base, "choices": [
-                {"index": 0, "delta": delta, "finish_reason": None if delta else "stop", "logprobs": None}
-            ]})
-            for delta in deltas
-        ),
-        DONE_EVENT,
-    ]
 
 
 def models_list(models: Iterable[tuple[str, int, str]]) -> dict:

@@ -67,11 +67,9 @@ class ChatCompletionsView(OpenAIView):
             answer = entry.answered(chat_completion_answer(
                 model_name=data["model"],
                 body=request.data,
-                # The messages as sent: content parts and tool calls included, for {MESSAGES}.
+                # The messages as sent: content parts and tool calls included.
                 messages=request.data["messages"],
                 stream=data["stream"],
-                temperature=data.get("temperature"),
-                max_tokens=data.get("max_completion_tokens") or data.get("max_tokens"),
             ))
         return _respond(answer)
 

@@ -12,7 +12,8 @@ import random
 import statistics
 from collections.abc import Callable, Sequence
 
-from inference.routing_state import RoutingState, Traffic
+from inference.routing_state import RoutingState
+from inference.traffic import Traffic
 from registry.models import Strategy
 
 Pick = Callable[..., object]

@@ -27,12 +27,28 @@ import urllib3
 from django.conf import settings
 
 from inference import upstream
-from inference.attempts import Outcome
+from inference.outcomes import Outcome
 from inference.upstream import UpstreamRequest
 
 _CHUNK_BYTES = 64 * 1024
 _EVENT_END = b"\n\n"
 _DONE_LINES = (b"data: [DONE]", b"data:[DONE]")
+
+
+def _is_done(event: bytes) -> bool:
+    return any(line.strip() in _DONE_LINES for line in event.split(b"\n"))
+
+
+@dataclass(frozen=True)
+class Framing:
+    """How an upstream's stream is cut into events, and which event says it is complete."""
+
+    separator: bytes
+    is_last: Callable[[bytes], bool]
+    last_name: str  # what the end is called, for the error when it never came
+
+
+SSE_OPENAI = Framing(_EVENT_END, _is_done, "[DONE]")
 
 
 class StreamInterrupted(upstream.UpstreamError):
@@ -66,27 +82,29 @@ class UpstreamEventStream:
     next complete events (one read's worth), an empty list at the end of the body.
     """
 
-    def __init__(self, response: requests.Response, deadlines: StreamDeadlines):
+    def __init__(self, response: requests.Response, deadlines: StreamDeadlines, framing: Framing = SSE_OPENAI):
         self.response = response
         self.deadlines = deadlines
+        self.framing = framing
         self.saw_done = False
         self._buffer = b""
         self._ended = False
 
     @classmethod
     def open(
-        cls, request: UpstreamRequest, *, deadlines: StreamDeadlines, session: requests.Session | None = None
+        cls, request: UpstreamRequest, *, deadlines: StreamDeadlines, session: requests.Session | None = None,
+        framing: Framing = SSE_OPENAI, accept: str = "text/event-stream",
     ) -> "UpstreamEventStream":
         """Send ``request``; raise an UpstreamError if no status line comes back in time."""
         session = session or upstream.shared_session()
-        headers = {"Accept": "text/event-stream", **upstream.outbound_headers(request)}
+        headers = {"Accept": accept, **upstream.outbound_headers(request)}
         wait = deadlines.next_wait()
         connect_timeout = min(settings.MMM_CONNECT_TIMEOUT, wait)
         with upstream.upstream_errors(timeout=wait, connect_timeout=connect_timeout):
             response = upstream.start_exchange(
                 session, request, headers=headers, connect_timeout=connect_timeout, timeout=wait
             )
-        return cls(response, deadlines)
+        return cls(response, deadlines, framing)
 
     @property
     def status(self) -> int:
@@ -95,6 +113,10 @@ class UpstreamEventStream:
     @property
     def is_event_stream(self) -> bool:
         return self.response.headers.get("Content-Type", "").startswith("text/event-stream")
+
+    @property
+    def content_type(self) -> str:
+        return self.response.headers.get("Content-Type", "")
 
     def read_whole(self) -> upstream.UpstreamResponse:
         """The whole body at once, for an answer that is not a stream (an error, or a server
@@ -120,15 +142,17 @@ class UpstreamEventStream:
         """Read until at least one whole event is in; [] once the body has ended cleanly.
 
         Raises UpstreamTimedOut, UpstreamUnreachable (the connection broke) or
-        StreamInterrupted (the body ended inside an event, or without ``[DONE]``).
+        StreamInterrupted (the body ended inside an event, or without its last event).
         """
+        separator = self.framing.separator
         while True:
-            cut = self._buffer.rfind(_EVENT_END)
+            cut = self._buffer.rfind(separator)
             if cut >= 0:
-                complete, self._buffer = self._buffer[: cut + 2], self._buffer[cut + 2 :]
-                events = [event + _EVENT_END for event in complete.split(_EVENT_END) if event.strip()]
+                end = cut + len(separator)
+                complete, self._buffer = self._buffer[:end], self._buffer[end:]
+                events = [event + separator for event in complete.split(separator) if event.strip()]
                 if events:
-                    self.saw_done = self.saw_done or any(_is_done(event) for event in events)
+                    self.saw_done = self.saw_done or any(self.framing.is_last(event) for event in events)
                     return events
             chunk = self._read_some()
             if not chunk:
@@ -136,7 +160,7 @@ class UpstreamEventStream:
                 if self._buffer.strip():
                     raise StreamInterrupted("the upstream's stream ended in the middle of an event")
                 if not self.saw_done:
-                    raise StreamInterrupted("the upstream's stream ended without [DONE]")
+                    raise StreamInterrupted(f"the upstream's stream ended without {self.framing.last_name}")
                 return []
             # SSE lines may end in CRLF; one form makes event boundaries easy to find. A CR left at
             # the end of the buffer meets its LF in the next read's replace.
@@ -163,10 +187,6 @@ class UpstreamEventStream:
             raise upstream.UpstreamUnreachable(f"the upstream's stream broke ({type(exc).__name__})") from None
 
 
-def _is_done(event: bytes) -> bool:
-    return any(line.strip() in _DONE_LINES for line in event.split(b"\n"))
-
-
 def error_event(*, message: str, code: str = "stream_interrupted", error_type: str = "upstream_error") -> bytes:
     """An SSE event in the OpenAI error shape, which the SDKs raise as an APIError."""
     body = {"error": {"message": message, "type": error_type, "code": code, "param": None}}
@@ -180,23 +200,48 @@ def sse_event(document: dict) -> bytes:
     return b"data: " + json.dumps(document, ensure_ascii=False).encode("utf-8") + _EVENT_END
 
 
+class StreamTranslator:
+    """Turns one upstream's stream events into OpenAI ``chat.completion.chunk`` events.
+
+    ``feed`` is given each whole upstream event as it arrives and returns the SSE bytes to send
+    (possibly none); ``finish`` those that follow once the upstream's stream has ended
+    cleanly (the usage chunk, ``[DONE]``). Either raises StreamInterrupted for an upstream
+    that reports an error inside its stream.
+    """
+
+    def feed(self, event: bytes) -> bytes:
+        raise NotImplementedError
+
+    def finish(self) -> bytes:
+        return DONE_EVENT
+
+
 def relay(
     stream: UpstreamEventStream,
     *,
     first_events: list[bytes],
     on_end: Callable[[str, str], None],
+    translator: StreamTranslator | None = None,
 ) -> Iterator[bytes]:
-    """Yield ``first_events`` and then the rest of ``stream`` as it arrives.
+    """Yield ``first_events`` and then the rest of ``stream`` as it arrives, each read's events
+    translated by ``translator`` when there is one (else passed on as they came).
 
-    ``on_end(outcome, error)`` (an attempts.Outcome) is called exactly once, however the
+    ``on_end(outcome, error)`` (an outcomes.Outcome) is called exactly once, however the
     stream ends, after the upstream connection is closed or released.
     """
     outcome, error = Outcome.CLIENT_GONE, ""
     try:
         events = first_events
         while events:
-            yield b"".join(events)
+            if translator is None:
+                yield b"".join(events)
+            else:
+                chunk = b"".join([translator.feed(event) for event in events])
+                if chunk:
+                    yield chunk
             events = stream.next_events()
+        if translator is not None:
+            yield translator.finish()
         outcome = Outcome.OK
     except upstream.UpstreamError as exc:
         outcome, error = Outcome.INTERRUPTED, str(exc)

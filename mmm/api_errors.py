@@ -5,6 +5,7 @@ errors add ``errors`` with the per-field details. Nothing escapes as HTML or a b
 """
 
 import logging
+import math
 
 from django.conf import settings
 from django.core.exceptions import PermissionDenied, RequestDataTooBig, SuspiciousOperation
@@ -26,6 +27,12 @@ def error_body(*, msg: str, code: str, **extra) -> dict:
 
 class ApiError(exceptions.APIException):
     """Base of the project's own errors: ``extra`` holds machine-readable details for the body."""
+
+    # Seconds the client should wait before trying again (sent as Retry-After), when known.
+    wait: float | None = None
+    # The router's record of the attempts made before this error (an inference.outcomes
+    # AttemptRecord), for the request log; None when no worker was tried.
+    attempt = None
 
     def __init__(self, msg: str, **extra):
         super().__init__(detail=msg, code=self.default_code)
@@ -78,7 +85,7 @@ def api_exception_handler(exc: Exception, context: dict) -> Response:
         if getattr(exc, "auth_header", None):
             headers["WWW-Authenticate"] = exc.auth_header
         if getattr(exc, "wait", None):
-            headers["Retry-After"] = str(int(exc.wait))
+            headers["Retry-After"] = str(max(1, math.ceil(exc.wait)))
         return Response(body, status=exc.status_code, headers=headers)
 
     view = context.get("view")
@@ -105,7 +112,7 @@ def json_not_found(request, exception=None):
         return defaults.page_not_found(request, exception)
     msg = f"no such endpoint: {request.path}"
     if request.path.startswith("/v1/"):  # the OpenAI-compatible API's own error shape
-        error = {"message": msg, "type": "invalid_request_error", "param": None, "code": "not_found"}
+        error = {"message": msg, "type": "not_found_error", "param": None, "code": "not_found"}
         return JsonResponse({"error": error}, status=404)
     return JsonResponse(error_body(msg=msg, code="not_found"), status=404)
 

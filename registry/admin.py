@@ -12,7 +12,7 @@ from django.utils.html import format_html
 from django.utils.text import Truncator
 
 from accounts.caller import Caller
-from console.worker_admin import WorkerConsoleAdmin
+from registry.admin_pages import WorkerConsoleAdmin
 from inference.routing import routing_table
 from inference.routing_state import routing_state
 from registry.audit import worker_event_record
@@ -133,7 +133,7 @@ class WorkerAdmin(WorkerConsoleAdmin):  # test prompt, probe now, drain, try bef
     fieldsets = (
         (None, {"fields": (
             "model_name", "kind", "req_url_template", "upstream_model", "method", "headers", "body", "response_extract",
-            "preset",
+            "usage_extract", "preset",
         )}),
         ("Routing", {"fields": ("owner", "owner_key", "weight", "enabled", "timeout", "max_inflight", "ttl", "health_url")}),
         ("Live traffic (all gateway processes)", {"fields": TRAFFIC_FIELDS}),
@@ -245,6 +245,7 @@ class WorkerAdmin(WorkerConsoleAdmin):  # test prompt, probe now, drain, try bef
         ("Preset (optional)", {"fields": ("use_preset", "base_url", "api_key")}),
         (None, {"fields": (
             "model_name", "kind", "req_url_template", "upstream_model", "method", "headers", "body", "response_extract",
+            "usage_extract",
         )}),
         ("Routing", {"fields": ("owner", "weight", "enabled", "timeout", "max_inflight", "ttl", "health_url")}),
     )

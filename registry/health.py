@@ -14,13 +14,14 @@ from datetime import datetime
 
 from django.conf import settings
 from django.db.models import F
+from django.dispatch import Signal
 from django.utils import timezone
 
-from console.probe_history import probe_history_add
 from inference import upstream
+from inference.exceptions import RetryableWorkerError
+from inference.protocols import protocol_for
 from inference.routing_state import routing_state
 from mmm.api_errors import ApiError
-from inference.services import RetryableWorkerError, worker_call
 from registry.models import Worker
 
 # How much a new latency sample moves the worker's recent-latency average.
@@ -30,6 +31,10 @@ LATENCY_SMOOTHING = 0.3
 _RECORD_ATTEMPTS = 20
 
 logger = logging.getLogger("mmm.health")
+
+# Sent with ``result=`` once a probe's result is stored on its worker; the console keeps the
+# probe history from it (the registry does not write the console's tables itself).
+probe_recorded = Signal()
 
 
 @dataclass(frozen=True)
@@ -60,7 +65,11 @@ def worker_probe(*, worker: Worker, timeout: float | None = None, prompt: str | 
             if not 200 <= response.status < 300:
                 error = f"health URL answered HTTP {response.status}"
         else:
-            worker_call(worker=worker, prompt=prompt or settings.MMM_PROBE_PROMPT, timeout=timeout)
+            # The same call as a seed request, through the worker's protocol (not the router:
+            # a probe is of this one worker, whatever the routing state says of it).
+            protocol_for(worker).complete(
+                worker=worker, prompt=prompt or settings.MMM_PROBE_PROMPT, temperature=None, timeout=timeout
+            )
     except RetryableWorkerError as exc:
         error = str(exc)
     except ApiError as exc:
@@ -127,7 +136,7 @@ def worker_record_probe(
             consecutive_successes=current.consecutive_successes,
         ).update(**changes)
         if applied:
-            probe_history_add(result=result)  # the dashboard's health timeline
+            probe_recorded.send(sender=Worker, result=result)  # the dashboard's health timeline
             if state == current.health_state:
                 return None
             return HealthChange(worker_id=current.pk, old_state=current.health_state, new_state=state)

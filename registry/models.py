@@ -1,8 +1,6 @@
 """What is registered: the model workers the gateway routes to, with their health as data."""
 
 from datetime import datetime
-from functools import cached_property
-from typing import Any
 
 from django.conf import settings
 from django.core.exceptions import ValidationError
@@ -10,8 +8,7 @@ from django.core.validators import MaxLengthValidator, MaxValueValidator, MinVal
 from django.db import models
 from django.utils import timezone
 
-from inference import extract, templating
-from inference.upstream import UpstreamRequest
+from inference import templating
 from registry import validators
 from registry.fields import EncryptedJSONField, EncryptedQueryURLField
 
@@ -46,22 +43,56 @@ class Strategy(models.TextChoices):
     LEAST_BUSY = "least_busy", "least busy (in-flight requests, power of two choices)"
     ROUND_ROBIN = "round_robin", "round robin (smooth weighted, shared by all processes)"
     RANDOM = "random", "random (weighted)"
+
+
 class WorkerKind(models.TextChoices):
+    """How a worker is called: each kind is one protocol module in inference/protocols/."""
+
     TEMPLATE = "template", "template (body template and extract path)"
     OPENAI = "openai", "openai (OpenAI-compatible server at a base URL)"
+    ANTHROPIC = "anthropic", "anthropic (Anthropic Messages API at a base URL)"
+    OLLAMA = "ollama", "ollama (Ollama's /api/chat at a base URL)"
+    TGI = "tgi", "tgi (text-generation-inference's Messages API at a base URL)"
 
 
-# Where an OpenAI-compatible server puts the answer of a chat completion.
-OPENAI_CHAT_PATH = "/chat/completions"
-OPENAI_CHAT_EXTRACT = "choices[0].message.content"
+# Kinds whose request the gateway builds from the chat itself: no body template, a base URL.
+BASE_URL_KINDS = (WorkerKind.OPENAI, WorkerKind.ANTHROPIC, WorkerKind.OLLAMA, WorkerKind.TGI)
+
+
+def alive(now: datetime) -> models.Q:
+    """Workers whose registration or heartbeat has not run out (the row form: Worker.is_expired)."""
+    return models.Q(heartbeat_expires_at__isnull=True) | models.Q(heartbeat_expires_at__gt=now)
+
+
+class WorkerQuerySet(models.QuerySet):
+    """The one definition of which workers get traffic, as queries; each has a row form on Worker
+    (is_dispatchable, is_routable) that says the same, for a row already loaded."""
+
+    def dispatchable(self, now: datetime | None = None) -> "WorkerQuerySet":
+        """May get traffic at all: the operator's switches and the heartbeat, not health."""
+        return self.filter(alive(now or timezone.now()), enabled=True, weight__gt=0)
+
+    def routable(self, now: datetime | None = None) -> "WorkerQuerySet":
+        """Get traffic in normal operation: dispatchable and not unhealthy (routing,
+        /v1/models and the mmm_worker_routable metric)."""
+        return self.dispatchable(now).exclude(health_state=HealthState.UNHEALTHY)
+
+    def probed(self, now: datetime | None = None) -> "WorkerQuerySet":
+        """What the prober checks: enabled and alive, drained and unhealthy ones included (a
+        probe is how an unhealthy worker comes back)."""
+        return self.filter(alive(now or timezone.now()), enabled=True)
 
 
 class Worker(models.Model):
+    objects = WorkerQuerySet.as_manager()
+
     kind = models.CharField(
         max_length=16,
         choices=WorkerKind.choices,
         default=WorkerKind.TEMPLATE,
-        help_text="openai: requests to /v1/... are passed through to the base URL with only the model rewritten.",
+        help_text="template: the body template is filled and response_extract read. openai: requests to /v1/... "
+        "are passed through to the base URL with only the model rewritten. anthropic, ollama, tgi: the chat is "
+        "translated to that API and its answer back (docs/api.md).",
     )
     model_name = models.CharField(max_length=200, help_text="Workers with the same name are balanced between.")
     # The query string is encrypted at rest (some APIs take their key there: ?key=...); the
@@ -97,6 +128,13 @@ class Worker(models.Model):
         blank=True,
         validators=[validators.validate_response_extract],
         help_text="Path to the answer, e.g. choices[0].message.content; empty returns the whole response.",
+    )
+    usage_extract = models.CharField(
+        max_length=500,
+        blank=True,
+        validators=[validators.validate_response_extract],
+        help_text="Template workers: path to the token counts, e.g. usage (an object with prompt_tokens and "
+        "completion_tokens, input_tokens and output_tokens, or prompt_eval_count and eval_count); empty reports none.",
     )
     owner = models.CharField(max_length=200, blank=True)
     # The worker-scope key that registered the worker: only it (or an admin) may change it or
@@ -175,14 +213,21 @@ class Worker(models.Model):
             refusal = validators.egress_refusal(getattr(self, field))
             if refusal:
                 errors[field] = refusal
-        if self.kind == WorkerKind.OPENAI:
-            # The client's own request is the body; a template would be silently ignored.
+        if self.kind in BASE_URL_KINDS:
+            # The request is built from the client's chat; a template would be silently ignored.
             if self.body is not None:
-                errors["body"] = "must be empty for openai workers: they are sent the client's own request"
+                errors["body"] = f"must be empty for {self.kind} workers: their request is built from the client's chat"
             if self.method != HttpMethod.POST:
-                errors["method"] = "must be POST for openai workers"
+                errors["method"] = f"must be POST for {self.kind} workers"
             if templating.mentions(self.req_url_template, templating.USER_PROMPT):
-                errors.setdefault("req_url_template", "must be the server's base URL for openai workers, without placeholders")
+                errors.setdefault(
+                    "req_url_template", f"must be the server's base URL for {self.kind} workers, without placeholders"
+                )
+            # The translating kinds read their API's answer themselves; a path would be ignored.
+            if self.kind != WorkerKind.OPENAI and self.response_extract:
+                errors["response_extract"] = f"must be empty for {self.kind} workers: they read their API's answer themselves"
+            if self.usage_extract:
+                errors["usage_extract"] = f"must be empty for {self.kind} workers: they read their API's usage themselves"
         else:
             if self.body is None and self.method != HttpMethod.GET:
                 errors["body"] = f"is required for {self.method} workers (only GET may omit it)"
@@ -197,33 +242,21 @@ class Worker(models.Model):
         return self.heartbeat_expires_at is not None and self.heartbeat_expires_at <= (now or timezone.now())
 
     def is_dispatchable(self, now: datetime | None = None) -> bool:
-        """May get traffic at all: the operator's switches and the heartbeat, not health."""
+        """The row form of WorkerQuerySet.dispatchable."""
         return self.enabled and self.weight > 0 and not self.is_expired(now)
+
+    def is_routable(self, now: datetime | None = None) -> bool:
+        """The row form of WorkerQuerySet.routable."""
+        return self.is_dispatchable(now) and self.health_state != HealthState.UNHEALTHY
 
     @property
     def effective_timeout(self) -> float:
         return self.timeout or settings.MMM_DEFAULT_TIMEOUT
 
     @property
-    def is_openai(self) -> bool:
-        return self.kind == WorkerKind.OPENAI
-
-    @property
     def sent_model_name(self) -> str:
         """The model name put in requests to the upstream."""
         return self.upstream_model or self.model_name
-
-    @cached_property
-    def extract_steps(self) -> tuple[extract.Step, ...]:
-        if self.is_openai and not self.response_extract:
-            return extract.parse_path(OPENAI_CHAT_EXTRACT)
-        return extract.parse_path(self.response_extract)
-
-    def openai_url(self, path: str) -> str:
-        """The URL of one OpenAI endpoint (``/chat/completions``, ...) of an openai worker."""
-        # Before any query string: some servers want one on every call (?api-version=...).
-        base, question, query = self.req_url_template.partition("?")
-        return base.rstrip("/") + path + question + query
 
     def health_after_probe(
         self, *, ok: bool, failures_to_unhealthy: int, successes_to_healthy: int
@@ -242,51 +275,11 @@ class Worker(models.Model):
         state = HealthState.UNHEALTHY if failures >= failures_to_unhealthy else self.health_state
         return state, failures, 0
 
-    def render_request(
-        self,
-        *,
-        prompt: str,
-        temperature: float | None = None,
-        messages: list[dict] | None = None,
-        max_tokens: int | None = None,
-    ) -> UpstreamRequest:
-        """The upstream request for one prompt or chat; the stored template is left as it is.
-
-        Without ``messages`` the prompt is the chat's one user message; with them, ``prompt``
-        is ignored and {USER_PROMPT} is the last user message's text.
-        """
-        messages = messages if messages is not None else [{"role": "user", "content": prompt}]
-        if self.is_openai:
-            body: dict[str, Any] = {"model": self.sent_model_name, "messages": messages}
-            if temperature is not None:
-                body["temperature"] = temperature
-            if max_tokens is not None:
-                body["max_tokens"] = max_tokens
-            return UpstreamRequest(
-                method=HttpMethod.POST, url=self.openai_url(OPENAI_CHAT_PATH), headers=dict(self.headers or {}),
-                json_body=body,
-            )
-        values: dict[str, Any] = {
-            **templating.chat_values(messages),
-            templating.MODEL_TEMPERATURE: temperature,
-            templating.MODEL_NAME: self.sent_model_name,
-            templating.MAX_TOKENS: max_tokens,
-        }
-        return UpstreamRequest(
-            method=self.method,
-            url=templating.render_url(self.req_url_template, values),
-            headers=dict(self.headers or {}),
-            json_body=templating.render_body(self.body, values) if self.body is not None else None,
-        )
-
     def secret_values(self) -> list[str]:
         """What must be masked wherever an upstream's answer is quoted (see registry.redaction)."""
         from registry.redaction import secret_values
 
         return secret_values(headers=self.headers, url=self.req_url_template, body=self.body)
-
-    def extract_answer(self, document: Any) -> Any:
-        return extract.apply_path(document, self.extract_steps, path=self.response_extract)
 
 
 class RoutingPolicy(models.Model):

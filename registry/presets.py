@@ -1,7 +1,8 @@
 """Presets: the request shapes of well-known model APIs, so onboarding one is one call.
 
 A preset turns a base URL (and a key, where the API wants one) into the worker fields an
-operator would otherwise write by hand: kind, URL, headers, body template and extract path.
+operator would otherwise write by hand: the kind (whose protocol in inference/protocols/ knows
+the API's paths and shapes), the base URL and the headers.
 What it fills in is stored on the worker as ordinary fields, shown by the API and the admin,
 and may be edited afterwards like any other worker's; ``Worker.preset`` only records where
 the fields came from.
@@ -56,41 +57,21 @@ PRESETS: dict[str, Preset] = {
         Preset(
             name="ollama",
             title="Ollama, native API (POST /api/chat): base URL like http://host:11434",
-            path="/api/chat",
-            body={
-                "model": "{MODEL_NAME}",
-                "messages": "{MESSAGES}",
-                "stream": False,
-                "options": {"temperature": "{MODEL_TEMPERATURE}", "num_predict": "{MAX_TOKENS}"},
-            },
-            response_extract="message.content",
+            kind=WorkerKind.OLLAMA,
         ),
         Preset(
             name="anthropic",
             title="Anthropic messages API (POST /v1/messages): base URL https://api.anthropic.com",
-            path="/v1/messages",
-            body={
-                "model": "{MODEL_NAME}",
-                "system": "{SYSTEM_PROMPT}",
-                "messages": "{NON_SYSTEM_MESSAGES}",
-                # The messages API refuses a request without max_tokens.
-                "max_tokens": "{MAX_TOKENS|1024}",
-                "temperature": "{MODEL_TEMPERATURE}",
-            },
-            response_extract="content[0].text",
+            kind=WorkerKind.ANTHROPIC,
             headers={"anthropic-version": "2023-06-01"},
             key_headers=lambda key: {"x-api-key": key},
             key_required=True,
         ),
         Preset(
             name="tgi",
-            title="Hugging Face text-generation-inference (POST /generate): base URL like http://host:8080",
-            path="/generate",
-            body={
-                "inputs": "{USER_PROMPT}",
-                "parameters": {"temperature": "{MODEL_TEMPERATURE}", "max_new_tokens": "{MAX_TOKENS}"},
-            },
-            response_extract="generated_text",
+            title="Hugging Face text-generation-inference, Messages API (POST /v1/chat/completions): "
+            "base URL like http://host:8080",
+            kind=WorkerKind.TGI,
         ),
     )
 }

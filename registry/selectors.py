@@ -1,9 +1,8 @@
 """Reads of the registry."""
 
-from django.db.models import Min, Q, QuerySet
-from django.utils import timezone
+from django.db.models import Min, QuerySet
 
-from registry.models import HealthState, Worker
+from registry.models import Worker
 
 
 def worker_list(*, model_name: str | None = None) -> QuerySet[Worker]:
@@ -17,10 +16,8 @@ def routable_models() -> list[dict]:
     """Each model name with at least one worker that gets traffic in normal operation (enabled,
     weighted, heartbeat not expired, not unhealthy), with its first registration time and an
     owner: ``/v1/models``."""
-    alive = Q(heartbeat_expires_at__isnull=True) | Q(heartbeat_expires_at__gt=timezone.now())
     return list(
-        Worker.objects.filter(alive, enabled=True, weight__gt=0)
-        .exclude(health_state=HealthState.UNHEALTHY)
+        Worker.objects.routable()
         .values("model_name")
         .annotate(created_at=Min("created_at"), owner=Min("owner"))
         .order_by("model_name")

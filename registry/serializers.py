@@ -40,6 +40,7 @@ class WorkerRegisterInput(WorkerKeyInput):
     header = serializers.DictField(child=StrictCharField(allow_blank=True, trim_whitespace=False), required=False)
     body = serializers.JSONField(required=False, allow_null=True)
     response_extract = StrictCharField(required=False, allow_blank=True, max_length=500)
+    usage_extract = StrictCharField(required=False, allow_blank=True, max_length=500)
     owner = StrictCharField(required=False, allow_blank=True, max_length=200)
     weight = StrictIntegerField(required=False, min_value=0)
     timeout = StrictNumberField(required=False, allow_null=True, min_value=0.1, max_value=3600)
@@ -122,6 +123,7 @@ class WorkerOutput(serializers.ModelSerializer):
             "header_names",
             "body",
             "response_extract",
+            "usage_extract",
             "owner",
             "weight",
             "enabled",

@@ -1,4 +1,5 @@
-"""Fake model servers that speak real APIs' request and response shapes, on a FakeUpstream.
+"""A fake OpenAI-compatible server on a FakeUpstream (the other kinds' fakes are
+tests/fake_anthropic.py, tests/fake_ollama.py and tests/fake_tgi.py).
 
 Each checks what a real server of that API would refuse (a missing required field, a wrong
 header, a role the API does not know) and answers in that API's success or error shape, so a
@@ -118,57 +119,3 @@ class OpenAIServer:
         if error:
             return error
         return Reply(json={"created": 1700000000, "data": [{"url": f"http://images.example/{body.get('prompt')}.png"}]})
-
-
-def anthropic_messages(api_key: str):
-    """POST /v1/messages as Anthropic's messages API: x-api-key and anthropic-version headers,
-    max_tokens required, only user and assistant roles, the system prompt a top-level field."""
-
-    def error(status: int, error_type: str, message: str) -> Reply:
-        return Reply(status=status, json={"type": "error", "error": {"type": error_type, "message": message}})
-
-    def answer(seen: Seen) -> Reply:
-        if seen.headers.get("x-api-key") != api_key:
-            return error(401, "authentication_error", "invalid x-api-key")
-        if not seen.headers.get("anthropic-version"):
-            return error(400, "invalid_request_error", "anthropic-version: header is required")
-        body = seen.json
-        if not isinstance(body.get("max_tokens"), int):
-            return error(400, "invalid_request_error", "max_tokens: Field required")
-        messages = body.get("messages")
-        if not messages or any(message.get("role") not in ("user", "assistant") for message in messages):
-            return error(400, "invalid_request_error", "messages: roles must be user or assistant")
-        if "system" in body and not isinstance(body["system"], str):
-            return error(400, "invalid_request_error", "system: must be a string")
-        text = f"system={body.get('system')!r} last={_text(messages[-1]['content'])!r} max_tokens={body['max_tokens']}"
-        return Reply(json={
-            "id": "msg_fake", "type": "message", "role": "assistant", "model": body.get("model"),
-            "content": [{"type": "text", "text": text}],
-            "stop_reason": "end_turn", "stop_sequence": None,
-            "usage": {"input_tokens": 10, "output_tokens": 5},
-        })
-
-    return answer
-
-
-def ollama_chat(seen: Seen) -> Reply:
-    """POST /api/chat as Ollama's native API: without "stream": false it would stream NDJSON."""
-    body = seen.json
-    if body.get("stream") is not False:
-        return Reply(status=400, json={"error": "this fake only answers stream: false"})
-    if not body.get("model") or not isinstance(body.get("messages"), list):
-        return Reply(status=400, json={"error": "model and messages are required"})
-    text = f"{len(body['messages'])} messages, last: {_text(body['messages'][-1]['content'])}"
-    return Reply(json={
-        "model": body["model"], "created_at": "2024-01-01T00:00:00Z",
-        "message": {"role": "assistant", "content": text}, "done": True, "done_reason": "stop",
-    })
-
-
-def tgi_generate(seen: Seen) -> Reply:
-    """POST /generate as text-generation-inference: "inputs" and optional "parameters"."""
-    body = seen.json
-    if not isinstance(body.get("inputs"), str):
-        return Reply(status=422, json={"error": "Failed to deserialize: missing field `inputs`", "error_type": "validation"})
-    parameters = body.get("parameters", {})
-    return Reply(json={"generated_text": f"generated for {body['inputs']!r} with {sorted(parameters)}"})

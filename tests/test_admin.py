@@ -119,7 +119,8 @@ def test_the_admin_carries_the_gateways_name(admin_client):
 
 
 def test_the_list_and_the_worker_page_show_live_traffic_from_the_routing_state(admin_client):
-    from inference.routing_state import EjectionPolicy, Outcome, routing_state
+    from inference.outcomes import Outcome
+    from inference.routing_state import EjectionPolicy, routing_state
 
     ejected, busy = make_worker(), make_worker(req_url_template="http://127.0.0.1:9001/gen")
     state = routing_state()

@@ -119,3 +119,37 @@ def test_a_trickling_upstream_is_cut_off_at_its_timeout(api, upstream):
     seen = upstream.hits("/slowly")[0]
     assert seen.answered.wait(timeout=20)
     assert seen.aborted  # the gateway dropped the connection rather than read on
+
+
+def test_when_every_worker_answers_429_the_client_gets_429_with_the_shortest_retry_after(api, upstream):
+    register(api, upstream.on("/busy-long", status=429, json={"error": "slow down"}, headers={"Retry-After": "30"}))
+    register(api, upstream.on("/busy-short", status=429, json={"error": "slow down"}, headers={"Retry-After": "5"}))
+
+    seed = complete(api)
+    assert seed.status_code == 429
+    assert seed["Retry-After"] == "5"
+    body = seed.json()
+    assert (body["success"], body["code"], body["attempts"]) == (False, "upstream_rate_limited", 2)
+
+    for name, seconds in (("a", "30"), ("b", "5")):  # the same through /v1, on openai workers
+        upstream.on(f"/{name}/chat/completions", status=429, json={"error": {"message": "slow down"}},
+                    headers={"Retry-After": seconds})
+        registered = api.post("/api/server/register", {"model_name": "gpt", "preset": "openai",
+                                                       "base_url": upstream.url(f"/{name}")}, format="json")
+        assert registered.status_code == 200, registered.content
+    response = api.post("/v1/chat/completions", {"model": "gpt", "messages": [{"role": "user", "content": "hi"}]},
+                        format="json")
+    assert response.status_code == 429, response.content
+    assert response["Retry-After"] == "5"
+    assert response.json()["error"]["type"] == "rate_limit_error"
+
+
+def test_a_429_with_a_real_failure_among_the_tries_is_the_failure(api, upstream):
+    register(api, upstream.on("/busy", status=429, json={}, headers={"Retry-After": "5"}))
+    register(api, upstream.on("/broken", status=503, json={"error": "overloaded"}))
+
+    response = complete(api)
+
+    assert response.status_code == 502
+    assert response.json()["code"] == "upstream_error"
+    assert "HTTP 503" in response.json()["msg"]

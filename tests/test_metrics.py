@@ -63,7 +63,8 @@ def test_worker_health_comes_from_the_database_at_scrape_time(client):
 
 
 def test_ejection_and_in_flight_come_from_the_shared_routing_state(client):
-    from inference.routing_state import EjectionPolicy, Outcome, routing_state
+    from inference.outcomes import Outcome
+    from inference.routing_state import EjectionPolicy, routing_state
 
     worker = Worker.objects.create(model_name="m", req_url_template="http://127.0.0.1:9/x", body={"p": "{USER_PROMPT}"})
     state = routing_state()
@@ -95,3 +96,23 @@ def test_a_stream_is_in_flight_until_it_has_been_relayed(api, client, upstream):
     after = value(samples(client), "mmm_requests_in_flight", model="gpt")
 
     assert (during, after) == (1, 0)
+
+
+def test_mmm_worker_routable_agrees_with_v1_models_on_an_expired_heartbeat(client):
+    from datetime import timedelta
+
+    from django.utils import timezone
+
+    alive = Worker.objects.create(model_name="alive", req_url_template="http://127.0.0.1:9/a", body={"p": "{USER_PROMPT}"})
+    expired = Worker.objects.create(model_name="expired", req_url_template="http://127.0.0.1:9/b",
+                                    body={"p": "{USER_PROMPT}"}, ttl=10,
+                                    heartbeat_expires_at=timezone.now() - timedelta(seconds=1))
+
+    found = samples(client)
+    listed = [model["id"] for model in client.get("/v1/models").json()["data"]]
+
+    assert value(found, "mmm_worker_routable", worker=str(alive.pk), model="alive") == 1
+    assert value(found, "mmm_worker_routable", worker=str(expired.pk), model="expired") == 0
+    assert listed == ["alive"]
+    # The row form says the same as the query both of them use.
+    assert [worker.is_routable() for worker in (alive, expired)] == [True, False]

@@ -384,7 +384,7 @@ def test_a_mistyped_fallback_does_not_hide_the_failure_of_the_model_asked_for(ap
 def test_a_worker_ejected_between_the_look_and_the_pick_is_still_tried_in_panic_mode(api, upstream):
     """The race two concurrent requests can run: one ejects the only worker while the other has
     just seen it healthy. The second must not answer 503 without trying anything."""
-    from inference.routing_state import LocalRoutingState
+    from inference.routing_state_local import LocalRoutingState
 
     class EjectedBehindItsBack(LocalRoutingState):
         raced = False

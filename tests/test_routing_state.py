@@ -7,14 +7,10 @@ from concurrent.futures import ThreadPoolExecutor
 import pytest
 from django.conf import settings
 
-from inference.routing_state import (
-    FAILURE_LATENCY_MS,
-    Acquired,
-    EjectionPolicy,
-    LocalRoutingState,
-    Outcome,
-    RedisRoutingState,
-)
+from inference.outcomes import Outcome
+from inference.routing_state import FAILURE_LATENCY_MS, Acquired, EjectionPolicy
+from inference.routing_state_local import LocalRoutingState
+from inference.routing_state_redis import RedisRoutingState
 
 POLICY = EjectionPolicy(after_failures=3, base_seconds=30, max_seconds=75, max_percent=50)
 WORKERS = [1, 2, 3, 4]

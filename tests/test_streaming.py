@@ -5,7 +5,7 @@ import threading
 import pytest
 
 from inference import upstream as outbound
-from inference.attempts import Outcome
+from inference.outcomes import Outcome
 from inference.streaming import StreamDeadlines, StreamInterrupted, UpstreamEventStream, relay
 from tests.fake_upstream import Reply
 

@@ -8,7 +8,6 @@ import time
 from django.conf import settings
 from django.core.management.base import BaseCommand, CommandParser
 from django.db import close_old_connections
-from django.utils import timezone
 
 from inference.upstream import redact_url
 from registry.health import workers_probe
@@ -55,7 +54,7 @@ class Command(BaseCommand):
                     f"no heartbeat since {worker.heartbeat_expires_at:%Y-%m-%d %H:%M:%S} UTC"
                 )
         # Workers whose heartbeats stopped are not routed; probing them would only add noise.
-        workers = Worker.objects.filter(enabled=True).exclude(heartbeat_expires_at__lte=timezone.now())
+        workers = Worker.objects.probed()
         if model:
             workers = workers.filter(model_name=model)
         by_id = {worker.pk: worker for worker in workers}

@@ -14,7 +14,9 @@ from typing import Any
 from urllib.parse import parse_qsl, urlsplit
 
 from inference import upstream
-from inference.extract import PathMismatch
+from inference.exceptions import ExtractionFailed, RetryableWorkerError
+from inference.protocols import protocol_for
+from mmm.api_errors import ApiError
 from registry.models import Worker
 
 # Enough of a raw answer to see its shape; a whole long completion is not needed here.
@@ -43,7 +45,11 @@ class TrialReport:
 
 def worker_try(*, worker: Worker, prompt: str, temperature: float | None = None, timeout: float | None = None) -> TrialReport:
     """Send ``prompt`` to ``worker`` (saved or not) once and report each step."""
-    request = worker.render_request(prompt=prompt, temperature=temperature)
+    protocol = protocol_for(worker)
+    try:
+        request = protocol.seed_request(worker=worker, prompt=prompt, temperature=temperature)
+    except ApiError as exc:  # e.g. a chat the worker's API cannot take
+        return TrialReport(method="POST", url="", headers={}, body="", error=str(exc.detail))
     # What the worker stores as credentials (header values, query values, user info, credential-
     # named body fields) and what the rendered request carries as such.
     secrets = [*worker.secret_values(), *_secrets_of(request)]
@@ -74,15 +80,13 @@ def worker_try(*, worker: Worker, prompt: str, temperature: float | None = None,
     }
     if not 200 <= response.status < 300:
         return TrialReport(**answered, error=f"the upstream answered HTTP {response.status}")
-    is_json, document = response.json_or_text()
-    if not worker.extract_steps:
-        return TrialReport(**answered, extracted=_as_text(document, secrets), extracted_ok=True)
-    if not is_json:
-        return TrialReport(**answered, error=f"the answer is not JSON, so response_extract {worker.response_extract!r} cannot apply")
     try:
-        extracted = worker.extract_answer(document)
-    except PathMismatch as exc:
-        return TrialReport(**answered, error=f"response_extract: {exc}")
+        extracted = protocol.seed_result(worker=worker, response=response).result
+    except ExtractionFailed as exc:
+        path = exc.extra.get("path")
+        return TrialReport(**answered, error=f"response_extract: {exc.detail}" if path else str(exc.detail))
+    except (ApiError, RetryableWorkerError) as exc:
+        return TrialReport(**answered, error=str(exc))
     return TrialReport(**answered, extracted=_as_text(extracted, secrets), extracted_ok=True)
 
 

@@ -1,7 +1,7 @@
-"""The worker admin's console pages: send a test prompt, probe now, drain, try before saving.
+"""The worker admin's pages beyond the form: send a test prompt, probe now, drain, try before saving.
 
-registry.admin.WorkerAdmin builds on WorkerConsoleAdmin; the pages live here so the registry's
-own admin stays about what is registered.
+registry.admin.WorkerAdmin builds on WorkerConsoleAdmin; the pages live in a file of their own so
+the admin's module stays about the form and the list.
 """
 
 from django.contrib import admin, messages
@@ -10,7 +10,7 @@ from django.shortcuts import get_object_or_404, render
 from django.urls import path
 
 from accounts.caller import Caller
-from console.worker_trial import TrialReport, worker_try
+from registry.trial import TrialReport, worker_try
 from registry.health import ProbeResult, worker_probe, worker_record_probe
 from registry.models import Worker
 from registry.services import workers_drain

@@ -1,0 +1,110 @@
+"""The gateway's own time per request, in one process: ``python -m bench.v1_overhead``.
+
+Django's test client (no gunicorn, no sockets on the client side) against a loopback fake
+upstream, for the seed endpoint on a template worker and /v1/chat/completions on a template
+worker and an openai worker, whole and streamed. CPU time is counted (``time.process_time``,
+the fake upstream's thread included, the same for every tree), so a loaded machine moves it far
+less than wall time. Runs against the tree it is started in: ``cd <tree> && .venv/bin/python
+<this file>`` measures that tree's code, so two commits can be compared back to back.
+"""
+
+import argparse
+import os
+import statistics
+import sys
+import tempfile
+import time
+
+sys.path.insert(0, os.getcwd())  # the tree it is started in, not the one the file is in
+os.environ.setdefault("DJANGO_SETTINGS_MODULE", "mmm.settings")
+_TMP = tempfile.mkdtemp(prefix="mmm-overhead-")
+os.environ["DATABASE_URL"] = f"sqlite:///{_TMP}/overhead.sqlite3"
+os.environ["MMM_VAR_DIR"] = _TMP
+os.environ["MMM_REQUIRE_AUTH"] = "false"
+os.environ.pop("REDIS_URL", None)
+
+import django  # noqa: E402
+
+django.setup()
+
+from django.core.management import call_command  # noqa: E402
+from django.test import Client  # noqa: E402
+from django.test.utils import setup_test_environment  # noqa: E402
+
+from tests.fake_model_apis import OpenAIServer  # noqa: E402
+from tests.fake_upstream import FakeUpstream  # noqa: E402
+
+SEED_ANSWER = {"data": {"items": [{"attributes": {"answer": "I am a fake model."}}]}}
+CHAT = [{"role": "user", "content": "hello"}]
+
+
+def main() -> None:
+    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    parser.add_argument("--requests", type=int, default=200, help="requests per round (200)")
+    parser.add_argument("--rounds", type=int, default=7, help="rounds per scenario (7)")
+    parser.add_argument("--only", help="run only the scenarios whose name contains this")
+    parser.add_argument("--profile", action="store_true", help="print cProfile's top functions instead")
+    args = parser.parse_args()
+
+    setup_test_environment()
+    call_command("migrate", verbosity=0)
+    upstream = FakeUpstream().start()
+    client = Client()
+    seed = {"model_name": "tpl", "req_url_template": upstream.on("/gen", json=SEED_ANSWER),
+            "body": {"input": "{USER_PROMPT}"}, "response_extract": "data.items[].attributes.answer"}
+    assert client.post("/api/server/register", seed, content_type="application/json").status_code == 200
+    base = OpenAIServer().install(upstream)
+    openai = {"model_name": "gpt", "preset": "openai", "base_url": base, "upstream_model": "up-model"}
+    assert client.post("/api/server/register", openai, content_type="application/json").status_code == 200
+
+    def seed_call():
+        response = client.post("/api/v1/chat/completions", {"model_name": "tpl", "input": "hi"},
+                               content_type="application/json")
+        assert response.status_code == 200, response.content
+
+    def v1(model: str, stream: bool):
+        def call():
+            response = client.post("/v1/chat/completions", {"model": model, "messages": CHAT, "stream": stream},
+                                   content_type="application/json")
+            assert response.status_code == 200, response.content
+            if stream:
+                body = b"".join(response.streaming_content)
+                assert body.endswith(b"data: [DONE]\n\n"), body[-200:]
+        return call
+
+    scenarios = {
+        "seed endpoint, template worker": seed_call,
+        "/v1 chat, template worker": v1("tpl", False),
+        "/v1 chat streamed, template worker": v1("tpl", True),
+        "/v1 chat, openai worker": v1("gpt", False),
+        "/v1 chat streamed, openai worker": v1("gpt", True),
+    }
+    print("| scenario | CPU ms per request, median of rounds | fastest round |")
+    print("|---|---:|---:|")
+    if args.only:
+        scenarios = {name: call for name, call in scenarios.items() if args.only in name}
+    try:
+        for name, call in scenarios.items():
+            for _ in range(20):
+                call()  # warm: the routing table, connections, caches
+            if args.profile:
+                import cProfile
+                import pstats
+
+                profile = cProfile.Profile()
+                profile.runcall(lambda: [call() for _ in range(args.requests)])
+                pstats.Stats(profile).sort_stats("cumulative").print_stats(45)
+                continue
+            rounds = []
+            for _ in range(args.rounds):
+                started = time.process_time()
+                for _ in range(args.requests):
+                    call()
+                rounds.append((time.process_time() - started) / args.requests * 1000)
+            print(f"| {name} | {statistics.median(rounds):.3f} | {min(rounds):.3f} |", flush=True)
+    finally:
+        upstream.stop()
+
+
+if __name__ == "__main__":
+    main()
