@@ -1,0 +1,39 @@
+"""The ingress APIs' one door into the request path: an OpenAI chat-completions body in, the
+request path's Answer out (a chat.completion body, or a stream of chat.completion.chunk events
+ending in ``[DONE]``), for any worker kind."""
+
+import json
+
+from inference.openai_services import Answer, chat_completion_answer
+
+
+def chat_answer(*, chat: dict) -> Answer:
+    """Route ``chat`` (already translated and validated) like a /v1/chat/completions request."""
+    return chat_completion_answer(
+        model_name=chat["model"],
+        body=chat,
+        messages=chat["messages"],
+        stream=bool(chat.get("stream")),
+        temperature=chat.get("temperature"),
+        max_tokens=chat.get("max_tokens"),
+    )
+
+
+def answer_document(answer: Answer) -> dict:
+    """A whole answer's JSON body (a chat.completion, or an OpenAI error body)."""
+    try:
+        document = json.loads(answer.body)
+    except ValueError:
+        document = None
+    if isinstance(document, dict):
+        return document
+    text = answer.body[:500].decode("utf-8", errors="replace")
+    return {"error": {"message": f"the model answered something that is not JSON: {text}", "code": "upstream_error"}}
+
+
+def error_message(document: dict, status: int) -> str:
+    """The message of an OpenAI error body, whatever else it holds."""
+    error = document.get("error")
+    if isinstance(error, dict) and error.get("message"):
+        return str(error["message"])
+    return f"the model refused the request with HTTP {status}"

@@ -1,0 +1,50 @@
+"""Keeping, finding and pruning stored responses; each is visible to its owner only."""
+
+from datetime import timedelta
+
+from django.conf import settings
+from django.utils import timezone
+from rest_framework import status
+
+from mmm.api_errors import ApiError
+from response_store.models import StoredResponse
+
+
+class ResponseNotFound(ApiError):
+    status_code = status.HTTP_404_NOT_FOUND
+    default_code = "response_not_found"
+
+    def __init__(self, response_id: str):
+        # The same answer whether the id does not exist, expired, or belongs to another key.
+        super().__init__(f"no stored response with id {response_id!r}")
+
+
+def owner_of(caller) -> str:
+    """The owner string of a request's caller (accounts.caller.Caller or None)."""
+    if caller is None:
+        return ""
+    if caller.api_key_prefix:
+        return f"key:{caller.api_key_prefix}"
+    return f"user:{caller.user_id}"
+
+
+def stored_response(*, response_id: str, owner: str) -> StoredResponse:
+    """The caller's own stored response, within the retention period; else ResponseNotFound."""
+    cutoff = timezone.now() - timedelta(days=settings.MMM_RESPONSES_RETENTION_DAYS)
+    found = StoredResponse.objects.filter(response_id=response_id, owner=owner, created_at__gte=cutoff).first()
+    if found is None:
+        raise ResponseNotFound(response_id)
+    return found
+
+
+def response_store(*, response: dict, conversation: list[dict], owner: str) -> None:
+    StoredResponse.objects.create(
+        response_id=response["id"], owner=owner, model_name=response["model"][:200],
+        response=response, conversation=conversation,
+    )
+
+
+def responses_prune(*, older_than: timedelta) -> int:
+    """Delete stored responses older than ``older_than``; how many went."""
+    deleted, _ = StoredResponse.objects.filter(created_at__lt=timezone.now() - older_than).delete()
+    return deleted
