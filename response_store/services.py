@@ -44,7 +44,6 @@ def response_store(*, response: dict, conversation: list[dict], owner: str) -> N
     )
 
 
-def responses_prune(*, older_than: timedelta) -> int:
-    """Delete stored responses older than ``older_than``; how many went."""
-    deleted, _ = StoredResponse.objects.filter(created_at__lt=timezone.now() - older_than).delete()
-    return deleted
+def responses_older_than(age: timedelta):
+    """The stored responses prune_responses deletes."""
+    return StoredResponse.objects.filter(created_at__lt=timezone.now() - age)

@@ -5,8 +5,9 @@ from datetime import timedelta
 from django.conf import settings
 from django.core.management.base import BaseCommand, CommandParser
 
-from console.management.commands.prune_requests import parse_age
-from response_store.services import responses_prune
+# The request log's retention command reads ages and deletes in short slices the same way.
+from console.management.commands.prune_requests import _delete_in_batches, parse_age
+from response_store.services import responses_older_than
 
 
 class Command(BaseCommand):
@@ -20,5 +21,5 @@ class Command(BaseCommand):
 
     def handle(self, *args, older_than: str | None, **options) -> None:
         age = parse_age(older_than) if older_than else timedelta(days=settings.MMM_RESPONSES_RETENTION_DAYS)
-        deleted = responses_prune(older_than=age)
+        deleted = _delete_in_batches(responses_older_than(age))
         self.stdout.write(f"pruned {deleted} stored response(s) older than {age}")
