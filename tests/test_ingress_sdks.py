@@ -11,7 +11,8 @@ from agents import Agent, OpenAIResponsesModel, Runner, function_tool, set_traci
 
 from tests.conftest import SEED_ANSWER, seed_registration
 from tests.fake_tool_calling import COMPLETION_TOKENS, PROMPT_TOKENS, ToolCallingServer
-from tests.gateway_process import GatewayProcess, gateway_database
+# The served gateway of the OpenAI SDK's tests (keys on, an inference key): one for this module too.
+from tests.test_openai_sdk import gateway  # noqa: F401
 
 pytestmark = pytest.mark.e2e
 
@@ -22,18 +23,9 @@ WEATHER_FUNCTION = {"type": "function", "name": "get_weather", "description": "T
 
 
 @pytest.fixture(scope="module")
-def gateway(tmp_path_factory):
-    tmp = tmp_path_factory.mktemp("gateway")
-    with gateway_database(tmp) as env:
-        env = {**env, "MMM_WEB_WORKERS": "1", "MMM_REQUIRE_AUTH": "true"}
-        process = GatewayProcess(env=env, log_path=tmp / "gateway.log")
-        process.manage("migrate", "--noinput", "-v0").check_returncode()
-        process.headers = {"Authorization": f"Bearer {process.create_api_key(scope='admin')}"}
-        process.inference_key = process.create_api_key(scope="inference")
-        process.other_key = process.create_api_key(scope="inference")
-        process.start()
-        yield process
-        process.stop()
+def other_key(gateway) -> str:
+    """A second inference key, made while the gateway runs (it looks keys up as they come)."""
+    return gateway.create_api_key(scope="inference")
 
 
 @pytest.fixture
@@ -229,10 +221,10 @@ def test_the_openai_sdk_gets_responses_from_a_template_worker_whole_and_streamed
     assert upstream.hits("/gen")[-1].json == {"input": "who are you?", "model_name": model}
 
 
-def test_a_stored_response_is_visible_to_its_key_only(gateway, client, upstream):
+def test_a_stored_response_is_visible_to_its_key_only(gateway, client, upstream, other_key):
     model = template_worker(gateway, upstream)
     mine = client.responses.create(model=model, input="who are you?")
-    other = openai.OpenAI(base_url=f"{gateway.url}/v1", api_key=gateway.other_key, max_retries=0, timeout=30)
+    other = openai.OpenAI(base_url=f"{gateway.url}/v1", api_key=other_key, max_retries=0, timeout=30)
 
     assert client.responses.retrieve(mine.id).id == mine.id
     with pytest.raises(openai.NotFoundError):

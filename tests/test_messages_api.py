@@ -196,13 +196,17 @@ def test_a_stream_follows_anthropics_event_sequence_with_text_then_a_tool_call(a
                              "usage": {"input_tokens": 4, "output_tokens": 3}}
 
 
-def test_a_stream_reaches_the_client_before_the_upstream_has_finished(api, upstream):
+@pytest.mark.parametrize("path, body, delta", [
+    ("/v1/messages", {"max_tokens": 32, "messages": HI}, b"text_delta"),
+    ("/v1/responses", {"input": "Hi"}, b"response.output_text.delta"),
+])
+def test_a_translated_stream_reaches_the_client_before_the_upstream_has_finished(api, upstream, path, body, delta):
     server = OpenAIServer(release=threading.Event(), hold_after=2)
     register_openai(api, server.install(upstream))
-    response = messages(api, stream=True)
+    response = api.post(path, {"model": "claude-ish", "stream": True, **body}, format="json")
 
     for chunk in response.streaming_content:
-        if b"text_delta" in chunk:
+        if delta in chunk:
             server.release.set()  # the upstream sends the rest only once a delta has arrived here
     response.close()
 
