@@ -2,6 +2,7 @@
 gateway as it is served (gunicorn, gevent workers), each on an openai worker (a fake OpenAI
 server that calls tools, whole and streamed) and on a template worker."""
 
+import asyncio
 import uuid
 
 import anthropic
@@ -253,21 +254,33 @@ def get_weather(city: str) -> str:
     return f"sunny in {city}"
 
 
-def run_agent(gateway, model: str) -> str:
+def run_agent(gateway, model: str, *, streamed: bool = False) -> str:
     set_tracing_disabled(True)  # never sends traces to the internet
     gateway_client = openai.AsyncOpenAI(base_url=f"{gateway.url}/v1", api_key=gateway.inference_key, max_retries=0,
                                         timeout=30)
     agent = Agent(name="weather", instructions="Answer with the weather.", tools=[get_weather],
                   model=OpenAIResponsesModel(model=model, openai_client=gateway_client))
-    return Runner.run_sync(agent, "What is the weather in Paris?").final_output
+    question = "What is the weather in Paris?"
+    if not streamed:
+        return Runner.run_sync(agent, question).final_output
+
+    async def run() -> str:
+        result = Runner.run_streamed(agent, question)
+        async for _event in result.stream_events():
+            pass
+        return result.final_output
+
+    return asyncio.run(run())
 
 
-def test_an_agent_turn_calls_its_function_tool_through_an_openai_worker(gateway, upstream):
+@pytest.mark.parametrize("streamed", [False, True], ids=["whole", "streamed"])
+def test_an_agent_turn_calls_its_function_tool_through_an_openai_worker(gateway, upstream, streamed):
     server = ToolCallingServer(arguments={"city": "Paris"})
     model = openai_worker(gateway, upstream, server)
 
-    assert run_agent(gateway, model) == "The tool said: sunny in Paris"
+    assert run_agent(gateway, model, streamed=streamed) == "The tool said: sunny in Paris"
     assert [message["role"] for message in server.bodies[-1]["messages"]] == ["system", "user", "assistant", "tool"]
+    assert all(body.get("stream", False) is streamed for body in server.bodies)
 
 
 def test_an_agent_turn_gets_its_answer_from_a_template_worker(gateway, upstream):
