@@ -1,13 +1,17 @@
 """Keeping, finding and pruning stored responses; each is visible to its owner only."""
 
+import logging
 from datetime import timedelta
 
 from django.conf import settings
+from django.db import DatabaseError, transaction
 from django.utils import timezone
 from rest_framework import status
 
 from mmm.api_errors import ApiError
 from response_store.models import StoredResponse
+
+logger = logging.getLogger("mmm.responses")
 
 
 class ResponseNotFound(ApiError):
@@ -37,11 +41,25 @@ def stored_response(*, response_id: str, owner: str) -> StoredResponse:
     return found
 
 
-def response_store(*, response: dict, conversation: list[dict], owner: str) -> None:
-    StoredResponse.objects.create(
-        response_id=response["id"], owner=owner, model_name=response["model"][:200],
-        response=response, conversation=conversation,
-    )
+def response_store(*, response: dict, conversation: list[dict], owner: str) -> bool:
+    """Keep ``response``; False if the database refused. The answer has been made by then (and
+    a stream is half sent), so it still goes to the client: only a later lookup will miss it."""
+    try:
+        with transaction.atomic():  # inside a caller's transaction, a failure rolls back only this
+            StoredResponse.objects.create(
+                response_id=response["id"], owner=owner, model_name=response["model"][:200],
+                response=response, conversation=conversation,
+            )
+    except DatabaseError as exc:
+        logger.error("response %s not stored: %s", response["id"], exc)
+        return False
+    return True
+
+
+def response_delete(*, response_id: str, owner: str) -> None:
+    deleted, _ = StoredResponse.objects.filter(response_id=response_id, owner=owner).delete()
+    if not deleted:
+        raise ResponseNotFound(response_id)
 
 
 def responses_older_than(age: timedelta):

@@ -3,6 +3,10 @@ gateway as it is served (gunicorn, gevent workers), each on an openai worker (a 
 server that calls tools, whole and streamed) and on a template worker."""
 
 import asyncio
+import http.client
+import json
+import socket
+import time
 import uuid
 
 import anthropic
@@ -11,6 +15,7 @@ import pytest
 from agents import Agent, OpenAIResponsesModel, Runner, function_tool, set_tracing_disabled
 
 from tests.conftest import SEED_ANSWER, seed_registration
+from tests.fake_model_apis import OpenAIServer
 from tests.fake_tool_calling import COMPLETION_TOKENS, PROMPT_TOKENS, ToolCallingServer
 # The served gateway of the OpenAI SDK's tests (keys on, an inference key): one for this module too.
 from tests.test_openai_sdk import gateway  # noqa: F401
@@ -218,6 +223,7 @@ def test_the_openai_sdk_gets_responses_from_a_template_worker_whole_and_streamed
         streamed = stream.get_final_response()
 
     assert whole.output_text == streamed.output_text == "I am a fake model."
+    assert client.responses.retrieve(streamed.id).output_text == "I am a fake model."  # stored as it streamed
     assert whole.usage is None  # a template worker that does not say its token counts
     assert upstream.hits("/gen")[-1].json == {"input": "who are you?", "model_name": model}
 
@@ -244,6 +250,40 @@ def test_the_openai_sdk_retrieves_a_model_and_gets_not_found_for_an_unknown_one(
     with pytest.raises(openai.NotFoundError) as raised:
         client.models.retrieve(unique("missing"))
     assert raised.value.code == "model_not_found"
+
+
+@pytest.mark.parametrize("path, body", [
+    ("/v1/messages", {"max_tokens": 500, "messages": [{"role": "user", "content": "Hi"}]}),
+    ("/v1/responses", {"input": "Hi", "store": False}),
+])
+def test_a_client_that_leaves_a_translated_stream_makes_the_gateway_close_the_upstream(gateway, upstream, path, body):
+    server = OpenAIServer(words=tuple(f" w{i}" for i in range(400)), pause=0.02)
+    model = unique("long")
+    gateway.post("/api/server/register", {"model_name": model, "preset": "openai", "base_url": server.install(upstream),
+                                          "upstream_model": "up-model"}).raise_for_status()
+    connection = http.client.HTTPConnection("127.0.0.1", gateway.port, timeout=10)
+    headers = {"Content-Type": "application/json", "x-api-key": gateway.inference_key}
+    connection.request("POST", path, body=json.dumps({"model": model, "stream": True, **body}), headers=headers)
+    response = connection.getresponse()
+    assert response.status == 200
+    assert response.read(7) == b"event: "  # the stream has begun
+    connection.sock.shutdown(socket.SHUT_RDWR)
+    connection.close()
+
+    seen = upstream.hits("/v1/chat/completions")[-1]
+    assert seen.answered.wait(10), "the upstream kept streaming to a client that had gone"
+    assert seen.aborted
+    assert logged_line(gateway, f"model={model} ", "stream ended: client_gone"), "the attempt was not settled as client_gone"
+
+
+def logged_line(gateway, *parts: str, seconds: float = 10.0) -> bool:
+    """Whether one line of the gateway's log soon has every one of ``parts``."""
+    deadline = time.monotonic() + seconds
+    while time.monotonic() < deadline:
+        if any(all(part in line for part in parts) for line in gateway.log_path.read_text().splitlines()):
+            return True
+        time.sleep(0.05)
+    return False
 
 
 # --- OpenAI Agents SDK --------------------------------------------------------------------------

@@ -6,6 +6,7 @@ from datetime import timedelta
 
 import pytest
 from django.core.management import call_command
+from django.db import connection
 from django.utils import timezone
 
 from response_store.models import StoredResponse
@@ -181,6 +182,30 @@ def test_a_template_worker_answers_and_a_stored_response_continues_the_conversat
     assert stored.conversation == [{"role": "user", "content": "Hi"}, {"role": "assistant", "content": "I am a fake model."},
                                    {"role": "user", "content": "And you?"}, {"role": "assistant", "content": "I am a fake model."}]
     assert api.get(f"/v1/responses/{first['id']}").json() == first
+
+
+def test_a_response_is_still_answered_when_the_database_refuses_to_store_it(api, upstream):
+    api.post("/api/server/register", seed_registration(upstream.on("/gen", json=SEED_ANSWER), model_name="gpt"), format="json")
+    with connection.cursor() as cursor:  # the test's transaction brings the table back
+        cursor.execute(f"DROP TABLE {StoredResponse._meta.db_table}")
+
+    whole = create(api)
+    stream = events(create(api, stream=True))
+
+    assert whole.status_code == 200 and whole.json()["output"][0]["content"][0]["text"] == "I am a fake model."
+    assert stream[-1]["type"] == "response.completed"
+
+
+def test_the_owner_deletes_a_stored_response_and_nobody_else_may(api, upstream, make_key):
+    api.post("/api/server/register", seed_registration(upstream.on("/gen", json=SEED_ANSWER), model_name="gpt"), format="json")
+    mine, theirs = bearer(make_key("inference")), bearer(make_key("inference"))
+    made = create(api, mine).json()
+
+    assert api.delete(f"/v1/responses/{made['id']}", **theirs).status_code == 404
+    deleted = api.delete(f"/v1/responses/{made['id']}", **mine)
+
+    assert deleted.json() == {"id": made["id"], "object": "response", "deleted": True}
+    assert api.get(f"/v1/responses/{made['id']}", **mine).status_code == 404
 
 
 def test_store_false_keeps_nothing(api, upstream):

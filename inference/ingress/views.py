@@ -1,4 +1,4 @@
-"""POST /v1/messages, POST /v1/responses, GET /v1/responses/{id}, GET /v1/models/{id}: thin views
+"""POST /v1/messages, POST /v1/responses, GET and DELETE /v1/responses/{id}, GET /v1/models/{id}: thin views
 over the ingress translations (the modules beside this one) and the request path."""
 
 from collections.abc import Callable, Iterator
@@ -18,7 +18,7 @@ from inference.openai_services import EVENT_STREAM, JSON, Answer
 from inference.openai_views import OpenAIView
 from mmm.api_errors import api_exception_handler
 from registry.selectors import routable_models
-from response_store.services import owner_of, response_store, stored_response
+from response_store.services import owner_of, response_delete, response_store, stored_response
 
 
 def anthropic_exception_handler(exc: Exception, context: dict):
@@ -70,6 +70,11 @@ class ResponseView(OpenAIView):
     def get(self, request, response_id: str):
         found = stored_response(response_id=response_id, owner=owner_of(request.auth))
         return HttpResponse(openai_api.json_bytes(found.response), content_type=JSON)
+
+    def delete(self, request, response_id: str):
+        response_delete(response_id=response_id, owner=owner_of(request.auth))
+        deleted = {"id": response_id, "object": "response", "deleted": True}
+        return HttpResponse(openai_api.json_bytes(deleted), content_type=JSON)
 
 
 class ModelView(OpenAIView):
