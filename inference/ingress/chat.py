@@ -4,7 +4,11 @@ ending in ``[DONE]``), for any worker kind."""
 
 import json
 
-from inference.openai_services import Answer, chat_completion_answer
+# The request path's entry point and its answer type: this module is the only one here that
+# names them, so a new request path is wired in at one place.
+from inference.openai_services import EVENT_STREAM, JSON, Answer, chat_completion_answer
+
+__all__ = ["EVENT_STREAM", "JSON", "Answer", "answer_document", "chat_answer", "error_message"]
 
 
 def chat_answer(*, chat: dict) -> Answer:

@@ -11,10 +11,9 @@ from console.completion_log import completion_logged
 from inference import openai_api, templating
 from inference.exceptions import ModelNotFound
 from inference.ingress import anthropic_messages, responses
-from inference.ingress.chat import answer_document, chat_answer, error_message
+from inference.ingress.chat import EVENT_STREAM, JSON, Answer, answer_document, chat_answer, error_message
 from inference.ingress.chat_stream import ChatEvents, TranslatedStream, named_sse, replay_completion
 from inference.ingress.checks import a_bool, a_dict, a_string
-from inference.openai_services import EVENT_STREAM, JSON, Answer
 from inference.openai_views import OpenAIView
 from mmm.api_errors import api_exception_handler
 from registry.selectors import routable_models
