@@ -126,7 +126,7 @@ class TranslatedStream:
             if out:
                 yield b"".join(map(serialise, out))
         if not ended:
-            yield b"".join(map(serialise, events.failed("the model's stream ended before its end", "stream_interrupted")))
+            yield b"".join(map(serialise, events.failed("the model's stream ended early, without its [DONE]", "stream_interrupted")))
 
 
 def named_sse(event: dict) -> bytes:
