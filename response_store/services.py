@@ -41,6 +41,13 @@ def stored_response(*, response_id: str, owner: str) -> StoredResponse:
     return found
 
 
+def conversation_before(*, previous_response_id: str | None, owner: str) -> list[dict]:
+    """The conversation a request continues: that of ``previous_response_id`` (the caller's own)."""
+    if previous_response_id is None:
+        return []
+    return stored_response(response_id=previous_response_id, owner=owner).conversation
+
+
 def response_store(*, response: dict, conversation: list[dict], owner: str) -> bool:
     """Keep ``response``; False if the database refused. The answer has been made by then (and
     a stream is half sent), so it still goes to the client: only a later lookup will miss it."""

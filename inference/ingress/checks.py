@@ -83,3 +83,7 @@ def required(body: dict, name: str, where: str = "") -> Any:
     if value is None:
         raise BadRequest(at(where, name), "is required")
     return value
+
+
+def optional_string(body: dict, name: str) -> str | None:
+    return None if body.get(name) is None else a_string(body[name], name)

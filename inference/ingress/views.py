@@ -13,11 +13,11 @@ from inference.exceptions import ModelNotFound
 from inference.ingress import anthropic_messages, responses
 from inference.ingress.chat import EVENT_STREAM, JSON, Answer, answer_document, chat_answer, error_message
 from inference.ingress.chat_stream import ChatEvents, TranslatedStream, named_sse, replay_completion
-from inference.ingress.checks import a_bool, a_dict, a_string
+from inference.ingress.checks import a_bool, a_dict, optional_string
 from inference.openai_views import OpenAIView
 from mmm.api_errors import api_exception_handler
 from registry.selectors import routable_models
-from response_store.services import owner_of, response_delete, response_store, stored_response
+from response_store.services import conversation_before, owner_of, response_delete, response_store, stored_response
 
 
 def anthropic_exception_handler(exc: Exception, context: dict):
@@ -48,12 +48,11 @@ class ResponsesView(OpenAIView):
     def post(self, request):
         body = a_dict(request.data, "body")
         owner = owner_of(request.auth)
-        previous_id = body.get("previous_response_id")
-        previous = [] if previous_id is None else stored_response(
-            response_id=a_string(previous_id, "previous_response_id"), owner=owner
-        ).conversation
+        previous = conversation_before(
+            previous_response_id=optional_string(body, "previous_response_id"), owner=owner
+        )
         chat, new_messages = responses.chat_request(body, previous=previous)
-        store = True if body.get("store") is None else a_bool(body["store"], "store")
+        store = True if body.get("store") is None else a_bool(body["store"], "store")  # as OpenAI's default
 
         def keep(response: dict) -> None:
             conversation = [*previous, *new_messages, events.assistant_message()]
