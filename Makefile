@@ -28,6 +28,7 @@ bench: $(DEV_STAMP) $(STATIC_STAMP)
 	$(BIN)/python -m bench.streaming
 	$(BIN)/python -m bench.routing
 	$(BIN)/python -m bench.translation
+	$(BIN)/python -m bench.ingress
 
 setup: $(RUNTIME_STAMP) $(STATIC_STAMP) migrate
 

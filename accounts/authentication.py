@@ -1,5 +1,6 @@
 """DRF authentication: an API key (Bearer or X-API-Key), or a signed-in staff user of the admin."""
 
+from django.conf import settings
 from rest_framework import exceptions
 from rest_framework.authentication import BaseAuthentication, SessionAuthentication
 
@@ -23,6 +24,10 @@ class ApiKeyAuthentication(BaseAuthentication):
         if key is None:
             return None
         caller = key_cache.caller_for(key)
+        if caller is None and not settings.MMM_REQUIRE_AUTH:
+            # Keys off: a key the gateway does not know (OpenAI(api_key="EMPTY"), the placeholder
+            # vLLM, Ollama and LiteLLM accept) is no key. A real key still brings its scopes and limits.
+            return None
         if caller is None:
             # Never quote the key back: it may be a real key sent to the wrong place.
             raise exceptions.AuthenticationFailed("the API key is not valid, or it was revoked or has expired")

@@ -1,6 +1,7 @@
 """Which scope each endpoint needs; with MMM_REQUIRE_AUTH off, a request without a key passes.
 
-A key, when one is sent, always counts: its scopes, models and rate limit apply either way.
+A valid key, when one is sent, always counts: its scopes, models and rate limit apply either way
+(with keys off, a key the gateway does not know is no key: accounts/authentication.py).
 """
 
 from django.conf import settings

@@ -40,14 +40,9 @@ class NotServedByThisModelsWorkers(ModelCannotServe):
 
 def chat_completion_answer(
     *, model_name: str, body: dict, messages: list[dict], stream: bool,
-    temperature: float | None = None, max_tokens: int | None = None,
 ) -> Answer:
     """Answer one /v1/chat/completions request (``body`` is the client's whole request, the
-    neutral request every protocol reads; ``messages`` is its ``messages``).
-
-    ``temperature`` and ``max_tokens`` are read from ``body``; the arguments are accepted for
-    callers written against the earlier signature and otherwise unused.
-    """
+    neutral request every protocol reads; ``messages`` is its ``messages``)."""
     chat = body if body.get("messages") is messages else {**body, "messages": messages}
     return _answer_with_failover(
         model_name=model_name,

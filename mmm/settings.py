@@ -52,6 +52,7 @@ INSTALLED_APPS = [
     "registry",
     "inference",
     "console",
+    "response_store",
 ]
 
 MIDDLEWARE = [
@@ -257,3 +258,6 @@ MMM_REQUEST_LOG_MAX_QUEUE = env_int("MMM_REQUEST_LOG_MAX_QUEUE", 100_000, minimu
 MMM_REQUEST_LOG_BACKGROUND = env_bool("MMM_REQUEST_LOG_BACKGROUND", True)
 # Store prompts and answers in the request log. Off: they may hold personal or secret data.
 MMM_REQUEST_LOG_CONTENT = env_bool("MMM_REQUEST_LOG_CONTENT", False)
+# Stored /v1/responses answers (store: true, the default) are kept this long for
+# previous_response_id and GET /v1/responses/{id}; manage.py prune_responses deletes older ones.
+MMM_RESPONSES_RETENTION_DAYS = env_int("MMM_RESPONSES_RETENTION_DAYS", 30, minimum=1, maximum=3650)

@@ -35,7 +35,12 @@ V1_ENDPOINTS = [
     ("post", "/v1/completions", {"model": "proxyllm", "prompt": "hi"}),
     ("post", "/v1/embeddings", {"model": "proxyllm", "input": "hi"}),
     ("post", "/v1/images/generations", {"model": "proxyllm", "prompt": "a cat"}),
+    ("post", "/v1/responses", {"model": "proxyllm", "input": "hi"}),
+    ("get", "/v1/responses/resp_123", None),
+    ("get", "/v1/models/proxyllm", None),
 ]
+# The Anthropic Messages API answers errors in Anthropic's shape, which its SDK reads.
+MESSAGES_BODY = {"model": "proxyllm", "max_tokens": 10, "messages": [{"role": "user", "content": "hi"}]}
 
 
 def call(api, method, path, body, **headers):
@@ -57,6 +62,7 @@ def api_views(resolver=None) -> set[type]:
 
 def test_the_list_of_endpoints_here_covers_every_api_view():
     listed = {get_resolver().resolve(path).func.view_class for _, path, *_ in ENDPOINTS + V1_ENDPOINTS}
+    listed.add(get_resolver().resolve("/v1/messages").func.view_class)
     unlisted = sorted(view.__name__ for view in api_views() - listed)
     assert unlisted == [], "add these endpoints to ENDPOINTS (and tests/test_fuzz.py) with the scope they need"
 
@@ -89,6 +95,31 @@ def test_every_v1_endpoint_refuses_a_worker_key_with_an_openai_403(api, make_key
 
     assert response.status_code == 403
     assert response.json()["error"]["code"] == "scope_missing"
+
+
+def test_the_messages_api_refuses_a_request_without_a_key_with_an_anthropic_401(api):
+    response = api.post("/v1/messages", MESSAGES_BODY, format="json")
+
+    assert response.status_code == 401
+    assert response.json() == {"type": "error", "error": {"type": "authentication_error",
+                                                          "message": "Authentication credentials were not provided."}}
+
+
+@pytest.mark.parametrize("headers", [{"HTTP_X_API_KEY": "nonsense"}, {"HTTP_AUTHORIZATION": "Bearer nonsense"}])
+def test_the_messages_api_refuses_a_made_up_key_with_an_anthropic_401(api, headers):
+    response = api.post("/v1/messages", MESSAGES_BODY, format="json", **headers)
+
+    assert response.status_code == 401
+    assert response.json()["error"]["type"] == "authentication_error"
+    assert "nonsense" not in response.content.decode()
+
+
+def test_the_messages_api_refuses_a_worker_key_with_an_anthropic_403(api, make_key):
+    response = api.post("/v1/messages", MESSAGES_BODY, format="json", HTTP_X_API_KEY=make_key("worker"))
+
+    assert response.status_code == 403
+    assert response.json()["error"]["type"] == "permission_error"
+    assert "lacks the 'inference' scope" in response.json()["error"]["message"]
 
 
 @pytest.mark.parametrize("method, path, body, scope", ENDPOINTS)
