@@ -41,10 +41,11 @@ from inference.streaming import (
     DONE_EVENT,
     SSE_OPENAI,
     Framing,
-    error_event,
     StreamDeadlines,
+    StreamInterrupted,
     StreamTranslator,
     UpstreamEventStream,
+    error_event,
     relay,
 )
 from mmm.api_errors import ApiError
@@ -612,6 +613,16 @@ class ChoicesInARow:
         self._current = None
         self._shared.settle(Outcome.INTERRUPTED, why)
         return error_event(message=f"the model's stream was cut off before choice {self._index}: {why}")
+
+
+def event_document(event: bytes, *, sse: bool = True) -> dict | None:
+    """The JSON object of one upstream stream event (an SSE event's data, or an NDJSON line);
+    None for one without an object; StreamInterrupted for one that is not JSON."""
+    try:
+        document = sse_data(event) if sse else json.loads(event)
+    except ValueError:
+        raise StreamInterrupted("the upstream sent an event whose data is not JSON") from None
+    return document if isinstance(document, dict) else None
 
 
 def sse_data(event: bytes) -> Any:

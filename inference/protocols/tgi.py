@@ -23,9 +23,9 @@ from inference.protocols.base import (
     added_usage,
     choice_count,
     choices_in_a_row,
+    event_document,
     open_stream,
     send_whole,
-    sse_data,
     unreadable,
     wants_usage,
 )
@@ -89,11 +89,8 @@ class ReindexedChunks(StreamTranslator):
     def feed(self, event: bytes) -> bytes:
         if is_done_event(event):
             return b""
-        try:
-            chunk = sse_data(event)
-        except ValueError:
-            raise StreamInterrupted("the upstream sent an event whose data is not JSON") from None
-        if not isinstance(chunk, dict):
+        chunk = event_document(event)
+        if chunk is None:
             return b""
         if "error" in chunk:
             raise StreamInterrupted(f"the upstream reported: {chunk['error']}")
