@@ -35,7 +35,7 @@ _EVENT_END = b"\n\n"
 _DONE_LINES = (b"data: [DONE]", b"data:[DONE]")
 
 
-def _is_done(event: bytes) -> bool:
+def is_done_event(event: bytes) -> bool:
     return any(line.strip() in _DONE_LINES for line in event.split(b"\n"))
 
 
@@ -48,7 +48,7 @@ class Framing:
     last_name: str  # what the end is called, for the error when it never came
 
 
-SSE_OPENAI = Framing(_EVENT_END, _is_done, "[DONE]")
+SSE_OPENAI = Framing(_EVENT_END, is_done_event, "[DONE]")
 
 
 class StreamInterrupted(upstream.UpstreamError):

@@ -252,3 +252,24 @@ def test_an_unexpected_error_in_one_probe_fails_that_worker_and_the_pass_goes_on
     assert broken.last_error.startswith("probe failed: ")
     assert fine.health_state == HealthState.HEALTHY
     assert "probed 2 worker(s): 1 healthy, 1 not healthy" in output
+
+
+def test_workers_of_the_native_kinds_are_probed_in_their_own_api(api, upstream, settings):
+    from registry.health import worker_probe
+    from tests.fake_anthropic import AnthropicServer
+    from tests.fake_ollama import OllamaServer
+
+    ollama = OllamaServer()
+    api.post("/api/server/register", {"model_name": "llama", "preset": "ollama", "base_url": ollama.install(upstream),
+                                      "upstream_model": "llama3.2"}, format="json")
+    claude = AnthropicServer(api_key="sk-ant-right-key")
+    api.post("/api/server/register", {"model_name": "claude", "preset": "anthropic", "base_url": claude.install(upstream),
+                                      "api_key": "sk-ant-wrong-key"}, format="json")
+
+    passed = worker_probe(worker=Worker.objects.get(model_name="llama"))
+    failed = worker_probe(worker=Worker.objects.get(model_name="claude"))
+
+    assert passed.ok and passed.error == ""
+    assert ollama.bodies[-1]["messages"] == [{"role": "user", "content": settings.MMM_PROBE_PROMPT}]
+    assert not failed.ok and "HTTP 401" in failed.error and "invalid x-api-key" in failed.error
+    assert "sk-ant-wrong-key" not in failed.error

@@ -85,3 +85,17 @@ def test_the_seed_endpoint_reaches_a_tgi_worker(api, tgi):
     response = api.post("/api/v1/chat/completions", {"model_name": "zephyr", "input": "hello"}, format="json")
 
     assert response.json()["result"] == "Hello from TGI. (call 1)"
+
+
+def test_n_streamed_is_that_many_streams_in_a_row_with_their_choices_renumbered(api, tgi):
+    events = stream_events(chat(api, model="zephyr", n=2, stream=True, stream_options={"include_usage": True},
+                                messages=[{"role": "user", "content": "Hi"}]))
+
+    contents = {}
+    for event in events[:-2]:
+        for choice in event["choices"]:
+            contents[choice["index"]] = contents.get(choice["index"], "") + (choice["delta"].get("content") or "")
+    assert contents == {0: "Hello from TGI. (call 1) ", 1: "Hello from TGI. (call 2) "}
+    assert events[-2]["choices"] == [] and events[-2]["usage"]["total_tokens"] == 30
+    assert events.count("[DONE]") == 1 and events[-1] == "[DONE]"
+    assert all("n" not in sent for sent in tgi.bodies)

@@ -169,3 +169,19 @@ def test_a_test_prompt_masks_keys_in_the_url_and_the_body_template_too(admin_cli
     assert "ok" in page
     for secret in ("querysecret123", "sk-body-secret-123", "urlpass456"):
         assert secret not in page
+
+
+def test_a_test_prompt_to_an_anthropic_worker_shows_the_translated_request_and_its_text(admin_client, upstream):
+    from tests.fake_anthropic import AnthropicServer
+
+    server = AnthropicServer(api_key=API_KEY)
+    worker = Worker.objects.create(model_name="claude", kind="anthropic", req_url_template=server.install(upstream),
+                                   headers={"x-api-key": API_KEY, "anthropic-version": "2023-06-01"},
+                                   upstream_model="claude-haiku-4-5")
+
+    page = admin_client.post(f"{CHANGELIST}{worker.pk}/try/", {"prompt": "say hi", "_send": "1"}).content.decode()
+
+    assert "Hello from Claude." in page
+    assert "x-api-key: ***" in page and API_KEY not in page
+    assert "/v1/messages" in page and "&quot;max_tokens&quot;: 1024" in page
+    assert server.bodies[-1]["messages"] == [{"role": "user", "content": [{"type": "text", "text": "say hi"}]}]

@@ -28,7 +28,7 @@ from inference.protocols.base import (
     function_tools,
     image_url,
     max_tokens_of,
-    sse_data,
+    event_document,
     stop_list,
     tool_arguments,
     unreadable,
@@ -226,11 +226,8 @@ class AnthropicStream(ChunkTranslator):
         self._output_tokens: Any = None
 
     def feed(self, event: bytes) -> bytes:
-        try:
-            data = sse_data(event)
-        except ValueError:
-            raise StreamInterrupted("the upstream sent an event whose data is not JSON") from None
-        if not isinstance(data, dict):
+        data = event_document(event)
+        if data is None:
             return b""
         kind = data.get("type")
         if kind == "content_block_delta":

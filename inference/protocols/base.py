@@ -41,10 +41,11 @@ from inference.streaming import (
     DONE_EVENT,
     SSE_OPENAI,
     Framing,
-    error_event,
     StreamDeadlines,
+    StreamInterrupted,
     StreamTranslator,
     UpstreamEventStream,
+    error_event,
     relay,
 )
 from mmm.api_errors import ApiError
@@ -544,9 +545,29 @@ class _ChoicesAttempt:
             observer(outcome=outcome, error=reason)
 
 
+def choices_in_a_row(open_choice, *, attempt: Attempt, translators: list, chunks: ChatChunks,
+                     include_usage: bool) -> Answer:
+    """``n`` streamed on an API without ``n``: the upstream's streams one after the other, as
+    choices 0 to n-1 of one stream (``translators[i]`` writes choice i), the usage added up at
+    its end. ``open_choice(index, attempt)`` opens one; only the first may fail over to another
+    worker, as only it is opened before the client has anything."""
+    shared = _ChoicesAttempt(attempt, len(translators))
+    first = open_choice(0, shared)
+    if first.stream is None:
+        return first  # a whole answer (a refusal): no stream to continue
+
+    def tail() -> bytes:
+        usage = added_usage([translator.usage() for translator in translators])
+        return (chunks.usage(usage) if include_usage else b"") + DONE_EVENT
+
+    stream = ChoicesInARow(first=first.stream, open_next=lambda index: open_choice(index, shared),
+                           n=len(translators), tail=tail, shared=shared)
+    return Answer(status=200, content_type=EVENT_STREAM, stream=stream)
+
+
 class ChoicesInARow:
     """The response's iterable for ``n`` streams relayed one after the other (see
-    TranslatingProtocol._choices_in_a_row); a stream that cannot be opened or breaks ends the
+    choices_in_a_row); a stream that cannot be opened or breaks ends the
     response with the error event, without [DONE]."""
 
     def __init__(self, *, first: Iterator[bytes], open_next, n: int, tail, shared: _ChoicesAttempt):
@@ -592,6 +613,16 @@ class ChoicesInARow:
         self._current = None
         self._shared.settle(Outcome.INTERRUPTED, why)
         return error_event(message=f"the model's stream was cut off before choice {self._index}: {why}")
+
+
+def event_document(event: bytes, *, sse: bool = True) -> dict | None:
+    """The JSON object of one upstream stream event (an SSE event's data, or an NDJSON line);
+    None for one without an object; StreamInterrupted for one that is not JSON."""
+    try:
+        document = sse_data(event) if sse else json.loads(event)
+    except ValueError:
+        raise StreamInterrupted("the upstream sent an event whose data is not JSON") from None
+    return document if isinstance(document, dict) else None
 
 
 def sse_data(event: bytes) -> Any:
@@ -647,8 +678,13 @@ class TranslatingProtocol:
             if n == 1:
                 translator = self.translator(chunks=chunks, include_usage=include_usage)
                 return self._open(request, worker=worker, attempt=attempt, model=model, translator=translator)
-            return self._choices_in_a_row(request, worker=worker, attempt=attempt, model=model, n=n, chunks=chunks,
-                                          include_usage=include_usage)
+            translators = [self.translator(chunks=chunks.for_choice(index), include_usage=False, ends_stream=False)
+                           for index in range(n)]
+            return choices_in_a_row(
+                lambda index, shared: self._open(request, worker=worker, attempt=shared, model=model,
+                                                 translator=translators[index]),
+                attempt=attempt, translators=translators, chunks=chunks, include_usage=include_usage,
+            )
         request = self.render(worker=worker, chat=chat, stream=False)
         responses = []
         for _ in range(n):
@@ -665,27 +701,6 @@ class TranslatingProtocol:
             is_stream=self.is_stream, translator=translator,
             on_whole=lambda whole: self._whole_answer(worker, [whole], request.url, model),
         )
-
-    def _choices_in_a_row(self, request: upstream.UpstreamRequest, *, worker: "Worker", attempt: Attempt, model: str,
-                          n: int, chunks: ChatChunks, include_usage: bool) -> Answer:
-        """``n`` streamed: the upstream's streams one after the other, as choices 0 to n-1 of one
-        stream, the usage added up at its end. Only the first may fail over to another worker."""
-        shared = _ChoicesAttempt(attempt, n)
-        translators = [self.translator(chunks=chunks.for_choice(index), include_usage=False, ends_stream=False)
-                       for index in range(n)]
-        first = self._open(request, worker=worker, attempt=shared, model=model, translator=translators[0])
-        if first.stream is None:
-            return first  # a whole answer (a refusal): no stream to continue
-
-        def tail() -> bytes:
-            usage = added_usage([translator.usage() for translator in translators])
-            return (chunks.usage(usage) if include_usage else b"") + DONE_EVENT
-
-        def open_next(index: int) -> Answer:
-            return self._open(request, worker=worker, attempt=shared, model=model, translator=translators[index])
-
-        return Answer(status=200, content_type=EVENT_STREAM,
-                      stream=ChoicesInARow(first=first.stream, open_next=open_next, n=n, tail=tail, shared=shared))
 
     def _whole_answer(self, worker: "Worker", responses: list, url: str, model: str) -> Answer:
         choices, usages = [], []

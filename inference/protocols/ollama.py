@@ -23,6 +23,7 @@ from inference.protocols.base import (
     InvalidChatRequest,
     TranslatingProtocol,
     data_url,
+    event_document,
     function_tools,
     image_url,
     max_tokens_of,
@@ -167,11 +168,8 @@ class OllamaStream(ChunkTranslator):
         self._usage: dict | None = None
 
     def feed(self, event: bytes) -> bytes:
-        try:
-            line = json.loads(event)
-        except ValueError:
-            raise StreamInterrupted("the upstream sent a line that is not JSON") from None
-        if not isinstance(line, dict):
+        line = event_document(event, sse=False)
+        if line is None:
             return b""
         if "error" in line:
             raise StreamInterrupted(f"the upstream reported: {line['error']}")

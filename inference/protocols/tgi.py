@@ -7,7 +7,8 @@ or images; the Messages API applies the model's own template on the server and s
 shapes, tools (through TGI's grammar), image parts (vision models), SSE streaming ending with
 ``[DONE]`` and ``stream_options.include_usage`` included. So this kind is the openai kind at
 ``/v1`` under the base URL, except for ``n``, which TGI accepts but ignores: here it is that many
-calls, whose choices are numbered in order and whose usage is added up.
+calls, whose choices are numbered in order and whose usage is added up (streamed: their streams
+one after the other, as choices of one stream).
 """
 
 import json
@@ -18,12 +19,17 @@ from inference.protocols.base import (
     JSON,
     Answer,
     Attempt,
-    InvalidChatRequest,
+    ChatChunks,
     added_usage,
     choice_count,
+    choices_in_a_row,
+    event_document,
+    open_stream,
     send_whole,
     unreadable,
+    wants_usage,
 )
+from inference.streaming import StreamInterrupted, StreamTranslator, is_done_event, sse_event
 from inference.protocols.openai import CHAT_PATH, OpenAIProtocol, _whole_answer
 
 if TYPE_CHECKING:
@@ -41,11 +47,18 @@ class TGIProtocol(OpenAIProtocol):
         n = choice_count(chat)
         if n == 1:
             return super().chat(worker=worker, chat=chat, stream=stream, attempt=attempt)
-        if stream:
-            raise InvalidChatRequest("n: tgi workers make one answer per call, so n above 1 is answered whole only "
-                                     "(send stream: false)", param="n")
         one = {name: value for name, value in chat.items() if name != "n"}
         request = self.request(worker, CHAT_PATH, one)
+        if stream:
+            translators = [ReindexedChunks(index) for index in range(n)]
+            return choices_in_a_row(
+                lambda index, shared: open_stream(
+                    request, worker=worker, attempt=shared, translator=translators[index],
+                    on_whole=lambda whole: _whole_answer(worker, whole, request.url),
+                ),
+                attempt=attempt, translators=translators, chunks=ChatChunks(chat.get("model") or worker.model_name),
+                include_usage=wants_usage(chat),
+            )
         documents, seconds = [], 0.0
         for _ in range(n):
             answer = _whole_answer(worker, send_whole(request, worker=worker, timeout=attempt.timeout), request.url)
@@ -63,3 +76,34 @@ class TGIProtocol(OpenAIProtocol):
             merged["usage"] = usage
         return Answer(status=200, content_type=JSON, body=openai_api.json_bytes(merged), upstream_seconds=seconds,
                       known_usage=usage)
+
+
+class ReindexedChunks(StreamTranslator):
+    """One of several TGI streams relayed in a row: its chunks as they came, with their choice
+    renumbered; its [DONE] and usage chunk are left to the end of all of them."""
+
+    def __init__(self, index: int):
+        self._index = index
+        self._usage: dict | None = None
+
+    def feed(self, event: bytes) -> bytes:
+        if is_done_event(event):
+            return b""
+        chunk = event_document(event)
+        if chunk is None:
+            return b""
+        if "error" in chunk:
+            raise StreamInterrupted(f"the upstream reported: {chunk['error']}")
+        choices = chunk.get("choices") or []
+        if not choices:
+            self._usage = chunk.get("usage") if isinstance(chunk.get("usage"), dict) else self._usage
+            return b""
+        for choice in choices:
+            choice["index"] = self._index
+        return sse_event(chunk)
+
+    def usage(self) -> dict | None:
+        return self._usage
+
+    def finish(self) -> bytes:
+        return b""
