@@ -1,11 +1,11 @@
 import threading
-import time
 from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass
 
 import pytest
 
 from inference.routing import RoutingTable
+from tests.waiting import wait_until
 
 
 @dataclass
@@ -108,7 +108,7 @@ def test_requests_waiting_for_the_same_unknown_name_share_one_query(refresh_ever
         first = pool.submit(table.workers_for, "typo")  # its lookup is under way...
         started.wait(5)
         waiting = [pool.submit(table.workers_for, "typo") for _ in range(5)]  # ...when these arrive
-        wait_until(lambda: table._lookups["typo"].waiters == 5)
+        wait_until(lambda: table._lookups["typo"].waiters == 5, timeout=10, what="five requests to wait on the lookup")
         release.set()
         results = [first.result(), *(future.result() for future in waiting)]
 
@@ -140,13 +140,6 @@ def test_a_failed_lookup_is_an_error_for_the_requests_that_shared_it(refresh_eve
     table._loader = database_down
     with pytest.raises(ConnectionError):
         table.workers_for("typo")
-
-
-def wait_until(condition, seconds: float = 5.0) -> None:
-    deadline = time.monotonic() + seconds
-    while not condition():
-        assert time.monotonic() < deadline, "condition not met in time"
-        time.sleep(0.001)
 
 
 def test_an_invalidation_during_a_reload_forces_another_reload(refresh_every_second):
