@@ -99,3 +99,12 @@ def post_worker_init(worker) -> None:
 # gunicorn's runtime control socket lives at one fixed path per user, which several gateway
 # instances on one host would fight over; the gateway does not use it.
 control_socket_disable = True
+
+# --- What gunicorn refuses before the gateway sees a request -----------------------------
+# A request line over 4094 bytes is a 414, a header over 8190 bytes or more than 100 headers a
+# 431, unparseable HTTP a 400. gunicorn writes these itself, as a short HTML page with
+# Connection: close; no setting makes them JSON (docs/security.md). The gateway's own URLs and
+# headers are far below these, so they stay at gunicorn's defaults, spelled out here.
+limit_request_line = 4094
+limit_request_fields = 100
+limit_request_field_size = 8190

@@ -1,6 +1,9 @@
 """The gateway as it is served: gunicorn with gevent workers, a database on disk, and
 several processes that share nothing but the database."""
 
+import http.client
+import json
+import socket
 
 import pytest
 
@@ -124,3 +127,61 @@ def test_a_trickling_upstream_is_cut_off_at_the_workers_timeout(gateway, upstrea
     seen = upstream.hits("/slowly")[0]
     assert seen.answered.wait(timeout=20)
     assert seen.aborted  # the gateway dropped the connection rather than read on
+
+
+def send_raw(gateway, request: bytes) -> tuple[int, dict, bytes]:
+    """Send ``request`` as bytes on a new connection; return the status, headers and body."""
+    with socket.create_connection(("127.0.0.1", gateway.port), timeout=10) as sock:
+        sock.sendall(request)
+        response = http.client.HTTPResponse(sock)
+        response.begin()
+        return response.status, dict(response.getheaders()), response.read()
+
+
+def chunked(path: str, body: bytes, *, pieces: int = 3) -> bytes:
+    size = -(-len(body) // pieces)
+    chunks = b"".join(b"%x\r\n%s\r\n" % (len(part), part) for part in (body[i:i + size] for i in range(0, len(body), size)))
+    head = f"POST {path} HTTP/1.1\r\nHost: 127.0.0.1\r\nContent-Type: application/json\r\nTransfer-Encoding: chunked\r\nConnection: close\r\n\r\n"
+    return head.encode() + chunks + b"0\r\n\r\n"
+
+
+def test_a_chunked_request_body_is_read(gateway, upstream):
+    gateway.post("/api/server/register", seed_registration(upstream.on("/gen", json=SEED_ANSWER))).raise_for_status()
+    ask = json.dumps({"input": "sent in chunks", "model_name": "proxyllm"}).encode()
+
+    status, _, body = send_raw(gateway, chunked("/api/v1/chat/completions", ask))
+
+    assert (status, json.loads(body)["result"]) == (200, "I am a fake model.")
+    assert upstream.hits("/gen")[0].json["input"] == "sent in chunks"
+
+
+def test_a_chunked_body_over_the_limit_is_a_json_413(gateway_env, upstream):
+    gateway = GatewayProcess(env={**gateway_env, "MMM_MAX_REQUEST_BYTES": "2048"}).start()
+    try:
+        ask = json.dumps({"input": "x" * 5000, "model_name": "proxyllm"}).encode()
+
+        status, _, body = send_raw(gateway, chunked("/api/v1/chat/completions", ask))
+
+        assert status == 413, body
+        assert json.loads(body)["code"] == "request_too_large"
+    finally:
+        gateway.stop()
+
+
+@pytest.mark.parametrize(
+    "request_bytes, status",
+    [
+        (b"GET /api/server/workers?" + b"a" * 9000 + b" HTTP/1.1\r\nHost: 127.0.0.1\r\n\r\n", 414),
+        (b"GET /api/server/workers HTTP/1.1\r\nHost: 127.0.0.1\r\nX-Big: " + b"a" * 9000 + b"\r\n\r\n", 431),
+        (b"GET /api/server/workers HTTP/1.1\r\nHost: 127.0.0.1\r\n" + b"X-N: 1\r\n" * 200 + b"\r\n", 431),
+        (b"BAD\x00LINE\r\n\r\n", 400),
+    ],
+    ids=["request line too long", "header too large", "too many headers", "not HTTP"],
+)
+def test_gunicorns_own_refusals_are_small_and_close_the_connection(gateway, request_bytes, status):
+    # gunicorn answers these before the application sees the request; docs/security.md says so.
+    got, headers, body = send_raw(gateway, request_bytes)
+
+    assert got == status
+    assert headers["Connection"] == "close"
+    assert len(body) < 512
