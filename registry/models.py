@@ -175,6 +175,9 @@ class Worker(models.Model):
             refusal = validators.egress_refusal(getattr(self, field))
             if refusal:
                 errors[field] = refusal
+        clash = validators.password_and_authorization(self.req_url_template, self.headers)
+        if clash:
+            errors.setdefault("req_url_template", clash)
         if self.kind == WorkerKind.OPENAI:
             # The client's own request is the body; a template would be silently ignored.
             if self.body is not None:
