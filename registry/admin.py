@@ -16,7 +16,7 @@ from console.worker_admin import WorkerConsoleAdmin
 from inference.routing import routing_table
 from inference.routing_state import routing_state
 from registry.audit import worker_event_record
-from registry.models import HEALTH_FIELDS, HealthState, RoutingPolicy, Worker, WorkerEvent
+from registry.models import HEALTH_FIELDS, HealthState, ModelOwner, RoutingPolicy, Worker, WorkerEvent
 from registry.presets import preset_choices, preset_fields
 from registry.redaction import MASK, url_for_display
 from registry.services import workers_set_enabled
@@ -304,6 +304,21 @@ class RoutingPolicyAdmin(admin.ModelAdmin):
     def delete_queryset(self, request, queryset) -> None:
         super().delete_queryset(request, queryset)
         _invalidate_routing_on_commit()
+
+
+@admin.register(ModelOwner)
+class ModelOwnerAdmin(admin.ModelAdmin):
+    """Which worker key owns each model name and who it is shared with: change the owner to
+    transfer a model, add keys to share it (docs/security.md, Tenancy)."""
+
+    list_display = ("model_name", "owner_key", "shared_count", "updated_at")
+    search_fields = ("model_name", "owner_key__name", "owner_key__prefix")
+    autocomplete_fields = ("owner_key",)
+    filter_horizontal = ("shared_with",)
+
+    @admin.display(description="shared with")
+    def shared_count(self, record: ModelOwner) -> int:
+        return record.shared_with.count()
 
 
 @admin.register(WorkerEvent)

@@ -376,3 +376,38 @@ class WorkerEvent(models.Model):
 
     def __str__(self) -> str:
         return f"{self.at:%Y-%m-%d %H:%M:%S} {self.actor} {self.action} {self.model_name} @ {self.url}"
+
+
+class ModelOwner(models.Model):
+    """Which worker key a model name belongs to: only it, the keys it is shared with and admins
+    may add workers to the model, since every worker of a model gets a share of its clients'
+    prompts. The first worker key to register a worker under a new name gets it; a name first
+    registered by an admin (or with MMM_REQUIRE_AUTH off) has no owner, so only admins and the
+    keys it is shared with may add to it. Admins transfer and share it (the admin, or
+    POST /api/server/model/owner)."""
+
+    model_name = models.CharField(max_length=200, unique=True)
+    # A deleted key leaves its models ownerless (admins only), never free for another key to take.
+    owner_key = models.ForeignKey(
+        "accounts.ApiKey", null=True, blank=True, on_delete=models.SET_NULL, related_name="owned_models",
+        help_text="Empty: only admins and the keys below may add workers to this model.",
+    )
+    shared_with = models.ManyToManyField(
+        "accounts.ApiKey", blank=True, related_name="shared_models",
+        help_text="Worker keys that may add their own workers to this model too.",
+    )
+    created_at = models.DateTimeField(auto_now_add=True)
+    updated_at = models.DateTimeField(auto_now=True)
+
+    class Meta:
+        ordering = ["model_name"]
+        verbose_name = "model owner"
+
+    def __str__(self) -> str:
+        return self.model_name
+
+    def admits(self, api_key_id: int | None) -> bool:
+        """Whether the worker key ``api_key_id`` may add a worker to this model."""
+        if api_key_id is None:
+            return False
+        return api_key_id == self.owner_key_id or self.shared_with.filter(pk=api_key_id).exists()
