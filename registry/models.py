@@ -10,10 +10,10 @@ from django.core.validators import MaxLengthValidator, MaxValueValidator, MinVal
 from django.db import models
 from django.utils import timezone
 
-from inference import extract, templating
+from inference import extract, redaction, templating
 from inference.upstream import UpstreamRequest
 from registry import validators
-from registry.fields import EncryptedJSONField, EncryptedQueryURLField
+from registry.fields import EncryptedJSONField, EncryptedQueryURLField, EncryptedSecretsJSONField
 
 
 class HealthState(models.TextChoices):
@@ -85,7 +85,8 @@ class Worker(models.Model):
     method = models.CharField(max_length=8, choices=HttpMethod.choices, default=HttpMethod.POST)
     # Upstream API keys live here: encrypted at rest (MMM_SECRET_KEYS), never sent back out.
     headers = EncryptedJSONField(default=dict, blank=True, validators=[validators.validate_headers])
-    body = models.JSONField(
+    # Credential-named fields (api_key, token, ...) are encrypted at rest, the rest stays readable.
+    body = EncryptedSecretsJSONField(
         "body template",
         null=True,
         blank=True,
@@ -120,7 +121,7 @@ class Worker(models.Model):
         validators=[MaxLengthValidator(2000), validators.validate_http_url],
         help_text="Optional URL the prober GETs; without it the prober sends a short real request.",
     )
-    legacy_options = models.JSONField(
+    legacy_options = EncryptedSecretsJSONField(  # req_param may carry credentials as a body does
         default=dict,
         blank=True,
         validators=[validators.validate_no_nul],
@@ -164,10 +165,13 @@ class Worker(models.Model):
         ]
 
     def __str__(self) -> str:
-        from registry.redaction import url_for_display
-
         # Shown in admin pages and messages and stored in the admin's history: no query secrets.
-        return f"{self.model_name} @ {url_for_display(self.req_url_template)}"
+        return f"{self.model_name} @ {self.display_url}"
+
+    @property
+    def display_url(self) -> str:
+        """The URL template as people see it: user info and query values masked."""
+        return redaction.url_for_display(self.req_url_template)
 
     def clean(self) -> None:
         errors: dict[str, str] = {}
@@ -283,10 +287,8 @@ class Worker(models.Model):
         )
 
     def secret_values(self) -> list[str]:
-        """What must be masked wherever an upstream's answer is quoted (see registry.redaction)."""
-        from registry.redaction import secret_values
-
-        return secret_values(headers=self.headers, url=self.req_url_template, body=self.body)
+        """What must be masked wherever an upstream's answer is quoted (see inference.redaction)."""
+        return redaction.secret_values(headers=self.headers, url=self.req_url_template, body=self.body)
 
     def extract_answer(self, document: Any) -> Any:
         return extract.apply_path(document, self.extract_steps, path=self.response_extract)

@@ -14,7 +14,7 @@ from mmm.api_fields import (
 )
 from registry.models import HEALTH_FIELDS, HttpMethod, RoutingPolicy, Strategy, Worker, WorkerKind
 from registry.presets import PRESETS, preset_fields
-from registry.redaction import body_for_display, url_for_display
+from inference.redaction import body_for_display, url_for_display
 
 # The first implementation's names for fields that have a new name here.
 _LEGACY_ALIASES = {"req_type": "method", "header": "headers"}
