@@ -169,19 +169,25 @@ def test_a_chunked_body_over_the_limit_is_a_json_413(gateway_env, upstream):
 
 
 @pytest.mark.parametrize(
-    "request_bytes, status",
+    "request_bytes, status, code, says",
     [
-        (b"GET /api/server/workers?" + b"a" * 9000 + b" HTTP/1.1\r\nHost: 127.0.0.1\r\n\r\n", 414),
-        (b"GET /api/server/workers HTTP/1.1\r\nHost: 127.0.0.1\r\nX-Big: " + b"a" * 9000 + b"\r\n\r\n", 431),
-        (b"GET /api/server/workers HTTP/1.1\r\nHost: 127.0.0.1\r\n" + b"X-N: 1\r\n" * 200 + b"\r\n", 431),
-        (b"BAD\x00LINE\r\n\r\n", 400),
+        (b"GET /api/server/workers?" + b"a" * 9000 + b" HTTP/1.1\r\nHost: 127.0.0.1\r\n\r\n", 414,
+         "request_line_too_long", "longer than 4094 bytes"),
+        (b"GET /api/server/workers HTTP/1.1\r\nHost: 127.0.0.1\r\nX-Big: " + b"a" * 9000 + b"\r\n\r\n", 431,
+         "headers_too_large", "longer than 8190 bytes"),
+        (b"GET /api/server/workers HTTP/1.1\r\nHost: 127.0.0.1\r\n" + b"X-N: 1\r\n" * 200 + b"\r\n", 431,
+         "headers_too_large", "more than 100 headers"),
+        (b"BAD\x00LINE\r\n\r\n", 400, "bad_request", "not valid HTTP/1.1"),
+        (b"POST /api/v1/chat/completions HTTP/1.1\r\nHost: 127.0.0.1\r\nTransfer-Encoding: chunked\r\n\r\nzz\r\n", 400,
+         "bad_request", "chunked framing"),
     ],
-    ids=["request line too long", "header too large", "too many headers", "not HTTP"],
+    ids=["request line too long", "header too large", "too many headers", "not HTTP", "bad chunk size"],
 )
-def test_gunicorns_own_refusals_are_small_and_close_the_connection(gateway, request_bytes, status):
-    # gunicorn answers these before the application sees the request; docs/security.md says so.
+def test_what_gunicorn_refuses_itself_is_a_json_error_that_closes_the_connection(gateway, request_bytes, status, code, says):
     got, headers, body = send_raw(gateway, request_bytes)
 
     assert got == status
     assert headers["Connection"] == "close"
-    assert len(body) < 512
+    assert headers["Content-Type"] == "application/json"
+    assert json.loads(body)["code"] == code
+    assert says in json.loads(body)["msg"]
