@@ -2,6 +2,7 @@
 registration leaves a worker half-written (every stored worker passes its own validation)."""
 
 import json
+import os
 import socket
 
 import pytest
@@ -14,8 +15,9 @@ from tests.fake_upstream import Reply
 
 pytestmark = pytest.mark.django_db
 
+# 120 cases a test keeps `make test` fast; MMM_FUZZ_EXAMPLES=1000 runs a longer search.
 FUZZ = hypothesis_settings(
-    max_examples=120, deadline=None, suppress_health_check=[HealthCheck.function_scoped_fixture, HealthCheck.too_slow]
+    max_examples=int(os.environ.get("MMM_FUZZ_EXAMPLES", "120")), deadline=None, suppress_health_check=[HealthCheck.function_scoped_fixture, HealthCheck.too_slow]
 )
 
 scalars = st.none() | st.booleans() | st.integers() | st.floats(allow_nan=False, allow_infinity=False) | st.text(max_size=30)
