@@ -141,6 +141,9 @@ def test_no_admin_page_shows_a_stored_secret(admin_client, canary_worker):
         response = admin_client.get(page)
         assert response.status_code == 200, page
         assert_no_canary(page, response.content.decode())
+    bulk_delete = admin_client.post("/admin/registry/worker/", {"action": "delete_selected", "_selected_action": [canary_worker.pk]})
+    assert bulk_delete.status_code == 200 and "Are you sure" in bulk_delete.content.decode()
+    assert_no_canary("the bulk delete confirmation", bulk_delete.content.decode())
     for name in ("_try", "_probe"):  # the try page's test prompt and probe, with their reports
         response = admin_client.post(f"{worker}/try/", {"prompt": "hi", name: "1"})
         assert response.status_code == 200
@@ -154,16 +157,34 @@ def test_the_dashboard_shows_the_workers_url_masked(admin_client, canary_worker,
     assert_no_canary("the dashboard", page)
 
 
+def form_as_shown(admin_client, worker, **changes) -> dict:
+    """The change form's fields as the page shows them (secrets masked), with ``changes``."""
+    shown = admin_client.get(f"/admin/registry/worker/{worker.pk}/change/").context["adminform"].form
+    form = {name: shown.initial.get(name) if name in shown.initial else "" for name in shown.fields}
+    form.update({
+        "headers": json.dumps(shown.initial["headers"]), "body": json.dumps(shown.initial["body"]),
+        "enabled": "on", "weight": "1", "timeout": "", "max_inflight": "", "ttl": "", **changes,
+    })
+    return form
+
+
+def test_trying_the_change_form_as_shown_sends_the_stored_secrets_and_shows_none(admin_client, canary_worker, upstream):
+    form = form_as_shown(admin_client, canary_worker, _trial_prompt="hello", _trial_temperature="")
+
+    response = admin_client.post(f"/admin/registry/worker/try/?of={canary_worker.pk}", form)
+
+    assert response.status_code == 200, response.content.decode()
+    sent = upstream.hits("/gen")[-1]
+    assert f"key={CANARIES['url query']}" in sent.path and sent.headers["X-Api-Key"] == CANARIES["header"]
+    assert sent.json["api_key"] == CANARIES["body field"]
+    assert_no_canary("the try-before-saving report", response.content.decode())
+
+
 def test_saving_the_change_form_as_shown_keeps_every_stored_secret(admin_client, canary_worker, upstream):
     from registry.models import Worker
 
     change = f"/admin/registry/worker/{canary_worker.pk}/change/"
-    shown = admin_client.get(change).context["adminform"].form
-    form = {name: shown.initial.get(name) if name in shown.initial else "" for name in shown.fields}
-    form.update({
-        "headers": json.dumps(shown.initial["headers"]), "body": json.dumps(shown.initial["body"]),
-        "enabled": "on", "weight": "3", "timeout": "", "max_inflight": "", "ttl": "",
-    })
+    form = form_as_shown(admin_client, canary_worker, weight="3")
     assert CANARIES["url query"] not in form["req_url_template"] and "***" in form["req_url_template"]
 
     response = admin_client.post(change, form)
@@ -184,14 +205,12 @@ def test_a_value_typed_over_a_mask_replaces_the_stored_one(admin_client, canary_
     from registry.models import Worker
 
     change = f"/admin/registry/worker/{canary_worker.pk}/change/"
-    shown = admin_client.get(change).context["adminform"].form
-    form = {name: shown.initial.get(name) if name in shown.initial else "" for name in shown.fields}
-    form.update({
-        "req_url_template": shown.initial["req_url_template"].replace("key=***", "key=new-query-key"),
-        "headers": json.dumps({"X-Api-Key": "new-header-key", "X-Team": "***"}),
-        "body": json.dumps({"input": "{USER_PROMPT}", "api_key": "new-body-key"}),
-        "enabled": "on", "weight": "1", "timeout": "", "max_inflight": "", "ttl": "",
-    })
+    form = form_as_shown(
+        admin_client, canary_worker,
+        headers=json.dumps({"X-Api-Key": "new-header-key", "X-Team": "***"}),
+        body=json.dumps({"input": "{USER_PROMPT}", "api_key": "new-body-key"}),
+    )
+    form["req_url_template"] = form["req_url_template"].replace("key=***", "key=new-query-key")
 
     assert admin_client.post(change, form).status_code == 302
 

@@ -82,7 +82,7 @@ def test_in_flight_counts_are_exact_from_both_instances_under_200_concurrent_req
             seen_by_a, seen_by_b = traffic(a), traffic(b)
         finally:
             gate.set()
-        statuses = [future.result().status_code for future in futures]
+        statuses = [future.result(timeout=90).status_code for future in futures]
 
     for url in urls:
         path = "/" + url.rsplit("/", 1)[1]
