@@ -30,7 +30,7 @@ from rest_framework.exceptions import APIException
 from console import metrics
 from console.models import RequestLog, epoch_minute, latency_class
 from inference.outcomes import Outcome
-from inference.upstream import redact_url
+from inference.redaction import redact_url
 
 # Where the entry waits on the Django request for the middleware to finish it.
 ENTRY_ATTRIBUTE = "mmm_completion_entry"

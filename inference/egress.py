@@ -63,16 +63,20 @@ class EgressPolicy:
             raise EgressDenied(f"host {host} is in MMM_UPSTREAM_DENY")
 
     def check_address(self, host: str, address: IPAddress) -> None:
-        address = _unmapped(address)
-        if any(address in network for network in self.deny_networks):
-            raise EgressDenied(f"host {host} resolves to {address}, which MMM_UPSTREAM_DENY refuses")
-        explicitly_allowed = any(address in network for network in self.allow_networks)
-        if not explicitly_allowed and any(address in network for network in REFUSED_UNLESS_ALLOWED):
-            raise EgressDenied(
-                f"host {host} resolves to {address}, a link-local or cloud metadata address; "
-                "add its range to MMM_UPSTREAM_ALLOW if it is really a model server"
-            )
-        if self.has_allow_list and not explicitly_allowed and not _name_matches(_normal_name(host), self.allow_names):
+        """Refuse ``address`` if any IPv4 address it carries would be refused (see ``carried``)."""
+        forms = carried(address)
+        named = str(address) if len(forms) == 1 else f"{address} (which carries {forms[-1]})"
+        for form in forms:
+            if any(form in network for network in self.deny_networks):
+                raise EgressDenied(f"host {host} resolves to {named}, which MMM_UPSTREAM_DENY refuses")
+            explicitly_allowed = any(form in network for network in self.allow_networks)
+            if not explicitly_allowed and any(form in network for network in REFUSED_UNLESS_ALLOWED):
+                raise EgressDenied(
+                    f"host {host} resolves to {named}, a link-local or cloud metadata address; "
+                    "add its range to MMM_UPSTREAM_ALLOW if it is really a model server"
+                )
+        allowed = any(form in network for form in forms for network in self.allow_networks)
+        if self.has_allow_list and not allowed and not _name_matches(_normal_name(host), self.allow_names):
             raise EgressDenied(f"host {host} ({address}) is not in MMM_UPSTREAM_ALLOW")
 
     def resolve(self, host: str, port: int) -> list[str]:
@@ -154,11 +158,33 @@ def _literal_address(host: str) -> IPAddress | None:
         return None
 
 
-def _unmapped(address: IPAddress) -> IPAddress:
-    """::ffff:169.254.169.254 is 169.254.169.254."""
-    if isinstance(address, ipaddress.IPv6Address) and address.ipv4_mapped:
-        return address.ipv4_mapped
-    return address
+_NAT64 = ipaddress.ip_network("64:ff9b::/96")  # RFC 6052's well-known prefix
+
+
+def carried(address: IPAddress) -> list[IPAddress]:
+    """``address`` and every IPv4 address it carries, the one a packet ends up at last.
+
+    Each of these IPv6 forms reaches an IPv4 address through a translator or tunnel on the
+    way, so ``64:ff9b::a9fe:a9fe`` is the metadata address as surely as 169.254.169.254:
+    IPv4-mapped ``::ffff:a.b.c.d`` (the host's own stack), IPv4-compatible ``::a.b.c.d``
+    (deprecated, still routed by some stacks), NAT64 ``64:ff9b::a.b.c.d``, 6to4
+    ``2002:AABB:CCDD::`` and Teredo ``2001:0::`` (its server and its client).
+    """
+    if isinstance(address, ipaddress.IPv4Address):
+        return [address]
+    if address.ipv4_mapped:
+        return [address.ipv4_mapped]  # the host itself speaks IPv4 to it: only that counts
+    forms: list[IPAddress] = [address]
+    value = int(address)
+    if value >> 32 == 0 and value > 1:  # ::a.b.c.d, but not :: or ::1
+        forms.append(ipaddress.IPv4Address(value))
+    if address in _NAT64:
+        forms.append(ipaddress.IPv4Address(value & 0xFFFFFFFF))
+    if address.sixtofour:
+        forms.append(address.sixtofour)
+    if address.teredo:
+        forms.extend(address.teredo)  # (server, client)
+    return forms
 
 
 # --- Connections that go to the checked address -----------------------------------------------

@@ -7,22 +7,10 @@ from typing import Any
 
 from rest_framework.response import Response
 
-from mmm.api_errors import api_exception_handler
-
-# The SDKs pick their exception class by status (400 BadRequestError, 401 AuthenticationError,
-# 403 PermissionDeniedError, 404 NotFoundError, 429 RateLimitError, >= 500 InternalServerError);
-# ``type`` says the same in words, with the names OpenAI's own API uses.
-_ERROR_TYPES = {401: "authentication_error", 403: "permission_error", 404: "not_found_error", 429: "rate_limit_error"}
-
-
-def error_type(status: int) -> str:
-    if status >= 500:
-        return "api_error"
-    return _ERROR_TYPES.get(status, "invalid_request_error")
-
+from mmm.api_errors import api_exception_handler, openai_error_type
 
 def error_body(*, message: str, code: str, status: int, param: str | None = None) -> dict:
-    return {"error": {"message": message, "type": error_type(status), "param": param, "code": code}}
+    return {"error": {"message": message, "type": openai_error_type(status), "param": param, "code": code}}
 
 
 def openai_exception_handler(exc: Exception, context: dict) -> Response:

@@ -57,6 +57,9 @@ class Lookup:
         return self.found or None
 
 
+NEVER = float("-inf")
+
+
 class RoutingTable:
     def __init__(
         self,
@@ -71,7 +74,9 @@ class RoutingTable:
         self._default_policies: dict[str, object] = {}  # names without a policy of their own
         self._clock = clock
         self._by_model: dict[str, tuple] | None = None
-        self._loaded_at = 0.0
+        # -inf, not 0: time.monotonic() counts from boot, so 0 is "just loaded" on a host up
+        # for less than MMM_ROUTING_REFRESH_SECONDS.
+        self._loaded_at = NEVER
         # Bumped by invalidate(): a reload that started before the bump does not count as fresh.
         self._generation = 0
         # The latest lookup of each name missing from the table, running or done.
@@ -112,7 +117,7 @@ class RoutingTable:
     def invalidate(self) -> None:
         """Reload on the next request (after a change made in this process)."""
         self._generation += 1
-        self._loaded_at = 0.0
+        self._loaded_at = NEVER
         self._lookups.clear()
 
     def _look_up(self, table: dict[str, tuple], model_name: str) -> tuple | None:

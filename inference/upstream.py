@@ -6,13 +6,11 @@ carries a header value or a URL's query string, where upstream API keys live.
 
 import contextlib
 import json
-import re
 import threading
 import time
 from collections.abc import Iterable
 from dataclasses import dataclass, field
 from typing import Any
-from urllib.parse import quote, urlsplit, urlunsplit
 
 import gevent
 import gevent.monkey
@@ -21,14 +19,20 @@ import urllib3
 from django.conf import settings
 
 from inference import egress
+# inference.redaction defines what is secret and how it is masked.
+from inference.redaction import mask_secrets
 
 from mmm.request_id import HEADER as REQUEST_ID_HEADER
 from mmm.request_id import current_request_id
 
 _CHUNK_BYTES = 64 * 1024
-# Masking a few characters would garble messages and hide nothing worth hiding.
-_MIN_SECRET_CHARS = 6
-_SECRET_HEADER = re.compile(r"auth|key|token|secret|cookie|password|signature|credential", re.IGNORECASE)
+# Headers that frame the message or route it: requests sets them for the body it sends, and a
+# stored second copy would make two parties read one request differently (request smuggling)
+# or send it to another virtual host than the URL names. Refused at registration; dropped here
+# from a worker stored before that.
+FRAMING_HEADERS = frozenset(
+    ("host", "content-length", "transfer-encoding", "connection", "upgrade", "te", "trailer", "keep-alive", "proxy-connection")
+)
 
 
 @dataclass(frozen=True)
@@ -77,36 +81,6 @@ class UpstreamTimedOut(UpstreamError):
 
 class UpstreamTooLarge(UpstreamError):
     """The response body was larger than MMM_MAX_RESPONSE_BYTES."""
-
-
-def redact_url(url: str) -> str:
-    """The URL without query string, fragment or user info: what may be shown or logged."""
-    try:
-        parts = urlsplit(url)
-    except ValueError:
-        return "<unparseable URL>"
-    host = parts.netloc.rpartition("@")[2]
-    return urlunsplit((parts.scheme, host, parts.path, "", ""))
-
-
-def secret_header_values(headers: dict[str, str]) -> list[str]:
-    """Values of the headers that carry credentials (Authorization, X-Api-Key, Cookie, ...)."""
-    return [value for name, value in headers.items() if _SECRET_HEADER.search(name) and value]
-
-
-def mask_secrets(text: str, *, secrets: Iterable[str]) -> str:
-    """``text`` with each secret masked, as sent and in the forms an upstream may quote it in:
-    the bare token of "Bearer <token>", JSON-escaped, percent-encoded."""
-    forms: set[str] = set()
-    for secret in secrets:
-        for part in {secret, *secret.split()}:
-            if len(part) >= _MIN_SECRET_CHARS:
-                escaped = json.dumps(part)[1:-1]
-                # Some JSON encoders (PHP's, for one) also escape "/" as "\/".
-                forms.update({part, escaped, escaped.replace("/", "\\/"), quote(part, safe="")})
-    for form in sorted(forms, key=len, reverse=True):  # longest first: a key inside a longer one
-        text = text.replace(form, "***")
-    return text
 
 
 _session_lock = threading.Lock()
@@ -197,7 +171,7 @@ def start_exchange(
 
 def outbound_headers(request: UpstreamRequest) -> dict[str, str]:
     """The headers an upstream request goes out with: the worker's, the request id, a JSON type."""
-    headers = dict(request.headers)
+    headers = {name: value for name, value in request.headers.items() if name.lower() not in FRAMING_HEADERS}
     request_id = current_request_id.get()
     if request_id and not any(name.lower() == "x-request-id" for name in headers):
         headers[REQUEST_ID_HEADER] = request_id  # one id from the client's log to the model server's

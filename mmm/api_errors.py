@@ -12,13 +12,26 @@ from django.core.exceptions import PermissionDenied, RequestDataTooBig, Suspicio
 from django.core.exceptions import ValidationError as ModelValidationError
 from django.db import DatabaseError
 from django.http import Http404, JsonResponse
-from django.views import defaults
+from django.views import csrf, defaults
 from rest_framework import exceptions, status
 from rest_framework.response import Response
 
 logger = logging.getLogger("mmm.api")
 
 INTERNAL_ERROR_MSG = "internal error; the gateway's log has the details"
+
+
+
+# The SDKs pick their exception class by status (400 BadRequestError, 401 AuthenticationError,
+# 403 PermissionDeniedError, 404 NotFoundError, 429 RateLimitError, >= 500 InternalServerError);
+# ``type`` says the same in words, with the names OpenAI's own API uses.
+_ERROR_TYPES = {401: "authentication_error", 403: "permission_error", 404: "not_found_error", 429: "rate_limit_error"}
+
+
+def openai_error_type(status: int) -> str:
+    if status >= 500:
+        return "api_error"
+    return _ERROR_TYPES.get(status, "invalid_request_error")
 
 
 def error_body(*, msg: str, code: str, **extra) -> dict:
@@ -110,11 +123,26 @@ def json_not_found(request, exception=None):
     """handler404 for URLs outside any view: JSON, in the API's error shape (HTML in the admin)."""
     if request.path.startswith("/admin/"):
         return defaults.page_not_found(request, exception)
-    msg = f"no such endpoint: {request.path}"
+    return _json_error(request, msg=f"no such endpoint: {request.path}", code="not_found", status=404)
+
+
+def _json_error(request, *, msg: str, code: str, status: int) -> JsonResponse:
+    """An error answered outside DRF, in the shape of the API the path belongs to."""
     if request.path.startswith("/v1/"):  # the OpenAI-compatible API's own error shape
-        error = {"message": msg, "type": "not_found_error", "param": None, "code": "not_found"}
-        return JsonResponse({"error": error}, status=404)
-    return JsonResponse(error_body(msg=msg, code="not_found"), status=404)
+        error = {"message": msg, "type": openai_error_type(status), "param": None, "code": code}
+        return JsonResponse({"error": error}, status=status)
+    return JsonResponse(error_body(msg=msg, code=code), status=status)
+
+
+def csrf_failure(request, reason: str = ""):
+    """CSRF_FAILURE_VIEW: the admin's forms get Django's page; API clients get JSON.
+
+    API clients authenticate with keys, which need no CSRF token (DRF's views are exempt); a
+    failure here means a browser session posting to an endpoint outside DRF without its token.
+    """
+    if request.path.startswith("/admin/"):
+        return csrf.csrf_failure(request, reason)
+    return _json_error(request, msg=f"CSRF check failed: {reason}", code="csrf_failed", status=403)
 
 
 def json_bad_request(request, exception=None):

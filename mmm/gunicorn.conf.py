@@ -42,7 +42,8 @@ if not env_bool("MMM_REQUIRE_AUTH", True):
         file=sys.stderr,
         flush=True,
     )
-worker_class = "gevent"
+# gevent, answering what gunicorn refuses itself in JSON (mmm/gunicorn_worker.py).
+worker_class = "mmm.gunicorn_worker.GeventWorker"
 workers = env_int("MMM_WEB_WORKERS", os.cpu_count() or 2, minimum=1)
 # Concurrent requests per worker process; past this gunicorn stops accepting until one ends.
 worker_connections = env_int("MMM_WEB_CONNECTIONS", 1000, minimum=1)
@@ -99,3 +100,12 @@ def post_worker_init(worker) -> None:
 # gunicorn's runtime control socket lives at one fixed path per user, which several gateway
 # instances on one host would fight over; the gateway does not use it.
 control_socket_disable = True
+
+# --- What gunicorn refuses before the gateway sees a request -----------------------------
+# A request line over 4094 bytes is a 414, a header over 8190 bytes or more than 100 headers a
+# 431, unparseable HTTP a 400. gunicorn answers these before the application runs; the worker
+# class above sends them as JSON errors with Connection: close. The gateway's own URLs and
+# headers are far below these, so they stay at gunicorn's defaults, spelled out here.
+limit_request_line = 4094
+limit_request_fields = 100
+limit_request_field_size = 8190

@@ -37,6 +37,8 @@ SECRET_KEY = _secret_key()
 DEBUG = env_bool("DEBUG", False)
 ALLOWED_HOSTS = env_list("ALLOWED_HOSTS", ["127.0.0.1", "localhost", "[::1]"])
 CSRF_TRUSTED_ORIGINS = env_list("CSRF_TRUSTED_ORIGINS", [])
+# JSON for API paths; Django's page for the admin.
+CSRF_FAILURE_VIEW = "mmm.api_errors.csrf_failure"
 
 INSTALLED_APPS = [
     "django.contrib.admin",
@@ -155,7 +157,7 @@ if env_bool("MMM_BEHIND_TLS_PROXY", False):
 # --- Django REST framework ------------------------------------------------------------------
 REST_FRAMEWORK = {
     "DEFAULT_RENDERER_CLASSES": ["rest_framework.renderers.JSONRenderer"],
-    "DEFAULT_PARSER_CLASSES": ["rest_framework.parsers.JSONParser"],
+    "DEFAULT_PARSER_CLASSES": ["mmm.parsers.StrictJSONParser"],
     # Every endpoint needs a key (or a staff session) unless MMM_REQUIRE_AUTH is off; views
     # outside inference name the scope they need (accounts/permissions.py).
     "DEFAULT_AUTHENTICATION_CLASSES": [

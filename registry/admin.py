@@ -16,9 +16,10 @@ from registry.admin_pages import WorkerConsoleAdmin
 from inference.routing import routing_table
 from inference.routing_state import routing_state
 from registry.audit import worker_event_record
-from registry.models import HEALTH_FIELDS, HealthState, RoutingPolicy, Worker, WorkerEvent
+from registry.models import HEALTH_FIELDS, HealthState, ModelOwner, RoutingPolicy, Worker, WorkerEvent
 from registry.presets import preset_choices, preset_fields
-from registry.redaction import MASK, url_for_display
+from inference import redaction
+from inference.redaction import MASK
 from registry.services import workers_set_enabled
 
 _BADGE_COLORS = {
@@ -34,8 +35,17 @@ TRAFFIC_FIELDS = ("heartbeat", "live_traffic")
 
 
 class WorkerForm(forms.ModelForm):
-    """Header values are write-only: the form shows ``***`` for each, and a value left at
-    ``***`` keeps what is stored. A new value replaces it; a removed name removes it."""
+    """Stored secrets are write-only, as in a password field: header values, the URLs' user info
+    and query values and credential-named body fields are shown as ``***``, and a value sent
+    back as ``***`` keeps what is stored. A new value replaces it; a removed one removes it."""
+
+    # Field -> (how the stored value is shown, how a value sent back gets its masked parts back).
+    MASKED = {
+        "req_url_template": (redaction.url_for_display, redaction.url_unmasked),
+        "health_url": (redaction.url_for_display, redaction.url_unmasked),
+        "headers": (redaction.headers_for_display, redaction.headers_unmasked),
+        "body": (redaction.body_for_display, redaction.body_unmasked),
+    }
 
     class Meta:
         model = Worker
@@ -43,28 +53,48 @@ class WorkerForm(forms.ModelForm):
         help_texts = {
             "headers": f"JSON object. Stored values are shown as {MASK!r}; leave {MASK!r} to keep a value, "
             "type a new one to replace it. Values are encrypted at rest.",
+            "body": f"Values of credential-named fields (api_key, token, ...) are shown as {MASK!r}; leave "
+            f"{MASK!r} to keep one. They are encrypted at rest.",
+            "req_url_template": f"A password and query values are shown as {MASK!r}; leave {MASK!r} to keep them. "
+            "They are encrypted at rest.",
         }
 
     def __init__(self, *args, **kwargs):
         super().__init__(*args, **kwargs)
-        self._stored_headers = dict(self.instance.headers or {}) if self.instance.pk else {}
-        self.initial["headers"] = {name: MASK for name in self._stored_headers}
+        self._stored = {name: getattr(self.instance, name) for name in self.MASKED} if self.instance.pk else {}
+        for name, value in self._stored.items():
+            if name in self.fields:
+                self.initial[name] = self.MASKED[name][0](value)
+
+    def _unmasked(self, name: str):
+        value = self.cleaned_data.get(name)
+        if name not in self._stored:
+            return value
+        show, unmask = self.MASKED[name]
+        stored = self._stored[name]
+        if value == show(stored):
+            return stored  # sent back as shown: unchanged
+        return unmask(value, stored)
+
+    def clean_req_url_template(self):
+        return self._unmasked("req_url_template")
+
+    def clean_health_url(self):
+        return self._unmasked("health_url")
 
     def clean_headers(self):
-        headers = self.cleaned_data.get("headers")
-        if not isinstance(headers, dict):
-            return headers
-        return {
-            name: self._stored_headers[name] if value == MASK and name in self._stored_headers else value
-            for name, value in headers.items()
-        }
+        return self._unmasked("headers")
+
+    def clean_body(self):
+        return self._unmasked("body")
 
     @property
     def changed_data(self) -> list[str]:
-        names = super().changed_data
-        if "headers" in names and getattr(self, "cleaned_data", {}).get("headers") == self._stored_headers:
-            names = [name for name in names if name != "headers"]
-        return names
+        cleaned = getattr(self, "cleaned_data", {})
+        return [
+            name for name in super().changed_data
+            if not (name in self._stored and name in cleaned and cleaned[name] == self._stored[name])
+        ]
 
 
 def admin_caller(request) -> Caller:
@@ -128,7 +158,7 @@ class WorkerAdmin(WorkerConsoleAdmin):  # test prompt, probe now, drain, try bef
     )
     list_filter = ("health_state", "enabled", "model_name")
     search_fields = ("model_name", "req_url_template", "owner")
-    readonly_fields = (*STATUS_FIELDS, *TRAFFIC_FIELDS, "legacy_options", "owner_key", "preset")
+    readonly_fields = (*STATUS_FIELDS, *TRAFFIC_FIELDS, "legacy_options_shown", "owner_key", "preset")
     actions = ("enable_workers", "disable_workers", "drain_workers", "probe_workers_now")
     fieldsets = (
         (None, {"fields": (
@@ -138,12 +168,16 @@ class WorkerAdmin(WorkerConsoleAdmin):  # test prompt, probe now, drain, try bef
         ("Routing", {"fields": ("owner", "owner_key", "weight", "enabled", "timeout", "max_inflight", "ttl", "health_url")}),
         ("Live traffic (all gateway processes)", {"fields": TRAFFIC_FIELDS}),
         ("Health (written by probes)", {"fields": STATUS_FIELDS}),
-        ("First implementation's fields", {"classes": ("collapse",), "fields": ("legacy_options",)}),
+        ("First implementation's fields", {"classes": ("collapse",), "fields": ("legacy_options_shown",)}),
     )
 
     @admin.display(description="URL template")
     def url(self, worker: Worker) -> str:
-        return url_for_display(worker.req_url_template)
+        return worker.display_url
+
+    @admin.display(description="legacy options")
+    def legacy_options_shown(self, worker: Worker):
+        return redaction.body_for_display(worker.legacy_options)
 
     @admin.display(description="health", ordering="health_state")
     def health_badge(self, worker: Worker) -> str:
@@ -305,6 +339,21 @@ class RoutingPolicyAdmin(admin.ModelAdmin):
     def delete_queryset(self, request, queryset) -> None:
         super().delete_queryset(request, queryset)
         _invalidate_routing_on_commit()
+
+
+@admin.register(ModelOwner)
+class ModelOwnerAdmin(admin.ModelAdmin):
+    """Which worker key owns each model name and who it is shared with: change the owner to
+    transfer a model, add keys to share it (docs/security.md, Tenancy)."""
+
+    list_display = ("model_name", "owner_key", "shared_count", "updated_at")
+    search_fields = ("model_name", "owner_key__name", "owner_key__prefix")
+    autocomplete_fields = ("owner_key",)
+    filter_horizontal = ("shared_with",)
+
+    @admin.display(description="shared with")
+    def shared_count(self, record: ModelOwner) -> int:
+        return record.shared_with.count()
 
 
 @admin.register(WorkerEvent)

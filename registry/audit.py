@@ -1,7 +1,7 @@
 """Recording who changed the registry (WorkerEvent rows), from the API and the admin alike."""
 
 from accounts.caller import Caller
-from inference.upstream import redact_url
+from inference.redaction import redact_url
 from registry.models import Worker, WorkerEvent
 
 

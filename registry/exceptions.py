@@ -1,7 +1,7 @@
 from rest_framework import status
 
 from mmm.api_errors import ApiError
-from registry.redaction import url_for_display
+from inference.redaction import url_for_display
 
 
 class WorkerNotFound(ApiError):
@@ -33,3 +33,15 @@ class PolicyNotFound(ApiError):
 
     def __init__(self, *, model_name: str):
         super().__init__(f"model {model_name!r} has no routing policy (it uses the defaults)", model_name=model_name)
+
+
+class ModelNotOwned(ApiError):
+    status_code = status.HTTP_403_FORBIDDEN
+    default_code = "model_not_owned"
+
+    def __init__(self, *, model_name: str):
+        super().__init__(
+            f"model {model_name!r} belongs to another key: only its owner, the keys it is shared with and admin "
+            "keys may add workers to it (an admin shares it with POST /api/server/model/owner)",
+            model_name=model_name,
+        )

@@ -5,6 +5,7 @@ import json
 from django.core.exceptions import ImproperlyConfigured
 from django.db import models
 
+from inference import redaction
 from mmm import encryption
 
 
@@ -56,31 +57,104 @@ class EncryptedJSONField(models.TextField):
 
 
 class EncryptedQueryURLField(models.CharField):
-    """A URL whose query string (where some APIs take their key: ``?key=...``) is encrypted at
-    rest, deterministically, so the URL still identifies its worker in lookups and the unique
-    constraint. Scheme, host and path stay readable: the operator searches and sorts by them.
+    """A URL whose secrets are encrypted at rest: the query string (where some APIs take their
+    key: ``?key=...``) and the password of its user info. Deterministically, so the URL still
+    identifies its worker in lookups and the unique constraint. Scheme, host and path stay
+    readable: the operator searches and sorts by them.
 
-    Stored as ``<url before ?>?mmmq1.<token>``; a URL without a query string is stored as it is.
+    Stored as ``scheme://user:mmmp1.<token>@host/path?mmmq1.<token>``; a URL without either is
+    stored as it is.
     """
 
-    description = "URL with its query string encrypted at rest"
+    description = "URL with its password and query string encrypted at rest"
     MARK = "mmmq1."
+    PASSWORD_MARK = "mmmp1."
 
     def from_db_value(self, value, expression, connection):
-        if not value or "?" + self.MARK not in value:
+        if not value:
             return value
-        base, _, token = value.partition("?" + self.MARK)
         try:
-            return f"{base}?{encryption.decrypt_deterministic(token)}"
+            if "?" + self.MARK in value:
+                base, _, token = value.partition("?" + self.MARK)
+                value = f"{base}?{encryption.decrypt_deterministic(token)}"
+            span = _password_span(value)
+            if span and value[span[0]:span[1]].startswith(self.PASSWORD_MARK):
+                token = value[span[0] + len(self.PASSWORD_MARK):span[1]]
+                value = value[:span[0]] + encryption.decrypt_deterministic(token) + value[span[1]:]
         except encryption.InvalidToken:
             raise ImproperlyConfigured(
                 f"{self.model.__name__}.{self.name} cannot be decrypted with MMM_SECRET_KEYS: "
                 "was the key that encrypted it removed?"
             ) from None
+        return value
 
     def get_prep_value(self, value):
         value = super().get_prep_value(value)
-        if not value or "?" not in value or "?" + self.MARK in value:
+        if not value:
+            return value
+        # Always encrypted, even what looks encrypted already: the value here is what Python
+        # sees (reading decrypts), and a URL sent with a made-up "mmmq1." must not be stored as
+        # a token no key opens, which would fail every read of the table.
+        span = _password_span(value)
+        if span and span[0] < span[1]:
+            token = encryption.encrypt_deterministic(value[span[0]:span[1]])
+            value = value[:span[0]] + self.PASSWORD_MARK + token + value[span[1]:]
+        if "?" not in value:
             return value
         base, _, query = value.partition("?")
         return f"{base}?{self.MARK}{encryption.encrypt_deterministic(query)}"
+
+
+def _password_span(url: str) -> tuple[int, int] | None:
+    """Where the password of ``url``'s user info is (start, end), or None. Found by hand, not
+    with urlsplit: a template's host or port may still be a placeholder."""
+    start = url.find("://")
+    if start < 0:
+        return None
+    start += 3
+    end = len(url)
+    for stop in "/?#":
+        found = url.find(stop, start)
+        if found >= 0:
+            end = min(end, found)
+    at = url.rfind("@", start, end)
+    colon = url.find(":", start, at) if at >= 0 else -1
+    return (colon + 1, at) if colon >= 0 else None
+
+
+class EncryptedSecretsJSONField(models.JSONField):
+    """JSON whose credential fields (``inference.redaction.is_secret_field``: api_key, token, ...)
+    are encrypted at rest, each value as a Fernet token, so the rest of a body template stays
+    readable in the database. A token is ``"mmms1.<Fernet token of the JSON value>"``."""
+
+    description = "JSON with its credential fields encrypted at rest"
+    MARK = "mmms1."
+
+    def from_db_value(self, value, expression, connection):
+        return self._walk(super().from_db_value(value, expression, connection), self._reveal)
+
+    def get_prep_value(self, value):
+        return super().get_prep_value(self._walk(value, self._conceal))
+
+    def _walk(self, value, change):
+        if isinstance(value, dict):
+            return {key: change(key, item) if redaction.is_secret_field(key, item) else self._walk(item, change)
+                    for key, item in value.items()}
+        if isinstance(value, list):
+            return [self._walk(item, change) for item in value]
+        return value
+
+    def _conceal(self, key, value):
+        # Always, even a value that looks like a token: see EncryptedQueryURLField.get_prep_value.
+        return self.MARK + encryption.encrypt(json.dumps(value, ensure_ascii=False))
+
+    def _reveal(self, key, value):
+        if not (isinstance(value, str) and value.startswith(self.MARK)):
+            return value  # written before this field encrypted anything: rotate_secrets encrypts it
+        try:
+            return json.loads(encryption.decrypt(value[len(self.MARK):]))
+        except encryption.InvalidToken:
+            raise ImproperlyConfigured(
+                f"{self.model.__name__}.{self.name}[{key!r}] cannot be decrypted with MMM_SECRET_KEYS: "
+                "was the key that encrypted it removed?"
+            ) from None

@@ -8,9 +8,9 @@ from django.core.validators import MaxLengthValidator, MaxValueValidator, MinVal
 from django.db import models
 from django.utils import timezone
 
-from inference import templating
+from inference import redaction, templating
 from registry import validators
-from registry.fields import EncryptedJSONField, EncryptedQueryURLField
+from registry.fields import EncryptedJSONField, EncryptedQueryURLField, EncryptedSecretsJSONField
 
 
 class HealthState(models.TextChoices):
@@ -116,7 +116,8 @@ class Worker(models.Model):
     method = models.CharField(max_length=8, choices=HttpMethod.choices, default=HttpMethod.POST)
     # Upstream API keys live here: encrypted at rest (MMM_SECRET_KEYS), never sent back out.
     headers = EncryptedJSONField(default=dict, blank=True, validators=[validators.validate_headers])
-    body = models.JSONField(
+    # Credential-named fields (api_key, token, ...) are encrypted at rest, the rest stays readable.
+    body = EncryptedSecretsJSONField(
         "body template",
         null=True,
         blank=True,
@@ -158,7 +159,7 @@ class Worker(models.Model):
         validators=[MaxLengthValidator(2000), validators.validate_http_url],
         help_text="Optional URL the prober GETs; without it the prober sends a short real request.",
     )
-    legacy_options = models.JSONField(
+    legacy_options = EncryptedSecretsJSONField(  # req_param may carry credentials as a body does
         default=dict,
         blank=True,
         validators=[validators.validate_no_nul],
@@ -202,10 +203,13 @@ class Worker(models.Model):
         ]
 
     def __str__(self) -> str:
-        from registry.redaction import url_for_display
-
         # Shown in admin pages and messages and stored in the admin's history: no query secrets.
-        return f"{self.model_name} @ {url_for_display(self.req_url_template)}"
+        return f"{self.model_name} @ {self.display_url}"
+
+    @property
+    def display_url(self) -> str:
+        """The URL template as people see it: user info and query values masked."""
+        return redaction.url_for_display(self.req_url_template)
 
     def clean(self) -> None:
         errors: dict[str, str] = {}
@@ -213,6 +217,9 @@ class Worker(models.Model):
             refusal = validators.egress_refusal(getattr(self, field))
             if refusal:
                 errors[field] = refusal
+        clash = validators.password_and_authorization(self.req_url_template, self.headers)
+        if clash:
+            errors.setdefault("req_url_template", clash)
         if self.kind in BASE_URL_KINDS:
             # The request is built from the client's chat; a template would be silently ignored.
             if self.body is not None:
@@ -276,10 +283,8 @@ class Worker(models.Model):
         return state, failures, 0
 
     def secret_values(self) -> list[str]:
-        """What must be masked wherever an upstream's answer is quoted (see registry.redaction)."""
-        from registry.redaction import secret_values
-
-        return secret_values(headers=self.headers, url=self.req_url_template, body=self.body)
+        """What must be masked wherever an upstream's answer is quoted (see inference.redaction)."""
+        return redaction.secret_values(headers=self.headers, url=self.req_url_template, body=self.body)
 
 
 class RoutingPolicy(models.Model):
@@ -366,3 +371,38 @@ class WorkerEvent(models.Model):
 
     def __str__(self) -> str:
         return f"{self.at:%Y-%m-%d %H:%M:%S} {self.actor} {self.action} {self.model_name} @ {self.url}"
+
+
+class ModelOwner(models.Model):
+    """Which worker key a model name belongs to: only it, the keys it is shared with and admins
+    may add workers to the model, since every worker of a model gets a share of its clients'
+    prompts. The first worker key to register a worker under a new name gets it; a name first
+    registered by an admin (or with MMM_REQUIRE_AUTH off) has no owner, so only admins and the
+    keys it is shared with may add to it. Admins transfer and share it (the admin, or
+    POST /api/server/model/owner)."""
+
+    model_name = models.CharField(max_length=200, unique=True)
+    # A deleted key leaves its models ownerless (admins only), never free for another key to take.
+    owner_key = models.ForeignKey(
+        "accounts.ApiKey", null=True, blank=True, on_delete=models.SET_NULL, related_name="owned_models",
+        help_text="Empty: only admins and the keys below may add workers to this model.",
+    )
+    shared_with = models.ManyToManyField(
+        "accounts.ApiKey", blank=True, related_name="shared_models",
+        help_text="Worker keys that may add their own workers to this model too.",
+    )
+    created_at = models.DateTimeField(auto_now_add=True)
+    updated_at = models.DateTimeField(auto_now=True)
+
+    class Meta:
+        ordering = ["model_name"]
+        verbose_name = "model owner"
+
+    def __str__(self) -> str:
+        return self.model_name
+
+    def admits(self, api_key_id: int | None) -> bool:
+        """Whether the worker key ``api_key_id`` may add a worker to this model."""
+        if api_key_id is None:
+            return False
+        return api_key_id == self.owner_key_id or self.shared_with.filter(pk=api_key_id).exists()

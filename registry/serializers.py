@@ -14,7 +14,7 @@ from mmm.api_fields import (
 )
 from registry.models import HEALTH_FIELDS, HttpMethod, RoutingPolicy, Strategy, Worker, WorkerKind
 from registry.presets import PRESETS, preset_fields
-from registry.redaction import body_for_display, url_for_display
+from inference.redaction import body_for_display, url_for_display
 
 # The first implementation's names for fields that have a new name here.
 _LEGACY_ALIASES = {"req_type": "method", "header": "headers"}
@@ -195,3 +195,18 @@ class PolicyOutput(serializers.ModelSerializer):
             "model_name", "strategy", "fallbacks", "max_attempts", "deadline", "per_try_timeout",
             "effective_max_attempts", "effective_deadline", "updated_at",
         ]
+
+
+class ModelOwnerInput(RefuseUnknownFieldsMixin, serializers.Serializer):
+    """POST /api/server/model/owner. Keys are named by their prefix (``mmm_ab12cd34``, shown
+    in the admin and by create_api_key), never by their secret."""
+
+    model_name = StrictCharField(max_length=200)
+    owner = StrictCharField(required=False, allow_null=True, max_length=16)  # null: admins only
+    share_with = serializers.ListField(child=StrictCharField(max_length=16), required=False, max_length=100)
+    unshare = serializers.ListField(child=StrictCharField(max_length=16), required=False, max_length=100)
+
+    def validate(self, attrs: dict) -> dict:
+        if "owner" in attrs:
+            attrs["transfer"] = True
+        return attrs

@@ -11,6 +11,7 @@ from inference.routing import routing_table
 from registry.audit import worker_event_record
 from registry.exceptions import NotWorkerOwner, PolicyNotFound, WorkerNotFound
 from registry.models import RoutingPolicy, Worker, WorkerEvent
+from registry.ownership import model_check_may_add_worker
 
 
 class _NotGiven:
@@ -96,6 +97,7 @@ def _apply_registration(
     )
     created = worker is None
     if created:
+        model_check_may_add_worker(model_name=model_name, caller=caller)
         worker = Worker(model_name=model_name, req_url_template=req_url_template)
         if caller is not None and not caller.is_admin:
             worker.owner_key_id = caller.api_key_id

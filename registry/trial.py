@@ -13,7 +13,7 @@ from dataclasses import dataclass, field
 from typing import Any
 from urllib.parse import parse_qsl, urlsplit
 
-from inference import upstream
+from inference import redaction, upstream
 from inference.exceptions import ExtractionFailed, RetryableWorkerError
 from inference.protocols import protocol_for
 from mmm.api_errors import ApiError
@@ -55,9 +55,9 @@ def worker_try(*, worker: Worker, prompt: str, temperature: float | None = None,
     secrets = [*worker.secret_values(), *_secrets_of(request)]
     shown = {
         "method": request.method,
-        "url": upstream.mask_secrets(request.url, secrets=secrets),
+        "url": redaction.mask_secrets(request.url, secrets=secrets),
         "headers": {name: ("***" if value in secrets else value) for name, value in request.headers.items()},
-        "body": "" if request.json_body is None else upstream.mask_secrets(
+        "body": "" if request.json_body is None else redaction.mask_secrets(
             json.dumps(request.json_body, ensure_ascii=False, indent=2), secrets=secrets
         ),
     }
@@ -68,7 +68,7 @@ def worker_try(*, worker: Worker, prompt: str, temperature: float | None = None,
         return TrialReport(**shown, error=f"no answer: {exc}", latency_ms=(time.monotonic() - started) * 1000)
 
     raw = response.content.decode("utf-8", errors="replace")
-    raw = upstream.mask_secrets(raw[: RAW_RESPONSE_CHARS + 200], secrets=secrets)
+    raw = redaction.mask_secrets(raw[: RAW_RESPONSE_CHARS + 200], secrets=secrets)
     notes = [f"answer cut to its first {RAW_RESPONSE_CHARS} characters"] if len(raw) > RAW_RESPONSE_CHARS else []
     answered = {
         **shown,
@@ -92,9 +92,9 @@ def worker_try(*, worker: Worker, prompt: str, temperature: float | None = None,
 
 def _secrets_of(request: upstream.UpstreamRequest) -> list[str]:
     query = dict(parse_qsl(urlsplit(request.url).query, keep_blank_values=False))
-    return [*upstream.secret_header_values(request.headers), *upstream.secret_header_values(query)]
+    return [*redaction.secret_header_values(request.headers), *redaction.secret_header_values(query)]
 
 
 def _as_text(value: Any, secrets: list[str]) -> str:
     text = value if isinstance(value, str) else json.dumps(value, ensure_ascii=False, indent=2)
-    return upstream.mask_secrets(text, secrets=secrets)
+    return redaction.mask_secrets(text, secrets=secrets)

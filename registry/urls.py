@@ -11,4 +11,5 @@ urlpatterns = [
     re_path(r"^policies/?$", views.PolicyListView.as_view(), name="policy-list"),
     re_path(r"^policy/?$", views.PolicySetView.as_view(), name="policy-set"),
     re_path(r"^policy/delete/?$", views.PolicyDeleteView.as_view(), name="policy-delete"),
+    re_path(r"^model/owner/?$", views.ModelOwnerView.as_view(), name="model-owner"),
 ]

@@ -11,7 +11,7 @@ from urllib.parse import urlsplit
 
 from django.core.exceptions import ValidationError
 
-from inference import egress, extract, templating
+from inference import egress, extract, templating, upstream
 
 # RFC 9110 token characters for header names.
 _HEADER_NAME = re.compile(r"^[!#$%&'*+\-.^_`|~0-9A-Za-z]+$")
@@ -40,6 +40,10 @@ def validate_headers(value: Any) -> None:
     for name, header_value in value.items():
         if not _HEADER_NAME.match(name):
             raise ValidationError(f"{name!r} is not a valid header name", code="invalid_headers")
+        if name.lower() in upstream.FRAMING_HEADERS:
+            raise ValidationError(
+                f"{name!r} may not be set: the gateway frames and addresses each request itself", code="framing_header"
+            )
         if not isinstance(header_value, str):
             raise ValidationError(f"the value of {name!r} must be a string", code="invalid_headers")
         if "\r" in header_value or "\n" in header_value or "\x00" in header_value:
@@ -92,6 +96,18 @@ def validate_model_name_list(value: Any) -> None:
         raise ValidationError("must not name a model twice")
     if len(value) > 10:
         raise ValidationError("may name at most 10 models")
+def password_and_authorization(url: str, headers: Any) -> str | None:
+    """Why ``url`` and ``headers`` cannot go together, or None: the HTTP client turns a URL's
+    user:password into an Authorization header that silently replaces the configured one."""
+    try:
+        has_password = urlsplit(url or "").password is not None
+    except ValueError:
+        return None  # validate_http_url says what is wrong with it
+    if has_password and isinstance(headers, dict) and any(name.lower() == "authorization" for name in headers):
+        return "has a password and the headers an Authorization header: only one of them can be sent; keep one"
+    return None
+
+
 def egress_refusal(url: str) -> str | None:
     """Why the egress policy refuses ``url``, or None. A host that still holds a placeholder
     is checked only on connect, when it has its value."""

@@ -6,9 +6,11 @@ from rest_framework.views import APIView
 from accounts.permissions import AdminAccess, WorkerAccess
 from inference.routing_state import routing_state
 from registry.models import RoutingPolicy
-from registry.redaction import url_for_display
+from inference.redaction import url_for_display
 from registry.selectors import worker_list
+from registry.ownership import model_owner_describe, model_owner_set
 from registry.serializers import (
+    ModelOwnerInput,
     PolicyInput,
     PolicyKeyInput,
     PolicyOutput,
@@ -109,3 +111,15 @@ class PolicyDeleteView(APIView):
         policy_delete(**serializer.validated_data)
         model_name = serializer.validated_data["model_name"]
         return Response({"success": True, "msg": f"routing policy of {model_name} deleted; it uses the defaults"})
+
+
+class ModelOwnerView(APIView):
+    # Who may add workers to a model decides who sees its prompts: operators only.
+    permission_classes = [AdminAccess]
+
+    def post(self, request):
+        serializer = ModelOwnerInput(data=request.data)
+        serializer.is_valid(raise_exception=True)
+        record = model_owner_set(**serializer.validated_data)
+        return Response({"success": True, "msg": f"ownership of {record.model_name} updated",
+                         "data": model_owner_describe(record)})

@@ -4,6 +4,7 @@ Tests say how each path answers (status, JSON, delay, a handler of their own); e
 is recorded with its parsed body so a test can check exactly what the gateway sent.
 """
 
+import atexit
 import json
 import socket
 import threading
@@ -168,12 +169,22 @@ def _make_handler(upstream: FakeUpstream):
     return Handler
 
 
+# Sockets bound for refused_url, kept open (and so their ports taken) until the test run ends.
+_refusing: list[socket.socket] = []
+
+
 def refused_url(path: str = "/") -> str:
-    """A loopback URL where nothing listens: connecting to it is refused at once."""
-    with socket.socket() as sock:
-        sock.bind(("127.0.0.1", 0))
-        port = sock.getsockname()[1]
-    return f"http://127.0.0.1:{port}{path}"
+    """A loopback URL where nothing listens: connecting to it is refused at once.
+
+    The port stays bound without listening, so the kernel refuses connections to it and no
+    other server of the test run can be given it meanwhile.
+    """
+    sock = socket.socket()
+    sock.bind(("127.0.0.1", 0))
+    if not _refusing:
+        atexit.register(lambda: [held.close() for held in _refusing])
+    _refusing.append(sock)
+    return f"http://127.0.0.1:{sock.getsockname()[1]}{path}"
 
 
 def main() -> None:

@@ -5,12 +5,13 @@ import socket
 import subprocess
 import sys
 import tempfile
-import time
 import uuid
 from contextlib import contextmanager
 from pathlib import Path
 
 import requests
+
+from tests.waiting import wait_until
 
 ROOT = Path(__file__).resolve().parent.parent
 BIN = Path(sys.executable).parent
@@ -53,17 +54,17 @@ class GatewayProcess:
                 [str(BIN / "gunicorn"), "-c", "mmm/gunicorn.conf.py", "mmm.wsgi"],
                 cwd=ROOT, env=self.env, stdout=subprocess.DEVNULL, stderr=log, text=True,
             )
-        deadline = time.monotonic() + 30
-        while time.monotonic() < deadline:
-            if self.process.poll() is not None:
-                output = self.log_path.read_text()
-                raise RuntimeError(f"gateway exited at start: {output}")
-            try:
-                requests.get(self.url + "/api/server/workers", timeout=5)
-                return self
-            except (requests.ConnectionError, requests.Timeout):  # not listening yet, or still loading
-                time.sleep(0.1)
-        raise RuntimeError("gateway did not answer within 30 s")
+        wait_until(self._answers, timeout=30, poll=0.1, what=f"the gateway on {self.url} to answer")
+        return self
+
+    def _answers(self) -> bool:
+        if self.process.poll() is not None:
+            raise RuntimeError(f"gateway exited at start: {self.log_path.read_text()}")
+        try:
+            requests.get(self.url + "/api/server/workers", timeout=5)
+            return True
+        except (requests.ConnectionError, requests.Timeout):  # not listening yet, or still loading
+            return False
 
     def stop(self) -> None:
         if self.process and self.process.poll() is None:

@@ -26,6 +26,7 @@ ENDPOINTS = [
     ("get", "/api/server/policies", None, "worker"),
     ("post", "/api/server/policy", {"model_name": "proxyllm", "strategy": "random"}, "admin"),
     ("post", "/api/server/policy/delete", {"model_name": "proxyllm"}, "admin"),
+    ("post", "/api/server/model/owner", {"model_name": "proxyllm", "owner": None}, "admin"),
 ]
 OTHER_SCOPE = {"worker": "inference", "inference": "worker", "admin": "worker"}
 # The OpenAI-compatible endpoints answer errors in the OpenAI shape, which the SDKs read.

@@ -21,7 +21,7 @@ def in_threads(function, count: int = THREADS) -> list:
     barrier = Barrier(count)
 
     def run(index):
-        barrier.wait()
+        barrier.wait(timeout=30)  # a thread that never arrives breaks the barrier, not the run
         try:
             return function(index)
         finally:
@@ -55,3 +55,27 @@ def test_simultaneous_probe_results_are_all_counted():
     assert worker.consecutive_failures == THREADS
     assert sum(change is not None for change in changes) == 1  # exactly one saw unknown -> unhealthy
     assert worker.health_state == "unhealthy"
+
+
+def test_worker_keys_racing_to_claim_a_new_model_name_leave_it_with_exactly_one_owner():
+    from accounts.caller import Caller
+    from accounts.services import api_key_create
+    from registry.exceptions import ModelNotOwned
+    from registry.models import ModelOwner
+
+    keys = [api_key_create(name=f"team {index}", scopes=["worker"])[0] for index in range(THREADS)]
+
+    def register(index):
+        caller = Caller(label=f"team {index}", scopes=frozenset({"worker"}), api_key_id=keys[index].pk)
+        try:
+            worker_register(model_name="m", req_url_template=f"http://127.0.0.1:9/{index}", body={"p": "{USER_PROMPT}"},
+                            caller=caller)
+        except ModelNotOwned:
+            return None
+        return keys[index].pk
+
+    winners = [key_id for key_id in in_threads(register) if key_id is not None]
+
+    assert len(winners) == 1
+    assert ModelOwner.objects.get(model_name="m").owner_key_id == winners[0]
+    assert list(Worker.objects.values_list("owner_key_id", flat=True)) == winners

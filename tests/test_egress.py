@@ -1,5 +1,6 @@
 """The egress policy: where registered URLs may point, checked on save and on every connect."""
 
+import json
 import socket
 
 import pytest
@@ -152,3 +153,101 @@ def test_a_v1_stream_to_a_rebound_name_fails_over_to_another_worker(api, upstrea
         assert response.status_code == 200, response.content
         assert b"".join(response.streaming_content).endswith(b"data: [DONE]\n\n")
     assert all(seen.headers["Host"].startswith("127.0.0.1") for seen in upstream.seen)
+
+
+@pytest.mark.parametrize(
+    "host, carries",
+    [
+        ("[64:ff9b::a9fe:a9fe]", "169.254.169.254"),  # NAT64, written in hex
+        ("[64:ff9b::169.254.169.254]", "169.254.169.254"),  # NAT64, written with the IPv4 address
+        ("[2002:a9fe:a9fe::1]", "169.254.169.254"),  # 6to4
+        ("[::a9fe:a9fe]", "169.254.169.254"),  # IPv4-compatible
+        ("[::169.254.169.254]", "169.254.169.254"),
+        ("[2001:0:4136:e378:8000:63bf:5601:5601]", "169.254.169.254"),  # Teredo: its client is stored inverted
+        ("[64:ff9b::6464:64c8]", "100.100.100.200"),  # Alibaba's metadata through NAT64
+        ("[2002::1]", "0.0.0.0"),
+    ],
+)
+def test_ipv6_forms_that_carry_a_refused_ipv4_address_are_refused(api, host, carries):
+    response = api.post(REGISTER, seed_registration(f"http://{host}/gen"), format="json")
+
+    assert response.status_code == 400
+    assert f"which carries {carries}" in response.json()["errors"]["req_url_template"][0]
+    assert not Worker.objects.exists()
+
+
+def test_a_name_resolving_to_a_nat64_form_of_the_metadata_address_is_refused(api, dns):
+    dns["nat64.test"] = ["64:ff9b::a9fe:a9fe"]
+
+    response = api.post(REGISTER, seed_registration("http://nat64.test/gen"), format="json")
+
+    assert response.status_code == 400
+    assert "64:ff9b::a9fe:a9fe (which carries 169.254.169.254)" in response.json()["msg"]
+
+
+def test_the_deny_list_applies_to_the_ipv4_address_an_ipv6_form_carries(api, settings):
+    settings.MMM_UPSTREAM_DENY = ["10.20.0.0/16"]
+
+    response = api.post(REGISTER, seed_registration("http://[64:ff9b::a14:1]/gen"), format="json")
+
+    assert response.status_code == 400
+    assert "MMM_UPSTREAM_DENY" in response.json()["msg"]
+
+
+def test_ipv6_forms_carrying_allowed_addresses_and_plain_ipv6_are_allowed(api):
+    for url in ("http://[64:ff9b::a00:1]/gen", "http://[2002:a00:1::1]/gen", "http://[::1]:9/gen", "http://[2001:db8::1]/gen"):
+        assert api.post(REGISTER, seed_registration(url), format="json").status_code == 200, url
+
+
+def test_teredo_addresses_carry_their_server_and_their_client():
+    from ipaddress import ip_address
+
+    forms = egress.carried(ip_address("2001:0:4136:e378:8000:63bf:3fff:fdd2"))
+
+    assert [str(form) for form in forms] == ["2001:0:4136:e378:8000:63bf:3fff:fdd2", "65.54.227.120", "192.0.2.45"]
+
+
+@pytest.mark.parametrize("name", ["Host", "content-length", "Transfer-Encoding", "CONNECTION", "Upgrade", "TE", "Trailer"])
+def test_a_framing_or_routing_header_is_refused_at_registration_naming_it(api, name):
+    response = api.post(REGISTER, seed_registration("http://127.0.0.1:9/gen", headers={name: "x"}), format="json")
+
+    assert response.status_code == 400
+    assert f"'{name}' may not be set" in response.json()["errors"]["headers"][0]
+    assert not Worker.objects.exists()
+
+
+def test_a_framing_header_is_refused_in_the_admin(admin_client):
+    from tests.test_admin import ADD, form
+
+    response = admin_client.post(ADD, form(headers=json.dumps({"Transfer-Encoding": "chunked"})))
+
+    assert response.status_code == 200  # the form again, with the error
+    assert "&#x27;Transfer-Encoding&#x27; may not be set" in response.content.decode()
+    assert not Worker.objects.exists()
+
+
+def test_a_framing_header_stored_before_the_check_is_not_sent(api, upstream):
+    url = upstream.on("/gen", json=SEED_ANSWER)
+    Worker.objects.create(model_name="proxyllm", req_url_template=url, body={"input": "{USER_PROMPT}"},
+                          response_extract="data.items[].attributes.answer", headers={"Host": "other.test", "X-Ok": "1"})
+
+    assert api.post("/api/v1/chat/completions", ASK, format="json").status_code == 200
+    sent = upstream.hits("/gen")[0].headers
+    assert sent["Host"] == f"127.0.0.1:{upstream.port}" and sent["X-Ok"] == "1"
+
+
+def test_a_url_with_a_password_and_an_authorization_header_is_refused(api):
+    registration = seed_registration("http://user:pw@127.0.0.1:9/gen", headers={"authorization": "Bearer sk-configured"})
+
+    response = api.post(REGISTER, registration, format="json")
+
+    assert response.status_code == 400
+    assert "has a password and the headers an Authorization header" in response.json()["errors"]["req_url_template"][0]
+    assert "pw" not in response.content.decode().replace("password", "")
+    assert not Worker.objects.exists()
+
+
+def test_a_url_password_alone_or_an_authorization_header_alone_is_accepted(api):
+    assert api.post(REGISTER, seed_registration("http://user:pw@127.0.0.1:9/a"), format="json").status_code == 200
+    registration = seed_registration("http://user@127.0.0.1:9/b", headers={"Authorization": "Bearer sk-x"})
+    assert api.post(REGISTER, registration, format="json").status_code == 200

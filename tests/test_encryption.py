@@ -141,3 +141,98 @@ def test_rotation_re_encrypts_url_query_strings_and_lookups_find_them(api, setti
 
     settings.MMM_SECRET_KEYS = [new]
     assert Worker.objects.get(req_url_template=QUERY_URL).req_url_template == QUERY_URL
+
+
+def stored_column(name: str) -> str:
+    with connection.cursor() as cursor:
+        cursor.execute(f"SELECT {name} FROM registry_worker")
+        return str(cursor.fetchone()[0])
+
+
+def test_a_url_password_is_encrypted_at_rest_sent_as_basic_auth_and_still_identifies_its_worker(api, upstream):
+    import base64
+
+    url = upstream.on("/gen", json=SEED_ANSWER).replace("http://", f"http://svc:{SECRET}@")
+    assert api.post("/api/server/register", seed_registration(url), format="json").status_code == 200
+
+    stored = stored_column("req_url_template")
+    assert SECRET not in stored and stored.startswith("http://svc:mmmp1.")
+    assert Worker.objects.get(req_url_template=url).req_url_template == url
+    api.post("/api/v1/chat/completions", {"model_name": "proxyllm", "input": "hi"}, format="json")
+    assert upstream.hits("/gen")[0].headers["Authorization"] == "Basic " + base64.b64encode(f"svc:{SECRET}".encode()).decode()
+    offline = api.post("/api/server/offline", {"model_name": "proxyllm", "req_url_template": url}, format="json")
+    assert offline.status_code == 200 and not Worker.objects.exists()
+
+
+def test_credential_fields_of_a_body_are_encrypted_at_rest_and_the_rest_stays_readable(api, upstream):
+    url = upstream.on("/gen", json=SEED_ANSWER)
+    body = {"input": "{USER_PROMPT}", "auth": {"api_key": SECRET, "region": "eu"}, "tokens": [{"token": SECRET}]}
+    api.post("/api/server/register", seed_registration(url, body=body), format="json")
+
+    stored = stored_column("body")
+    assert SECRET not in stored
+    assert '"region": "eu"' in stored and "{USER_PROMPT}" in stored and "mmms1." in stored
+    assert Worker.objects.get().body == body
+    api.post("/api/v1/chat/completions", {"model_name": "proxyllm", "input": "hi"}, format="json")
+    assert upstream.hits("/gen")[0].json["auth"] == {"api_key": SECRET, "region": "eu"}
+
+
+def test_rotation_re_encrypts_url_passwords_and_body_secrets(api, settings):
+    old, new = Fernet.generate_key().decode(), Fernet.generate_key().decode()
+    settings.MMM_SECRET_KEYS = [old]
+    url = f"http://svc:{SECRET}@127.0.0.1:9/gen"
+    body = {"input": "{USER_PROMPT}", "api_key": SECRET}
+    api.post("/api/server/register", seed_registration(url, body=body), format="json")
+    written_with_old = stored_column("req_url_template"), stored_column("body")
+
+    settings.MMM_SECRET_KEYS = [new, old]
+    call_command("rotate_secrets")
+    assert stored_column("req_url_template") != written_with_old[0]
+    assert stored_column("body") != written_with_old[1]
+
+    settings.MMM_SECRET_KEYS = [new]
+    worker = Worker.objects.get(req_url_template=url)
+    assert (worker.req_url_template, worker.body) == (url, body)
+
+
+@pytest.mark.parametrize(
+    "url, body",
+    [
+        ("http://127.0.0.1:9/gen?mmmq1.made-up", {"input": "{USER_PROMPT}"}),
+        ("http://u:mmmp1.made-up@127.0.0.1:9/gen", {"input": "{USER_PROMPT}"}),
+        ("http://127.0.0.1:9/gen", {"input": "{USER_PROMPT}", "api_key": "mmms1.made-up"}),
+    ],
+)
+def test_values_that_look_encrypted_are_encrypted_too_and_read_back_as_sent(api, url, body):
+    # Stored as they came, no key would open them, and every read of the table would fail.
+    assert api.post("/api/server/register", seed_registration(url, body=body), format="json").status_code == 200
+
+    worker = Worker.objects.get()
+    assert (worker.req_url_template, worker.body) == (url, body)
+
+
+@pytest.mark.django_db(transaction=True)
+def test_the_migration_encrypts_url_passwords_and_body_secrets_stored_in_plain_text():
+    from django.db.migrations.executor import MigrationExecutor
+
+    before, after = ("registry", "0009_model_owner"), ("registry", "0010_encrypt_url_passwords_and_body_secrets")
+    url = f"http://svc:{SECRET}@127.0.0.1:9/gen"
+    executor = MigrationExecutor(connection)
+    executor.migrate([before])
+    try:
+        old_worker = executor.loader.project_state([before]).apps.get_model("registry", "Worker")
+        pk = old_worker.objects.create(model_name="m", req_url_template="http://x/", body={}).pk
+        with connection.cursor() as cursor:  # as a release before this one wrote them
+            cursor.execute("UPDATE registry_worker SET req_url_template = %s, body = %s WHERE id = %s",
+                           [url, '{"input": "{USER_PROMPT}", "api_key": "%s"}' % SECRET, pk])
+        assert SECRET in stored_column("req_url_template") and SECRET in stored_column("body")
+        MigrationExecutor(connection).migrate([after])
+        assert SECRET not in stored_column("req_url_template") and SECRET not in stored_column("body")
+
+        MigrationExecutor(connection).migrate([before])  # and back: a plain JSON body again
+        assert f'"api_key": "{SECRET}"' in stored_column("body")
+    finally:
+        call_command("migrate", verbosity=0)
+
+    worker = Worker.objects.get()
+    assert (worker.req_url_template, worker.body) == (url, {"input": "{USER_PROMPT}", "api_key": SECRET})

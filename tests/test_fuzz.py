@@ -1,6 +1,8 @@
 """Property-based fuzzing of every endpoint: whatever arrives, no answer is a 500, and no
 registration leaves a worker half-written (every stored worker passes its own validation)."""
 
+import json
+import os
 import socket
 
 import pytest
@@ -9,11 +11,13 @@ from hypothesis import HealthCheck, given, settings as hypothesis_settings, stra
 from inference import egress
 from registry.models import Worker
 from tests.conftest import SEED_ANSWER, bearer, seed_registration
+from tests.fake_upstream import Reply
 
 pytestmark = pytest.mark.django_db
 
+# 120 cases a test keeps `make test` fast; MMM_FUZZ_EXAMPLES=1000 runs a longer search.
 FUZZ = hypothesis_settings(
-    max_examples=120, deadline=None, suppress_health_check=[HealthCheck.function_scoped_fixture, HealthCheck.too_slow]
+    max_examples=int(os.environ.get("MMM_FUZZ_EXAMPLES", "120")), deadline=None, suppress_health_check=[HealthCheck.function_scoped_fixture, HealthCheck.too_slow]
 )
 
 scalars = st.none() | st.booleans() | st.integers() | st.floats(allow_nan=False, allow_infinity=False) | st.text(max_size=30)
@@ -170,3 +174,83 @@ def test_a_worker_key_registering_anything_never_half_writes(api, make_key, requ
 
     assert response.status_code in (200, 400, 403), response.content
     assert_no_half_written_worker()
+
+
+OPENAI_ANSWER = {
+    "id": "chatcmpl-1", "object": "chat.completion", "created": 1, "model": "u",
+    "choices": [{"index": 0, "message": {"role": "assistant", "content": "hi"}, "finish_reason": "stop"}],
+}
+# Every endpoint that reads a JSON body, both APIs.
+JSON_ENDPOINTS = [
+    "/api/server/register", "/api/server/offline", "/api/server/heartbeat", "/api/server/policy",
+    "/api/server/policy/delete", "/api/v1/chat/completions", "/v1/chat/completions", "/v1/completions",
+    "/v1/embeddings", "/v1/images/generations",
+]
+# Strings with a lone surrogate (hypothesis's text() never makes one), as JSON escapes them.
+surrogate_texts = st.builds(lambda before, code, after: before + chr(code) + after,
+                            st.text(max_size=5), st.integers(0xD800, 0xDFFF), st.text(max_size=5))
+hostile_values = st.recursive(
+    scalars | surrogate_texts,
+    lambda inner: st.lists(inner, max_size=3) | st.dictionaries(st.text(max_size=8) | surrogate_texts, inner, max_size=3),
+    max_leaves=8,
+)
+
+
+def nest(value, depth: int, as_objects: bool):
+    for _ in range(depth):
+        value = {"k": value} if as_objects else [value]
+    return value
+
+
+def hostile_body(fields: dict, depth: int, as_objects: bool, where: str) -> bytes:
+    """``fields`` with a value nested ``depth`` levels deep at ``where``, as JSON text (built
+    without recursion: json.dumps itself cannot write 20,000 levels)."""
+    opening, closing = ('{"k": ', "}") if as_objects else ("[", "]")
+    marker = "__nested__"
+    text = json.dumps({**fields, where: marker})
+    return text.replace(json.dumps(marker), opening * depth + "0" + closing * depth, 1).encode()
+
+
+@FUZZ
+@given(
+    path=st.sampled_from(JSON_ENDPOINTS),
+    fields=st.fixed_dictionaries({}, optional={
+        "model_name": st.just("proxyllm") | hostile_values, "model": st.just("gpt") | hostile_values,
+        "input": hostile_values, "messages": hostile_values, "prompt": hostile_values,
+        "req_url_template": urls | hostile_values, "body": hostile_values,
+    }),
+    depth=st.integers(0, 20_000),
+    as_objects=st.booleans(),
+    where=st.sampled_from(["input", "messages", "body", "extra"]),
+)
+def test_deep_nesting_and_lone_surrogates_on_every_json_endpoint_are_4xx_json(api, registered_everywhere, path, fields, depth, as_objects, where):
+    response = api.generic("POST", path, hostile_body(fields, depth, as_objects, where), content_type="application/json")
+
+    assert 200 <= response.status_code < 500, response.content
+    response.json()  # a JSON body, whatever the status
+    if depth > 64:
+        assert response.status_code == 400
+
+
+@FUZZ
+@given(path=st.sampled_from(JSON_ENDPOINTS), raw=st.binary(max_size=120), at=st.integers(0, 120))
+def test_invalid_utf8_anywhere_in_a_body_is_a_400(api, registered_everywhere, path, raw, at):
+    body = json.dumps({"model_name": "proxyllm", "model": "gpt", "input": "hi"}).encode()
+    at = min(at, len(body))
+    body = body[:at] + b"\xff" + raw + body[at:]  # 0xff never occurs in UTF-8
+
+    response = api.generic("POST", path, body, content_type="application/json")
+
+    assert response.status_code == 400, response.content
+    assert "not UTF-8" in json.dumps(response.json())
+
+
+@pytest.fixture
+def registered_everywhere(api, upstream):
+    """A seed model and an OpenAI-compatible one, so a body that gets through reaches an upstream
+    that answers every path in both shapes."""
+    upstream.default = lambda seen: Reply(json={**SEED_ANSWER, **OPENAI_ANSWER})
+    if not Worker.objects.exists():
+        api.post("/api/server/register", seed_registration(upstream.on("/gen", json=SEED_ANSWER)), format="json")
+        api.post("/api/server/register", {"model_name": "gpt", "preset": "openai", "base_url": upstream.url("/v1"),
+                                          "api_key": "sk-x", "upstream_model": "u"}, format="json")

@@ -1,12 +1,15 @@
 """The gateway as it is served: gunicorn with gevent workers, a database on disk, and
 several processes that share nothing but the database."""
 
-import time
+import http.client
+import json
+import socket
 
 import pytest
 
 from tests.conftest import SEED_ANSWER, seed_registration
 from tests.gateway_process import GatewayProcess, gateway_database
+from tests.waiting import wait_until
 
 pytestmark = pytest.mark.e2e
 
@@ -81,8 +84,8 @@ def test_changes_made_through_one_host_reach_another(gateway_env, upstream):
         assert host_b.post("/api/v1/chat/completions", ask).status_code == 200
 
         host_a.post("/api/server/offline", {"model_name": "proxyllm", "req_url_template": url}).raise_for_status()
-        statuses = wait_for(lambda: host_b.post("/api/v1/chat/completions", ask).status_code, until=404, seconds=10)
-        assert statuses[-1] == 404
+        wait_until(lambda: host_b.post("/api/v1/chat/completions", ask).status_code == 404, timeout=10,
+                   what="host B to answer 404 once the worker went offline through host A")
     finally:
         host_a.stop()
         host_b.stop()
@@ -105,19 +108,8 @@ def test_a_worker_marked_unhealthy_by_the_prober_leaves_rotation_everywhere(gate
         return len(upstream.hits("/down")) - before
 
     # Each gateway process reloads its routing table within MMM_ROUTING_REFRESH_SECONDS.
-    assert wait_for(hits_on_the_failing_worker_during_four_requests, until=0, seconds=10)[-1] == 0
-
-
-def wait_for(probe, *, until, seconds: float) -> list:
-    """Call ``probe`` until it returns ``until`` or ``seconds`` pass; return every value seen."""
-    seen = []
-    deadline = time.monotonic() + seconds
-    while time.monotonic() < deadline:
-        seen.append(probe())
-        if seen[-1] == until:
-            break
-        time.sleep(0.1)
-    return seen
+    wait_until(lambda: hits_on_the_failing_worker_during_four_requests() == 0, timeout=10, poll=0.1,
+               what="every gateway process to route around the worker the prober marked unhealthy")
 
 
 def test_a_trickling_upstream_is_cut_off_at_the_workers_timeout(gateway, upstream):
@@ -128,8 +120,74 @@ def test_a_trickling_upstream_is_cut_off_at_the_workers_timeout(gateway, upstrea
 
     response = gateway.post("/api/v1/chat/completions", {"input": "hi", "model_name": "proxyllm"})
 
+    # The gevent deadline and the per-read deadline are the same 1 s: either may fire first.
     assert response.status_code == 504
-    assert "no complete answer within 1 s" in response.json()["msg"]
+    assert response.json()["code"] == "upstream_timeout"
+    assert "within 1 s" in response.json()["msg"]
     seen = upstream.hits("/slowly")[0]
     assert seen.answered.wait(timeout=20)
     assert seen.aborted  # the gateway dropped the connection rather than read on
+
+
+def send_raw(gateway, request: bytes) -> tuple[int, dict, bytes]:
+    """Send ``request`` as bytes on a new connection; return the status, headers and body."""
+    with socket.create_connection(("127.0.0.1", gateway.port), timeout=10) as sock:
+        sock.sendall(request)
+        response = http.client.HTTPResponse(sock)
+        response.begin()
+        return response.status, dict(response.getheaders()), response.read()
+
+
+def chunked(path: str, body: bytes, *, pieces: int = 3) -> bytes:
+    size = -(-len(body) // pieces)
+    chunks = b"".join(b"%x\r\n%s\r\n" % (len(part), part) for part in (body[i:i + size] for i in range(0, len(body), size)))
+    head = f"POST {path} HTTP/1.1\r\nHost: 127.0.0.1\r\nContent-Type: application/json\r\nTransfer-Encoding: chunked\r\nConnection: close\r\n\r\n"
+    return head.encode() + chunks + b"0\r\n\r\n"
+
+
+def test_a_chunked_request_body_is_read(gateway, upstream):
+    gateway.post("/api/server/register", seed_registration(upstream.on("/gen", json=SEED_ANSWER))).raise_for_status()
+    ask = json.dumps({"input": "sent in chunks", "model_name": "proxyllm"}).encode()
+
+    status, _, body = send_raw(gateway, chunked("/api/v1/chat/completions", ask))
+
+    assert (status, json.loads(body)["result"]) == (200, "I am a fake model.")
+    assert upstream.hits("/gen")[0].json["input"] == "sent in chunks"
+
+
+def test_a_chunked_body_over_the_limit_is_a_json_413(gateway_env, upstream):
+    gateway = GatewayProcess(env={**gateway_env, "MMM_MAX_REQUEST_BYTES": "2048"}).start()
+    try:
+        ask = json.dumps({"input": "x" * 5000, "model_name": "proxyllm"}).encode()
+
+        status, _, body = send_raw(gateway, chunked("/api/v1/chat/completions", ask))
+
+        assert status == 413, body
+        assert json.loads(body)["code"] == "request_too_large"
+    finally:
+        gateway.stop()
+
+
+@pytest.mark.parametrize(
+    "request_bytes, status, code, says",
+    [
+        (b"GET /api/server/workers?" + b"a" * 9000 + b" HTTP/1.1\r\nHost: 127.0.0.1\r\n\r\n", 414,
+         "request_line_too_long", "longer than 4094 bytes"),
+        (b"GET /api/server/workers HTTP/1.1\r\nHost: 127.0.0.1\r\nX-Big: " + b"a" * 9000 + b"\r\n\r\n", 431,
+         "headers_too_large", "longer than 8190 bytes"),
+        (b"GET /api/server/workers HTTP/1.1\r\nHost: 127.0.0.1\r\n" + b"X-N: 1\r\n" * 200 + b"\r\n", 431,
+         "headers_too_large", "more than 100 headers"),
+        (b"BAD\x00LINE\r\n\r\n", 400, "bad_request", "not valid HTTP/1.1"),
+        (b"POST /api/v1/chat/completions HTTP/1.1\r\nHost: 127.0.0.1\r\nTransfer-Encoding: chunked\r\n\r\nzz\r\n", 400,
+         "bad_request", "chunked framing"),
+    ],
+    ids=["request line too long", "header too large", "too many headers", "not HTTP", "bad chunk size"],
+)
+def test_what_gunicorn_refuses_itself_is_a_json_error_that_closes_the_connection(gateway, request_bytes, status, code, says):
+    got, headers, body = send_raw(gateway, request_bytes)
+
+    assert got == status
+    assert headers["Connection"] == "close"
+    assert headers["Content-Type"] == "application/json"
+    assert json.loads(body)["code"] == code
+    assert says in json.loads(body)["msg"]

@@ -62,9 +62,13 @@ def test_worker_health_comes_from_the_database_at_scrape_time(client):
     assert value(found, "mmm_worker_consecutive_probe_failures", **labels) == 2
 
 
-def test_ejection_and_in_flight_come_from_the_shared_routing_state(client):
+def test_ejection_and_in_flight_come_from_the_shared_routing_state(client, settings):
     from inference.outcomes import Outcome
     from inference.routing_state import EjectionPolicy, routing_state
+
+    # The latency average fades while a worker is idle; an hour's fade leaves 5.0 for the time a
+    # loaded machine takes between the failure and the scrape.
+    settings.MMM_LATENCY_DECAY_SECONDS = 3600
 
     worker = Worker.objects.create(model_name="m", req_url_template="http://127.0.0.1:9/x", body={"p": "{USER_PROMPT}"})
     state = routing_state()

@@ -2,7 +2,6 @@
 one PostgreSQL and one Redis: routing state seen and changed by one is the other's at once."""
 
 import threading
-import time
 import uuid
 from concurrent.futures import ThreadPoolExecutor
 
@@ -11,6 +10,7 @@ import pytest
 from tests.conftest import SEED_ANSWER, seed_registration
 from tests.fake_upstream import Reply
 from tests.gateway_process import GatewayProcess, gateway_database
+from tests.waiting import wait_until
 
 pytestmark = [pytest.mark.e2e, pytest.mark.postgres, pytest.mark.redis]
 
@@ -51,12 +51,11 @@ def test_a_worker_ejected_through_one_instance_gets_no_traffic_from_the_other(in
     # made it look slow, would leave it alone for a long while and never eject it here.
     a.post("/api/server/policy", {"model_name": "proxyllm", "strategy": "round_robin"}).raise_for_status()
 
-    deadline = time.monotonic() + 30
-    while time.monotonic() < deadline:
+    def ejected_after_one_more_request():
         assert complete(a).status_code == 200
-        if traffic(a)[bad]["ejected_until"]:
-            break
-    assert traffic(a)[bad]["ejected_until"], "A never ejected the failing worker"
+        return traffic(a)[bad]["ejected_until"]
+
+    wait_until(ejected_after_one_more_request, timeout=30, what="A to eject the failing worker")
     hits_at_ejection = len(upstream.hits("/bad"))
 
     assert traffic(b)[bad]["ejected_until"] == traffic(a)[bad]["ejected_until"]
@@ -78,15 +77,12 @@ def test_in_flight_counts_are_exact_from_both_instances_under_200_concurrent_req
     with ThreadPoolExecutor(total) as pool:
         try:
             futures = [pool.submit(complete, a if n % 2 else b) for n in range(total)]
-            deadline = time.monotonic() + 60
-            while len(upstream.seen) < total and time.monotonic() < deadline:
-                time.sleep(0.05)
-            assert len(upstream.seen) == total, "not every request reached the upstream"
+            wait_until(lambda: len(upstream.seen) == total, timeout=60, what=f"all {total} requests to reach the upstream")
             held_per_path = {"/one": len(upstream.hits("/one")), "/two": len(upstream.hits("/two"))}
             seen_by_a, seen_by_b = traffic(a), traffic(b)
         finally:
             gate.set()
-        statuses = [future.result().status_code for future in futures]
+        statuses = [future.result(timeout=90).status_code for future in futures]
 
     for url in urls:
         path = "/" + url.rsplit("/", 1)[1]

@@ -4,7 +4,6 @@ import http.client
 import json
 import socket
 import threading
-import time
 import uuid
 
 import openai
@@ -13,6 +12,7 @@ import pytest
 from tests.conftest import SEED_ANSWER, seed_registration
 from tests.fake_model_apis import OpenAIServer
 from tests.gateway_process import GatewayProcess, gateway_database
+from tests.waiting import wait_until
 
 pytestmark = pytest.mark.e2e
 
@@ -49,13 +49,8 @@ def register_openai(gateway, base_url: str, **fields) -> str:
     return model_name
 
 
-def wait_for_log(gateway, text: str, seconds: float = 10.0) -> bool:
-    deadline = time.monotonic() + seconds
-    while time.monotonic() < deadline:
-        if text in gateway.log_path.read_text():
-            return True
-        time.sleep(0.05)
-    return False
+def wait_for_log(gateway, text: str, seconds: float = 10.0) -> None:
+    wait_until(lambda: text in gateway.log_path.read_text(), timeout=seconds, what=f"{text!r} in the gateway's log")
 
 
 def test_a_chat_completion_passes_every_field_through_with_only_the_model_rewritten(gateway, client, upstream):
@@ -192,6 +187,7 @@ def test_a_client_that_disconnects_mid_stream_makes_the_gateway_close_the_upstre
     assert seen.answered.wait(10), "the upstream kept streaming to a client that had gone"
     assert seen.aborted
     # The attempt was settled, and the worker's in-flight slot given back.
-    assert wait_for_log(gateway, f"model={model} worker=") and wait_for_log(gateway, "stream ended: client_gone")
+    wait_for_log(gateway, f"model={model} worker=")
+    wait_for_log(gateway, "stream ended: client_gone")
     [worker] = gateway.get("/api/server/workers", model_name=model).json()["data"]
     assert worker["traffic"]["in_flight"] == 0

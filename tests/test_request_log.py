@@ -1,6 +1,5 @@
 """The request log: one row per completion request, written off the request path."""
 
-import time
 
 import pytest
 from django.db import IntegrityError, connection
@@ -13,6 +12,7 @@ from registry.models import RoutingPolicy, Worker
 from tests.conftest import SEED_ANSWER, seed_registration
 from tests.fake_model_apis import OpenAIServer
 from tests.fake_upstream import Reply, refused_url
+from tests.waiting import wait_until
 
 pytestmark = pytest.mark.django_db
 
@@ -206,9 +206,8 @@ def test_the_background_flusher_writes_within_its_interval(transactional_db):
     writer = RequestLogWriter(flush_seconds=0.05, background=True)
     try:
         writer.add(row(model_name="from-the-flusher"))
-        deadline = time.monotonic() + 10
-        while not RequestLog.objects.filter(model_name="from-the-flusher").exists() and time.monotonic() < deadline:
-            time.sleep(0.02)
+        wait_until(lambda: RequestLog.objects.filter(model_name="from-the-flusher").exists(), timeout=10,
+                   what="the background flusher to write the row")
         assert RequestLog.objects.filter(model_name="from-the-flusher").count() == 1
     finally:
         writer.close()

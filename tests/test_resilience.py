@@ -17,6 +17,7 @@ from mmm.api_errors import ApiError
 from registry.models import RoutingPolicy, Worker
 from tests.conftest import SEED_ANSWER, seed_registration
 from tests.fake_upstream import Reply
+from tests.waiting import wait_until
 
 pytestmark = pytest.mark.django_db
 
@@ -181,8 +182,7 @@ def test_a_worker_at_its_cap_is_skipped_and_a_full_model_answers_503_at_once(api
     assert routing_table.workers_for("proxyllm")
     with ThreadPoolExecutor(1) as pool:
         holding = pool.submit(completion_create, model_name="proxyllm", prompt="hold")
-        while not upstream.hits("/slow"):
-            time.sleep(0.01)
+        wait_until(lambda: upstream.hits("/slow"), timeout=10, what="the held request to reach the upstream")
         started = time.monotonic()
         response = complete(api)
         waited = time.monotonic() - started

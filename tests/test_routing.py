@@ -1,11 +1,11 @@
 import threading
-import time
 from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass
 
 import pytest
 
 from inference.routing import RoutingTable
+from tests.waiting import wait_until
 
 
 @dataclass
@@ -108,9 +108,9 @@ def test_requests_waiting_for_the_same_unknown_name_share_one_query(refresh_ever
         first = pool.submit(table.workers_for, "typo")  # its lookup is under way...
         started.wait(5)
         waiting = [pool.submit(table.workers_for, "typo") for _ in range(5)]  # ...when these arrive
-        wait_until(lambda: table._lookups["typo"].waiters == 5)
+        wait_until(lambda: table._lookups["typo"].waiters == 5, timeout=10, what="five requests to wait on the lookup")
         release.set()
-        results = [first.result(), *(future.result() for future in waiting)]
+        results = [first.result(timeout=10), *(future.result(timeout=10) for future in waiting)]
 
     assert results == [None] * 6
     # The first lookup began before the five arrived, so they need one more, which they share.
@@ -132,7 +132,7 @@ def test_a_slow_lookup_does_not_hold_up_other_names(refresh_every_second):
         stuck = pool.submit(table.workers_for, "typo")
         assert [w.id for w in pool.submit(table.workers_for, "b").result(timeout=2)] == [2]
         release.set()
-        assert stuck.result() is None
+        assert stuck.result(timeout=10) is None
 
 
 def test_a_failed_lookup_is_an_error_for_the_requests_that_shared_it(refresh_every_second):
@@ -140,13 +140,6 @@ def test_a_failed_lookup_is_an_error_for_the_requests_that_shared_it(refresh_eve
     table._loader = database_down
     with pytest.raises(ConnectionError):
         table.workers_for("typo")
-
-
-def wait_until(condition, seconds: float = 5.0) -> None:
-    deadline = time.monotonic() + seconds
-    while not condition():
-        assert time.monotonic() < deadline, "condition not met in time"
-        time.sleep(0.001)
 
 
 def test_an_invalidation_during_a_reload_forces_another_reload(refresh_every_second):

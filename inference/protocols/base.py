@@ -27,7 +27,7 @@ from typing import TYPE_CHECKING, Any, Protocol
 
 from rest_framework import status
 
-from inference import extract, openai_api, upstream
+from inference import extract, openai_api, redaction, upstream
 from inference.exceptions import (
     RetryableWorkerError,
     UpstreamFailed,
@@ -158,11 +158,11 @@ def path_steps(path: str) -> tuple:
 
 
 def where(worker: "Worker", url: str) -> str:
-    return f"worker {worker.id} ({upstream.redact_url(url)})"
+    return f"worker {worker.id} ({redaction.redact_url(url)})"
 
 
 def secrets_of(worker: "Worker") -> list[str]:
-    """What must be masked wherever an upstream's answer is quoted (see registry.redaction)."""
+    """What must be masked wherever an upstream's answer is quoted (see inference.redaction)."""
     return worker.secret_values()
 
 
@@ -237,7 +237,7 @@ def refused_answer(worker: "Worker", response: upstream.UpstreamResponse, url: s
     secrets = secrets_of(worker)
     is_json, document = response.json_or_text()
     message = error_message(document) if is_json else None
-    detail = upstream.mask_secrets(message, secrets=secrets) if message else response.snippet(secrets=secrets)
+    detail = redaction.mask_secrets(message, secrets=secrets) if message else response.snippet(secrets=secrets)
     body = openai_api.error_body(
         message=f"{where(worker, url)} refused the request with HTTP {response.status}: {detail}",
         code="upstream_rejected", status=response.status,

@@ -7,7 +7,7 @@ came: nothing is parsed on the way, which keeps this kind's cost to the copy of 
 
 from typing import TYPE_CHECKING, Any
 
-from inference import extract, upstream
+from inference import extract, redaction, upstream
 from inference.exceptions import ExtractionFailed
 from inference.extract import PathMismatch
 from inference.outcomes import Outcome
@@ -98,7 +98,7 @@ def _whole_answer(worker: "Worker", response: upstream.UpstreamResponse, url: st
     # model, ...): the client gets the upstream's status and error, with the worker's keys masked.
     is_json, document = response.json_or_text()
     if is_json and isinstance(document, dict) and "error" in document:
-        body = upstream.mask_secrets(response.content.decode("utf-8", errors="replace"), secrets=secrets_of(worker))
+        body = redaction.mask_secrets(response.content.decode("utf-8", errors="replace"), secrets=secrets_of(worker))
         return refused_as_is(response.status, body.encode())
     return refused_answer(worker, response, url)
 

@@ -9,7 +9,7 @@ from django.conf import settings
 from django.core.management.base import BaseCommand, CommandParser
 from django.db import close_old_connections
 
-from inference.upstream import redact_url
+from inference.redaction import redact_url
 from registry.health import workers_probe
 from registry.models import HealthState, Worker
 from registry.services import workers_remove_expired

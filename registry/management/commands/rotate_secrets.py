@@ -3,8 +3,9 @@ from django.db import transaction
 
 from registry.models import Worker
 
-# Columns encrypted at rest: header values, and the query strings of the URLs.
-SECRET_FIELDS = ["headers", "req_url_template", "health_url"]
+# Columns encrypted at rest: header values, the URLs' passwords and query strings, and the
+# credential-named fields of body templates and legacy options (registry/fields.py).
+SECRET_FIELDS = ["headers", "req_url_template", "health_url", "body", "legacy_options"]
 
 
 class Command(BaseCommand):
@@ -21,5 +22,6 @@ class Command(BaseCommand):
                 worker.save(update_fields=SECRET_FIELDS)
                 count += 1
         self.stdout.write(
-            f"re-encrypted the headers and URL query strings of {count} worker(s) with the first key of MMM_SECRET_KEYS"
+            f"re-encrypted the headers, URL passwords and query strings and body credentials of {count} worker(s) "
+            "with the first key of MMM_SECRET_KEYS"
         )

@@ -1,0 +1,62 @@
+"""gunicorn's gevent worker, answering the requests gunicorn refuses itself in the API's JSON.
+
+gunicorn answers a request it cannot parse, or one over its limits (mmm/gunicorn.conf.py), before
+the application sees it, with a small HTML page. This worker lets gunicorn decide, log and count
+the refusal as it always does, and sends the same status as a JSON error instead
+(``{"success": false, "msg", "code"}``; the request's path, and so its API, is mostly unknown).
+"""
+
+import json
+
+from gunicorn import util
+from gunicorn.workers.ggevent import GeventWorker as _GeventWorker
+
+# gunicorn's status -> (code, message); the message never echoes what the client sent.
+_REFUSALS = {
+    400: ("bad_request", "the request is not valid HTTP/1.1 (request line, headers or chunked framing)"),
+    403: ("forbidden", "the request was refused before it reached the gateway"),
+    414: ("request_line_too_long", "the request line is longer than {cfg.limit_request_line} bytes"),
+    417: ("expectation_failed", "the Expect header asks for something the gateway does not do"),
+    431: ("headers_too_large", "a header is longer than {cfg.limit_request_field_size} bytes, or there are "
+                               "more than {cfg.limit_request_fields} headers"),
+    501: ("not_implemented", "the Transfer-Encoding is not supported; send chunked or a Content-Length"),
+}
+
+
+class _Captured:
+    """Stands in for the client socket while gunicorn writes its own answer."""
+
+    def __init__(self) -> None:
+        self.written = b""
+
+    def gettimeout(self) -> float:
+        return 0.0
+
+    def sendall(self, data: bytes) -> None:
+        self.written += data
+
+
+class GeventWorker(_GeventWorker):
+    def handle_error(self, req, client, addr, exc):
+        captured = _Captured()
+        super().handle_error(req, captured, addr, exc)
+        try:
+            _version, status, reason = captured.written.split(b"\r\n", 1)[0].decode("latin-1").split(" ", 2)
+            status = int(status)
+        except ValueError:
+            return util.write_nonblock(client, captured.written)
+        try:
+            util.write_nonblock(client, _json_answer(status, reason, self.cfg))
+        except Exception:
+            self.log.debug("Failed to send error message.")
+
+
+def _json_answer(status: int, reason: str, cfg) -> bytes:
+    # The seed API's shape everywhere: most refusals come before the path is known.
+    from mmm.api_errors import INTERNAL_ERROR_MSG, error_body
+
+    code, msg = _REFUSALS.get(status, ("internal_error", INTERNAL_ERROR_MSG))
+    payload = json.dumps(error_body(msg=msg.format(cfg=cfg), code=code)).encode()
+    head = (f"HTTP/1.1 {status} {reason}\r\nConnection: close\r\nContent-Type: application/json\r\n"
+            f"Content-Length: {len(payload)}\r\n\r\n")
+    return head.encode("latin-1") + payload
