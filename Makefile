@@ -11,7 +11,7 @@ STATIC_STAMP := var/static/.collected
 export HOST ?= 127.0.0.1
 export PORT ?= 8007
 
-.PHONY: serve test bench migrate setup clean
+.PHONY: serve test lint openapi bench migrate setup clean
 
 # Keys are off for local use unless the environment sets MMM_REQUIRE_AUTH; gunicorn.conf.py
 # warns loudly and refuses a non-loopback HOST that way.
@@ -27,6 +27,10 @@ bench: $(DEV_STAMP) $(STATIC_STAMP)
 	$(BIN)/python -m bench.dashboard
 	$(BIN)/python -m bench.streaming
 	$(BIN)/python -m bench.routing
+
+# The committed OpenAPI document; tests/test_openapi.py fails when it differs from the code's.
+openapi: $(RUNTIME_STAMP)
+	$(BIN)/python manage.py spectacular --validate --fail-on-warn --file docs/openapi.yaml
 
 setup: $(RUNTIME_STAMP) $(STATIC_STAMP) migrate
 
