@@ -27,6 +27,7 @@ bench: $(DEV_STAMP) $(STATIC_STAMP)
 	$(BIN)/python -m bench.dashboard
 	$(BIN)/python -m bench.streaming
 	$(BIN)/python -m bench.routing
+	$(BIN)/python -m bench.tracing
 
 # The committed OpenAPI document; tests/test_openapi.py fails when it differs from the code's.
 openapi: $(RUNTIME_STAMP)

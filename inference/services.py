@@ -32,6 +32,7 @@ from inference.extract import PathMismatch
 from inference.routing import RoutingTable, routing_table
 from inference.routing_state import Acquired, EjectionPolicy, Outcome, RoutingState, Traffic, routing_state
 from inference.strategies import STRATEGIES
+from mmm import tracing
 from mmm.api_errors import ApiError
 
 if TYPE_CHECKING:
@@ -365,7 +366,7 @@ def _route_on_model(
         last_tried = worker
         outcome, reason = Outcome.NEUTRAL, ""
         try:
-            value = call(worker, lease)
+            value = tracing.upstream_attempt(call, worker, lease, model_name=model_name, attempt=attempts)
             outcome = Outcome.OK
         except ApiError as exc:
             exc.worker, exc.attempts = worker, attempts  # for the request log (console.completion_log)
