@@ -1,5 +1,6 @@
 """Schemathesis over every operation of /api/schema/, against the gateway under gunicorn with
-keys on: no 5xx, and every answer as the document says (status, content type, headers, body)."""
+keys on: no 5xx, every answer as the document says (status, content type, headers, body), what it
+calls invalid refused, a request without a key refused, an undocumented method answered 405."""
 
 import os
 import subprocess
@@ -20,6 +21,11 @@ CHECKS = ",".join((
     "content_type_conformance",
     "response_headers_conformance",
     "response_schema_conformance",
+    "negative_data_rejection",  # what the document says is invalid is refused
+    "missing_required_header",
+    "unsupported_method",  # a method the document does not list gets 405
+    "allow_header_conformance",
+    "ignored_auth",  # an operation that says it needs a key refuses a request without one
 ))
 EXAMPLES = os.environ.get("MMM_SCHEMATHESIS_EXAMPLES", "15")
 
