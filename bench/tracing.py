@@ -20,7 +20,15 @@ from contextlib import suppress
 from pathlib import Path
 
 from bench.loadgen import Target, run_load
-from bench.run import COMPLETIONS_PATH, fake_upstream, gateway_env, migrate, register_models, rounded_or_none, running_gateway
+from bench.run import (
+    COMPLETIONS_PATH,
+    fake_upstream,
+    gateway_env,
+    migrate,
+    register_models,
+    rounded_or_none,
+    running_gateway,
+)
 
 CLOCK_TICKS = os.sysconf("SC_CLK_TCK")
 
@@ -54,8 +62,10 @@ def main(argv: list[str] | None = None) -> None:
     print("| tracing | concurrency | requests/s | p50 ms | p99 ms | gateway CPU ms per request | errors |")
     print("|---|---|---|---|---|---|---|")
     for mode, concurrency, result, cpu_ms in sorted(rows, key=lambda row: (row[1], row[0])):
-        print(f"| {mode} | {concurrency} | {result.requests_per_second:.0f} | {rounded_or_none(result.percentile_ms(0.5))} "
-              f"| {rounded_or_none(result.percentile_ms(0.99))} | {cpu_ms:.2f} | {result.error_count} |")
+        print(
+            f"| {mode} | {concurrency} | {result.requests_per_second:.0f} | {rounded_or_none(result.percentile_ms(0.5))} "
+            f"| {rounded_or_none(result.percentile_ms(0.99))} | {cpu_ms:.2f} | {result.error_count} |"
+        )
 
 
 def run_mode(mode: str, upstream_port: int, duration: float) -> list:
@@ -64,11 +74,15 @@ def run_mode(mode: str, upstream_port: int, duration: float) -> list:
         env = {name: value for name, value in gateway_env(Path(tmp)).items() if not name.startswith("OTEL_")}
         env["MMM_WEB_WORKERS"] = "1"
         if mode == "on":
-            env.update({"OTEL_EXPORTER_OTLP_ENDPOINT": f"http://127.0.0.1:{upstream_port}", "OTEL_SERVICE_NAME": "mmm-bench"})
+            env.update(
+                {"OTEL_EXPORTER_OTLP_ENDPOINT": f"http://127.0.0.1:{upstream_port}", "OTEL_SERVICE_NAME": "mmm-bench"}
+            )
         migrate(env)
         with running_gateway(env, Path(tmp) / "gateway.log") as gateway:
             register_models(gateway.port, upstream_port)
-            target = Target(gateway.port, COMPLETIONS_PATH, {"input": "hello", "model_name": "bench-fast"}, expect_success=True)
+            target = Target(
+                gateway.port, COMPLETIONS_PATH, {"input": "hello", "model_name": "bench-fast"}, expect_success=True
+            )
             for concurrency in (1, 16):
                 print(f"  tracing {mode}, c={concurrency} ...", file=sys.stderr, flush=True)
                 run_load(target, concurrency=concurrency, warmup=1.0, duration=1.0)  # warm: connections, caches

@@ -127,7 +127,7 @@ class ModelStats:
         return [count / self.bucket_minutes for count in self.requests]
 
     def error_rates(self) -> list[float | None]:
-        return [errors / count if count else None for count, errors in zip(self.requests, self.errors)]
+        return [errors / count if count else None for count, errors in zip(self.requests, self.errors, strict=True)]
 
     def latency_percentiles(self, fraction: float) -> list[float | None]:
         return [histogram.percentile(fraction) for histogram in self.histograms]

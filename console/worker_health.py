@@ -45,7 +45,9 @@ def worker_health(worker: Worker, traffic: Traffic | None, now: float) -> Worker
     if traffic.consecutive_failures:
         return WorkerHealth("failing", f"the last {traffic.consecutive_failures} request(s) to it failed")
     answered = (
-        f"{traffic.success_rate:.0%} of {traffic.recent_total} recent requests succeeded" if traffic.recent_total else ""
+        f"{traffic.success_rate:.0%} of {traffic.recent_total} recent requests succeeded"
+        if traffic.recent_total
+        else ""
     )
     if worker.health_state == HealthState.HEALTHY:
         return WorkerHealth("healthy", "; ".join(filter(None, ["the last probe passed", answered])))

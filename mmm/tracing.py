@@ -38,7 +38,9 @@ def tracing_wanted(environ=os.environ) -> bool:
     exporter = environ.get("OTEL_TRACES_EXPORTER", "").strip().lower()
     if exporter == "none":
         return False
-    return bool(exporter or environ.get("OTEL_EXPORTER_OTLP_ENDPOINT") or environ.get("OTEL_EXPORTER_OTLP_TRACES_ENDPOINT"))
+    return bool(
+        exporter or environ.get("OTEL_EXPORTER_OTLP_ENDPOINT") or environ.get("OTEL_EXPORTER_OTLP_TRACES_ENDPOINT")
+    )
 
 
 def tracing_start() -> bool:
@@ -66,8 +68,12 @@ def tracing_start() -> bool:
     RequestsInstrumentor().instrument(request_hook=_name_upstream_url)
     _tracer = trace.get_tracer("mmm.routing")
     _enabled = True
-    logger.info("tracing on: spans go to %s", os.environ.get("OTEL_EXPORTER_OTLP_TRACES_ENDPOINT")
-                or os.environ.get("OTEL_EXPORTER_OTLP_ENDPOINT") or os.environ.get("OTEL_TRACES_EXPORTER"))
+    logger.info(
+        "tracing on: spans go to %s",
+        os.environ.get("OTEL_EXPORTER_OTLP_TRACES_ENDPOINT")
+        or os.environ.get("OTEL_EXPORTER_OTLP_ENDPOINT")
+        or os.environ.get("OTEL_TRACES_EXPORTER"),
+    )
     return True
 
 
@@ -113,7 +119,9 @@ def completion_finished(*, attempts: int, usage: dict | None, response_model: st
         span.set_attribute(name, value)
 
 
-def upstream_attempt(call: Callable[["Worker", Any], Any], worker: "Worker", lease: Any, *, model_name: str, attempt: int) -> Any:
+def upstream_attempt(
+    call: Callable[["Worker", Any], Any], worker: "Worker", lease: Any, *, model_name: str, attempt: int
+) -> Any:
     """``call(worker, lease)`` inside a span for this attempt: worker, attempt number, retry,
     fallback, GenAI attributes and the outcome. The routing code's one call into tracing."""
     if not _enabled:
@@ -137,8 +145,11 @@ def upstream_attempt(call: Callable[["Worker", Any], Any], worker: "Worker", lea
         attributes["mmm.fallback_of"] = requested
     token = _attempt_worker.set(worker)
     with _tracer.start_as_current_span(
-        f"upstream attempt {model_name}", kind=SpanKind.INTERNAL, attributes=attributes,
-        record_exception=False, set_status_on_exception=False,
+        f"upstream attempt {model_name}",
+        kind=SpanKind.INTERNAL,
+        attributes=attributes,
+        record_exception=False,
+        set_status_on_exception=False,
     ) as span:
         try:
             value = call(worker, lease)
@@ -166,8 +177,10 @@ def _provider(worker: "Worker") -> str:
 
 def _usage_attributes(usage: dict | None) -> dict[str, int]:
     usage = usage if isinstance(usage, dict) else {}
-    pairs = (("gen_ai.usage.input_tokens", ("prompt_tokens", "input_tokens")),
-             ("gen_ai.usage.output_tokens", ("completion_tokens", "output_tokens")))
+    pairs = (
+        ("gen_ai.usage.input_tokens", ("prompt_tokens", "input_tokens")),
+        ("gen_ai.usage.output_tokens", ("completion_tokens", "output_tokens")),
+    )
     found = {}
     for attribute, names in pairs:
         for name in names:
@@ -228,13 +241,29 @@ def _without_urls_in_events(span):
     if not any(event.name == "exception" for event in span.events):
         return span
     events = [
-        Event(event.name, {key: _redacted_text(value) if isinstance(value, str) else value
-                           for key, value in (event.attributes or {}).items()}, event.timestamp)
-        if event.name == "exception" else event
+        Event(
+            event.name,
+            {
+                key: _redacted_text(value) if isinstance(value, str) else value
+                for key, value in (event.attributes or {}).items()
+            },
+            event.timestamp,
+        )
+        if event.name == "exception"
+        else event
         for event in span.events
     ]
     return ReadableSpan(
-        name=span.name, context=span.context, parent=span.parent, resource=span.resource,
-        attributes=span.attributes, events=events, links=span.links, kind=span.kind, status=span.status,
-        start_time=span.start_time, end_time=span.end_time, instrumentation_scope=span.instrumentation_scope,
+        name=span.name,
+        context=span.context,
+        parent=span.parent,
+        resource=span.resource,
+        attributes=span.attributes,
+        events=events,
+        links=span.links,
+        kind=span.kind,
+        status=span.status,
+        start_time=span.start_time,
+        end_time=span.end_time,
+        instrumentation_scope=span.instrumentation_scope,
     )

@@ -52,13 +52,18 @@ class OtlpReceiver:
                 resource = {a.key: _value(a.value) for a in resource_spans.resource.attributes}
                 for scope_spans in resource_spans.scope_spans:
                     for span in scope_spans.spans:
-                        found.append(ReceivedSpan(
-                            name=span.name, kind=span.kind, trace_id=span.trace_id.hex(), span_id=span.span_id.hex(),
-                            parent_span_id=span.parent_span_id.hex(),
-                            attributes={a.key: _value(a.value) for a in span.attributes},
-                            events=[(e.name, {a.key: _value(a.value) for a in e.attributes}) for e in span.events],
-                            service=resource.get("service.name", ""),
-                        ))
+                        found.append(
+                            ReceivedSpan(
+                                name=span.name,
+                                kind=span.kind,
+                                trace_id=span.trace_id.hex(),
+                                span_id=span.span_id.hex(),
+                                parent_span_id=span.parent_span_id.hex(),
+                                attributes={a.key: _value(a.value) for a in span.attributes},
+                                events=[(e.name, {a.key: _value(a.value) for a in e.attributes}) for e in span.events],
+                                service=resource.get("service.name", ""),
+                            )
+                        )
         return found
 
     def wait_for(self, condition, *, what: str, seconds: float = 30.0) -> list[ReceivedSpan]:

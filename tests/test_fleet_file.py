@@ -104,8 +104,11 @@ def test_export_then_apply_dry_run_says_nothing_changes_and_holds_no_secret(secr
     assert "${PROXYLLM_AUTHORIZATION}" in exported and "${PROXYLLM_KEY}" in exported
     assert "# Secrets are references; set these variables first:" in exported
     # The references it made, set to the secrets, as CI would.
-    for name, value in {"PROXYLLM_AUTHORIZATION": "Bearer sk-proxy-0123456789", "PROXYLLM_KEY": "q-0123456789abc",
-                        "SMALL_AUTHORIZATION": "Bearer sk-small-9876543210"}.items():
+    for name, value in {
+        "PROXYLLM_AUTHORIZATION": "Bearer sk-proxy-0123456789",
+        "PROXYLLM_KEY": "q-0123456789abc",
+        "SMALL_AUTHORIZATION": "Bearer sk-small-9876543210",
+    }.items():
         monkeypatch.setenv(name, value)
     out = apply_text(exported, "--dry-run", "--prune", monkeypatch=monkeypatch)
     assert out.strip() == "nothing to change: the registry matches the file"
@@ -113,7 +116,9 @@ def test_export_then_apply_dry_run_says_nothing_changes_and_holds_no_secret(secr
 
 def test_prune_removes_what_the_file_no_longer_names(secrets, monkeypatch):
     apply_text(FLEET, monkeypatch=monkeypatch)
-    smaller = FLEET.split("  small:\n")[0].replace("    policy:\n      strategy: round_robin\n      fallbacks: [small]\n      max_attempts: 3\n", "")
+    smaller = FLEET.split("  small:\n")[0].replace(
+        "    policy:\n      strategy: round_robin\n      fallbacks: [small]\n      max_attempts: 3\n", ""
+    )
     kept = apply_text(smaller, monkeypatch=monkeypatch)
     assert kept.strip() == "nothing to change: the registry matches the file"  # without --prune nothing goes
     out = apply_text(smaller, "--prune", monkeypatch=monkeypatch)
@@ -124,15 +129,18 @@ def test_prune_removes_what_the_file_no_longer_names(secrets, monkeypatch):
     assert WorkerEvent.objects.filter(action="offline", model_name="small", actor="manage.py apply").count() == 1
 
 
-@pytest.mark.parametrize(("mistake", "line", "says"), [
-    (("        weight: 2\n", "        weight: -1\n"), 13, "weight: -1 is less than the minimum of 0"),
-    (("        weight: 2\n", "        wieght: 2\n"), 9, "'wieght' was unexpected"),
-    (("${SMALL_KEY}", "${NOT_SET_ANYWHERE}"), 20, "environment variable NOT_SET_ANYWHERE is not set"),
-    (('body: {input: "{USER_PROMPT}"}', 'body: {input: "no placeholder"}'), 14, "body: must contain {USER_PROMPT}"),
-    (("      strategy: round_robin\n", "      strategy: fastest\n"), 5, "'fastest' is not one of"),
-    (("  small:\n", "  proxyllm:\n"), 16, "'proxyllm' appears twice"),
-    (("version: 1\n", "version: 1\n  bad indent: [\n"), 2, "not valid YAML"),
-])
+@pytest.mark.parametrize(
+    ("mistake", "line", "says"),
+    [
+        (("        weight: 2\n", "        weight: -1\n"), 13, "weight: -1 is less than the minimum of 0"),
+        (("        weight: 2\n", "        wieght: 2\n"), 9, "'wieght' was unexpected"),
+        (("${SMALL_KEY}", "${NOT_SET_ANYWHERE}"), 20, "environment variable NOT_SET_ANYWHERE is not set"),
+        (('body: {input: "{USER_PROMPT}"}', 'body: {input: "no placeholder"}'), 14, "body: must contain {USER_PROMPT}"),
+        (("      strategy: round_robin\n", "      strategy: fastest\n"), 5, "'fastest' is not one of"),
+        (("  small:\n", "  proxyllm:\n"), 16, "'proxyllm' appears twice"),
+        (("version: 1\n", "version: 1\n  bad indent: [\n"), 2, "not valid YAML"),
+    ],
+)
 def test_a_bad_file_changes_nothing_and_names_its_line(secrets, monkeypatch, mistake, line, says):
     before = registry_state()
     with pytest.raises(CommandError) as refused:

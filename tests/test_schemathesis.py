@@ -15,26 +15,34 @@ from tests.gateway_process import ROOT, GatewayProcess, gateway_database
 
 pytestmark = pytest.mark.e2e
 
-CHECKS = ",".join((
-    "not_a_server_error",
-    "status_code_conformance",
-    "content_type_conformance",
-    "response_headers_conformance",
-    "response_schema_conformance",
-    "negative_data_rejection",  # what the document says is invalid is refused
-    "missing_required_header",
-    "unsupported_method",  # a method the document does not list gets 405
-    "allow_header_conformance",
-    "ignored_auth",  # an operation that says it needs a key refuses a request without one
-))
+CHECKS = ",".join(
+    (
+        "not_a_server_error",
+        "status_code_conformance",
+        "content_type_conformance",
+        "response_headers_conformance",
+        "response_schema_conformance",
+        "negative_data_rejection",  # what the document says is invalid is refused
+        "missing_required_header",
+        "unsupported_method",  # a method the document does not list gets 405
+        "allow_header_conformance",
+        "ignored_auth",  # an operation that says it needs a key refuses a request without one
+    )
+)
 EXAMPLES = os.environ.get("MMM_SCHEMATHESIS_EXAMPLES", "15")
 
 
 def _model_answer(seen) -> Reply:
     if seen.path.endswith("/chat/completions"):
-        return Reply(json={"id": "c1", "object": "chat.completion", "created": 1, "model": "m",
-                           "choices": [{"index": 0, "message": {"role": "assistant", "content": "hi"},
-                                        "finish_reason": "stop"}]})
+        return Reply(
+            json={
+                "id": "c1",
+                "object": "chat.completion",
+                "created": 1,
+                "model": "m",
+                "choices": [{"index": 0, "message": {"role": "assistant", "content": "hi"}, "finish_reason": "stop"}],
+            }
+        )
     return Reply(json=SEED_ANSWER)
 
 
@@ -53,17 +61,44 @@ def test_every_operation_answers_as_documented(tmp_path, model_server):
         gateway.headers = {"Authorization": f"Bearer {key}"}
         gateway.start()
         try:
-            gateway.post("/api/server/register", seed_registration(model_server.url("/api/generate"))).raise_for_status()
-            gateway.post("/api/server/register", {"model_name": "gpt", "kind": "openai",
-                                                  "req_url_template": model_server.url("/v1")}).raise_for_status()
+            gateway.post(
+                "/api/server/register", seed_registration(model_server.url("/api/generate"))
+            ).raise_for_status()
+            gateway.post(
+                "/api/server/register",
+                {"model_name": "gpt", "kind": "openai", "req_url_template": model_server.url("/v1")},
+            ).raise_for_status()
             run = subprocess.run(
-                [str(Path(sys.executable).parent / "schemathesis"), "run", f"{gateway.url}/api/schema/",
-                 "--checks", CHECKS, "--max-examples", EXAMPLES, "--seed", "14", "--workers", "2",
-                 "--phases", "examples,coverage,fuzzing", "--request-timeout", "30", "--no-color",
-                 "--header", f"Authorization: Bearer {key}"],
-                cwd=ROOT, capture_output=True, text=True, timeout=480,
-                env={**os.environ, "SCHEMATHESIS_HOOKS": "tests.schemathesis_hooks",
-                     "MMM_SCHEMATHESIS_UPSTREAM": model_server.url("/api/generate"), "PYTHONPATH": str(ROOT)},
+                [
+                    str(Path(sys.executable).parent / "schemathesis"),
+                    "run",
+                    f"{gateway.url}/api/schema/",
+                    "--checks",
+                    CHECKS,
+                    "--max-examples",
+                    EXAMPLES,
+                    "--seed",
+                    "14",
+                    "--workers",
+                    "2",
+                    "--phases",
+                    "examples,coverage,fuzzing",
+                    "--request-timeout",
+                    "30",
+                    "--no-color",
+                    "--header",
+                    f"Authorization: Bearer {key}",
+                ],
+                cwd=ROOT,
+                capture_output=True,
+                text=True,
+                timeout=480,
+                env={
+                    **os.environ,
+                    "SCHEMATHESIS_HOOKS": "tests.schemathesis_hooks",
+                    "MMM_SCHEMATHESIS_UPSTREAM": model_server.url("/api/generate"),
+                    "PYTHONPATH": str(ROOT),
+                },
             )
         finally:
             gateway.stop()

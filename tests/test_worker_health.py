@@ -18,16 +18,38 @@ def worker(state=HealthState.UNKNOWN, **fields) -> Worker:
     return Worker(model_name="m", req_url_template="http://127.0.0.1:9/x", health_state=state, **fields)
 
 
-@pytest.mark.parametrize(("probes", "traffic", "state", "says"), [
-    (HealthState.HEALTHY, Traffic(ejected_until=NOW + 20, ejections=1, ejection_reason="HTTP 503"), "ejected",
-     "ejected for 20 s more by live traffic: HTTP 503"),
-    (HealthState.UNHEALTHY, Traffic(recent_ok=5, recent_total=5), "unhealthy", "1 probe(s) failed in a row: refused"),
-    (HealthState.HEALTHY, Traffic(ejections=1), "recovering", "the next request is a trial"),
-    (HealthState.HEALTHY, Traffic(consecutive_failures=2, recent_total=4, recent_ok=2), "failing", "the last 2 request(s)"),
-    (HealthState.UNKNOWN, Traffic(recent_ok=9, recent_total=10), "healthy", "answering traffic: 90% of 10 recent requests"),
-    (HealthState.HEALTHY, None, "healthy", "the last probe passed"),
-    (HealthState.UNKNOWN, None, "unknown", "no probe and no recent traffic yet"),
-])
+@pytest.mark.parametrize(
+    ("probes", "traffic", "state", "says"),
+    [
+        (
+            HealthState.HEALTHY,
+            Traffic(ejected_until=NOW + 20, ejections=1, ejection_reason="HTTP 503"),
+            "ejected",
+            "ejected for 20 s more by live traffic: HTTP 503",
+        ),
+        (
+            HealthState.UNHEALTHY,
+            Traffic(recent_ok=5, recent_total=5),
+            "unhealthy",
+            "1 probe(s) failed in a row: refused",
+        ),
+        (HealthState.HEALTHY, Traffic(ejections=1), "recovering", "the next request is a trial"),
+        (
+            HealthState.HEALTHY,
+            Traffic(consecutive_failures=2, recent_total=4, recent_ok=2),
+            "failing",
+            "the last 2 request(s)",
+        ),
+        (
+            HealthState.UNKNOWN,
+            Traffic(recent_ok=9, recent_total=10),
+            "healthy",
+            "answering traffic: 90% of 10 recent requests",
+        ),
+        (HealthState.HEALTHY, None, "healthy", "the last probe passed"),
+        (HealthState.UNKNOWN, None, "unknown", "no probe and no recent traffic yet"),
+    ],
+)
 def test_health_combines_probes_and_live_traffic(probes, traffic, state, says):
     health = worker_health(worker(probes, consecutive_failures=1, last_error="refused"), traffic, NOW)
     assert health.state == state
@@ -60,7 +82,8 @@ def test_the_add_form_starts_with_empty_valid_json(admin_client):
 
 @pytest.mark.django_db
 def test_an_openai_worker_saved_with_the_forms_empty_body_has_no_body(admin_client):
-    response = admin_client.post(ADD, form(kind="openai", req_url_template="http://127.0.0.1:9000/v1", body="{}",
-                                           response_extract=""))
+    response = admin_client.post(
+        ADD, form(kind="openai", req_url_template="http://127.0.0.1:9000/v1", body="{}", response_extract="")
+    )
     assert response.status_code == 302, response.content.decode()[:3000]
     assert Worker.objects.get().body is None

@@ -20,8 +20,10 @@ _PLAIN_PATHS = {
             "security": [],
             "responses": {
                 "200": {"description": "ready", "content": {"application/json": {"schema": _STATUS}}},
-                "503": {"description": "`failed` names what does not answer",
-                        "content": {"application/json": {"schema": _STATUS}}},
+                "503": {
+                    "description": "`failed` names what does not answer",
+                    "content": {"application/json": {"schema": _STATUS}},
+                },
             },
         }
     },
@@ -31,7 +33,9 @@ _PLAIN_PATHS = {
             "summary": "Prometheus metrics, in its text format",
             "tags": ["health"],
             "security": [],
-            "responses": {"200": {"description": "the metrics", "content": {"text/plain": {"schema": {"type": "string"}}}}},
+            "responses": {
+                "200": {"description": "the metrics", "content": {"text/plain": {"schema": {"type": "string"}}}}
+            },
         }
     },
 }
@@ -54,8 +58,11 @@ def plain_paths(result, generator, request, public):
         "type": "object",
         "properties": {
             "status": {"type": "string", "enum": ["ok", "unavailable"]},
-            "failed": {"type": "object", "additionalProperties": {"type": "string"},
-                       "description": "what does not answer: database, cache"},
+            "failed": {
+                "type": "object",
+                "additionalProperties": {"type": "string"},
+                "description": "what does not answer: database, cache",
+            },
         },
         "required": ["status"],
     }

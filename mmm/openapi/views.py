@@ -6,8 +6,8 @@ tests/test_openapi.py fails on that.
 """
 
 from drf_spectacular.extensions import OpenApiViewExtension
-from drf_spectacular.utils import OpenApiParameter, OpenApiResponse, extend_schema
 from drf_spectacular.types import OpenApiTypes
+from drf_spectacular.utils import OpenApiParameter, OpenApiResponse, extend_schema
 
 from inference.openai_views import ChatInput, ModelRequestInput
 from inference.views import CompletionView
@@ -67,7 +67,9 @@ REGISTRY = ["registry"]
 
 _describe(
     "registry.views.WorkerRegisterView",
-    tags=REGISTRY, operation_id="worker_register", summary="Register a worker, or update it in place",
+    tags=REGISTRY,
+    operation_id="worker_register",
+    summary="Register a worker, or update it in place",
     description="Same `model_name` and `req_url_template` again updates that worker; fields left out keep "
     "their values. Needs the `worker` scope. A refused registration writes nothing.",
     request=WorkerRegisterInput,
@@ -75,40 +77,58 @@ _describe(
 )
 _describe(
     "registry.views.WorkerListView",
-    tags=REGISTRY, operation_id="worker_list", summary="List the workers, with health and live traffic",
+    tags=REGISTRY,
+    operation_id="worker_list",
+    summary="List the workers, with health and live traffic",
     parameters=[OpenApiParameter("model_name", str, description="only this model's workers")],
     responses={200: shapes.WorkerListAnswer, **_errors(_REGISTRY_ERRORS)},
 )
 _describe(
     "registry.views.WorkerOfflineView",
-    tags=REGISTRY, operation_id="worker_offline", summary="Remove a worker",
-    request=WorkerKeyInput, responses={200: shapes.Success, **_errors((*_REGISTRY_ERRORS, 404))},
+    tags=REGISTRY,
+    operation_id="worker_offline",
+    summary="Remove a worker",
+    request=WorkerKeyInput,
+    responses={200: shapes.Success, **_errors((*_REGISTRY_ERRORS, 404))},
 )
 _describe(
     "registry.views.WorkerHeartbeatView",
-    tags=REGISTRY, operation_id="worker_heartbeat", summary="Keep a worker with a ttl registered",
-    request=WorkerKeyInput, responses={200: shapes.HeartbeatAnswer, **_errors((*_REGISTRY_ERRORS, 404))},
+    tags=REGISTRY,
+    operation_id="worker_heartbeat",
+    summary="Keep a worker with a ttl registered",
+    request=WorkerKeyInput,
+    responses={200: shapes.HeartbeatAnswer, **_errors((*_REGISTRY_ERRORS, 404))},
 )
 _describe(
     "registry.views.PolicyListView",
-    tags=REGISTRY, operation_id="policy_list", summary="List the routing policies",
+    tags=REGISTRY,
+    operation_id="policy_list",
+    summary="List the routing policies",
     responses={200: shapes.PolicyListAnswer, **_errors(_REGISTRY_ERRORS)},
 )
 _describe(
     "registry.views.PolicySetView",
-    tags=REGISTRY, operation_id="policy_set", summary="Create or change a model's routing policy",
+    tags=REGISTRY,
+    operation_id="policy_set",
+    summary="Create or change a model's routing policy",
     description="Needs the `admin` scope. Fields left out keep their value.",
-    request=PolicyInput, responses={200: shapes.PolicySetAnswer, **_errors(_REGISTRY_ERRORS)},
+    request=PolicyInput,
+    responses={200: shapes.PolicySetAnswer, **_errors(_REGISTRY_ERRORS)},
 )
 _describe(
     "registry.views.PolicyDeleteView",
-    tags=REGISTRY, operation_id="policy_delete", summary="Return a model to the default routing",
-    request=PolicyKeyInput, responses={200: shapes.Success, **_errors((*_REGISTRY_ERRORS, 404))},
+    tags=REGISTRY,
+    operation_id="policy_delete",
+    summary="Return a model to the default routing",
+    request=PolicyKeyInput,
+    responses={200: shapes.Success, **_errors((*_REGISTRY_ERRORS, 404))},
 )
 
 _describe(
     "inference.views.CompletionView",
-    tags=["seed"], operation_id="seed_completion", summary="Complete a prompt (the seed's API)",
+    tags=["seed"],
+    operation_id="seed_completion",
+    summary="Complete a prompt (the seed's API)",
     description="Routed by the model's policy, failing over to other workers and fallback models.",
     request=CompletionInput,
     responses={200: shapes.CompletionAnswer, **_errors(_INFERENCE_ERRORS)},
@@ -117,18 +137,22 @@ _describe(
 OPENAI = ["openai"]
 _describe(
     "inference.openai_views.ModelsView",
-    tags=OPENAI, operation_id="openai_models", summary="The models this key may use",
+    tags=OPENAI,
+    operation_id="openai_models",
+    summary="The models this key may use",
     responses={200: shapes.ModelList, **_openai_errors((401, 403, 429, 503))},
 )
 _describe(
     "inference.openai_views.ChatCompletionsView",
-    tags=OPENAI, operation_id="openai_chat_completions", summary="A chat completion, whole or streamed",
+    tags=OPENAI,
+    operation_id="openai_chat_completions",
+    summary="A chat completion, whole or streamed",
     description="Fields beyond these go to openai workers as sent. An upstream's own 4xx comes back "
     "with its status, in this error shape.",
     request=ChatInput,
     responses={
         (200, "application/json"): shapes.ChatCompletion,
-        (200, EVENT_STREAM): OpenApiResponse(OpenApiTypes.STR, description="with `\"stream\": true`"),
+        (200, EVENT_STREAM): OpenApiResponse(OpenApiTypes.STR, description='with `"stream": true`'),
         **_openai_errors(_INFERENCE_ERRORS),
     },
 )
@@ -144,11 +168,15 @@ class PassthroughDescription(OpenApiViewExtension):
         name = endpoint.strip("/").replace("/", "_")
         return _described(
             self.target,
-            tags=OPENAI, operation_id=f"openai_{name}", summary=f"{endpoint}, passed to an openai worker as sent",
+            tags=OPENAI,
+            operation_id=f"openai_{name}",
+            summary=f"{endpoint}, passed to an openai worker as sent",
             request=ModelRequestInput,
             responses={
-                (200, "application/json"): OpenApiResponse(OpenApiTypes.OBJECT, description="the worker's answer as it came"),
-                (200, EVENT_STREAM): OpenApiResponse(OpenApiTypes.STR, description="with `\"stream\": true`"),
+                (200, "application/json"): OpenApiResponse(
+                    OpenApiTypes.OBJECT, description="the worker's answer as it came"
+                ),
+                (200, EVENT_STREAM): OpenApiResponse(OpenApiTypes.STR, description='with `"stream": true`'),
                 **_openai_errors(_INFERENCE_ERRORS),
             },
         )

@@ -13,7 +13,6 @@ from typing import Any
 
 import jsonschema
 import yaml
-
 from django.core.exceptions import ValidationError
 
 from registry.presets import preset_fields
@@ -78,7 +77,9 @@ def _specs(document: dict, lines: "_Lines", source: str, environ) -> Fleet:
     for model_name, model in (document["models"] or {}).items():
         model = model or {}
         if "policy" in model:
-            policies.append(PolicySpec(model_name, dict(model["policy"] or {}), lines.at(["models", model_name, "policy"])))
+            policies.append(
+                PolicySpec(model_name, dict(model["policy"] or {}), lines.at(["models", model_name, "policy"]))
+            )
         for index, worker in enumerate(model.get("workers") or []):
             path = ["models", model_name, "workers", index]
             try:
@@ -92,8 +93,10 @@ def _specs(document: dict, lines: "_Lines", source: str, environ) -> Fleet:
                 try:
                     fields = preset_fields(preset, base_url=base_url, api_key=api_key, given=fields)
                 except ValidationError as exc:
-                    problems += [f"{lines.at([*path, name])}: {name}: {' '.join(messages)}"
-                                 for name, messages in exc.message_dict.items()]
+                    problems += [
+                        f"{lines.at([*path, name])}: {name}: {' '.join(messages)}"
+                        for name, messages in exc.message_dict.items()
+                    ]
                     continue
             workers.append(WorkerSpec(model_name, fields, lines.at(path)))
     if problems:
@@ -111,8 +114,9 @@ def _resolved(value: Any, path: list, lines: "_Lines", environ) -> Any:
         return value
     missing = [match[1] for match in _REFERENCE.finditer(value) if match[1] and match[1] not in environ]
     if missing:
-        raise FleetFileError("", [f"{lines.at(path)}: {'.'.join(map(str, path))}: "
-                                  f"environment variable {', '.join(missing)} is not set"])
+        raise FleetFileError(
+            "", [f"{lines.at(path)}: {'.'.join(map(str, path))}: environment variable {', '.join(missing)} is not set"]
+        )
     return _REFERENCE.sub(lambda match: environ[match[1]] if match[1] else "${", value)
 
 

@@ -54,7 +54,9 @@ def fleet_export() -> str:
         models.setdefault(worker.model_name, {}).setdefault("workers", []).append(entry)
     policy_defaults = _defaults(RoutingPolicy, POLICY_FIELDS)
     for policy in RoutingPolicy.objects.order_by("model_name"):
-        fields = {name: getattr(policy, name) for name in POLICY_FIELDS if getattr(policy, name) != policy_defaults[name]}
+        fields = {
+            name: getattr(policy, name) for name in POLICY_FIELDS if getattr(policy, name) != policy_defaults[name]
+        }
         models.setdefault(policy.model_name, {})["policy"] = fields
     header = "# mmm fleet file, from manage.py export. Apply with: manage.py apply -f FILE\n"
     if secrets.names:
@@ -88,13 +90,16 @@ def _url(url: str, model_name: str, secrets: _Secrets) -> str:
         else:
             value = _escaped(value)
         pieces.append(f"{_escaped(name)}{equals}{value}")
-    return urlunsplit((parts.scheme, _escaped(netloc) if not at else netloc, _escaped(parts.path), "&".join(pieces), parts.fragment))
+    return urlunsplit(
+        (parts.scheme, _escaped(netloc) if not at else netloc, _escaped(parts.path), "&".join(pieces), parts.fragment)
+    )
 
 
 def _body(body: Any, model_name: str, secrets: _Secrets) -> Any:
     if isinstance(body, dict):
         return {
-            key: secrets.reference(str(value), model_name=model_name, label=key) if _is_secret(key, value)
+            key: secrets.reference(str(value), model_name=model_name, label=key)
+            if _is_secret(key, value)
             else _body(value, model_name, secrets)
             for key, value in body.items()
         }

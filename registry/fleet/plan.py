@@ -20,8 +20,19 @@ from registry.models import RoutingPolicy, Worker, WorkerEvent
 from registry.redaction import url_for_display
 
 WORKER_FIELDS = (
-    "kind", "upstream_model", "method", "headers", "body", "response_extract", "owner", "weight",
-    "enabled", "timeout", "health_url", "max_inflight", "ttl",
+    "kind",
+    "upstream_model",
+    "method",
+    "headers",
+    "body",
+    "response_extract",
+    "owner",
+    "weight",
+    "enabled",
+    "timeout",
+    "health_url",
+    "max_inflight",
+    "ttl",
 )
 POLICY_FIELDS = ("strategy", "fallbacks", "max_attempts", "deadline", "per_try_timeout")
 # Shown as "changed", never with their values.
@@ -71,8 +82,14 @@ def fleet_plan(fleet: Fleet, *, prune: bool, source: str = "fleet.yaml") -> Plan
         if "preset" in spec.fields:
             wanted["preset"] = spec.fields["preset"]
         worker = existing.get(key) or Worker(model_name=spec.model_name, req_url_template=key[1])
-        _stage(plan, problems, worker, wanted, what=f"worker {spec.model_name} @ {url_for_display(key[1])}",
-               where=f"{spec.line}: worker of {spec.model_name!r}")
+        _stage(
+            plan,
+            problems,
+            worker,
+            wanted,
+            what=f"worker {spec.model_name} @ {url_for_display(key[1])}",
+            where=f"{spec.line}: worker of {spec.model_name!r}",
+        )
     if prune:
         for key, worker in existing.items():
             if key not in named:
@@ -83,8 +100,14 @@ def fleet_plan(fleet: Fleet, *, prune: bool, source: str = "fleet.yaml") -> Plan
     policy_defaults = _defaults(RoutingPolicy, POLICY_FIELDS)
     for spec in fleet.policies:
         policy = policies.get(spec.model_name) or RoutingPolicy(model_name=spec.model_name)
-        _stage(plan, problems, policy, {**policy_defaults, **spec.fields}, what=f"policy {spec.model_name}",
-               where=f"{spec.line}: policy of {spec.model_name!r}")
+        _stage(
+            plan,
+            problems,
+            policy,
+            {**policy_defaults, **spec.fields},
+            what=f"policy {spec.model_name}",
+            where=f"{spec.line}: policy of {spec.model_name!r}",
+        )
     if prune:
         for name in sorted(set(policies) - {spec.model_name for spec in fleet.policies}):
             plan.changes.append(Change("delete", f"policy {name}"))
@@ -110,7 +133,9 @@ def _stage(plan: Plan, problems: list[str], instance, wanted: dict[str, Any], *,
         plan.changes.append(Change("create", what))
         plan._writes.append(("create", instance, changed))
     elif changed:
-        plan.changes.append(Change("update", what, changed, [_shown(name, before[name], wanted[name]) for name in changed]))
+        plan.changes.append(
+            Change("update", what, changed, [_shown(name, before[name], wanted[name]) for name in changed])
+        )
         plan._writes.append(("update", instance, changed))
 
 
@@ -130,7 +155,9 @@ def plan_apply(plan: Plan) -> None:
                 instance.delete()
                 continue
             if isinstance(instance, Worker) and ("ttl" in fields or verb == "create"):
-                instance.heartbeat_expires_at = timezone.now() + timedelta(seconds=instance.ttl) if instance.ttl else None
+                instance.heartbeat_expires_at = (
+                    timezone.now() + timedelta(seconds=instance.ttl) if instance.ttl else None
+                )
             if verb == "create":
                 instance.save()
             else:  # only what the file changes, so a probe's concurrent health update stands

@@ -1,6 +1,7 @@
 """manage.py apply -f fleet.yaml: make the registry match a fleet file (docs/config-file.md)."""
 
 import sys
+from pathlib import Path
 
 from django.core.management.base import BaseCommand, CommandError
 
@@ -14,13 +15,14 @@ class Command(BaseCommand):
     def add_arguments(self, parser):
         parser.add_argument("-f", "--file", required=True, help="The fleet file; - reads standard input.")
         parser.add_argument("--dry-run", action="store_true", help="Print what would change; write nothing.")
-        parser.add_argument("--prune", action="store_true",
-                            help="Also delete workers and policies the file does not name.")
+        parser.add_argument(
+            "--prune", action="store_true", help="Also delete workers and policies the file does not name."
+        )
 
     def handle(self, *args, file: str, dry_run: bool, prune: bool, **options):
         source = "<stdin>" if file == "-" else file
         try:
-            text = sys.stdin.read() if file == "-" else open(file, encoding="utf-8").read()
+            text = sys.stdin.read() if file == "-" else Path(file).read_text(encoding="utf-8")
         except OSError as exc:
             raise CommandError(f"cannot read {source}: {exc.strerror}") from None
         try:
