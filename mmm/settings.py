@@ -184,7 +184,11 @@ SPECTACULAR_SETTINGS = {
     "SWAGGER_UI_FAVICON_HREF": "SIDECAR",
     "REDOC_DIST": "SIDECAR",
     "PREPROCESSING_HOOKS": ["mmm.openapi.hooks.seed_paths"],
-    "POSTPROCESSING_HOOKS": ["drf_spectacular.hooks.postprocess_schema_enums", "mmm.openapi.hooks.plain_paths"],
+    "POSTPROCESSING_HOOKS": [
+        "drf_spectacular.hooks.postprocess_schema_enums",
+        "mmm.openapi.hooks.plain_paths",
+        "mmm.openapi.hooks.without_database_bounds",
+    ],
     "ENUM_NAME_OVERRIDES": {},
     "TAGS": [
         {"name": "registry", "description": "workers and routing policies (docs/api.md)"},

@@ -67,3 +67,24 @@ def plain_paths(result, generator, request, public):
         "required": ["status"],
     }
     return result
+
+
+# Django gives model integer fields the range of the database's column type: 32 bits on one,
+# 64 on another. That is not the API's contract, and the document must not depend on the database.
+_DATABASE_BOUNDS = {2**31 - 1, 2**63 - 1, -(2**31), -(2**63)}
+
+
+def without_database_bounds(result, generator, request, public):
+    todo = [result]
+    while todo:
+        node = todo.pop()
+        if isinstance(node, dict):
+            if node.get("type") == "integer":
+                for name in ("maximum", "minimum"):
+                    if node.get(name) in _DATABASE_BOUNDS:
+                        del node[name]
+                        node.pop("format", None)
+            todo.extend(node.values())
+        elif isinstance(node, list):
+            todo.extend(node)
+    return result
