@@ -11,15 +11,25 @@ STATIC_STAMP := var/static/.collected
 export HOST ?= 127.0.0.1
 export PORT ?= 8007
 
-.PHONY: serve test bench migrate setup clean
+.PHONY: serve test lint openapi bench migrate setup clean
 
 # Keys are off for local use unless the environment sets MMM_REQUIRE_AUTH; gunicorn.conf.py
 # warns loudly and refuses a non-loopback HOST that way.
 serve: $(RUNTIME_STAMP) $(STATIC_STAMP) migrate
 	MMM_REQUIRE_AUTH="$${MMM_REQUIRE_AUTH:-false}" exec $(BIN)/gunicorn -c mmm/gunicorn.conf.py mmm.wsgi
 
-test: $(DEV_STAMP) $(STATIC_STAMP)
+test: lint $(DEV_STAMP) $(STATIC_STAMP)
 	$(BIN)/python -m pytest $(PYTEST_ARGS)
+
+# ruff check and format --check, with the rules of ruff.toml. LINT_PATHS is the files already
+# clean under them; once the whole tree is (ruff format . && ruff check --fix .), it becomes ".".
+LINT_PATHS ?= mmm/openapi mmm/tracing.py registry/fleet registry/management/commands/apply.py \
+	registry/management/commands/export.py console/worker_health.py bench/tracing.py tests/test_openapi.py \
+	tests/test_fleet_file.py tests/test_schemathesis.py tests/schemathesis_hooks.py tests/test_tracing.py \
+	tests/otlp_receiver.py tests/test_worker_health.py
+lint: $(DEV_STAMP)
+	$(BIN)/ruff check $(LINT_PATHS)
+	$(BIN)/ruff format --check $(LINT_PATHS)
 
 bench: $(DEV_STAMP) $(STATIC_STAMP)
 	$(BIN)/python -m bench.run $(BENCH_ARGS)
@@ -29,6 +39,11 @@ bench: $(DEV_STAMP) $(STATIC_STAMP)
 	$(BIN)/python -m bench.routing
 	$(BIN)/python -m bench.translation
 	$(BIN)/python -m bench.ingress
+	$(BIN)/python -m bench.tracing
+
+# The committed OpenAPI document; tests/test_openapi.py fails when it differs from the code's.
+openapi: $(RUNTIME_STAMP)
+	$(BIN)/python manage.py spectacular --validate --fail-on-warn --file docs/openapi.yaml
 
 setup: $(RUNTIME_STAMP) $(STATIC_STAMP) migrate
 

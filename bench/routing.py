@@ -377,7 +377,7 @@ def run_benchmark(args: argparse.Namespace, state: SharedState) -> tuple[list[Ru
                          None if strategy == DEFAULT_STRATEGY else strategy)
             register(gateway.port, upstream_port, "routing-failing", FAILING_PATHS, None)
             time.sleep(ROUTING_REFRESH_WAIT)
-            common = dict(gateway_port=gateway.port, upstream_port=upstream_port, warmup=args.warmup, duration=args.duration)
+            common = {"gateway_port": gateway.port, "upstream_port": upstream_port, "warmup": args.warmup, "duration": args.duration}
             strategy_runs = [
                 measure(label=strategy + (" (default)" if strategy == DEFAULT_STRATEGY else ""),
                         model_name=model_name, paths=MIXED_PATHS, **common)

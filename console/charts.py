@@ -84,7 +84,9 @@ def timeline(*, states: Sequence[str], starts: Sequence[datetime], label: str, w
     cell = width / count
     parts = [
         format_html(
-            '<svg class="timeline" role="img" aria-label="{}" viewBox="0 0 {} {}" width="{}" height="{}" xmlns="http://www.w3.org/2000/svg">',
+            # Stretched to its column's width: the cells are a strip, their proportions do not matter.
+            '<svg class="timeline" role="img" aria-label="{}" viewBox="0 0 {} {}" width="{}" height="{}" '
+            'preserveAspectRatio="none" xmlns="http://www.w3.org/2000/svg">',
             label, width, height, width, height,
         )
     ]

@@ -31,6 +31,7 @@ from console import metrics
 from console.models import RequestLog, epoch_minute, latency_class
 from inference.outcomes import Outcome
 from inference.redaction import redact_url
+from mmm import tracing
 
 # Where the entry waits on the Django request for the middleware to finish it.
 ENTRY_ATTRIBUTE = "mmm_completion_entry"
@@ -46,6 +47,7 @@ class CompletionEntry:
     started: float = field(default_factory=time.monotonic)
     worker_id: int | None = None
     worker_url: str = ""
+    response_model: str = ""  # the model name the answering worker's upstream knows
     attempts: int = 0
     upstream_ms: float | None = None
     usage: dict | None = None
@@ -100,6 +102,7 @@ class CompletionEntry:
         if worker is not None:
             self.worker_id = worker.pk
             self.worker_url = redact_url(worker.req_url_template)[:2000]
+            self.response_model = worker.sent_model_name
 
     def finish(self, *, status: int, request_id: str) -> RequestLog:
         """The row for this request, once the status the client gets is known."""
@@ -139,12 +142,14 @@ def completion_logged(request: Any, *, model_name: str, prompt: str = "", stream
     entry.client_key_prefix = getattr(getattr(request, "auth", None), "api_key_prefix", None) or ""
     setattr(django_request, ENTRY_ATTRIBUTE, entry)
     counted = metrics.InFlight(model_name=model_name)
+    tracing.completion_started(model_name=model_name)
     try:
         yield entry
     except BaseException as exc:
         entry.failed(exc)
         raise
     finally:
+        tracing.completion_finished(attempts=entry.attempts, usage=entry.usage, response_model=entry.response_model)
         if entry.stream_in_progress is not None:
             entry.stream_in_progress.on_end(counted.done)  # a stream is in flight until it ends
         else:

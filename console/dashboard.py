@@ -113,11 +113,21 @@ class ModelStats:
     def error_rate(self) -> float | None:
         return self.total_errors / self.total_requests if self.total_requests else None
 
+    def absorb(self, other: "ModelStats") -> None:
+        """Add ``other``'s counts to these, bucket by bucket."""
+        for index in range(self.buckets):
+            self.requests[index] += other.requests[index]
+            self.errors[index] += other.errors[index]
+            for latency_class, count in other.histograms[index].counts.items():
+                self.histograms[index].add(latency_class, count)
+        for latency_class, count in other.overall.counts.items():
+            self.overall.add(latency_class, count)
+
     def requests_per_minute(self) -> list[float]:
         return [count / self.bucket_minutes for count in self.requests]
 
     def error_rates(self) -> list[float | None]:
-        return [errors / count if count else None for count, errors in zip(self.requests, self.errors)]
+        return [errors / count if count else None for count, errors in zip(self.requests, self.errors, strict=True)]
 
     def latency_percentiles(self, fraction: float) -> list[float | None]:
         return [histogram.percentile(fraction) for histogram in self.histograms]
@@ -146,6 +156,19 @@ def model_stats(*, span: Span) -> list[ModelStats]:
         stats.histograms[index].add(row["latency_class"], row["requests"])
         stats.overall.add(row["latency_class"], row["requests"])
     return sorted(by_model.values(), key=lambda stats: stats.model_name)
+
+
+def unregistered_grouped(stats: list[ModelStats], *, registered: set[str]) -> tuple[list[ModelStats], list[str]]:
+    """``stats`` with every model name that no worker is registered under (typos, probes of
+    the API, models since removed) added into one last row; returns (rows, those names)."""
+    known = [row for row in stats if row.model_name in registered]
+    unknown = [row for row in stats if row.model_name not in registered]
+    if not unknown:
+        return known, []
+    other = ModelStats(f"other: {len(unknown)} unregistered name(s)", unknown[0].buckets, unknown[0].bucket_minutes)
+    for row in unknown:
+        other.absorb(row)
+    return [*known, other], [row.model_name for row in unknown]
 
 
 @dataclass

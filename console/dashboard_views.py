@@ -5,14 +5,18 @@ from django.shortcuts import render
 from django.utils import timezone
 
 from console import charts
-from console.dashboard import WINDOWS, Span, model_stats, worker_stats
+from console.dashboard import WINDOWS, Span, model_stats, unregistered_grouped, worker_stats
+from registry.worker_health import worker_health
+from inference.routing_state import routing_state
+from registry.models import Worker
 
 
 def dashboard(request):
     window = WINDOWS.get(request.GET.get("window", ""), WINDOWS["hour"])
     span = Span.ending_at(window, timezone.now())
     starts = [span.start_of(index) for index in range(window.buckets)]
-    models = model_stats(span=span)
+    registered = set(Worker.objects.values_list("model_name", flat=True).distinct())
+    models, unregistered = unregistered_grouped(model_stats(span=span), registered=registered)
     series = {
         "requests": [],
         "errors": [],
@@ -31,14 +35,18 @@ def dashboard(request):
         ("p50 latency", charts.line_chart(title="p50 latency", series=series["p50"], starts=starts, value_format=_ms)),
         ("p95 latency", charts.line_chart(title="p95 latency", series=series["p95"], starts=starts, value_format=_ms)),
     ]
+    all_worker_stats = worker_stats(span=span)
+    state = routing_state()
+    traffic, now = state.snapshot([stats.worker.pk for stats in all_worker_stats]), state.clock()
     workers = [
         {
             "stats": stats,
+            "health": worker_health(stats.worker, traffic.get(stats.worker.pk), now),
             "timeline": charts.timeline(
                 states=[cell.state for cell in stats.cells], starts=starts, label=f"health of worker {stats.worker.pk}"
             ),
         }
-        for stats in worker_stats(span=span)
+        for stats in all_worker_stats
     ]
     context = {
         **admin.site.each_context(request),
@@ -49,6 +57,7 @@ def dashboard(request):
             {"stats": stats, "color": charts.color_for(index), "p50": stats.overall.percentile(0.5), "p95": stats.overall.percentile(0.95)}
             for index, stats in enumerate(models)
         ],
+        "unregistered": unregistered,
         "model_charts": model_charts,
         "legend": charts.legend(series["requests"]),
         "workers": workers,

@@ -28,12 +28,17 @@ def is_secret_name(name: Any) -> bool:
     return bool(_SECRET_NAME.search(str(name)))
 
 
+def is_placeholder(text: str) -> bool:
+    """Whether ``text`` is exactly one template placeholder ({USER_PROMPT}, ...): no secret."""
+    return bool(_PLACEHOLDER.match(text))
+
+
 def is_secret_field(name: Any, value: Any) -> bool:
     """Whether the body field ``name: value`` holds a credential: a credential name and a value
     that is neither empty, a structure (its own fields are judged one by one) nor a placeholder."""
     if not is_secret_name(name) or isinstance(value, (dict, list)) or value in (None, ""):
         return False
-    return not (isinstance(value, str) and _PLACEHOLDER.match(value))
+    return not (isinstance(value, str) and is_placeholder(value))
 
 
 # --- Showing -----------------------------------------------------------------------------------

@@ -35,6 +35,7 @@ from inference.routing import RoutingTable, routing_table
 from inference.routing_state import RoutingState, routing_state
 from inference.traffic import Acquired, EjectionPolicy, Traffic
 from inference.strategies import STRATEGIES
+from mmm import tracing
 from mmm.api_errors import ApiError
 
 if TYPE_CHECKING:
@@ -261,7 +262,7 @@ def _route_on_model(
         last_tried = worker
         outcome, reason = Outcome.NEUTRAL, ""
         try:
-            value = call(worker, lease)
+            value = tracing.upstream_attempt(call, worker, lease, model_name=model_name, attempt=attempts)
             outcome = Outcome.OK
         except ApiError as exc:
             exc.attempt = AttemptRecord(worker=worker, attempts=attempts, outcome=Outcome.REJECTED, model_name=model_name)

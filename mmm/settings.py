@@ -49,6 +49,8 @@ INSTALLED_APPS = [
     "whitenoise.runserver_nostatic",
     "django.contrib.staticfiles",
     "rest_framework",
+    "drf_spectacular",
+    "drf_spectacular_sidecar",  # Swagger UI and Redoc as static files: /api/docs/ needs no CDN
     "mmm",
     "accounts",
     "registry",
@@ -168,6 +170,35 @@ REST_FRAMEWORK = {
     "DEFAULT_THROTTLE_CLASSES": ["accounts.ratelimit.PerKeyRateLimit"],
     "UNAUTHENTICATED_USER": None,
     "EXCEPTION_HANDLER": "mmm.api_errors.api_exception_handler",
+    "DEFAULT_SCHEMA_CLASS": "drf_spectacular.openapi.AutoSchema",
+}
+
+# --- OpenAPI (mmm/openapi/, served at /api/schema/, docs/openapi.md) ------------------------
+SPECTACULAR_SETTINGS = {
+    "TITLE": "mmm gateway",
+    "DESCRIPTION": "A gateway in front of model-inference servers: the seed's registry and completion API, "
+    "and an OpenAI-compatible API under /v1.",
+    "VERSION": "1",
+    "SERVE_INCLUDE_SCHEMA": False,
+    "COMPONENT_SPLIT_REQUEST": True,
+    "SERVE_PERMISSIONS": ["rest_framework.permissions.AllowAny"],  # the schema holds no secret
+    "SERVE_AUTHENTICATION": [],
+    "SWAGGER_UI_DIST": "SIDECAR",
+    "SWAGGER_UI_FAVICON_HREF": "SIDECAR",
+    "REDOC_DIST": "SIDECAR",
+    "PREPROCESSING_HOOKS": ["mmm.openapi.hooks.seed_paths"],
+    "POSTPROCESSING_HOOKS": [
+        "drf_spectacular.hooks.postprocess_schema_enums",
+        "mmm.openapi.hooks.plain_paths",
+        "mmm.openapi.hooks.without_database_bounds",
+    ],
+    "ENUM_NAME_OVERRIDES": {},
+    "TAGS": [
+        {"name": "registry", "description": "workers and routing policies (docs/api.md)"},
+        {"name": "seed", "description": "the seed's completion endpoint"},
+        {"name": "openai", "description": "the OpenAI-compatible API"},
+        {"name": "health", "description": "probes and metrics, without a key"},
+    ],
 }
 
 # --- Logging --------------------------------------------------------------------------------

@@ -1,5 +1,6 @@
 from django.contrib import admin
 from django.urls import include, path
+from drf_spectacular.views import SpectacularAPIView, SpectacularRedocView, SpectacularSwaggerView
 
 urlpatterns = [
     path("", include("console.urls")),  # /healthz, /readyz, /metrics, /admin/dashboard/
@@ -7,6 +8,10 @@ urlpatterns = [
     path("api/server/", include("registry.urls")),
     path("api/v1/", include("inference.urls")),
     path("v1/", include("inference.openai_urls")),  # the OpenAI-compatible API
+    # The OpenAPI document (mmm/openapi/) and two readers of it, from local static files.
+    path("api/schema/", SpectacularAPIView.as_view(), name="openapi-schema"),
+    path("api/docs/", SpectacularSwaggerView.as_view(url_name="openapi-schema"), name="openapi-swagger"),
+    path("api/redoc/", SpectacularRedocView.as_view(url_name="openapi-schema"), name="openapi-redoc"),
 ]
 
 # API clients get JSON, never Django's HTML error pages.

@@ -16,22 +16,18 @@ from registry.admin_pages import WorkerConsoleAdmin
 from inference.routing import routing_table
 from inference.routing_state import routing_state
 from registry.audit import worker_event_record
-from registry.models import HEALTH_FIELDS, HealthState, ModelOwner, RoutingPolicy, Worker, WorkerEvent
+from registry.models import HEALTH_FIELDS, HttpMethod, ModelOwner, RoutingPolicy, Worker, WorkerEvent, WorkerKind
+from registry.worker_health import worker_health
 from registry.presets import preset_choices, preset_fields
 from inference import redaction
 from inference.redaction import MASK
 from registry.services import workers_set_enabled
 
-_BADGE_COLORS = {
-    HealthState.HEALTHY: "#1e8e3e",
-    HealthState.UNHEALTHY: "#d93025",
-    HealthState.UNKNOWN: "#80868b",
-}
-
 STATUS_FIELDS = (*HEALTH_FIELDS, "created_at", "updated_at")
 # The live traffic of the changelist page being rendered, read once for all its rows.
 _page_traffic: contextvars.ContextVar = contextvars.ContextVar("page_traffic", default=None)
-TRAFFIC_FIELDS = ("heartbeat", "live_traffic")
+# The worker page's health: one verdict from probes and traffic, then each source without counts.
+TRAFFIC_FIELDS = ("health", "live_traffic", "probes", "heartbeat")
 
 
 class WorkerForm(forms.ModelForm):
@@ -120,9 +116,15 @@ class WorkerAddForm(forms.ModelForm):
     def __init__(self, *args, **kwargs):
         super().__init__(*args, **kwargs)
         self.fields["req_url_template"].required = False  # a preset fills it in
+        # Empty, valid JSON to type into, not the literal null of a missing value.
+        self.initial.setdefault("headers", {})
+        self.initial["headers"] = self.initial["headers"] or {}
+        self.initial["body"] = {} if self.initial.get("body") is None else self.initial["body"]
 
     def clean(self) -> dict:
         cleaned = super().clean()
+        if cleaned.get("body") == {} and (cleaned.get("kind") == WorkerKind.OPENAI or cleaned.get("method") == HttpMethod.GET):
+            cleaned["body"] = None  # the form's empty start: these workers send no body template
         name = cleaned.get("use_preset")
         if not name:
             if not cleaned.get("req_url_template"):
@@ -150,9 +152,6 @@ class WorkerAdmin(WorkerConsoleAdmin):  # test prompt, probe now, drain, try bef
         "weight",
         "enabled",
         "in_flight",
-        "ejection",
-        "heartbeat",
-        "last_probe_at",
         "latency",
         "short_last_error",
     )
@@ -166,14 +165,15 @@ class WorkerAdmin(WorkerConsoleAdmin):  # test prompt, probe now, drain, try bef
             "usage_extract", "preset",
         )}),
         ("Routing", {"fields": ("owner", "owner_key", "weight", "enabled", "timeout", "max_inflight", "ttl", "health_url")}),
-        ("Live traffic (all gateway processes)", {"fields": TRAFFIC_FIELDS}),
-        ("Health (written by probes)", {"fields": STATUS_FIELDS}),
+        ("Health (probes and live traffic of all gateway processes)", {"fields": TRAFFIC_FIELDS}),
+        ("Record", {"classes": ("collapse",), "fields": ("created_at", "updated_at")}),
         ("First implementation's fields", {"classes": ("collapse",), "fields": ("legacy_options_shown",)}),
     )
 
     @admin.display(description="URL template")
     def url(self, worker: Worker) -> str:
-        return worker.display_url
+        shown = worker.display_url
+        return format_html('<span title="{}">{}</span>', shown, shown)
 
     @admin.display(description="legacy options")
     def legacy_options_shown(self, worker: Worker):
@@ -181,11 +181,18 @@ class WorkerAdmin(WorkerConsoleAdmin):  # test prompt, probe now, drain, try bef
 
     @admin.display(description="health", ordering="health_state")
     def health_badge(self, worker: Worker) -> str:
+        health = worker_health(worker, *self._traffic(worker)) if worker.pk else worker_health(worker, None, 0.0)
         return format_html(
-            '<span style="color:#fff;background:{};padding:2px 8px;border-radius:8px">{}</span>',
-            _BADGE_COLORS[worker.health_state],
-            worker.get_health_state_display(),
+            '<span title="{}" style="color:#fff;background:{};padding:2px 8px;border-radius:8px">{}</span>',
+            health.reason, health.color, health.state,
         )
+
+    @admin.display(description="health")
+    def health(self, worker: Worker) -> str:
+        if worker.pk is None:
+            return ""
+        verdict = worker_health(worker, *self._traffic(worker))
+        return format_html("{} {}", self.health_badge(worker), verdict.reason)
 
     def changelist_view(self, request, extra_context=None):
         token = _page_traffic.set(None)
@@ -218,17 +225,6 @@ class WorkerAdmin(WorkerConsoleAdmin):  # test prompt, probe now, drain, try bef
         traffic, _now = self._traffic(worker)
         return traffic.in_flight
 
-    @admin.display(description="ejected")
-    def ejection(self, worker: Worker) -> str:
-        if worker.pk is None:
-            return ""
-        traffic, now = self._traffic(worker)
-        if traffic.is_ejected(now):
-            return f"for {traffic.ejected_until - now:.0f} s"
-        if traffic.is_cooling(now):
-            return f"cooling {traffic.cooldown_until - now:.0f} s (429)"
-        return "half-open" if traffic.is_half_open(now) else ""
-
     @admin.display(description="heartbeat")
     def heartbeat(self, worker: Worker) -> str:
         if not worker.ttl:
@@ -244,14 +240,19 @@ class WorkerAdmin(WorkerConsoleAdmin):  # test prompt, probe now, drain, try bef
         traffic, now = self._traffic(worker)
         rate = "n/a" if traffic.success_rate is None else f"{traffic.success_rate:.1%}"
         latency = "n/a" if traffic.latency_ewma_ms is None else f"{traffic.latency_ewma_ms:.0f} ms"
-        ejected = (
-            f"ejected for {traffic.ejected_until - now:.0f} s more ({traffic.ejection_reason})"
-            if traffic.is_ejected(now) else ("half-open (next request is a trial)" if traffic.is_half_open(now) else "not ejected")
-        )
+        cooling = f"; told to slow down (429) for {traffic.cooldown_until - now:.0f} s more" if traffic.is_cooling(now) else ""
         return (
             f"{traffic.in_flight} in flight; latency (peak EWMA) {latency}; success {rate} of "
-            f"{traffic.recent_total} recent requests; {traffic.consecutive_failures} consecutive failures; {ejected}"
+            f"{traffic.recent_total} recent requests{cooling}"
         )
+
+    @admin.display(description="probes")
+    def probes(self, worker: Worker) -> str:
+        if worker.last_probe_at is None:
+            return "no probe yet"
+        latency = f" in {worker.latency_ms:.0f} ms" if worker.latency_ms is not None else ""
+        error = f"; last error at {worker.last_error_at:%Y-%m-%d %H:%M:%S} UTC: {worker.last_error}" if worker.last_error else ""
+        return f"last probe {worker.last_probe_at:%Y-%m-%d %H:%M:%S} UTC{latency}{error}"
 
     @admin.display(description="latency", ordering="latency_ms")
     def latency(self, worker: Worker) -> str:
@@ -259,7 +260,7 @@ class WorkerAdmin(WorkerConsoleAdmin):  # test prompt, probe now, drain, try bef
 
     @admin.display(description="last error")
     def short_last_error(self, worker: Worker) -> str:
-        return Truncator(worker.last_error).chars(80)
+        return format_html('<span title="{}">{}</span>', worker.last_error, Truncator(worker.last_error).chars(40))
 
     @admin.action(description="Enable selected workers", permissions=["change"])
     def enable_workers(self, request, queryset) -> None:

@@ -61,11 +61,21 @@ def api_views(resolver=None) -> set[type]:
     return found
 
 
+# The API's own description needs no key, on purpose (docs/openapi.md; tests/test_openapi.py).
+PUBLIC_PATHS = ["/api/schema/", "/api/docs/", "/api/redoc/"]
+
+
 def test_the_list_of_endpoints_here_covers_every_api_view():
     listed = {get_resolver().resolve(path).func.view_class for _, path, *_ in ENDPOINTS + V1_ENDPOINTS}
     listed.add(get_resolver().resolve("/v1/messages").func.view_class)
+    listed |= {get_resolver().resolve(path).func.view_class for path in PUBLIC_PATHS}
     unlisted = sorted(view.__name__ for view in api_views() - listed)
     assert unlisted == [], "add these endpoints to ENDPOINTS (and tests/test_fuzz.py) with the scope they need"
+
+
+@pytest.mark.parametrize("path", PUBLIC_PATHS)
+def test_the_apis_description_is_served_without_a_key(api, path):
+    assert api.get(path).status_code == 200
 
 
 @pytest.mark.parametrize("method, path, body, scope", ENDPOINTS)

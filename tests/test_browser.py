@@ -5,6 +5,7 @@ The dashboard's screenshot is left in var/artifacts/dashboard.png.
 """
 
 import json
+import os
 from concurrent.futures import ThreadPoolExecutor
 from pathlib import Path
 
@@ -22,12 +23,17 @@ CHROMIUM_ARGS = [
     "--disable-background-networking", "--disable-component-update", "--disable-sync",
 ]
 PASSWORD = "browser-test-password"
+# A common laptop screen: the console must fit it without scrolling sideways.
+SCREEN = {"width": 1366, "height": 900}
 
 
 @pytest.fixture
 def gateway(tmp_path):
     with gateway_database(tmp_path) as env:
-        env = {**env, "MMM_REQUEST_LOG_FLUSH_SECONDS": "0.2", "MMM_WEB_WORKERS": "2"}
+        # Without Redis each process has its own routing state, and a page shows the traffic
+        # its process saw: one process then, so the health the test reads is the one it made.
+        web_workers = "2" if os.environ.get("REDIS_URL") else "1"
+        env = {**env, "MMM_REQUEST_LOG_FLUSH_SECONDS": "0.2", "MMM_WEB_WORKERS": web_workers}
         setup = GatewayProcess(env=env)
         setup.manage("migrate", "--noinput", "-v0").check_returncode()
         setup.manage("collectstatic", "--noinput", "-v0").check_returncode()
@@ -47,7 +53,7 @@ def page():
     with sync_playwright() as playwright:
         browser = playwright.chromium.launch(executable_path=CHROMIUM, args=CHROMIUM_ARGS)
         try:
-            yield browser.new_page(viewport={"width": 1400, "height": 1100})
+            yield browser.new_page(viewport=SCREEN)
         finally:
             browser.close()
 
@@ -55,6 +61,22 @@ def page():
 def chat_answer(seen: Seen) -> Reply:
     prompt = seen.json["messages"][0]["content"]
     return Reply(json={"choices": [{"message": {"role": "assistant", "content": f"echo: {prompt}"}}]})
+
+
+# How far the page, or any table or box that scrolls on its own (the admin's list does), reaches
+# past its visible width.
+_OVERFLOW = """() => {
+  const page = document.documentElement.scrollWidth - window.innerWidth;
+  const boxes = [...document.querySelectorAll('table, .results, #content, #changelist')].map(
+    el => [el.id || el.className || el.tagName, Math.max(el.scrollWidth - el.clientWidth,
+                                                         el.getBoundingClientRect().right - window.innerWidth)]);
+  return [['page', page], ...boxes].filter(([, over]) => over > 1);
+}"""
+
+
+def assert_fits_the_screen(page, what: str) -> None:
+    overflowing = page.evaluate(_OVERFLOW)
+    assert overflowing == [], f"{what} does not fit a {SCREEN['width']} px screen: {overflowing} px too wide"
 
 
 def test_an_operator_adds_a_worker_tries_it_and_sees_the_traffic(gateway, page, upstream):
@@ -73,6 +95,9 @@ def test_an_operator_adds_a_worker_tries_it_and_sees_the_traffic(gateway, page, 
 
     # Add a worker from a template, try it before saving, then save it.
     page.goto(gateway.url + "/admin/registry/worker/add/")
+    # The JSON boxes start empty and valid, not with the text "null".
+    expect(page.locator("#id_headers")).to_have_value("{}")
+    expect(page.locator("#id_body")).to_have_value("{}")
     page.fill("#id_model_name", "chat-demo")
     page.fill("#id_req_url_template", upstream.url("/v1/chat/completions"))
     page.fill("#id_headers", json.dumps({"Authorization": "Bearer sk-browser-test-secret"}))
@@ -98,6 +123,46 @@ def test_an_operator_adds_a_worker_tries_it_and_sees_the_traffic(gateway, page, 
         ))
     assert statuses.count(200) >= 20
 
+    # Two workers of one model, one always failing: live traffic ejects it, the other answers.
+    upstream.on("/down", Reply(status=500, json={"error": "down"}))
+    upstream.on("/up", Reply(json={"out": "fine"}))
+    for path in ("/down", "/up"):
+        gateway.post("/api/server/register", {
+            "model_name": "pair-demo", "req_url_template": upstream.url(path), "body": {"input": "{USER_PROMPT}"},
+            "response_extract": "out",
+        }).raise_for_status()
+    # Round robin: the failing worker keeps its turns until it is ejected (least_loaded would
+    # just stop picking it after its first failure).
+    gateway.post("/api/server/policy", {"model_name": "pair-demo", "strategy": "round_robin"}).raise_for_status()
+
+    def down_ejected() -> bool:
+        workers = gateway.get("/api/server/workers", model_name="pair-demo").json()["data"]
+        return any(w["req_url_template"].endswith("/down") and (w["traffic"] or {}).get("ejected_until") for w in workers)
+
+    for index in range(60):  # the failing worker gets a share of these until it is ejected
+        assert gateway.post("/api/v1/chat/completions", {"model_name": "pair-demo", "input": f"p{index}"}).status_code == 200
+        if down_ejected():
+            break
+    assert down_ejected(), "60 requests did not get the failing worker ejected"
+    # A name only a client typed.
+    assert gateway.post("/api/v1/chat/completions", {"model_name": "no-such-model", "input": "x"}).status_code == 404
+
+    # The workers list: one health from probes and traffic, and it fits the screen.
+    page.goto(gateway.url + "/admin/registry/worker/?model_name=pair-demo")
+    down = page.locator("#result_list tr", has_text="/down")
+    up = page.locator("#result_list tr", has_text="/up")
+    expect(down.locator("td.field-health_badge")).to_have_text("ejected")
+    expect(up.locator("td.field-health_badge")).to_have_text("healthy")  # no probe yet, but answering
+    page.goto(gateway.url + "/admin/registry/worker/")
+    expect(page.locator("#result_list tbody tr")).to_have_count(4)
+    assert_fits_the_screen(page, "the workers list")
+    # The worker page: one verdict, and no second set of counts that disagrees with it.
+    page.goto(gateway.url + "/admin/registry/worker/?model_name=pair-demo")
+    page.locator("#result_list tr", has_text="/down").locator("a").first.click()
+    expect(page.locator(".field-health")).to_contain_text("ejected for")
+    assert "Consecutive failures" not in page.content()
+    assert_fits_the_screen(page, "the worker page")
+
     # The dashboard: the table counts what was sent, the charts have lines or points.
     page.goto(gateway.url + "/admin/dashboard/")
     row = page.locator("#console-models tr", has_text="chat-demo")
@@ -111,6 +176,11 @@ def test_an_operator_adds_a_worker_tries_it_and_sees_the_traffic(gateway, page, 
     expect(charts).to_have_count(4)
     assert charts.first.locator("polyline, circle").count() >= 2  # one mark per model at least
     expect(page.locator("#console-workers")).to_contain_text("chat-demo")
+    # Names no worker is registered under share one row.
+    expect(page.locator("#console-models tr", has_text="other: 1 unregistered name")).to_have_count(1)
+    expect(page.locator("#console-models tr", has_text="no-such-model")).to_have_count(0)
+    expect(page.locator("#console-workers tr", has_text="/down").locator(".console-health")).to_have_text("ejected")
+    assert_fits_the_screen(page, "the dashboard")
     ARTIFACTS.mkdir(parents=True, exist_ok=True)
     page.screenshot(path=str(ARTIFACTS / "dashboard.png"), full_page=True)
     assert (ARTIFACTS / "dashboard.png").stat().st_size > 10_000

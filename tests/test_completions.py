@@ -273,7 +273,9 @@ def test_error_messages_do_not_show_the_urls_query_string(api, upstream):
 
 
 def test_an_upstream_error_that_quotes_the_api_key_does_not_pass_it_on(api, upstream):
-    echo_key = lambda seen: Reply(status=401, json={"error": f"invalid key {seen.headers['Authorization'].split()[1]}"})
+    def echo_key(seen):
+        return Reply(status=401, json={"error": f"invalid key {seen.headers['Authorization'].split()[1]}"})
+
     register(api, upstream.on("/gen", echo_key), headers={"Authorization": "Bearer sk-live-0123456789"})
 
     response = complete(api)

@@ -38,3 +38,13 @@ def test_the_health_endpoints_carry_a_request_id_but_stay_out_of_the_log(client,
 
     assert len(response["X-Request-ID"]) == 32
     assert not [record for record in caplog.records if record.name == "mmm.request"]
+
+
+@pytest.mark.parametrize("path", ["/healthz", "/readyz", "/metrics"])
+def test_another_method_is_405_not_a_csrf_page(path):
+    from django.test import Client
+
+    response = Client(enforce_csrf_checks=True).post(path)
+
+    assert response.status_code == 405
+    assert response["Allow"] == "GET"

@@ -159,7 +159,8 @@ def test_a_deleted_worker_leaves_its_url_in_the_log(api, upstream):
 
 def row(**fields) -> RequestLog:
     now = timezone.now()
-    defaults = dict(created_at=now, minute=int(now.timestamp() // 60), model_name="m", status=200, latency_ms=5.0, latency_class=latency_class(5.0))
+    defaults = {"created_at": now, "minute": int(now.timestamp() // 60), "model_name": "m", "status": 200,
+                "latency_ms": 5.0, "latency_class": latency_class(5.0)}
     return RequestLog(**{**defaults, **fields})
 
 

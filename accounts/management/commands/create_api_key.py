@@ -24,7 +24,7 @@ class Command(BaseCommand):
                 name=name, scopes=sorted(set(scope)), allowed_models=allowed, rate_limit_per_minute=rpm
             )
         except ValidationError as exc:
-            raise CommandError("; ".join(f"{field}: {' '.join(errors)}" for field, errors in exc.message_dict.items()))
+            raise CommandError("; ".join(f"{field}: {' '.join(errors)}" for field, errors in exc.message_dict.items())) from None
         self.stdout.write(
             f"Created API key {key.name!r} ({key.prefix}…), scopes {', '.join(key.scopes)}, "
             f"models {', '.join(key.allowed_models) or 'all'}, "

@@ -1,0 +1,182 @@
+"""Each API view as the document shows it: its body, its answers and its errors.
+
+One ``OpenApiViewExtension`` per view, so the view modules carry no schema decorators. A view
+without one here still appears (drf-spectacular finds every DRF view), but without answers:
+tests/test_openapi.py fails on that.
+"""
+
+from drf_spectacular.extensions import OpenApiViewExtension
+from drf_spectacular.types import OpenApiTypes
+from drf_spectacular.utils import OpenApiParameter, OpenApiResponse, extend_schema
+
+from inference.openai_views import ChatInput, ModelRequestInput
+from inference.views import CompletionView
+from mmm.openapi import shapes
+from registry.serializers import PolicyInput, PolicyKeyInput, WorkerKeyInput, WorkerRegisterInput
+
+EVENT_STREAM = "text/event-stream"
+
+# status -> when, for every DRF endpoint. Which apply depends on the endpoint.
+_WHEN = {
+    400: "invalid input: `errors` names each field (code `invalid`), or the body is not JSON (`parse_error`)",
+    401: "no API key, or one that is unknown, revoked or expired",
+    403: "the key lacks the scope, may not use the model, or does not own the worker",
+    404: "not found: the model, worker or policy named",
+    413: "the body is larger than MMM_MAX_REQUEST_BYTES",
+    429: "the key's requests per minute are used up (Retry-After says when to come back)",
+    502: "every upstream attempt failed, refused the request or answered something unreadable",
+    503: "no worker can take the request now, or the database or Redis does not answer",
+    504: "the upstream or the routing policy's deadline timed out",
+}
+_REGISTRY_ERRORS = (400, 401, 403, 413, 429, 503)
+_INFERENCE_ERRORS = (400, 401, 403, 404, 413, 429, 502, 503, 504)
+
+
+def _errors(statuses, body=shapes.ErrorAnswer) -> dict:
+    return {status: OpenApiResponse(body, description=_WHEN[status]) for status in statuses}
+
+
+def _openai_errors(statuses) -> dict:
+    return _errors(statuses, shapes.OpenAIErrorAnswer)
+
+
+def _described(view, **schema):
+    """A subclass of ``view`` whose handlers carry ``schema``: the document's copy, never routed."""
+    methods = {name: extend_schema(**schema)(getattr(view, name)) for name in ("get", "post") if hasattr(view, name)}
+    return type(view.__name__, (view,), methods)
+
+
+def _describe(view_path: str, **schema):
+    """An ``OpenApiViewExtension`` for the view at ``view_path``."""
+
+    class Extension(OpenApiViewExtension):
+        target_class = view_path
+
+        def view_replacement(self):
+            return _described(self.target, **schema)
+
+    Extension.__name__ = f"Describe{view_path.rsplit('.', 1)[-1]}"
+    return Extension
+
+
+class CompletionInput(CompletionView.InputSerializer):
+    """The seed's completion request (the view's own serializer, under a name of its own)."""
+
+
+REGISTRY = ["registry"]
+
+_describe(
+    "registry.views.WorkerRegisterView",
+    tags=REGISTRY,
+    operation_id="worker_register",
+    summary="Register a worker, or update it in place",
+    description="Same `model_name` and `req_url_template` again updates that worker; fields left out keep "
+    "their values. Needs the `worker` scope. A refused registration writes nothing.",
+    request=WorkerRegisterInput,
+    responses={200: shapes.RegisterAnswer, **_errors(_REGISTRY_ERRORS)},
+)
+_describe(
+    "registry.views.WorkerListView",
+    tags=REGISTRY,
+    operation_id="worker_list",
+    summary="List the workers, with health and live traffic",
+    parameters=[OpenApiParameter("model_name", str, description="only this model's workers")],
+    responses={200: shapes.WorkerListAnswer, **_errors(_REGISTRY_ERRORS)},
+)
+_describe(
+    "registry.views.WorkerOfflineView",
+    tags=REGISTRY,
+    operation_id="worker_offline",
+    summary="Remove a worker",
+    request=WorkerKeyInput,
+    responses={200: shapes.Success, **_errors((*_REGISTRY_ERRORS, 404))},
+)
+_describe(
+    "registry.views.WorkerHeartbeatView",
+    tags=REGISTRY,
+    operation_id="worker_heartbeat",
+    summary="Keep a worker with a ttl registered",
+    request=WorkerKeyInput,
+    responses={200: shapes.HeartbeatAnswer, **_errors((*_REGISTRY_ERRORS, 404))},
+)
+_describe(
+    "registry.views.PolicyListView",
+    tags=REGISTRY,
+    operation_id="policy_list",
+    summary="List the routing policies",
+    responses={200: shapes.PolicyListAnswer, **_errors(_REGISTRY_ERRORS)},
+)
+_describe(
+    "registry.views.PolicySetView",
+    tags=REGISTRY,
+    operation_id="policy_set",
+    summary="Create or change a model's routing policy",
+    description="Needs the `admin` scope. Fields left out keep their value.",
+    request=PolicyInput,
+    responses={200: shapes.PolicySetAnswer, **_errors(_REGISTRY_ERRORS)},
+)
+_describe(
+    "registry.views.PolicyDeleteView",
+    tags=REGISTRY,
+    operation_id="policy_delete",
+    summary="Return a model to the default routing",
+    request=PolicyKeyInput,
+    responses={200: shapes.Success, **_errors((*_REGISTRY_ERRORS, 404))},
+)
+
+_describe(
+    "inference.views.CompletionView",
+    tags=["seed"],
+    operation_id="seed_completion",
+    summary="Complete a prompt (the seed's API)",
+    description="Routed by the model's policy, failing over to other workers and fallback models.",
+    request=CompletionInput,
+    responses={200: shapes.CompletionAnswer, **_errors(_INFERENCE_ERRORS)},
+)
+
+OPENAI = ["openai"]
+_describe(
+    "inference.openai_views.ModelsView",
+    tags=OPENAI,
+    operation_id="openai_models",
+    summary="The models this key may use",
+    responses={200: shapes.ModelList, **_openai_errors((401, 403, 429, 503))},
+)
+_describe(
+    "inference.openai_views.ChatCompletionsView",
+    tags=OPENAI,
+    operation_id="openai_chat_completions",
+    summary="A chat completion, whole or streamed",
+    description="Fields beyond these go to openai workers as sent. An upstream's own 4xx comes back "
+    "with its status, in this error shape.",
+    request=ChatInput,
+    responses={
+        (200, "application/json"): shapes.ChatCompletion,
+        (200, EVENT_STREAM): OpenApiResponse(OpenApiTypes.STR, description='with `"stream": true`'),
+        **_openai_errors(_INFERENCE_ERRORS),
+    },
+)
+
+
+class PassthroughDescription(OpenApiViewExtension):
+    """/v1/completions, /v1/embeddings and /v1/images/generations: one view class, three paths."""
+
+    target_class = "inference.openai_views.OpenAIPassthroughView"
+
+    def view_replacement(self):
+        endpoint = self.target_callback.view_initkwargs.get("endpoint", "")
+        name = endpoint.strip("/").replace("/", "_")
+        return _described(
+            self.target,
+            tags=OPENAI,
+            operation_id=f"openai_{name}",
+            summary=f"{endpoint}, passed to an openai worker as sent",
+            request=ModelRequestInput,
+            responses={
+                (200, "application/json"): OpenApiResponse(
+                    OpenApiTypes.OBJECT, description="the worker's answer as it came"
+                ),
+                (200, EVENT_STREAM): OpenApiResponse(OpenApiTypes.STR, description='with `"stream": true`'),
+                **_openai_errors(_INFERENCE_ERRORS),
+            },
+        )
