@@ -20,6 +20,7 @@ from django.db import connection, transaction
 
 from console import metrics
 from console.models import RequestLog
+from mmm.database import background_bound, deadline
 
 logger = logging.getLogger("mmm.request_log")
 
@@ -92,7 +93,7 @@ class RequestLogWriter:
                     batch = [self._queue.popleft() for _ in range(min(self.batch_size, len(self._queue)))]
                     try:
                         # A savepoint of its own: a refused batch leaves a caller's transaction usable.
-                        with transaction.atomic():
+                        with deadline(background_bound(), what="request log write"), transaction.atomic():
                             RequestLog.objects.bulk_create(batch)
                     except Exception:
                         self._queue.extendleft(reversed(batch))

@@ -95,6 +95,10 @@ def post_worker_init(worker) -> None:
         from psycogreen.gevent import patch_psycopg
 
         patch_psycopg()
+    # Keys, the routing table and policies are refreshed off the request path from now on.
+    from mmm import background
+
+    background.start()
 
 # gunicorn's runtime control socket lives at one fixed path per user, which several gateway
 # instances on one host would fight over; the gateway does not use it.
