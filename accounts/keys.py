@@ -14,7 +14,7 @@ import secrets
 import threading
 import time
 from collections.abc import Callable
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 
 from django.conf import settings
 from django.core.cache import cache
@@ -83,6 +83,7 @@ class KeyCache:
         self._entries: dict[str, Entry] = {}
         self._used_at: dict[str, float] = {}
         self._last_written: dict[int, float] = {}
+        self._loading: dict[str, _Pending] = {}
         self._lock = threading.Lock()
 
     def caller_for(self, presented: str) -> Caller | None:
@@ -142,6 +143,30 @@ class KeyCache:
             return entry
 
     def _load(self, prefix: str) -> Entry:
+        """One query per prefix at a time: requests that arrive together with a key this
+        process has not seen share it (and its failure), so a burst is one connection."""
+        with self._lock:
+            pending = self._loading.get(prefix)
+            leading = pending is None
+            if leading:
+                pending = self._loading[prefix] = _Pending()
+        if not leading:
+            pending.done.wait()
+            if pending.error is not None:
+                raise pending.error
+            return pending.entry
+        try:
+            pending.entry = self._query(prefix)
+            return pending.entry
+        except BaseException as exc:
+            pending.error = exc
+            raise
+        finally:
+            with self._lock:
+                self._loading.pop(prefix, None)
+            pending.done.set()
+
+    def _query(self, prefix: str) -> Entry:
         loaded_at = self._clock()
         try:
             with database.request_path(what="API key lookup"):
@@ -191,6 +216,13 @@ class KeyCache:
             logger.warning("could not record the use of %s: %s", caller, exc)
         finally:
             _give_back_connection()
+
+
+@dataclass
+class _Pending:
+    done: threading.Event = field(default_factory=threading.Event)
+    entry: Entry | None = None
+    error: BaseException | None = None
 
 
 def _entry_for(key: ApiKey | None, loaded_at: float) -> Entry:

@@ -17,6 +17,7 @@ from rest_framework.throttling import BaseThrottle
 
 from accounts.caller import Caller
 from mmm.api_errors import ApiError
+from mmm.breaker import redis_breaker
 
 logger = logging.getLogger("mmm.accounts")
 
@@ -39,12 +40,17 @@ class PerKeyRateLimit(BaseThrottle):
         caller = request.auth
         if not isinstance(caller, Caller) or not caller.rate_limit_per_minute or not caller.api_key_prefix:
             return True
+        # An exact limit that cannot be counted is not enforced by guessing: refuse clearly, and
+        # at once while a recent failure keeps the breaker open.
+        if redis_breaker.is_open():
+            raise RateLimitUnavailable()
         try:
             count, window_started = self._count(caller.api_key_prefix)
         except Exception as exc:  # noqa: BLE001 - the cache client's own errors (redis.ConnectionError, ...)
-            # An exact limit that cannot be counted is not enforced by guessing: refuse clearly.
             logger.error("rate limit counter unavailable: %s", exc)
+            redis_breaker.failed(exc)
             raise RateLimitUnavailable() from None
+        redis_breaker.succeeded()
         if count <= caller.rate_limit_per_minute:
             return True
         self._wait = max(1.0, window_started + WINDOW_SECONDS - self.clock())

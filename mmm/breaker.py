@@ -60,3 +60,13 @@ def describe(exc: BaseException) -> str:
     # The first line only: driver messages may carry the host and port on later lines.
     text = str(exc).strip()
     return f"{type(exc).__name__}: {text.splitlines()[0] if text else ''}"
+
+
+def _redis_max_seconds() -> float:
+    from django.conf import settings
+
+    return settings.MMM_DB_BREAKER_MAX_SECONDS
+
+
+redis_breaker = Breaker(name="redis", max_seconds=_redis_max_seconds)
+"""Redis as the routing state and the rate limits use it: one Redis, one breaker per process."""

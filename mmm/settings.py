@@ -122,14 +122,18 @@ DEFAULT_AUTO_FIELD = "django.db.models.BigAutoField"
 
 # --- Cache ----------------------------------------------------------------------------------
 REDIS_URL = env_str("REDIS_URL")
+# Longest wait on one Redis call (the cache, the rate limits, the routing state), with no retry:
+# a Redis that does not answer must not hold a request (mmm.breaker then skips it for a while).
+MMM_REDIS_TIMEOUT = env_float("MMM_REDIS_TIMEOUT", 0.5, minimum=0.01, maximum=10.0)
 if REDIS_URL:
     CACHES = {
         "default": {
             "BACKEND": "django.core.cache.backends.redis.RedisCache",
             "LOCATION": REDIS_URL,
             "KEY_PREFIX": env_str("MMM_CACHE_PREFIX", "mmm"),
-            # A cache that does not answer must not hang a request.
-            "OPTIONS": {"socket_connect_timeout": 2, "socket_timeout": 2},
+            # A cache that does not answer must not hang a request (redis-py's pool, as Django
+            # builds it, makes connections that do not retry).
+            "OPTIONS": {"socket_connect_timeout": MMM_REDIS_TIMEOUT, "socket_timeout": MMM_REDIS_TIMEOUT},
         }
     }
 else:
@@ -243,7 +247,7 @@ MMM_LATENCY_DECAY_SECONDS = env_float("MMM_LATENCY_DECAY_SECONDS", 10.0, minimum
 # probe_workers deletes heartbeat workers that have been expired for longer than this.
 MMM_HEARTBEAT_REMOVE_AFTER = env_float("MMM_HEARTBEAT_REMOVE_AFTER", 3600.0, minimum=0.0)
 # How long a Redis call of the routing state may take before the request goes on without it.
-MMM_ROUTING_STATE_TIMEOUT = env_float("MMM_ROUTING_STATE_TIMEOUT", 0.5, minimum=0.01, maximum=10.0)
+MMM_ROUTING_STATE_TIMEOUT = env_float("MMM_ROUTING_STATE_TIMEOUT", MMM_REDIS_TIMEOUT, minimum=0.01, maximum=10.0)
 # --- Access control and secrets (accounts/, mmm/encryption.py, inference/egress.py) ----------
 # Off only for local use: `make serve` turns it off unless set, and refuses a non-loopback bind.
 MMM_REQUIRE_AUTH = env_bool("MMM_REQUIRE_AUTH", True)

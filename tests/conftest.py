@@ -9,6 +9,7 @@ from console.request_log import request_log_writer
 from inference.routing import routing_table
 from inference.routing_state import routing_state
 from mmm import database
+from mmm.breaker import redis_breaker
 from tests.fake_upstream import FakeUpstream
 
 REQUIRE_SERVICES = os.environ.get("MMM_REQUIRE_SERVICES") == "1"
@@ -41,6 +42,7 @@ def fresh_routing_state():
     routing_state().reset()
     key_cache.clear()
     database.breaker.reset()
+    redis_breaker.reset()
 
 
 @pytest.fixture(autouse=True)
