@@ -34,6 +34,12 @@ _KEY_SHAPE = re.compile(r"^mmm_([a-z0-9]{8})_[A-Za-z0-9_-]{43}$")
 LAST_USED_WRITE_SECONDS = 60.0
 
 
+def key_prefix(presented: str | None) -> str:
+    """The public prefix of a key of the right shape (for logs of refused requests), else ""."""
+    match = _KEY_SHAPE.match(presented or "")
+    return match.group(1) if match else ""
+
+
 def new_key() -> tuple[str, str]:
     """(prefix, key): 40 random bits of public prefix and 256 of secret."""
     prefix = "".join(secrets.choice("abcdefghijklmnopqrstuvwxyz0123456789") for _ in range(8))

@@ -37,10 +37,10 @@ def test_requests_are_counted_by_model_worker_and_status(api, client, upstream):
     def grew(name, **labels):
         return value(after, name, **labels) - value(before, name, **labels)
 
-    assert grew("mmm_requests_total", model="proxyllm", worker=str(worker.pk), status="200") == 3
+    assert grew("mmm_requests_total", model="proxyllm", worker=str(worker.pk), status="200", code="") == 3
     # A name nobody registered is counted under one label, so random names cannot grow the series.
-    assert grew("mmm_requests_total", model="<unknown>", worker="", status="404") == 1
-    assert value(after, "mmm_requests_total", model="nobody", worker="", status="404") == 0
+    assert grew("mmm_requests_total", model="<unknown>", worker="", status="404", code="model_not_found") == 1
+    assert value(after, "mmm_requests_total", model="nobody", worker="", status="404", code="model_not_found") == 0
     assert grew("mmm_request_duration_seconds_count", model="proxyllm") == 3
     assert grew("mmm_upstream_duration_seconds_count", model="proxyllm", worker=str(worker.pk)) == 3
     assert value(after, "mmm_requests_in_flight", model="proxyllm") == 0
@@ -95,3 +95,22 @@ def test_a_stream_is_in_flight_until_it_has_been_relayed(api, client, upstream):
     after = value(samples(client), "mmm_requests_in_flight", model="gpt")
 
     assert (during, after) == (1, 0)
+
+
+def test_requests_refused_before_the_view_are_counted_with_status_and_code(api, client, require_auth, make_key):
+    before = samples(client)
+    key = make_key("worker")  # a real key without the inference scope
+    api.post("/api/v1/chat/completions", {"model_name": "proxyllm", "input": "hi"}, format="json")
+    api.post("/v1/chat/completions", {"model": "proxyllm", "messages": []}, format="json",
+             HTTP_AUTHORIZATION="Bearer mmm_abcdefgh_" + "x" * 43)
+    api.post("/api/v1/chat/completions", {"model_name": "proxyllm", "input": "hi"}, format="json",
+             HTTP_AUTHORIZATION=f"Bearer {key}")
+    after = samples(client)
+
+    def grew(**labels):
+        labels = {"model": "<unknown>", "worker": "", **labels}
+        return value(after, "mmm_requests_total", **labels) - value(before, "mmm_requests_total", **labels)
+
+    assert grew(status="401", code="not_authenticated") == 1
+    assert grew(status="401", code="authentication_failed") == 1
+    assert grew(status="403", code="scope_missing") == 1

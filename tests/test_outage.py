@@ -70,6 +70,15 @@ def start_serving(env: dict, upstream, *, gateway_env: dict) -> tuple[GatewayPro
     return gateway, inference_key, admin_key
 
 
+def logged_rows(database_url: str) -> dict[str, int]:
+    import psycopg2
+
+    with psycopg2.connect(database_url) as db, db.cursor() as cursor:
+        cursor.execute("SELECT error_code, count(*) FROM console_requestlog GROUP BY error_code")
+        counts = dict(cursor.fetchall())
+    return {"all": sum(counts.values()), **counts}
+
+
 def complete(gateway: GatewayProcess, key: str, *, timeout: float = 10.0) -> requests.Response:
     return requests.post(gateway.url + COMPLETIONS, json={"model_name": "proxyllm", "input": "hi"},
                          headers={"Authorization": f"Bearer {key}"}, timeout=timeout)
@@ -105,8 +114,15 @@ def test_known_keys_and_models_are_served_while_the_database_is_refused_then_fro
                      lambda: complete(gateway, unseen_key).status_code == 200)
             time.sleep(1.0)
         recovered_after = time.monotonic() - back_at
+        metrics_text = requests.get(gateway.url + "/metrics", timeout=10).text
     finally:
-        gateway.stop()
+        gateway.stop()  # a clean stop writes what is still queued
+    # Every request sent across the outage was queued and written once the database was back
+    # (the steady load, the two unseen-key refusals and the recovery probes, at least).
+    logged = logged_rows(keyed_env["DATABASE_URL"])
+    assert logged["all"] >= len(load.samples) + 2, (logged, len(load.samples))
+    assert logged["key_store_unavailable"] >= 2, logged
+    assert 'code="key_store_unavailable"' in metrics_text and 'status="503"' in metrics_text
 
     outage = load.in_phase(REFUSE) + load.in_phase(BLACKHOLE)
     stats = summary(outage)

@@ -285,3 +285,19 @@ def test_a_v1_stream_cut_off_by_its_upstream_is_logged_as_a_502(api, upstream):
     assert response.status_code == 200 and b"stream_interrupted" in relayed
     [row] = logged()
     assert (row.status, row.error_code, row.stream) == (502, "stream_interrupted", True)
+
+
+def test_requests_refused_before_the_view_are_logged_with_their_key_prefix(api, require_auth, make_key):
+    revoked = make_key("inference")
+    from accounts.models import ApiKey
+
+    ApiKey.objects.update(revoked=True)
+    assert api.post(COMPLETIONS, {"model_name": "proxyllm", "input": "hi"}, format="json").status_code == 401
+    assert api.post(COMPLETIONS, {"model_name": "proxyllm", "input": "hi"}, format="json",
+                    HTTP_AUTHORIZATION=f"Bearer {revoked}").status_code == 401
+
+    rows = sorted(logged(), key=lambda row: row.client_key_prefix)
+    assert [(row.status, row.error_code, row.client_key_prefix, row.model_name) for row in rows] == [
+        (401, "not_authenticated", "", ""),
+        (401, "authentication_failed", revoked.split("_")[1], ""),
+    ]
