@@ -2,7 +2,8 @@
 
 With REDIS_URL set the counter is a Redis key, incremented atomically (INCR) by whichever
 gunicorn process or host gets the request, so N requests over the limit in the same second on
-ten hosts still let through exactly the limit. The window is a fixed minute starting with the
+ten hosts still let through exactly the limit. Without Redis the processes of one gunicorn
+count in the host's shared state (inference.host_state), just as exactly. The window is a fixed minute starting with the
 key's first request in it. A request over the limit is refused before the view runs, so it
 never reaches an upstream.
 """
@@ -12,6 +13,7 @@ import math
 import time
 from collections.abc import Callable
 
+from django.conf import settings
 from django.core.cache import BaseCache, cache
 from rest_framework.throttling import BaseThrottle
 
@@ -61,6 +63,11 @@ class PerKeyRateLimit(BaseThrottle):
 
     def _count(self, api_key_prefix: str) -> tuple[int, float]:
         key = f"ratelimit:{api_key_prefix}"
+        if self.store is cache and not settings.REDIS_URL and settings.MMM_HOST_STATE_SOCKET:
+            # The processes of one gunicorn without Redis: one counter on the host (inference.host_state).
+            from inference.routing_state import routing_state
+
+            return routing_state().rate_count(key=key)
         for _ in range(2):
             # add() only sets a missing key, atomically: the first request of a window opens it.
             if self.store.add(key, 0, timeout=WINDOW_SECONDS):

@@ -247,6 +247,9 @@ MMM_LATENCY_DECAY_SECONDS = env_float("MMM_LATENCY_DECAY_SECONDS", 10.0, minimum
 # probe_workers deletes heartbeat workers that have been expired for longer than this.
 MMM_HEARTBEAT_REMOVE_AFTER = env_float("MMM_HEARTBEAT_REMOVE_AFTER", 3600.0, minimum=0.0)
 # How long a Redis call of the routing state may take before the request goes on without it.
+# Without REDIS_URL, the unix socket of the routing and limit state the processes of one
+# gunicorn share (inference.host_state); mmm/gunicorn.conf.py sets it for its workers.
+MMM_HOST_STATE_SOCKET = env_str("MMM_HOST_STATE_SOCKET")
 MMM_ROUTING_STATE_TIMEOUT = env_float("MMM_ROUTING_STATE_TIMEOUT", MMM_REDIS_TIMEOUT, minimum=0.01, maximum=10.0)
 # --- Access control and secrets (accounts/, mmm/encryption.py, inference/egress.py) ----------
 # Off only for local use: `make serve` turns it off unless set, and refuses a non-loopback bind.

@@ -7,8 +7,12 @@ how long it took and what came back, tagged with the phase the test had set when
 import threading
 import time
 from dataclasses import dataclass
+from urllib.parse import urlsplit, urlunsplit
 
 import requests
+
+from tests.conftest import SEED_ANSWER, seed_registration
+from tests.gateway_process import GatewayProcess
 
 COMPLETIONS = "/api/v1/chat/completions"
 
@@ -74,3 +78,41 @@ def summary(samples: list[Sample]) -> dict:
         "worst_seconds": max((sample.seconds for sample in samples), default=0.0),
         "codes": sorted({sample.code for sample in samples if sample.status != 200}),
     }
+
+
+def through(url: str, proxy) -> str:
+    """``url`` with its host and port replaced by the proxy's."""
+    parts = urlsplit(url)
+    netloc = parts.netloc.rsplit("@", 1)
+    host = f"127.0.0.1:{proxy.port}"
+    return urlunsplit(parts._replace(netloc=f"{netloc[0]}@{host}" if len(netloc) == 2 else host))
+
+
+def service_address(url: str) -> tuple[str, int]:
+    parts = urlsplit(url)
+    return parts.hostname, parts.port
+
+
+def start_serving(env: dict, upstream, *, gateway_env: dict) -> tuple[GatewayProcess, str, str]:
+    """A gateway with one worker for proxyllm; returns it, an inference key and an admin key."""
+    direct = GatewayProcess(env=env)
+    inference_key = direct.create_api_key(scope="inference")
+    admin_key = direct.create_api_key(scope="admin")
+    gateway = GatewayProcess(env=gateway_env).start()
+    gateway.headers = {"Authorization": f"Bearer {admin_key}"}
+    gateway.post("/api/server/register", seed_registration(upstream.on("/gen", json=SEED_ANSWER))).raise_for_status()
+    return gateway, inference_key, admin_key
+
+
+def logged_rows(database_url: str) -> dict[str, int]:
+    import psycopg2
+
+    with psycopg2.connect(database_url) as db, db.cursor() as cursor:
+        cursor.execute("SELECT error_code, count(*) FROM console_requestlog GROUP BY error_code")
+        counts = dict(cursor.fetchall())
+    return {"all": sum(counts.values()), **counts}
+
+
+def complete(gateway: GatewayProcess, key: str, *, timeout: float = 10.0) -> requests.Response:
+    return requests.post(gateway.url + COMPLETIONS, json={"model_name": "proxyllm", "input": "hi"},
+                         headers={"Authorization": f"Bearer {key}"}, timeout=timeout)

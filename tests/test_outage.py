@@ -9,33 +9,17 @@ timing beyond "no request waited for the whole outage" (a hang): latencies are i
 import os
 import time
 import uuid
-from urllib.parse import urlsplit, urlunsplit
 
 import pytest
 import requests
 
-from tests.conftest import SEED_ANSWER, seed_registration
 from tests.gateway_process import GatewayProcess, gateway_database
-from tests.outage_load import SteadyLoad, summary
+from tests.outage_load import SteadyLoad, complete, logged_rows, service_address, start_serving, summary, through
 from tests.tcp_proxy import BLACKHOLE, FORWARD, REFUSE
 
 pytestmark = [pytest.mark.e2e, pytest.mark.postgres]
 
 WINDOW = 4.0  # seconds of each outage phase
-COMPLETIONS = "/api/v1/chat/completions"
-
-
-def through(url: str, proxy) -> str:
-    """``url`` with its host and port replaced by the proxy's."""
-    parts = urlsplit(url)
-    netloc = parts.netloc.rsplit("@", 1)
-    host = f"127.0.0.1:{proxy.port}"
-    return urlunsplit(parts._replace(netloc=f"{netloc[0]}@{host}" if len(netloc) == 2 else host))
-
-
-def service_address(url: str) -> tuple[str, int]:
-    parts = urlsplit(url)
-    return parts.hostname, parts.port
 
 
 def wait_for(what: str, condition, *, seconds: float = 20.0):
@@ -57,31 +41,6 @@ def keyed_env(tmp_path):
                "MMM_CACHE_PREFIX": f"mmm-outage-{uuid.uuid4().hex[:8]}"}
         GatewayProcess(env=env).manage("migrate", "--noinput", "-v0").check_returncode()
         yield env
-
-
-def start_serving(env: dict, upstream, *, gateway_env: dict) -> tuple[GatewayProcess, str, str]:
-    """A gateway with one worker for proxyllm; returns it, an inference key and an admin key."""
-    direct = GatewayProcess(env=env)
-    inference_key = direct.create_api_key(scope="inference")
-    admin_key = direct.create_api_key(scope="admin")
-    gateway = GatewayProcess(env=gateway_env).start()
-    gateway.headers = {"Authorization": f"Bearer {admin_key}"}
-    gateway.post("/api/server/register", seed_registration(upstream.on("/gen", json=SEED_ANSWER))).raise_for_status()
-    return gateway, inference_key, admin_key
-
-
-def logged_rows(database_url: str) -> dict[str, int]:
-    import psycopg2
-
-    with psycopg2.connect(database_url) as db, db.cursor() as cursor:
-        cursor.execute("SELECT error_code, count(*) FROM console_requestlog GROUP BY error_code")
-        counts = dict(cursor.fetchall())
-    return {"all": sum(counts.values()), **counts}
-
-
-def complete(gateway: GatewayProcess, key: str, *, timeout: float = 10.0) -> requests.Response:
-    return requests.post(gateway.url + COMPLETIONS, json={"model_name": "proxyllm", "input": "hi"},
-                         headers={"Authorization": f"Bearer {key}"}, timeout=timeout)
 
 
 def test_known_keys_and_models_are_served_while_the_database_is_refused_then_frozen(keyed_env, upstream, tcp_proxy):
