@@ -3,8 +3,9 @@ completions, as `make serve` runs it (gunicorn, gevent, the default settings).
 
     .venv/bin/python -m bench.idle_sockets [--idle 2000] [--requests 50]
 
-Prints the latency of the real requests (p50, p99, worst) sent at once while the idle sockets
-are open, and again one by one (what a single client sees).
+Prints the latency of the real requests (p50, p99, worst) sent at once without idle sockets (the
+baseline: 50 client threads and the in-process fake upstream share this process), then at once
+and one by one while the idle sockets are open.
 """
 
 import argparse
@@ -54,6 +55,8 @@ def main(argv: list[str] | None = None) -> int:
         try:
             gateway.post("/api/server/register", seed_registration(upstream.on("/gen", json=SEED_ANSWER))).raise_for_status()
             url = gateway.url + "/api/v1/chat/completions"
+            with ThreadPoolExecutor(args.requests) as pool:
+                baseline = list(pool.map(lambda _: timed_request(url), range(args.requests)))
             opened = time.monotonic()
             for _ in range(args.idle):
                 idle.append(socket.create_connection(("127.0.0.1", gateway.port), timeout=10))
@@ -70,7 +73,9 @@ def main(argv: list[str] | None = None) -> int:
           f"{os.environ.get('MMM_KEEPALIVE_SECONDS', '2')} s")
     print("| real requests | answered 200 | p50 ms | p99 ms | worst ms |")
     print("|---|---:|---:|---:|---:|")
-    for name, results in ((f"{args.requests} at once", together), (f"{args.requests} one by one", one_by_one)):
+    for name, results in ((f"{args.requests} at once, no idle sockets (baseline)", baseline),
+                          (f"{args.requests} at once, {args.idle} idle sockets open", together),
+                          (f"{args.requests} one by one, {args.idle} idle sockets open", one_by_one)):
         seconds = [s for s, _ in results]
         print(f"| {name} | {sum(1 for _, status in results if status == 200)}/{len(results)} | "
               f"{statistics.median(seconds) * 1000:.0f} | {percentile(seconds, 0.99) * 1000:.0f} | {max(seconds) * 1000:.0f} |")
