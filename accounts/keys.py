@@ -24,7 +24,8 @@ from django.utils import timezone
 from accounts.caller import Caller
 from accounts.models import ApiKey, secret_digest
 from mmm.api_errors import ApiError
-from mmm import database
+from mmm import background, database
+from mmm.breaker import redis_breaker
 
 logger = logging.getLogger("mmm.accounts")
 
@@ -90,6 +91,7 @@ class KeyCache:
         self._used_at: dict[str, float] = {}
         self._last_written: dict[int, float] = {}
         self._loading: dict[str, _Pending] = {}
+        self._used_keys: set[int] = set()  # used since the background refresh last wrote last_used_at
         self._lock = threading.Lock()
 
     def caller_for(self, presented: str) -> Caller | None:
@@ -102,7 +104,7 @@ class KeyCache:
             return None
         prefix = match.group(1)
         entry = self._entries.get(prefix)
-        if entry is None or self._clock() - entry.loaded_at >= settings.MMM_API_KEY_CACHE_SECONDS:
+        if entry is None or (self._clock() - entry.loaded_at >= settings.MMM_API_KEY_CACHE_SECONDS and not self._refreshed_off_path(entry)):
             entry = self._reload_or_stale(prefix, entry)
         if entry.caller is None or not hmac.compare_digest(entry.digest, secret_digest(presented)) or entry.caller.is_expired():
             return None
@@ -123,6 +125,16 @@ class KeyCache:
         prefixes = [prefix for prefix, used in list(self._used_at.items()) if used >= horizon]
         for prefix in [prefix for prefix, used in list(self._used_at.items()) if used < horizon]:
             self._used_at.pop(prefix, None)
+        used, self._used_keys = self._used_keys, set()
+        if used:
+            try:
+                with database.watching():
+                    ApiKey.objects.filter(pk__in=used).update(last_used_at=timezone.now())
+            except DatabaseError:
+                self._used_keys |= used  # bookkeeping only: the next refresh tries again
+                raise
+            finally:
+                _give_back_connection()
         if not prefixes:
             return 0
         loaded_at = self._clock()
@@ -137,6 +149,16 @@ class KeyCache:
             # Off the request path only: a cache that does not answer must not slow a request.
             self._share(prefix, entry)
         return len(prefixes)
+
+    def _refreshed_off_path(self, entry: Entry) -> bool:
+        """Whether the background refresh (mmm.background) reloads this entry, so the request
+        may use it as it is: it reloads every key in use twice per MMM_API_KEY_CACHE_SECONDS
+        while the database answers, and while it does not the last good entry serves anyway."""
+        return (
+            background.running()
+            and entry.caller is not None
+            and self._clock() - entry.loaded_at < settings.MMM_API_KEY_STALE_SECONDS
+        )
 
     def _reload_or_stale(self, prefix: str, entry: Entry | None) -> Entry:
         try:
@@ -164,8 +186,11 @@ class KeyCache:
         try:
             pending.entry = self._query(prefix)
             return pending.entry
-        except BaseException as exc:
+        except Exception as exc:
             pending.error = exc
+            raise
+        except BaseException:  # the leading greenlet was killed: the others must not wait for ever
+            pending.error = database.DatabaseUnavailable("the key lookup was interrupted")
             raise
         finally:
             with self._lock:
@@ -198,6 +223,8 @@ class KeyCache:
             logger.debug("could not share key %s…: %s", prefix, exc)
 
     def _shared_entry(self, prefix: str) -> Entry | None:
+        if redis_breaker.is_open():
+            return None  # Redis failed a moment ago: do not wait on it again
         try:
             shared = cache.get(_shared_key(prefix))
         except Exception:  # noqa: BLE001 - the cache is away too
@@ -213,6 +240,9 @@ class KeyCache:
         if now - self._last_written.get(caller.api_key_id, -LAST_USED_WRITE_SECONDS) < LAST_USED_WRITE_SECONDS:
             return
         self._last_written[caller.api_key_id] = now
+        if background.running():
+            self._used_keys.add(caller.api_key_id)  # written by the background refresh
+            return
         if database.breaker.is_open():
             return  # bookkeeping only: it waits for the next minute
         try:

@@ -28,7 +28,7 @@ from tests.outage_load import SteadyLoad, complete, logged_rows, service_address
 from tests.tcp_proxy import BLACKHOLE, FORWARD, REFUSE, TcpProxy  # noqa: E402
 
 
-def run(service: str, window: float) -> list[str]:
+def run(service: str, window: float, phases: tuple[str, ...]) -> list[str]:
     upstream = FakeUpstream().start()
     rows = []
     try:
@@ -44,7 +44,7 @@ def run(service: str, window: float) -> list[str]:
             try:
                 with SteadyLoad(url=gateway.url, key=key) as load:
                     time.sleep(3)
-                    for mode in (REFUSE, BLACKHOLE):
+                    for mode in phases:
                         load.phase = mode
                         proxy.set_mode(mode)
                         time.sleep(window)
@@ -58,7 +58,7 @@ def run(service: str, window: float) -> list[str]:
             finally:
                 gateway.stop()
                 proxy.stop()
-            for mode in (REFUSE, BLACKHOLE):
+            for mode in phases:
                 stats = summary(load.in_phase(mode))
                 rows.append(f"| {service} {mode}d {window:g} s | {stats['requests']} | {stats['served_fraction']:.2%} | "
                             f"{stats['worst_seconds'] * 1000:.0f} ms | {', '.join(stats['codes']) or '-'} |")
@@ -76,6 +76,8 @@ def main(argv: list[str] | None = None) -> int:
     parser = argparse.ArgumentParser(prog="python -m bench.outage", description=__doc__.splitlines()[0])
     parser.add_argument("--window", type=float, default=10.0, help="seconds of each refuse and blackhole phase (10)")
     parser.add_argument("--only", choices=("database", "redis"), help="run one service only")
+    parser.add_argument("--phases", default="refuse,blackhole",
+                        help="outage phases in order (default refuse,blackhole; 'blackhole' alone freezes a healthy service)")
     args = parser.parse_args(argv)
     if not os.environ.get("DATABASE_URL", "").startswith("postgres") or not os.environ.get("REDIS_URL"):
         print("bench.outage needs DATABASE_URL=postgres://... and REDIS_URL", file=sys.stderr)
@@ -84,7 +86,7 @@ def main(argv: list[str] | None = None) -> int:
     print("|---|---|---|---|---|")
     for service in ("database", "redis"):
         if args.only in (None, service):
-            for row in run(service, args.window):
+            for row in run(service, args.window, tuple(args.phases.split(","))):
                 print(row, flush=True)
     return 0
 

@@ -151,7 +151,13 @@ class RoutingTable:
         try:
             with database.request_path(what="model lookup"):
                 lookup.found = tuple(self._loader(model_name))
+                if lookup.found:
+                    # A model new to this table may have come with its policy: take it too.
+                    policy = next((p for p in self._policy_loader() if p.model_name == model_name), None)
             if lookup.found:
+                if policy is not None:
+                    self._policies = {**self._policies, model_name: policy}
+                self._default_policies.pop(model_name, None)
                 table[model_name] = lookup.found
         except Exception as exc:
             lookup.error = exc
@@ -186,7 +192,11 @@ class RoutingTable:
             self._reload_lock.release()
 
     def refresh(self) -> None:
-        """Reload now, off the request path (mmm.background); a failure keeps the table in hand."""
+        """Reload now, off the request path (mmm.background); a failure keeps the table in hand.
+
+        A table no request has asked for yet is left to the first one, which loads it fresh."""
+        if self._by_model is None:
+            return
         with self._reload_lock:
             with database.watching():
                 self._reload()
