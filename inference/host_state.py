@@ -182,7 +182,7 @@ class HostRoutingState:
         self._timeout = timeout
         self._idle: queue.LifoQueue[socket.socket] = queue.LifoQueue(maxsize=pool_size)
         self._fallback = LocalRoutingState()
-        self.breaker = Breaker(name="host routing state", max_seconds=lambda: 2.0)
+        self.breaker = Breaker(name="host routing state", max_seconds=lambda: 1.0)
 
     def call(self, method: str, **args):
         if self.breaker.is_open():

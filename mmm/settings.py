@@ -102,7 +102,7 @@ DATABASES = {
 MMM_DB_CONNECT_TIMEOUT = env_int("MMM_DB_CONNECT_TIMEOUT", 3, minimum=1, maximum=60)
 MMM_DB_STATEMENT_TIMEOUT = env_float("MMM_DB_STATEMENT_TIMEOUT", 30.0, minimum=0.0, maximum=86400.0)
 MMM_DB_REQUEST_TIMEOUT = env_float("MMM_DB_REQUEST_TIMEOUT", 3.0, minimum=0.05, maximum=60.0)
-MMM_DB_BREAKER_MAX_SECONDS = env_float("MMM_DB_BREAKER_MAX_SECONDS", 2.0, minimum=0.5, maximum=600.0)
+MMM_DB_BREAKER_MAX_SECONDS = env_float("MMM_DB_BREAKER_MAX_SECONDS", 1.0, minimum=0.5, maximum=600.0)
 if DATABASES["default"]["ENGINE"] == "django.db.backends.postgresql":
     DATABASES["default"]["ENGINE"] = "mmm.postgresql"
     options = DATABASES["default"].setdefault("OPTIONS", {})

@@ -178,6 +178,21 @@ def test_a_failed_write_keeps_the_rows_for_the_next_flush():
     assert RequestLog.objects.count() == 2
 
 
+def test_rows_whose_commit_went_unheard_are_not_written_twice_nor_block_the_queue():
+    writer = RequestLogWriter(background=False)
+    written, new = row(model_name="stored"), row(model_name="new")
+    writer.add(written)
+    writer.flush()
+    assert written.pk is not None
+    # The connection broke after the commit: the try failed for the writer, which queued the
+    # row (with the id the insert gave it) for the next flush, beside a new one.
+    writer.add(written)
+    writer.add(new)
+
+    assert writer.flush() == 2
+    assert sorted(RequestLog.objects.values_list("model_name", flat=True)) == ["new", "stored"]
+
+
 def test_a_full_queue_drops_new_rows_and_counts_them():
     writer = RequestLogWriter(max_queue=2, background=False)
     for index in range(5):
