@@ -66,6 +66,7 @@ def test_ejection_and_in_flight_come_from_the_shared_routing_state(client):
     from inference.routing_state import EjectionPolicy, Outcome, routing_state
 
     worker = Worker.objects.create(model_name="m", req_url_template="http://127.0.0.1:9/x", body={"p": "{USER_PROMPT}"})
+    samples(client)  # the client's first request pays for loading the URLs and static files, not the scrape below
     state = routing_state()
     policy = EjectionPolicy(after_failures=1, base_seconds=30, max_seconds=30, max_percent=100)
     state.acquire(worker_id=worker.pk, token="held", hold_until=state.clock() + 60, max_inflight=None, panic=False)
