@@ -139,10 +139,25 @@ def refused_entry(request: HttpRequest, response: Any, *, started: float, starte
     from accounts.authentication import presented_key
     from accounts.keys import key_prefix
 
-    entry = CompletionEntry(model_name="", stream=False, prompt="", started_at=started_at, started=started)
+    entry = CompletionEntry(model_name=_model_asked_for(request), stream=False, prompt="", started_at=started_at, started=started)
     entry.client_key_prefix = key_prefix(presented_key(request))
     entry.error_code, entry.error = _error_of(response)
     return entry
+
+
+def _model_asked_for(request: HttpRequest) -> str:
+    """The model a refused request named, when its body is small JSON that can still be read
+    (a body refused as too large, or already consumed, is not read again)."""
+    if request.content_type != "application/json" or request.META.get("CONTENT_LENGTH", "") in ("", "0"):
+        return ""
+    try:
+        if int(request.META["CONTENT_LENGTH"]) > 65536:
+            return ""
+        body = json.loads(request.body)
+    except Exception:  # noqa: BLE001 - unreadable, too deep, not JSON: the row goes without a model
+        return ""
+    model = body.get("model_name") or body.get("model") if isinstance(body, dict) else None
+    return model[:200] if isinstance(model, str) else ""
 
 
 def _error_of(response: Any) -> tuple[str, str]:

@@ -313,6 +313,6 @@ def test_requests_refused_before_the_view_are_logged_with_their_key_prefix(api, 
 
     rows = sorted(logged(), key=lambda row: row.client_key_prefix)
     assert [(row.status, row.error_code, row.client_key_prefix, row.model_name) for row in rows] == [
-        (401, "not_authenticated", "", ""),
-        (401, "authentication_failed", revoked.split("_")[1], ""),
+        (401, "not_authenticated", "", "proxyllm"),
+        (401, "authentication_failed", revoked.split("_")[1], "proxyllm"),
     ]
