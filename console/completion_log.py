@@ -133,6 +133,57 @@ class CompletionEntry:
         )
 
 
+# The inference API: a request refused here before its view ran (no key, bad key, a limit, the
+# key store away, a body too large) is still a request a client sent, and is logged as one.
+# Invalid input (400) is not: it never was a completion.
+_INFERENCE_PREFIXES = ("/api/v1/", "/v1/")
+_REFUSALS = frozenset({401, 403, 413, 415, 429, 503})
+
+
+def refused_entry(request: HttpRequest, response: Any, *, started: float, started_at: Any) -> CompletionEntry | None:
+    """The entry of an inference request answered with an error before its view logged it."""
+    if response.status_code not in _REFUSALS or not request.path.startswith(_INFERENCE_PREFIXES):
+        return None
+    from accounts.authentication import presented_key
+    from accounts.keys import key_prefix
+
+    entry = CompletionEntry(model_name=_model_asked_for(request), stream=False, prompt="", started_at=started_at, started=started)
+    entry.client_key_prefix = key_prefix(presented_key(request))
+    entry.error_code, entry.error = _error_of(response)
+    return entry
+
+
+def _model_asked_for(request: HttpRequest) -> str:
+    """The model a refused request named, when its body is small JSON that can still be read
+    (a body refused as too large, or already consumed, is not read again)."""
+    if request.content_type != "application/json" or request.META.get("CONTENT_LENGTH", "") in ("", "0"):
+        return ""
+    try:
+        if int(request.META["CONTENT_LENGTH"]) > 65536:
+            return ""
+        body = json.loads(request.body)
+    except Exception:  # noqa: BLE001 - unreadable, too deep, not JSON: the row goes without a model
+        return ""
+    model = body.get("model_name") or body.get("model") if isinstance(body, dict) else None
+    return model[:200] if isinstance(model, str) else ""
+
+
+def _error_of(response: Any) -> tuple[str, str]:
+    """The code and message of one of the gateway's JSON error bodies (mmm.api_errors)."""
+    if getattr(response, "streaming", False) or "json" not in response.get("Content-Type", ""):
+        return f"http_{response.status_code}", ""
+    try:
+        body = json.loads(response.content)
+    except ValueError:
+        return f"http_{response.status_code}", ""
+    if not isinstance(body, dict):
+        return f"http_{response.status_code}", ""
+    message = body.get("msg") or body.get("error", {})
+    if isinstance(message, dict):  # the OpenAI-shaped error of /v1
+        return str(message.get("code") or message.get("type") or f"http_{response.status_code}")[:64], str(message.get("message", ""))[:_MAX_ERROR_CHARS]
+    return str(body.get("code") or f"http_{response.status_code}")[:64], str(message)[:_MAX_ERROR_CHARS]
+
+
 @contextmanager
 def completion_logged(request: Any, *, model_name: str, prompt: str = "", stream: bool = False) -> Iterator[CompletionEntry]:
     """Record the completion made inside the block; see the module's docstring."""

@@ -19,8 +19,9 @@ LATENCY_BUCKETS = (0.025, 0.05, 0.1, 0.25, 0.5, 1, 2.5, 5, 10, 30, 60, 120, 300,
 
 REQUESTS = Counter(
     "mmm_requests",
-    "Completion requests answered, by model, answering worker (id, empty when none answered) and HTTP status.",
-    ["model", "worker", "status"],
+    "Completion requests answered, by model, answering worker (id, empty when none answered), HTTP status "
+    "and error code (empty on success); requests refused before routing (keys, limits) count too.",
+    ["model", "worker", "status", "code"],
 )
 REQUEST_SECONDS = Histogram(
     "mmm_request_duration_seconds",
@@ -54,7 +55,7 @@ def model_label(model_name: str) -> str:
     random names cannot grow the metrics (and their files under multiprocess mode) without end."""
     from inference.routing import routing_table
 
-    return model_name if routing_table.knows(model_name) else UNKNOWN_MODEL
+    return model_name if model_name and routing_table.knows(model_name) else UNKNOWN_MODEL
 
 
 class InFlight:
@@ -71,10 +72,12 @@ class InFlight:
             self._gauge.dec()
 
 
-def observe_completion(*, model_name: str, worker_id: int | None, status: int, seconds: float, upstream_seconds: float | None) -> None:
+def observe_completion(
+    *, model_name: str, worker_id: int | None, status: int, seconds: float, upstream_seconds: float | None, code: str = ""
+) -> None:
     worker = "" if worker_id is None else str(worker_id)
     model_name = model_label(model_name)
-    REQUESTS.labels(model=model_name, worker=worker, status=str(status)).inc()
+    REQUESTS.labels(model=model_name, worker=worker, status=str(status), code=code if status >= 400 else "").inc()
     REQUEST_SECONDS.labels(model=model_name).observe(seconds)
     if upstream_seconds is not None and worker_id is not None:
         UPSTREAM_SECONDS.labels(model=model_name, worker=worker).observe(upstream_seconds)

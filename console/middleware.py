@@ -1,4 +1,5 @@
-"""Every request gets an id and one log line; a completion's also a request-log row and metrics.
+"""Every request gets an id and one log line; a completion's also a request-log row and metrics,
+and so does an inference request refused before its view (console.completion_log.refused_entry).
 
 The id is the client's X-Request-ID when it is acceptable (mmm.request_id), else a new one;
 it is returned in the response's X-Request-ID, sent upstream by inference.upstream, and in the
@@ -11,9 +12,10 @@ import re
 import time
 
 from django.http import HttpRequest, HttpResponse
+from django.utils import timezone
 
 from console import metrics
-from console.completion_log import ENTRY_ATTRIBUTE, CompletionEntry
+from console.completion_log import ENTRY_ATTRIBUTE, CompletionEntry, refused_entry
 from console.request_log import request_log_writer
 from mmm.request_id import HEADER, current_request_id, request_id_from
 
@@ -29,7 +31,7 @@ class RequestContextMiddleware:
         self.get_response = get_response
 
     def __call__(self, request: HttpRequest) -> HttpResponse:
-        started = time.monotonic()
+        started, started_at = time.monotonic(), timezone.now()
         request_id = request_id_from(request.headers.get(HEADER))
         request.request_id = request_id
         token = current_request_id.set(request_id)
@@ -38,7 +40,9 @@ class RequestContextMiddleware:
         finally:
             current_request_id.reset(token)
         response[HEADER] = request_id
-        entry = getattr(request, ENTRY_ATTRIBUTE, None)
+        # Refused before the view logged it (keys, limits, body checks): counted all the same, so
+        # the log and the metrics show an outage's errors.
+        entry = getattr(request, ENTRY_ATTRIBUTE, None) or refused_entry(request, response, started=started, started_at=started_at)
         if response.streaming:
             # A stream's status is sent at once but its time runs until the last chunk: finish
             # when the server closes the response.
@@ -62,6 +66,7 @@ class RequestContextMiddleware:
                 model_name=row.model_name,
                 worker_id=row.worker_id,
                 status=row.status,
+                code=row.error_code,
                 seconds=row.latency_ms / 1000,
                 upstream_seconds=None if row.upstream_ms is None else row.upstream_ms / 1000,
             )

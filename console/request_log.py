@@ -20,6 +20,7 @@ from django.db import connection, transaction
 
 from console import metrics
 from console.models import RequestLog
+from mmm.database import background_bound, deadline
 
 logger = logging.getLogger("mmm.request_log")
 
@@ -92,8 +93,11 @@ class RequestLogWriter:
                     batch = [self._queue.popleft() for _ in range(min(self.batch_size, len(self._queue)))]
                     try:
                         # A savepoint of its own: a refused batch leaves a caller's transaction usable.
-                        with transaction.atomic():
-                            RequestLog.objects.bulk_create(batch)
+                        with deadline(background_bound(), what="request log write"), transaction.atomic():
+                            # A row that has an id was inserted by a try whose commit may have
+                            # happened unheard (the connection broke on the way back): it must
+                            # not be written twice, nor fail its batch for ever.
+                            RequestLog.objects.bulk_create(batch, ignore_conflicts=any(row.pk is not None for row in batch))
                     except Exception:
                         self._queue.extendleft(reversed(batch))
                         raise
@@ -149,6 +153,10 @@ class RequestLogWriter:
                 self.flush()
             except Exception as exc:
                 logger.error("request log: write failed, %d row(s) kept for the next try: %s", len(self._queue), exc)
+                # A full batch wakes the flusher on every new row; while the database is away
+                # the next try waits the interval instead of following each row.
+                self._stopping.wait(self.flush_seconds)
+                self._wake.clear()
 
 
 request_log_writer = RequestLogWriter()

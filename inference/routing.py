@@ -17,6 +17,8 @@ from dataclasses import dataclass, field
 from django.conf import settings
 from django.db import connection
 
+from mmm import background, database
+
 logger = logging.getLogger("mmm.routing")
 
 Loader = Callable[[str | None], list]  # model_name, or None for all -> workers
@@ -152,8 +154,15 @@ class RoutingTable:
 
     def _run_lookup(self, lookup: "Lookup", table: dict[str, tuple], model_name: str) -> None:
         try:
-            lookup.found = tuple(self._loader(model_name))
+            with database.request_path(what="model lookup"):
+                lookup.found = tuple(self._loader(model_name))
+                if lookup.found:
+                    # A model new to this table may have come with its policy: take it too.
+                    policy = next((p for p in self._policy_loader() if p.model_name == model_name), None)
             if lookup.found:
+                if policy is not None:
+                    self._policies = {**self._policies, model_name: policy}
+                self._default_policies.pop(model_name, None)
                 table[model_name] = lookup.found
         except Exception as exc:
             lookup.error = exc
@@ -165,6 +174,10 @@ class RoutingTable:
         fresh = table is not None and self._clock() - self._loaded_at < settings.MMM_ROUTING_REFRESH_SECONDS
         if fresh:
             return table
+        if table is not None and ((background.running() and self._loaded_at) or database.breaker.is_open()):
+            # Reloaded off the request path (mmm.background), or the database is away: the
+            # table in hand serves. Only a change made in this process (invalidate) reloads here.
+            return table
         if table is not None and not self._reload_lock.acquire(blocking=False):
             return table  # another thread or greenlet is reloading; the old table serves meanwhile
         if table is None:
@@ -172,13 +185,8 @@ class RoutingTable:
         try:
             if self._by_model is not table and self._by_model is not None:
                 return self._by_model  # reloaded by another while this one waited for the lock
-            generation = self._generation
-            started = self._clock()
-            self._by_model = self._load_all()
-            self._lookups.clear()
-            if generation == self._generation:
-                self._loaded_at = started
-            return self._by_model
+            with database.request_path(what="routing table reload"):
+                return self._reload()
         except Exception:
             if table is None:
                 raise
@@ -187,6 +195,25 @@ class RoutingTable:
             return table
         finally:
             self._reload_lock.release()
+
+    def refresh(self) -> None:
+        """Reload now, off the request path (mmm.background); a failure keeps the table in hand.
+
+        A table no request has asked for yet is left to the first one, which loads it fresh."""
+        if self._by_model is None:
+            return
+        with self._reload_lock:
+            with database.watching():
+                self._reload()
+
+    def _reload(self) -> dict[str, tuple]:
+        generation = self._generation
+        started = self._clock()
+        self._by_model = self._load_all()
+        self._lookups.clear()
+        if generation == self._generation:
+            self._loaded_at = started
+        return self._by_model
 
     def _load_all(self) -> dict[str, tuple]:
         self._policies = {policy.model_name: policy for policy in self._policy_loader()}

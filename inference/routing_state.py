@@ -4,8 +4,9 @@ A gateway runs several gunicorn processes on several hosts. If each kept its own
 each would see only its own share of the traffic: least-busy counts that drift, an ejection
 the other processes never hear of. So the state lives in Redis when ``REDIS_URL`` is set, and
 every change is one atomic step there (a Lua script or a single command, never read, modify,
-write from Python). Without Redis the same state lives in this process, under a lock, which is
-right for a single process (``make serve`` on a laptop).
+write from Python). Without Redis the processes of one gunicorn share one LocalRoutingState
+held by a small server the master starts (inference.host_state), and a lone process (tests,
+runserver) keeps its own.
 
 In-flight requests are kept as a set of request tokens, each with the time by which its
 request must have ended; a token past that time no longer counts. So a process that dies with
@@ -15,8 +16,10 @@ times out or is cancelled gives back its token in a ``finally``.
 The interface is ``RoutingState`` below; ``inference.routing_state_local`` and
 ``inference.routing_state_redis`` implement it, and the tests run over both.
 
-If Redis stops answering, requests go on without shared state (nothing ejected, no counts,
-round robin per process) rather than fail: routing gets worse, the gateway does not go down.
+If Redis stops answering (each call is bounded by MMM_ROUTING_STATE_TIMEOUT, with no retry),
+requests go on with this process's own state rather than fail, and for the breaker's growing
+interval (mmm.breaker) no request asks Redis again: routing is per process meanwhile, the
+gateway does not go down or wait.
 """
 
 import threading
@@ -82,6 +85,10 @@ def routing_state() -> RoutingState:
             if _state is None:
                 if settings.REDIS_URL:
                     _state = RedisRoutingState(url=settings.REDIS_URL, prefix=settings.MMM_ROUTING_STATE_PREFIX)
+                elif settings.MMM_HOST_STATE_SOCKET:
+                    from inference.host_state import HostRoutingState  # the processes of one gunicorn
+
+                    _state = HostRoutingState(path=settings.MMM_HOST_STATE_SOCKET, timeout=settings.MMM_ROUTING_STATE_TIMEOUT)
                 else:
                     _state = LocalRoutingState()
     return _state

@@ -16,6 +16,8 @@ from inference.traffic import (
 )
 from inference.routing_state_local import LocalRoutingState
 
+from mmm.breaker import redis_breaker
+
 logger = logging.getLogger("mmm.routing")
 
 # --- Redis ----------------------------------------------------------------------------------
@@ -137,12 +139,17 @@ class RedisRoutingState:
 
     def __init__(self, *, url: str, prefix: str, clock: Callable[[], float] = time.time):
         import redis
+        from redis.backoff import NoBackoff
+        from redis.retry import Retry
 
         self.clock = clock
         self._prefix = prefix
         timeout = settings.MMM_ROUTING_STATE_TIMEOUT
+        # No retries: redis-py's default retries a timeout up to 10 times with backoff, which
+        # turned a 0.5 s timeout into seconds per call while Redis was frozen.
         self._redis = redis.Redis.from_url(
-            url, socket_timeout=timeout, socket_connect_timeout=timeout, decode_responses=True
+            url, socket_timeout=timeout, socket_connect_timeout=timeout, decode_responses=True,
+            retry=Retry(NoBackoff(), 0),
         )
         # Only "Redis is away": a script error is a bug and must not pass as an outage.
         self._errors = (
@@ -156,13 +163,19 @@ class RedisRoutingState:
         self._extend = self._redis.register_script(_EXTEND)
         self._round_robin = self._redis.register_script(_ROUND_ROBIN)
         self._take_retry = self._redis.register_script(_TAKE_RETRY)
-        self._fallback = LocalRoutingState(clock=clock)  # round robin while Redis is away
+        # While Redis is away (and for the breaker's interval after a failure) this process
+        # routes on its own state: per process, as without Redis, never blocked on it.
+        self._fallback = LocalRoutingState(clock=clock)
         self._last_warning = 0.0
 
     def _key(self, *parts: object) -> str:
         return ":".join([self._prefix, *map(str, parts)])
 
+    def _away(self) -> bool:
+        return redis_breaker.is_open()
+
     def _unavailable(self, what: str, exc: Exception) -> None:
+        redis_breaker.failed(exc)
         now = time.monotonic()
         if now - self._last_warning > 10:
             self._last_warning = now
@@ -174,6 +187,8 @@ class RedisRoutingState:
             self._redis.delete(*keys)
 
     def snapshot(self, worker_ids: Sequence[int]) -> dict[int, Traffic]:
+        if self._away():
+            return self._fallback.snapshot(worker_ids)
         now = self.clock()
         minute = _minute(now)
         pipe = self._redis.pipeline(transaction=False)
@@ -186,7 +201,8 @@ class RedisRoutingState:
             replies = pipe.execute()
         except self._errors as exc:
             self._unavailable("snapshot", exc)
-            return {worker_id: Traffic() for worker_id in worker_ids}
+            return self._fallback.snapshot(worker_ids)
+        redis_breaker.succeeded()
         result = {}
         for index, worker_id in enumerate(worker_ids):
             h, in_flight, this_minute, last_minute = replies[index * 4: index * 4 + 4]
@@ -205,6 +221,9 @@ class RedisRoutingState:
         return result
 
     def acquire(self, *, worker_id: int, token: str, hold_until: float, max_inflight: int | None, panic: bool) -> Acquired:
+        if self._away():
+            return self._fallback.acquire(worker_id=worker_id, token=token, hold_until=hold_until,
+                                          max_inflight=max_inflight, panic=panic)
         try:
             reply = self._acquire(
                 keys=[self._key("if", worker_id), self._key("w", worker_id)],
@@ -212,7 +231,9 @@ class RedisRoutingState:
             )
         except self._errors as exc:
             self._unavailable("acquire", exc)
-            return Acquired.YES
+            return self._fallback.acquire(worker_id=worker_id, token=token, hold_until=hold_until,
+                                          max_inflight=max_inflight, panic=panic)
+        redis_breaker.succeeded()
         return Acquired(int(reply))
 
     def finish(
@@ -226,6 +247,9 @@ class RedisRoutingState:
         model_worker_ids: Sequence[int],
         policy: EjectionPolicy,
     ) -> Finished:
+        if self._away():
+            return self._fallback.finish(worker_id=worker_id, token=token, outcome=outcome, latency_ms=latency_ms,
+                                         reason=reason, model_worker_ids=model_worker_ids, policy=policy)
         now = self.clock()
         others = [self._key("w", other) for other in model_worker_ids if other != worker_id]
         try:
@@ -243,6 +267,8 @@ class RedisRoutingState:
         return Finished(ejected=reply == 1, ejection_refused=reply == 2)
 
     def extend(self, *, worker_id: int, token: str, hold_until: float) -> None:
+        if self._away():
+            return self._fallback.extend(worker_id=worker_id, token=token, hold_until=hold_until)
         try:
             self._extend(
                 keys=[self._key("if", worker_id), self._key("w", worker_id)],
@@ -252,6 +278,8 @@ class RedisRoutingState:
             self._unavailable("extend", exc)
 
     def cool_down(self, *, worker_id: int, seconds: float) -> None:
+        if self._away():
+            return self._fallback.cool_down(worker_id=worker_id, seconds=seconds)
         try:
             self._cool_down(keys=[self._key("w", worker_id)], args=[repr(self.clock() + seconds)])
         except self._errors as exc:
@@ -264,6 +292,8 @@ class RedisRoutingState:
             self._unavailable("readmit", exc)
 
     def round_robin_pick(self, *, group: str, weights: dict[int, int]) -> int:
+        if self._away():
+            return self._fallback.round_robin_pick(group=group, weights=weights)
         args = [value for worker_id, weight in weights.items() for value in (worker_id, weight)]
         try:
             return int(self._round_robin(keys=[self._key("rr", group)], args=args))
@@ -275,6 +305,8 @@ class RedisRoutingState:
         return self._key("budget", model_name, int(self.clock() // settings.MMM_RETRY_BUDGET_WINDOW_SECONDS))
 
     def budget_record_request(self, *, model_name: str) -> None:
+        if self._away():
+            return self._fallback.budget_record_request(model_name=model_name)
         key = self._budget_key(model_name)
         try:
             pipe = self._redis.pipeline(transaction=False)
@@ -285,6 +317,8 @@ class RedisRoutingState:
             self._unavailable("budget", exc)
 
     def budget_take_retry(self, *, model_name: str, token: str, hold_until: float) -> bool:
+        if self._away():
+            return self._fallback.budget_take_retry(model_name=model_name, token=token, hold_until=hold_until)
         try:
             return bool(
                 self._take_retry(
@@ -297,9 +331,12 @@ class RedisRoutingState:
             )
         except self._errors as exc:
             self._unavailable("budget", exc)
-            return True
+            return self._fallback.budget_take_retry(model_name=model_name, token=token, hold_until=hold_until)
 
     def budget_release_retry(self, *, model_name: str, token: str) -> None:
+        self._fallback.budget_release_retry(model_name=model_name, token=token)
+        if self._away():
+            return
         try:
             self._redis.zrem(self._key("retrying", model_name), token)
         except self._errors as exc:

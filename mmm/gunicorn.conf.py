@@ -8,7 +8,10 @@ request a greenlet (Dify serves its API the same way). docs/deploy.md says more.
 import ipaddress
 import os
 import shutil
+import subprocess
 import sys
+import tempfile
+import time
 from pathlib import Path
 
 from mmm.env import env_bool, env_int, env_str
@@ -45,17 +48,39 @@ if not env_bool("MMM_REQUIRE_AUTH", True):
 # gevent, answering what gunicorn refuses itself in JSON (mmm/gunicorn_worker.py).
 worker_class = "mmm.gunicorn_worker.GeventWorker"
 workers = env_int("MMM_WEB_WORKERS", os.cpu_count() or 2, minimum=1)
-# Concurrent requests per worker process; past this gunicorn stops accepting until one ends.
-worker_connections = env_int("MMM_WEB_CONNECTIONS", 1000, minimum=1)
+# Concurrent connections per worker process (each a greenlet of a few kB), idle keep-alive
+# ones included: enough that a few thousand idle sockets cannot fill them. Past this gunicorn
+# stops accepting until one ends; a front proxy should bound clients beyond (docs/deploy.md).
+worker_connections = env_int("MMM_WEB_CONNECTIONS", 10_000, minimum=1)
 # With gevent this is the heartbeat a worker must give the arbiter, not a per-request limit:
 # upstream calls carry their own timeouts.
 timeout = 60
 # On restart, in-flight completions get this long to finish before their worker is killed.
 graceful_timeout = env_int("MMM_GRACEFUL_TIMEOUT", 120, minimum=0)
-keepalive = 5
+# An idle keep-alive connection is closed after this many seconds, so idle sockets give their
+# slots back soon; clients of a model call reconnect at no cost worth counting.
+keepalive = env_int("MMM_KEEPALIVE_SECONDS", 2, minimum=0, maximum=300)
 accesslog = env_str("MMM_ACCESS_LOG", None)  # "-" for stdout; off by default, the gateway logs each completion
 errorlog = "-"
 forwarded_allow_ips = env_str("FORWARDED_ALLOW_IPS", "127.0.0.1")
+
+
+
+def _raise_open_files_limit() -> None:
+    """Every connection is a descriptor: let the soft limit reach the hard one (often 1024
+    soft, which a few thousand idle clients would exhaust). Children inherit it."""
+    try:
+        import resource
+
+        soft, hard = resource.getrlimit(resource.RLIMIT_NOFILE)
+        wanted = hard if hard != resource.RLIM_INFINITY else max(soft, 65536)
+        if soft < wanted:
+            resource.setrlimit(resource.RLIMIT_NOFILE, (wanted, hard))
+    except (ImportError, ValueError, OSError):
+        pass  # not Unix, or not allowed: the system's limit stays
+
+
+_raise_open_files_limit()
 
 
 # --- Metrics across worker processes -------------------------------------------------------
@@ -72,6 +97,48 @@ def on_starting(server) -> None:
     directory = Path(os.environ["PROMETHEUS_MULTIPROC_DIR"])
     shutil.rmtree(directory, ignore_errors=True)
     directory.mkdir(parents=True, exist_ok=True)
+    _start_host_state()
+
+
+# --- Routing and limit state shared by the worker processes, without Redis -----------------
+# Rate limits, in-flight caps, ejections and the retry budget are one state for all processes:
+# in Redis when REDIS_URL is set (every host), else in a small server this master starts on a
+# unix socket (inference.host_state), so `make serve` is as exact as production on one host.
+_host_state_process = None
+
+# MMM_SHARED_HOST_STATE=false leaves each process its own state (inexact; for measuring the cost).
+if not env_str("REDIS_URL") and workers > 1 and not env_str("MMM_HOST_STATE_SOCKET") and env_bool("MMM_SHARED_HOST_STATE", True):
+    # A directory of its own, short enough for a unix socket's path limit (108 bytes).
+    os.environ["MMM_HOST_STATE_SOCKET"] = os.path.join(tempfile.mkdtemp(prefix="mmm-state-"), "state.sock")
+
+
+def _start_host_state() -> None:
+    global _host_state_process
+    path = env_str("MMM_HOST_STATE_SOCKET")
+    if not path or env_str("REDIS_URL"):
+        return
+    _host_state_process = subprocess.Popen(
+        [sys.executable, "-m", "inference.host_state", path],
+        cwd=str(Path(__file__).resolve().parent.parent),
+        env={**os.environ, "DJANGO_SETTINGS_MODULE": "mmm.settings"},
+    )
+    deadline = time.monotonic() + 15
+    while not os.path.exists(path):
+        if _host_state_process.poll() is not None or time.monotonic() > deadline:
+            sys.exit(f"the shared routing state server did not start on {path}")
+        time.sleep(0.05)
+
+
+def on_exit(server) -> None:
+    if _host_state_process is not None and _host_state_process.poll() is None:
+        _host_state_process.terminate()
+        try:
+            _host_state_process.wait(timeout=5)
+        except subprocess.TimeoutExpired:
+            _host_state_process.kill()
+    path = env_str("MMM_HOST_STATE_SOCKET")
+    if path and os.path.basename(os.path.dirname(path)).startswith("mmm-state-"):
+        shutil.rmtree(os.path.dirname(path), ignore_errors=True)
 
 
 def child_exit(server, worker) -> None:
@@ -96,6 +163,10 @@ def post_worker_init(worker) -> None:
         from psycogreen.gevent import patch_psycopg
 
         patch_psycopg()
+    # Keys, the routing table and policies are refreshed off the request path from now on.
+    from mmm import background
+
+    background.start()
 
 # gunicorn's runtime control socket lives at one fixed path per user, which several gateway
 # instances on one host would fight over; the gateway does not use it.

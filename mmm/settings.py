@@ -100,11 +100,20 @@ DATABASES = {
         conn_max_age=0,
     )
 }
+# An unreachable database must fail in seconds, not after TCP gives up: a connect is bounded by
+# MMM_DB_CONNECT_TIMEOUT (libpq's connect_timeout, and under gevent mmm.postgresql's own bound),
+# a statement by the server's statement_timeout, and a database call made on a request by
+# MMM_DB_REQUEST_TIMEOUT, after which the breaker (mmm.database) keeps requests off it.
+MMM_DB_CONNECT_TIMEOUT = env_int("MMM_DB_CONNECT_TIMEOUT", 3, minimum=1, maximum=60)
+MMM_DB_STATEMENT_TIMEOUT = env_float("MMM_DB_STATEMENT_TIMEOUT", 30.0, minimum=0.0, maximum=86400.0)
+MMM_DB_REQUEST_TIMEOUT = env_float("MMM_DB_REQUEST_TIMEOUT", 3.0, minimum=0.05, maximum=60.0)
+MMM_DB_BREAKER_MAX_SECONDS = env_float("MMM_DB_BREAKER_MAX_SECONDS", 1.0, minimum=0.5, maximum=600.0)
 if DATABASES["default"]["ENGINE"] == "django.db.backends.postgresql":
-    # An unreachable database must fail a routing reload in seconds, not after TCP gives up.
-    DATABASES["default"].setdefault("OPTIONS", {})["connect_timeout"] = env_int(
-        "MMM_DB_CONNECT_TIMEOUT", 5, minimum=1
-    )
+    DATABASES["default"]["ENGINE"] = "mmm.postgresql"
+    options = DATABASES["default"].setdefault("OPTIONS", {})
+    options["connect_timeout"] = MMM_DB_CONNECT_TIMEOUT
+    if MMM_DB_STATEMENT_TIMEOUT:  # 0 leaves the server's default (none)
+        options["options"] = f"{options.get('options', '')} -c statement_timeout={int(MMM_DB_STATEMENT_TIMEOUT * 1000)}".strip()
 if DATABASES["default"]["ENGINE"] == "django.db.backends.sqlite3":
     # WAL lets several gunicorn processes read while one writes; IMMEDIATE transactions take
     # the write lock up front instead of failing with "database is locked" on upgrade.
@@ -118,14 +127,18 @@ DEFAULT_AUTO_FIELD = "django.db.models.BigAutoField"
 
 # --- Cache ----------------------------------------------------------------------------------
 REDIS_URL = env_str("REDIS_URL")
+# Longest wait on one Redis call (the cache, the rate limits, the routing state), with no retry:
+# a Redis that does not answer must not hold a request (mmm.breaker then skips it for a while).
+MMM_REDIS_TIMEOUT = env_float("MMM_REDIS_TIMEOUT", 0.5, minimum=0.01, maximum=10.0)
 if REDIS_URL:
     CACHES = {
         "default": {
             "BACKEND": "django.core.cache.backends.redis.RedisCache",
             "LOCATION": REDIS_URL,
             "KEY_PREFIX": env_str("MMM_CACHE_PREFIX", "mmm"),
-            # A cache that does not answer must not hang a request.
-            "OPTIONS": {"socket_connect_timeout": 2, "socket_timeout": 2},
+            # A cache that does not answer must not hang a request (redis-py's pool, as Django
+            # builds it, makes connections that do not retry).
+            "OPTIONS": {"socket_connect_timeout": MMM_REDIS_TIMEOUT, "socket_timeout": MMM_REDIS_TIMEOUT},
         }
     }
 else:
@@ -268,12 +281,18 @@ MMM_LATENCY_DECAY_SECONDS = env_float("MMM_LATENCY_DECAY_SECONDS", 10.0, minimum
 # probe_workers deletes heartbeat workers that have been expired for longer than this.
 MMM_HEARTBEAT_REMOVE_AFTER = env_float("MMM_HEARTBEAT_REMOVE_AFTER", 3600.0, minimum=0.0)
 # How long a Redis call of the routing state may take before the request goes on without it.
-MMM_ROUTING_STATE_TIMEOUT = env_float("MMM_ROUTING_STATE_TIMEOUT", 0.5, minimum=0.01, maximum=10.0)
+# Without REDIS_URL, the unix socket of the routing and limit state the processes of one
+# gunicorn share (inference.host_state); mmm/gunicorn.conf.py sets it for its workers.
+MMM_HOST_STATE_SOCKET = env_str("MMM_HOST_STATE_SOCKET")
+MMM_ROUTING_STATE_TIMEOUT = env_float("MMM_ROUTING_STATE_TIMEOUT", MMM_REDIS_TIMEOUT, minimum=0.01, maximum=10.0)
 # --- Access control and secrets (accounts/, mmm/encryption.py, inference/egress.py) ----------
 # Off only for local use: `make serve` turns it off unless set, and refuses a non-loopback bind.
 MMM_REQUIRE_AUTH = env_bool("MMM_REQUIRE_AUTH", True)
 # How long a process trusts what it looked up about a key: a revocation is in effect within this.
 MMM_API_KEY_CACHE_SECONDS = env_float("MMM_API_KEY_CACHE_SECONDS", 2.0, minimum=0.0, maximum=300.0)
+# While the database cannot be reached, a key looked up before keeps working for this long
+# (its last good entry); an unknown key is a 503 key_store_unavailable meanwhile.
+MMM_API_KEY_STALE_SECONDS = env_float("MMM_API_KEY_STALE_SECONDS", 3600.0, minimum=0.0, maximum=7 * 86400.0)
 # Fernet keys for upstream secrets stored in the database: the first encrypts, all decrypt.
 # Unset, a key derived from SECRET_KEY is used (check --deploy warns).
 MMM_SECRET_KEYS = env_list("MMM_SECRET_KEYS", [])

@@ -8,6 +8,8 @@ from accounts.keys import key_cache
 from console.request_log import request_log_writer
 from inference.routing import routing_table
 from inference.routing_state import routing_state
+from mmm import database
+from mmm.breaker import redis_breaker
 from tests.fake_upstream import FakeUpstream
 
 REQUIRE_SERVICES = os.environ.get("MMM_REQUIRE_SERVICES") == "1"
@@ -18,7 +20,7 @@ CHROMIUM = os.environ.get("MMM_CHROMIUM", "/usr/bin/chromium")
 def pytest_collection_modifyitems(config, items):
     """Skip tests whose service is not configured, unless CI demands the services."""
     have = {
-        "postgres": settings.DATABASES["default"]["ENGINE"] == "django.db.backends.postgresql",
+        "postgres": settings.DATABASES["default"]["ENGINE"].endswith("postgresql"),
         "redis": bool(settings.REDIS_URL),
     }
     for item in items:
@@ -39,6 +41,8 @@ def fresh_routing_state():
     routing_table.invalidate()
     routing_state().reset()
     key_cache.clear()
+    database.breaker.reset()
+    redis_breaker.reset()
 
 
 @pytest.fixture(autouse=True)
@@ -102,3 +106,19 @@ def seed_registration(url: str, **overrides) -> dict:
         "response_extract": "data.items[].attributes.answer",
         **overrides,
     }
+
+
+@pytest.fixture
+def tcp_proxy():
+    """tcp_proxy(host, port) -> a TcpProxy in front of that service, stopped after the test."""
+    from tests.tcp_proxy import TcpProxy
+
+    proxies = []
+
+    def make(host: str, port: int) -> TcpProxy:
+        proxies.append(TcpProxy(target_host=host, target_port=port).start())
+        return proxies[-1]
+
+    yield make
+    for proxy in proxies:
+        proxy.stop()

@@ -37,10 +37,10 @@ def test_requests_are_counted_by_model_worker_and_status(api, client, upstream):
     def grew(name, **labels):
         return value(after, name, **labels) - value(before, name, **labels)
 
-    assert grew("mmm_requests_total", model="proxyllm", worker=str(worker.pk), status="200") == 3
+    assert grew("mmm_requests_total", model="proxyllm", worker=str(worker.pk), status="200", code="") == 3
     # A name nobody registered is counted under one label, so random names cannot grow the series.
-    assert grew("mmm_requests_total", model="<unknown>", worker="", status="404") == 1
-    assert value(after, "mmm_requests_total", model="nobody", worker="", status="404") == 0
+    assert grew("mmm_requests_total", model="<unknown>", worker="", status="404", code="model_not_found") == 1
+    assert value(after, "mmm_requests_total", model="nobody", worker="", status="404", code="model_not_found") == 0
     assert grew("mmm_request_duration_seconds_count", model="proxyllm") == 3
     assert grew("mmm_upstream_duration_seconds_count", model="proxyllm", worker=str(worker.pk)) == 3
     assert value(after, "mmm_requests_in_flight", model="proxyllm") == 0
@@ -71,6 +71,7 @@ def test_ejection_and_in_flight_come_from_the_shared_routing_state(client, setti
     settings.MMM_LATENCY_DECAY_SECONDS = 3600
 
     worker = Worker.objects.create(model_name="m", req_url_template="http://127.0.0.1:9/x", body={"p": "{USER_PROMPT}"})
+    samples(client)  # the client's first request pays for loading the URLs and static files, not the scrape below
     state = routing_state()
     policy = EjectionPolicy(after_failures=1, base_seconds=30, max_seconds=30, max_percent=100)
     state.acquire(worker_id=worker.pk, token="held", hold_until=state.clock() + 60, max_inflight=None, panic=False)
@@ -120,3 +121,22 @@ def test_mmm_worker_routable_agrees_with_v1_models_on_an_expired_heartbeat(clien
     assert listed == ["alive"]
     # The row form says the same as the query both of them use.
     assert [worker.is_routable() for worker in (alive, expired)] == [True, False]
+
+
+def test_requests_refused_before_the_view_are_counted_with_status_and_code(api, client, require_auth, make_key):
+    before = samples(client)
+    key = make_key("worker")  # a real key without the inference scope
+    api.post("/api/v1/chat/completions", {"model_name": "proxyllm", "input": "hi"}, format="json")
+    api.post("/v1/chat/completions", {"model": "proxyllm", "messages": []}, format="json",
+             HTTP_AUTHORIZATION="Bearer mmm_abcdefgh_" + "x" * 43)
+    api.post("/api/v1/chat/completions", {"model_name": "proxyllm", "input": "hi"}, format="json",
+             HTTP_AUTHORIZATION=f"Bearer {key}")
+    after = samples(client)
+
+    def grew(**labels):
+        labels = {"model": "<unknown>", "worker": "", **labels}
+        return value(after, "mmm_requests_total", **labels) - value(before, "mmm_requests_total", **labels)
+
+    assert grew(status="401", code="not_authenticated") == 1
+    assert grew(status="401", code="authentication_failed") == 1
+    assert grew(status="403", code="scope_missing") == 1

@@ -1,8 +1,10 @@
 import json
 import os
+import select
 import signal
 import subprocess
 import sys
+import time
 from pathlib import Path
 
 import pytest
@@ -228,6 +230,29 @@ def test_loop_mode_stops_cleanly_on_sigterm(tmp_path):
         assert first_line.startswith("probed 0 worker(s)")
         process.send_signal(signal.SIGTERM)
         assert process.wait(timeout=10) == 0
+    finally:
+        process.kill()
+
+
+@pytest.mark.django_db(transaction=True)
+def test_loop_mode_goes_on_while_the_database_is_unavailable(tmp_path):
+    # A database without the gateway's tables fails every query, as one that is away does.
+    env = {**os.environ, "DATABASE_URL": f"sqlite:///{tmp_path / 'empty.sqlite3'}", "MMM_VAR_DIR": str(tmp_path)}
+    process = subprocess.Popen(
+        [sys.executable, "-u", "manage.py", "probe_workers", "--loop", "--interval", "0.2"],
+        cwd=ROOT, env=env, stdout=subprocess.DEVNULL, stderr=subprocess.PIPE, text=True,
+    )
+    try:
+        skipped = []
+        deadline = time.monotonic() + 60
+        while len(skipped) < 2:  # two passes: the loop went on
+            ready, _, _ = select.select([process.stderr], [], [], max(deadline - time.monotonic(), 0))
+            assert ready, f"waited 60 s for two skipped passes, got {skipped}"
+            skipped.append(process.stderr.readline())
+        assert all(line.startswith("probe pass skipped, the database is unavailable") for line in skipped), skipped
+        process.send_signal(signal.SIGTERM)
+        process.communicate(timeout=30)  # reads what it still writes, so a full pipe cannot hold it
+        assert process.returncode == 0
     finally:
         process.kill()
 

@@ -179,6 +179,21 @@ def test_a_failed_write_keeps_the_rows_for_the_next_flush():
     assert RequestLog.objects.count() == 2
 
 
+def test_rows_whose_commit_went_unheard_are_not_written_twice_nor_block_the_queue():
+    writer = RequestLogWriter(background=False)
+    written, new = row(model_name="stored"), row(model_name="new")
+    writer.add(written)
+    writer.flush()
+    assert written.pk is not None
+    # The connection broke after the commit: the try failed for the writer, which queued the
+    # row (with the id the insert gave it) for the next flush, beside a new one.
+    writer.add(written)
+    writer.add(new)
+
+    assert writer.flush() == 2
+    assert sorted(RequestLog.objects.values_list("model_name", flat=True)) == ["new", "stored"]
+
+
 def test_a_full_queue_drops_new_rows_and_counts_them():
     writer = RequestLogWriter(max_queue=2, background=False)
     for index in range(5):
@@ -285,3 +300,19 @@ def test_a_v1_stream_cut_off_by_its_upstream_is_logged_as_a_502(api, upstream):
     assert response.status_code == 200 and b"stream_interrupted" in relayed
     [row] = logged()
     assert (row.status, row.error_code, row.stream) == (502, "stream_interrupted", True)
+
+
+def test_requests_refused_before_the_view_are_logged_with_their_key_prefix(api, require_auth, make_key):
+    revoked = make_key("inference")
+    from accounts.models import ApiKey
+
+    ApiKey.objects.update(revoked=True)
+    assert api.post(COMPLETIONS, {"model_name": "proxyllm", "input": "hi"}, format="json").status_code == 401
+    assert api.post(COMPLETIONS, {"model_name": "proxyllm", "input": "hi"}, format="json",
+                    HTTP_AUTHORIZATION=f"Bearer {revoked}").status_code == 401
+
+    rows = sorted(logged(), key=lambda row: row.client_key_prefix)
+    assert [(row.status, row.error_code, row.client_key_prefix, row.model_name) for row in rows] == [
+        (401, "not_authenticated", "", "proxyllm"),
+        (401, "authentication_failed", revoked.split("_")[1], "proxyllm"),
+    ]

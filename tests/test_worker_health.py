@@ -7,7 +7,7 @@ import pytest
 
 from console.dashboard import ModelStats, unregistered_grouped
 from registry.worker_health import worker_health
-from inference.routing_state import Traffic
+from inference.traffic import Traffic
 from registry.models import HealthState, Worker
 from tests.test_admin import ADD, form
 

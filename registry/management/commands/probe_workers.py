@@ -7,7 +7,8 @@ import time
 
 from django.conf import settings
 from django.core.management.base import BaseCommand, CommandParser
-from django.db import close_old_connections
+from django.db import DatabaseError, close_old_connections
+from django.utils import timezone
 
 from inference.redaction import redact_url
 from registry.health import workers_probe
@@ -37,9 +38,14 @@ class Command(BaseCommand):
             for signum in (signal.SIGTERM, signal.SIGINT):
                 signal.signal(signum, lambda *_: stop.set())
         while True:
-            all_healthy = self.run_pass(model=model, as_json=as_json)
             if not loop:
-                raise SystemExit(0 if all_healthy else 1)
+                raise SystemExit(0 if self.run_pass(model=model, as_json=as_json) else 1)
+            try:
+                self.run_pass(model=model, as_json=as_json)
+            except DatabaseError as exc:
+                # The database is away: nothing can be read or recorded. The loop goes on and
+                # the next pass probes again (the workers' health is what counts when it is back).
+                self.stderr.write(f"probe pass skipped, the database is unavailable: {type(exc).__name__}")
             close_old_connections()
             if stop.wait(interval):
                 return

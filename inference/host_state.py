@@ -1,0 +1,289 @@
+"""The routing and limit state shared by the gunicorn processes of one host, without Redis.
+
+`make serve` runs one gevent process per core. Without Redis each would keep its own rate
+limit counters, in-flight counts, ejections and retry budget, so a 5-a-minute key got 5 per
+process. Instead the gunicorn master starts this small server (mmm/gunicorn.conf.py) on a
+unix socket, holding one LocalRoutingState and the rate-limit windows, and every worker
+process asks it: one state per host, each change one step under its lock, as exact as Redis.
+Several hosts still need Redis.
+
+The protocol is one JSON line each way per call on a persistent connection (a few per
+process). A call waits at most MMM_REDIS_TIMEOUT; if the server does not answer, the process
+goes on with its own state (as with Redis away) and, for the breaker's interval, does not ask
+again; rate-limited keys then get 503 rate_limit_unavailable.
+"""
+
+import json
+import logging
+import os
+import queue
+import socket
+import selectors
+import sys
+import threading
+import time
+from collections.abc import Sequence
+from dataclasses import asdict
+
+from inference.outcomes import Outcome
+from inference.routing_state_local import LocalRoutingState
+from inference.traffic import Acquired, EjectionPolicy, Finished, Traffic
+from mmm.breaker import Breaker
+
+logger = logging.getLogger("mmm.routing")
+
+WINDOW_SECONDS = 60  # the rate limit's window (accounts.ratelimit)
+
+
+class HostStateUnavailable(Exception):
+    pass
+
+
+# --- The server (one per host and gateway instance, a child of the gunicorn master) --------
+
+
+class _State:
+    def __init__(self):
+        self.routing = LocalRoutingState()
+        self._windows: dict[str, tuple[float, int]] = {}  # key prefix -> (window start, count)
+        self._lock = threading.Lock()
+
+    def rate_count(self, *, key: str) -> list:
+        now = time.time()
+        with self._lock:
+            started, count = self._windows.get(key, (now, 0))
+            if now - started >= WINDOW_SECONDS:
+                started, count = now, 0
+            self._windows[key] = (started, count + 1)
+            if len(self._windows) > 100_000:  # ended windows must not grow memory without end
+                self._windows = {k: v for k, v in self._windows.items() if now - v[0] < WINDOW_SECONDS}
+            return [count + 1, started]
+
+    def call(self, method: str, args: dict):
+        routing = self.routing
+        if method == "rate_count":
+            return self.rate_count(**args)
+        if method == "snapshot":
+            return [[worker_id, asdict(traffic)] for worker_id, traffic in routing.snapshot(args["worker_ids"]).items()]
+        if method == "acquire":
+            return int(routing.acquire(**args))
+        if method == "finish":
+            args["outcome"] = Outcome(args["outcome"])
+            args["policy"] = EjectionPolicy(**args["policy"])
+            return asdict(routing.finish(**args))
+        if method == "round_robin_pick":
+            return routing.round_robin_pick(group=args["group"], weights={int(k): v for k, v in args["weights"]})
+        if method in ("extend", "cool_down", "readmit", "budget_record_request", "budget_take_retry",
+                      "budget_release_retry", "reset"):
+            return getattr(routing, method)(**args)
+        raise ValueError(f"unknown method {method!r}")
+
+
+def _answer(state: _State, line: bytes) -> bytes:
+    try:
+        message = json.loads(line)
+        reply = {"r": state.call(message["m"], message.get("a", {}))}
+    except Exception as exc:  # noqa: BLE001 - a bad call is answered, never kills the server
+        reply = {"e": f"{type(exc).__name__}: {exc}"}
+    return json.dumps(reply).encode() + b"\n"
+
+
+class StateServer:
+    """One thread, one selector: every call is answered in the order it arrived, and no two
+    run at once (nor does a thread switch cost a call anything)."""
+
+    def __init__(self, path: str):
+        if os.path.exists(path):
+            os.unlink(path)
+        self.path = path
+        self.state = _State()
+        self._listener = socket.socket(socket.AF_UNIX, socket.SOCK_STREAM)
+        self._listener.bind(path)
+        os.chmod(path, 0o600)  # only this user's processes may change the routing state
+        self._listener.listen(256)
+        self._listener.setblocking(False)
+        self._selector = selectors.DefaultSelector()
+        self._selector.register(self._listener, selectors.EVENT_READ, None)
+        self._stopped = False
+
+    def serve_forever(self, poll_interval: float = 0.5) -> None:
+        while not self._stopped:
+            for key, _ in self._selector.select(poll_interval):
+                if key.data is None:
+                    self._accept()
+                else:
+                    self._read(key.fileobj, key.data)
+
+    def shutdown(self) -> None:
+        self._stopped = True
+
+    def close(self) -> None:
+        for key in list(self._selector.get_map().values()):
+            key.fileobj.close()
+        self._selector.close()
+
+    def _accept(self) -> None:
+        try:
+            conn, _ = self._listener.accept()
+        except BlockingIOError:
+            return
+        conn.setblocking(False)
+        self._selector.register(conn, selectors.EVENT_READ, bytearray())
+
+    def _read(self, conn: socket.socket, buffer: bytearray) -> None:
+        try:
+            chunk = conn.recv(65536)
+        except BlockingIOError:
+            return
+        except OSError:
+            chunk = b""
+        if not chunk:
+            self._selector.unregister(conn)
+            conn.close()
+            return
+        buffer += chunk
+        replies = []
+        while (end := buffer.find(b"\n")) >= 0:
+            replies.append(_answer(self.state, bytes(buffer[:end])))
+            del buffer[: end + 1]
+        if replies:
+            try:
+                conn.settimeout(1.0)  # a client that stops reading its answers is dropped
+                conn.sendall(b"".join(replies))
+                conn.setblocking(False)
+            except OSError:
+                self._selector.unregister(conn)
+                conn.close()
+
+
+def serve(path: str) -> None:
+    """Run the server on ``path`` until killed (``python -m inference.host_state PATH``)."""
+    server = StateServer(path)
+    threading.Thread(target=_exit_with_parent, args=(os.getppid(),), daemon=True).start()
+    server.serve_forever()
+
+
+def _exit_with_parent(parent: int) -> None:
+    # The gunicorn master stops this server on its way out; if the master was killed instead,
+    # the server must not stay behind on its own.
+    while os.getppid() == parent:
+        time.sleep(1)
+    os._exit(0)
+
+
+# --- The client (in each gunicorn worker process) -------------------------------------------
+
+
+class HostRoutingState:
+    """The RoutingState interface, answered by the host's server; this process's own state
+    while the server does not answer."""
+
+    def __init__(self, *, path: str, timeout: float, pool_size: int = 16):
+        self.clock = time.time
+        self._path = path
+        self._timeout = timeout
+        self._idle: queue.LifoQueue[socket.socket] = queue.LifoQueue(maxsize=pool_size)
+        self._fallback = LocalRoutingState()
+        self.breaker = Breaker(name="host routing state", max_seconds=lambda: 1.0)
+
+    def call(self, method: str, **args):
+        if self.breaker.is_open():
+            raise HostStateUnavailable("the host's routing state failed recently")
+        try:
+            reply = self._round_trip(json.dumps({"m": method, "a": args}).encode() + b"\n")
+        except (OSError, ValueError) as exc:
+            self.breaker.failed(exc)
+            raise HostStateUnavailable(str(exc)) from None
+        self.breaker.succeeded()
+        if "e" in reply:
+            raise RuntimeError(f"host routing state: {reply['e']}")  # a bug, not an outage
+        return reply["r"]
+
+    def _round_trip(self, data: bytes) -> dict:
+        try:
+            sock, reader = self._idle.get_nowait()
+        except queue.Empty:
+            sock = socket.socket(socket.AF_UNIX, socket.SOCK_STREAM)
+            sock.settimeout(self._timeout)
+            sock.connect(self._path)
+            reader = sock.makefile("rb")
+        try:
+            sock.sendall(data)
+            line = reader.readline()
+            if not line:
+                raise ConnectionError("the host routing state closed the connection")
+            reply = json.loads(line)
+        except BaseException:
+            sock.close()  # half way through a reply: never reused
+            raise
+        try:
+            self._idle.put_nowait((sock, reader))
+        except queue.Full:
+            sock.close()
+        return reply
+
+    def _or_local(self, method: str, **args):
+        try:
+            return self.call(method, **args), False
+        except HostStateUnavailable:
+            return getattr(self._fallback, method)(**args), True
+
+    # The RoutingState interface.
+
+    def reset(self) -> None:
+        self.call("reset")
+
+    def snapshot(self, worker_ids: Sequence[int]) -> dict[int, Traffic]:
+        result, local = self._or_local("snapshot", worker_ids=list(worker_ids))
+        return result if local else {worker_id: Traffic(**fields) for worker_id, fields in result}
+
+    def acquire(self, *, worker_id: int, token: str, hold_until: float, max_inflight: int | None, panic: bool) -> Acquired:
+        result, _ = self._or_local("acquire", worker_id=worker_id, token=token, hold_until=hold_until,
+                                   max_inflight=max_inflight, panic=panic)
+        return Acquired(result)
+
+    def extend(self, *, worker_id: int, token: str, hold_until: float) -> None:
+        self._or_local("extend", worker_id=worker_id, token=token, hold_until=hold_until)
+
+    def finish(self, *, worker_id: int, token: str, outcome: Outcome, latency_ms: float | None, reason: str,
+               model_worker_ids: Sequence[int], policy: EjectionPolicy) -> Finished:
+        try:
+            return Finished(**self.call(
+                "finish", worker_id=worker_id, token=token, outcome=outcome.value, latency_ms=latency_ms,
+                reason=reason, model_worker_ids=list(model_worker_ids), policy=asdict(policy),
+            ))
+        except HostStateUnavailable:
+            return self._fallback.finish(worker_id=worker_id, token=token, outcome=outcome, latency_ms=latency_ms,
+                                         reason=reason, model_worker_ids=model_worker_ids, policy=policy)
+
+    def cool_down(self, *, worker_id: int, seconds: float) -> None:
+        self._or_local("cool_down", worker_id=worker_id, seconds=seconds)
+
+    def readmit(self, *, worker_id: int) -> None:
+        self._or_local("readmit", worker_id=worker_id)
+
+    def round_robin_pick(self, *, group: str, weights: dict[int, int]) -> int:
+        try:
+            return self.call("round_robin_pick", group=group, weights=list(weights.items()))
+        except HostStateUnavailable:
+            return self._fallback.round_robin_pick(group=group, weights=weights)
+
+    def budget_record_request(self, *, model_name: str) -> None:
+        self._or_local("budget_record_request", model_name=model_name)
+
+    def budget_take_retry(self, *, model_name: str, token: str, hold_until: float) -> bool:
+        return bool(self._or_local("budget_take_retry", model_name=model_name, token=token, hold_until=hold_until)[0])
+
+    def budget_release_retry(self, *, model_name: str, token: str) -> None:
+        self._fallback.budget_release_retry(model_name=model_name, token=token)
+        self._or_local("budget_release_retry", model_name=model_name, token=token)
+
+    # The rate limit (accounts.ratelimit).
+
+    def rate_count(self, *, key: str) -> tuple[int, float]:
+        count, started = self.call("rate_count", key=key)
+        return count, started
+
+
+if __name__ == "__main__":
+    serve(sys.argv[1])

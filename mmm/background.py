@@ -1,0 +1,58 @@
+"""What each gateway process refreshes off the request path: the routing table and API keys.
+
+gunicorn's post_worker_init starts one loop per worker process (a greenlet under gevent).
+It reloads the routing table (with policies) every MMM_ROUTING_REFRESH_SECONDS and the keys
+in use every half MMM_API_KEY_CACHE_SECONDS, so requests find both fresh and never wait on
+the database for them. After a database failure it waits out the breaker's growing interval
+(mmm.database) before trying again, and its first success closes the breaker. Without the
+loop (tests, manage.py, runserver) the request that finds an entry stale reloads it.
+"""
+
+import logging
+import os
+import threading
+import time
+
+from django.conf import settings
+
+logger = logging.getLogger("mmm.background")
+
+_pid: int | None = None
+_lock = threading.Lock()
+
+
+def running() -> bool:
+    return _pid == os.getpid()
+
+
+def start() -> None:
+    global _pid
+    with _lock:
+        if running():
+            return
+        _pid = os.getpid()
+    threading.Thread(target=_run, name="background-refresh", daemon=True).start()
+
+
+def _run() -> None:
+    from accounts.keys import key_cache
+    from inference.routing import routing_table
+    from mmm.database import breaker
+
+    jobs = [
+        (routing_table.refresh, lambda: max(settings.MMM_ROUTING_REFRESH_SECONDS, 0.1)),
+        (key_cache.refresh, lambda: max(settings.MMM_API_KEY_CACHE_SECONDS / 2, 0.1)),
+    ]
+    due = [0.0] * len(jobs)
+    while running():
+        now = time.monotonic()
+        for index, (job, interval) in enumerate(jobs):
+            if now < due[index] or breaker.is_open():
+                continue
+            try:
+                job()
+            except Exception as exc:  # noqa: BLE001 - the breaker logged a database failure; others are bugs
+                if breaker.failures == 0:
+                    logger.exception("background refresh failed: %s", exc)
+            due[index] = time.monotonic() + interval()
+        time.sleep(0.05)

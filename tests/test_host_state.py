@@ -1,0 +1,69 @@
+"""The host-local routing and limit state (inference.host_state) over its unix socket, as the
+processes of one gunicorn without Redis use it."""
+
+import tempfile
+import threading
+import time
+from pathlib import Path
+
+import pytest
+
+from inference.host_state import HostRoutingState, HostStateUnavailable, StateServer
+from inference.outcomes import Outcome
+from inference.traffic import Acquired, EjectionPolicy
+
+POLICY = EjectionPolicy(after_failures=2, base_seconds=30, max_seconds=300, max_percent=50)
+
+
+@pytest.fixture
+def server_path():
+    directory = tempfile.mkdtemp(prefix="mmm-test-state-")
+    path = str(Path(directory) / "state.sock")
+    server = StateServer(path)
+    thread = threading.Thread(target=server.serve_forever, kwargs={"poll_interval": 0.05}, daemon=True)
+    thread.start()
+    yield path
+    server.shutdown()
+    thread.join(timeout=5)
+    server.close()
+
+
+def client(path: str) -> HostRoutingState:
+    return HostRoutingState(path=path, timeout=2.0)
+
+
+def test_two_clients_share_in_flight_counts_ejections_and_rotation(server_path):
+    a, b = client(server_path), client(server_path)
+    hold = time.time() + 60
+
+    assert a.acquire(worker_id=1, token="t1", hold_until=hold, max_inflight=1, panic=False) is Acquired.YES
+    assert b.acquire(worker_id=1, token="t2", hold_until=hold, max_inflight=1, panic=False) is Acquired.AT_CAPACITY
+    assert b.snapshot([1])[1].in_flight == 1
+    a.finish(worker_id=1, token="t1", outcome=Outcome.OK, latency_ms=5.0, reason="", model_worker_ids=[1, 2], policy=POLICY)
+    assert b.snapshot([1])[1].in_flight == 0
+
+    for client_ in (a, b):
+        client_.acquire(worker_id=2, token="f", hold_until=hold, max_inflight=None, panic=False)
+        finished = client_.finish(worker_id=2, token="f", outcome=Outcome.FAILED, latency_ms=None, reason="500",
+                                  model_worker_ids=[1, 2], policy=POLICY)
+    assert finished.ejected
+    assert a.snapshot([2])[2].is_ejected(time.time())
+
+    picks = [(a if n % 2 else b).round_robin_pick(group="m", weights={1: 1, 2: 1}) for n in range(4)]
+    assert picks == [1, 2, 1, 2]  # one rotation over both clients
+
+
+def test_the_rate_count_is_one_window_for_every_client(server_path):
+    a, b = client(server_path), client(server_path)
+    counts = [(a if n % 2 else b).rate_count(key="ratelimit:abc")[0] for n in range(6)]
+    assert counts == [1, 2, 3, 4, 5, 6]
+
+
+def test_without_its_server_a_process_routes_on_its_own_state_and_limits_are_unavailable(tmp_path):
+    away = client(str(tmp_path / "nobody.sock"))
+
+    assert away.acquire(worker_id=1, token="t", hold_until=time.time() + 60, max_inflight=None, panic=False) is Acquired.YES
+    assert away.snapshot([1])[1].in_flight == 1  # this process's own count
+    assert away.breaker.is_open()
+    with pytest.raises(HostStateUnavailable):
+        away.rate_count(key="ratelimit:abc")
