@@ -13,13 +13,13 @@ from django.utils.text import Truncator
 
 from accounts.caller import Caller
 from console.worker_admin import WorkerConsoleAdmin
+from inference import redaction
+from inference.redaction import MASK
 from inference.routing import routing_table
 from inference.routing_state import routing_state
 from registry.audit import worker_event_record
 from registry.models import HEALTH_FIELDS, HealthState, ModelOwner, RoutingPolicy, Worker, WorkerEvent
 from registry.presets import preset_choices, preset_fields
-from inference import redaction
-from inference.redaction import MASK
 from registry.services import workers_set_enabled
 
 _BADGE_COLORS = {
