@@ -12,6 +12,8 @@ from django.utils.html import format_html
 from django.utils.text import Truncator
 
 from accounts.caller import Caller
+from inference import redaction
+from inference.redaction import MASK
 from registry.admin_pages import WorkerConsoleAdmin
 from inference.routing import routing_table
 from inference.routing_state import routing_state
@@ -19,8 +21,6 @@ from registry.audit import worker_event_record
 from registry.models import HEALTH_FIELDS, HttpMethod, ModelOwner, RoutingPolicy, Worker, WorkerEvent, WorkerKind
 from registry.worker_health import worker_health
 from registry.presets import preset_choices, preset_fields
-from inference import redaction
-from inference.redaction import MASK
 from registry.services import workers_set_enabled
 
 STATUS_FIELDS = (*HEALTH_FIELDS, "created_at", "updated_at")

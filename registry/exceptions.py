@@ -1,7 +1,7 @@
 from rest_framework import status
 
-from mmm.api_errors import ApiError
 from inference.redaction import url_for_display
+from mmm.api_errors import ApiError
 
 
 class WorkerNotFound(ApiError):

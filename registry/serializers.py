@@ -5,6 +5,7 @@ from datetime import datetime, timezone
 from django.core.exceptions import ValidationError as ModelValidationError
 from rest_framework import serializers
 
+from inference.redaction import body_for_display, url_for_display
 from mmm.api_fields import (
     RefuseUnknownFieldsMixin,
     StrictBooleanField,
@@ -14,7 +15,6 @@ from mmm.api_fields import (
 )
 from registry.models import HEALTH_FIELDS, HttpMethod, RoutingPolicy, Strategy, Worker, WorkerKind
 from registry.presets import PRESETS, preset_fields
-from inference.redaction import body_for_display, url_for_display
 
 # The first implementation's names for fields that have a new name here.
 _LEGACY_ALIASES = {"req_type": "method", "header": "headers"}

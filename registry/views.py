@@ -4,11 +4,11 @@ from rest_framework.response import Response
 from rest_framework.views import APIView
 
 from accounts.permissions import AdminAccess, WorkerAccess
+from inference.redaction import url_for_display
 from inference.routing_state import routing_state
 from registry.models import RoutingPolicy
-from inference.redaction import url_for_display
-from registry.selectors import worker_list
 from registry.ownership import model_owner_describe, model_owner_set
+from registry.selectors import worker_list
 from registry.serializers import (
     ModelOwnerInput,
     PolicyInput,
