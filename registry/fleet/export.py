@@ -11,7 +11,7 @@ from urllib.parse import unquote, urlsplit, urlunsplit
 
 import yaml
 
-from inference.upstream import secret_header_values
+from inference.redaction import secret_header_values
 from registry.fleet.plan import POLICY_FIELDS, WORKER_FIELDS, _defaults
 from registry.models import RoutingPolicy, Worker
 from inference.redaction import is_placeholder, is_secret_field
