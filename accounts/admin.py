@@ -10,9 +10,7 @@ from accounts.models import ApiKey, Scope, secret_digest
 
 class ApiKeyForm(forms.ModelForm):
     scopes = forms.MultipleChoiceField(choices=Scope.choices, widget=forms.CheckboxSelectMultiple)
-    allowed_models = forms.CharField(
-        required=False, help_text="Comma-separated model names; empty allows every model."
-    )
+    allowed_models = forms.CharField(required=False, help_text="Comma-separated model names; empty allows every model.")
 
     class Meta:
         model = ApiKey
@@ -53,8 +51,13 @@ class ApiKeyAdmin(admin.ModelAdmin):
         if secret is None:
             return super().response_add(request, key, post_url_continue)
         # A page of its own rather than a message: messages travel in a cookie or the session.
-        context = {**self.admin_site.each_context(request), "key": key, "secret": secret, "opts": self.opts,
-                   "title": f"API key {key.name} created"}
+        context = {
+            **self.admin_site.each_context(request),
+            "key": key,
+            "secret": secret,
+            "opts": self.opts,
+            "title": f"API key {key.name} created",
+        }
         response = TemplateResponse(request, "admin/accounts/apikey/created.html", context)
         response["Cache-Control"] = "no-store"
         return response

@@ -23,8 +23,8 @@ from django.utils import timezone
 
 from accounts.caller import Caller
 from accounts.models import ApiKey, secret_digest
-from mmm.api_errors import ApiError
 from mmm import background, database
+from mmm.api_errors import ApiError
 from mmm.breaker import redis_breaker
 
 logger = logging.getLogger("mmm.accounts")
@@ -64,7 +64,9 @@ class KeyStoreUnavailable(ApiError):
     default_code = "key_store_unavailable"
 
     def __init__(self):
-        super().__init__("the API key store (the database) is unreachable and this key was not seen recently; try again shortly")
+        super().__init__(
+            "the API key store (the database) is unreachable and this key was not seen recently; try again shortly"
+        )
 
 
 @dataclass(frozen=True)
@@ -104,9 +106,16 @@ class KeyCache:
             return None
         prefix = match.group(1)
         entry = self._entries.get(prefix)
-        if entry is None or (self._clock() - entry.loaded_at >= settings.MMM_API_KEY_CACHE_SECONDS and not self._refreshed_off_path(entry)):
+        if entry is None or (
+            self._clock() - entry.loaded_at >= settings.MMM_API_KEY_CACHE_SECONDS
+            and not self._refreshed_off_path(entry)
+        ):
             entry = self._reload_or_stale(prefix, entry)
-        if entry.caller is None or not hmac.compare_digest(entry.digest, secret_digest(presented)) or entry.caller.is_expired():
+        if (
+            entry.caller is None
+            or not hmac.compare_digest(entry.digest, secret_digest(presented))
+            or entry.caller.is_expired()
+        ):
             return None
         self._used_at[prefix] = self._clock()
         self._note_use(entry.caller)
@@ -217,9 +226,12 @@ class KeyCache:
 
     def _share(self, prefix: str, entry: Entry) -> None:
         try:
-            cache.set(_shared_key(prefix), (self._wall_clock(), entry.digest, entry.caller),
-                      timeout=max(int(settings.MMM_API_KEY_STALE_SECONDS), 1))
-        except Exception as exc:  # noqa: BLE001 - the cache client's own errors: a second level only
+            cache.set(
+                _shared_key(prefix),
+                (self._wall_clock(), entry.digest, entry.caller),
+                timeout=max(int(settings.MMM_API_KEY_STALE_SECONDS), 1),
+            )
+        except Exception as exc:
             logger.debug("could not share key %s…: %s", prefix, exc)
 
     def _shared_entry(self, prefix: str) -> Entry | None:
@@ -227,7 +239,7 @@ class KeyCache:
             return None  # Redis failed a moment ago: do not wait on it again
         try:
             shared = cache.get(_shared_key(prefix))
-        except Exception:  # noqa: BLE001 - the cache is away too
+        except Exception:
             return None
         if shared is None:
             return None

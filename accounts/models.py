@@ -42,7 +42,10 @@ class ApiKey(models.Model):
     secret_hash = models.CharField(max_length=64, editable=False)
     scopes = models.JSONField(default=list, validators=[validate_scopes])
     allowed_models = models.JSONField(
-        default=list, blank=True, validators=[validate_model_names], help_text="Model names this key may call; empty allows all."
+        default=list,
+        blank=True,
+        validators=[validate_model_names],
+        help_text="Model names this key may call; empty allows all.",
     )
     rate_limit_per_minute = models.PositiveIntegerField(
         "requests per minute",

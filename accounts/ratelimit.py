@@ -48,7 +48,7 @@ class PerKeyRateLimit(BaseThrottle):
             raise RateLimitUnavailable()
         try:
             count, window_started = self._count(caller.api_key_prefix)
-        except Exception as exc:  # noqa: BLE001 - the cache client's own errors (redis.ConnectionError, ...)
+        except Exception as exc:
             logger.error("rate limit counter unavailable: %s", exc)
             redis_breaker.failed(exc)
             raise RateLimitUnavailable() from None

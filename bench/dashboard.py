@@ -42,8 +42,10 @@ def main() -> None:
 
     started = time.monotonic()
     workers = fill(rows=args.rows, models=args.models, workers_per_model=args.workers_per_model)
-    print(f"inserted {args.rows} request-log rows for {args.models} models and {workers} workers "
-          f"in {time.monotonic() - started:.1f} s ({settings.DATABASES['default']['ENGINE'].rsplit('.', 1)[1]})")
+    print(
+        f"inserted {args.rows} request-log rows for {args.models} models and {workers} workers "
+        f"in {time.monotonic() - started:.1f} s ({settings.DATABASES['default']['ENGINE'].rsplit('.', 1)[1]})"
+    )
 
     from django.contrib.auth import get_user_model
     from django.test import Client
@@ -59,8 +61,10 @@ def main() -> None:
             seconds.append(time.monotonic() - begun)
             if response.status_code != 200:
                 sys.exit(f"dashboard answered {response.status_code}")
-        print(f"dashboard, {window:>4}: median {statistics.median(seconds) * 1000:.0f} ms, "
-              f"slowest {max(seconds) * 1000:.0f} ms over {args.renders} renders")
+        print(
+            f"dashboard, {window:>4}: median {statistics.median(seconds) * 1000:.0f} ms, "
+            f"slowest {max(seconds) * 1000:.0f} ms over {args.renders} renders"
+        )
 
 
 def fill(*, rows: int, models: int, workers_per_model: int) -> int:
@@ -75,14 +79,35 @@ def fill(*, rows: int, models: int, workers_per_model: int) -> int:
     workers = []
     for model in range(models):
         for index in range(workers_per_model):
-            workers.append(Worker.objects.create(
-                model_name=f"model-{model}", req_url_template=f"http://127.0.0.1:9/{model}/{index}", body={"p": "{USER_PROMPT}"},
-            ))
+            workers.append(
+                Worker.objects.create(
+                    model_name=f"model-{model}",
+                    req_url_template=f"http://127.0.0.1:9/{model}/{index}",
+                    body={"p": "{USER_PROMPT}"},
+                )
+            )
     now = timezone.now()
     day_seconds = 24 * 3600
     table = RequestLog._meta.db_table
-    columns = ("created_at", "minute", "request_id", "model_name", "worker_id", "worker_url", "client_key_prefix", "status",
-               "error_code", "error", "latency_ms", "latency_class", "upstream_ms", "attempts", "stream", "prompt", "answer")
+    columns = (
+        "created_at",
+        "minute",
+        "request_id",
+        "model_name",
+        "worker_id",
+        "worker_url",
+        "client_key_prefix",
+        "status",
+        "error_code",
+        "error",
+        "latency_ms",
+        "latency_class",
+        "upstream_ms",
+        "attempts",
+        "stream",
+        "prompt",
+        "answer",
+    )
     sql = f"INSERT INTO {table} ({', '.join(columns)}) VALUES ({', '.join(['%s'] * len(columns))})"
     batch = []
     with transaction.atomic(), connection.cursor() as cursor:
@@ -91,11 +116,27 @@ def fill(*, rows: int, models: int, workers_per_model: int) -> int:
             at = now - timezone.timedelta(seconds=rng.random() * day_seconds)
             latency = rng.lognormvariate(6, 0.8)
             failed = rng.random() < 0.03
-            batch.append((
-                at, int(at.timestamp() // 60), "", worker.model_name, worker.pk, worker.req_url_template, "",
-                502 if failed else 200, "upstream_error" if failed else "", "HTTP 500" if failed else "",
-                latency, latency_class(latency), latency * 0.95, 1, False, "", "",
-            ))
+            batch.append(
+                (
+                    at,
+                    int(at.timestamp() // 60),
+                    "",
+                    worker.model_name,
+                    worker.pk,
+                    worker.req_url_template,
+                    "",
+                    502 if failed else 200,
+                    "upstream_error" if failed else "",
+                    "HTTP 500" if failed else "",
+                    latency,
+                    latency_class(latency),
+                    latency * 0.95,
+                    1,
+                    False,
+                    "",
+                    "",
+                )
+            )
             if len(batch) == 10_000:
                 cursor.executemany(sql, batch)
                 batch.clear()
@@ -106,8 +147,16 @@ def fill(*, rows: int, models: int, workers_per_model: int) -> int:
         for minute in range(24 * 60):
             at = now - timezone.timedelta(minutes=minute)
             ok = rng.random() > 0.02
-            probes.append(ProbeRecord(worker=worker, checked_at=at, minute=int(at.timestamp() // 60), ok=ok, latency_ms=5,
-                                      error="" if ok else "connection refused"))
+            probes.append(
+                ProbeRecord(
+                    worker=worker,
+                    checked_at=at,
+                    minute=int(at.timestamp() // 60),
+                    ok=ok,
+                    latency_ms=5,
+                    error="" if ok else "connection refused",
+                )
+            )
     ProbeRecord.objects.bulk_create(probes, batch_size=5000)
     if connection.vendor == "postgresql":
         with connection.cursor() as cursor:

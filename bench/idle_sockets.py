@@ -32,7 +32,7 @@ from tests.gateway_process import GatewayProcess  # noqa: E402
 
 def percentile(values: list[float], fraction: float) -> float:
     ordered = sorted(values)
-    return ordered[min(len(ordered) - 1, int(round(fraction * (len(ordered) - 1))))]
+    return ordered[min(len(ordered) - 1, round(fraction * (len(ordered) - 1)))]
 
 
 def timed_request(url: str) -> tuple[float, int]:
@@ -53,7 +53,9 @@ def main(argv: list[str] | None = None) -> int:
         gateway = GatewayProcess(env=env).start()
         idle: list[socket.socket] = []
         try:
-            gateway.post("/api/server/register", seed_registration(upstream.on("/gen", json=SEED_ANSWER))).raise_for_status()
+            gateway.post(
+                "/api/server/register", seed_registration(upstream.on("/gen", json=SEED_ANSWER))
+            ).raise_for_status()
             url = gateway.url + "/api/v1/chat/completions"
             with ThreadPoolExecutor(args.requests) as pool:
                 baseline = list(pool.map(lambda _: timed_request(url), range(args.requests)))
@@ -69,16 +71,22 @@ def main(argv: list[str] | None = None) -> int:
                 sock.close()
             gateway.stop()
             upstream.stop()
-    print(f"{args.idle} idle sockets opened in {opened:.2f} s; gateway: MMM_WEB_WORKERS default, keep-alive "
-          f"{os.environ.get('MMM_KEEPALIVE_SECONDS', '2')} s")
+    print(
+        f"{args.idle} idle sockets opened in {opened:.2f} s; gateway: MMM_WEB_WORKERS default, keep-alive "
+        f"{os.environ.get('MMM_KEEPALIVE_SECONDS', '2')} s"
+    )
     print("| real requests | answered 200 | p50 ms | p99 ms | worst ms |")
     print("|---|---:|---:|---:|---:|")
-    for name, results in ((f"{args.requests} at once, no idle sockets (baseline)", baseline),
-                          (f"{args.requests} at once, {args.idle} idle sockets open", together),
-                          (f"{args.requests} one by one, {args.idle} idle sockets open", one_by_one)):
+    for name, results in (
+        (f"{args.requests} at once, no idle sockets (baseline)", baseline),
+        (f"{args.requests} at once, {args.idle} idle sockets open", together),
+        (f"{args.requests} one by one, {args.idle} idle sockets open", one_by_one),
+    ):
         seconds = [s for s, _ in results]
-        print(f"| {name} | {sum(1 for _, status in results if status == 200)}/{len(results)} | "
-              f"{statistics.median(seconds) * 1000:.0f} | {percentile(seconds, 0.99) * 1000:.0f} | {max(seconds) * 1000:.0f} |")
+        print(
+            f"| {name} | {sum(1 for _, status in results if status == 200)}/{len(results)} | "
+            f"{statistics.median(seconds) * 1000:.0f} | {percentile(seconds, 0.99) * 1000:.0f} | {max(seconds) * 1000:.0f} |"
+        )
     return 0
 
 

@@ -17,11 +17,27 @@ import django
 CHUNKS, ROUNDS, REPEATS = 200, 500, 5
 TOOL_SCHEMA = {"type": "object", "properties": {"city": {"type": "string"}}, "required": ["city"]}
 COMPLETION = {
-    "id": "chatcmpl-b", "object": "chat.completion", "created": 1, "model": "m",
-    "choices": [{"index": 0, "finish_reason": "tool_calls", "message": {
-        "role": "assistant", "content": "Let me check the weather for you. " * 4,
-        "tool_calls": [{"id": "call_1", "type": "function",
-                        "function": {"name": "get_weather", "arguments": '{"city": "Paris"}'}}]}}],
+    "id": "chatcmpl-b",
+    "object": "chat.completion",
+    "created": 1,
+    "model": "m",
+    "choices": [
+        {
+            "index": 0,
+            "finish_reason": "tool_calls",
+            "message": {
+                "role": "assistant",
+                "content": "Let me check the weather for you. " * 4,
+                "tool_calls": [
+                    {
+                        "id": "call_1",
+                        "type": "function",
+                        "function": {"name": "get_weather", "arguments": '{"city": "Paris"}'},
+                    }
+                ],
+            },
+        }
+    ],
     "usage": {"prompt_tokens": 40, "completion_tokens": 30, "total_tokens": 70},
 }
 
@@ -32,12 +48,16 @@ def _sse(document) -> bytes:
 
 def _stream_events() -> list[bytes]:
     base = {"id": "chatcmpl-b", "object": "chat.completion.chunk", "created": 1, "model": "m"}
-    events = [_sse({**base, "choices": [{"index": 0, "delta": {"role": "assistant", "content": ""}, "finish_reason": None}]})]
-    events += [_sse({**base, "choices": [{"index": 0, "delta": {"content": f" word{i}"}, "finish_reason": None}]})
-               for i in range(CHUNKS)]
+    events = [
+        _sse({**base, "choices": [{"index": 0, "delta": {"role": "assistant", "content": ""}, "finish_reason": None}]})
+    ]
+    events += [
+        _sse({**base, "choices": [{"index": 0, "delta": {"content": f" word{i}"}, "finish_reason": None}]})
+        for i in range(CHUNKS)
+    ]
     events.append(_sse({**base, "choices": [{"index": 0, "delta": {}, "finish_reason": "stop"}]}))
     events.append(_sse({**base, "choices": [], "usage": COMPLETION["usage"]}))
-    return events + [_sse(b"[DONE]")]
+    return [*events, _sse(b"[DONE]")]
 
 
 def _per_request_us(run) -> float:
@@ -56,19 +76,29 @@ def main() -> None:
     from inference.ingress.chat_stream import TranslatedStream, named_sse, replay_completion
 
     messages_body = {
-        "model": "m", "max_tokens": 256, "system": "Be brief.",
+        "model": "m",
+        "max_tokens": 256,
+        "system": "Be brief.",
         "tools": [{"name": "get_weather", "description": "Weather", "input_schema": TOOL_SCHEMA}],
-        "messages": [{"role": "user", "content": "Weather in Paris?"},
-                     {"role": "assistant", "content": [{"type": "tool_use", "id": "t1", "name": "get_weather",
-                                                        "input": {"city": "Paris"}}]},
-                     {"role": "user", "content": [{"type": "tool_result", "tool_use_id": "t1", "content": "sunny"}]}],
+        "messages": [
+            {"role": "user", "content": "Weather in Paris?"},
+            {
+                "role": "assistant",
+                "content": [{"type": "tool_use", "id": "t1", "name": "get_weather", "input": {"city": "Paris"}}],
+            },
+            {"role": "user", "content": [{"type": "tool_result", "tool_use_id": "t1", "content": "sunny"}]},
+        ],
     }
     responses_body = {
-        "model": "m", "instructions": "Be brief.", "max_output_tokens": 256,
+        "model": "m",
+        "instructions": "Be brief.",
+        "max_output_tokens": 256,
         "tools": [{"type": "function", "name": "get_weather", "parameters": TOOL_SCHEMA}],
-        "input": [{"role": "user", "content": "Weather in Paris?"},
-                  {"type": "function_call", "call_id": "t1", "name": "get_weather", "arguments": '{"city": "Paris"}'},
-                  {"type": "function_call_output", "call_id": "t1", "output": "sunny"}],
+        "input": [
+            {"role": "user", "content": "Weather in Paris?"},
+            {"type": "function_call", "call_id": "t1", "name": "get_weather", "arguments": '{"city": "Paris"}'},
+            {"type": "function_call_output", "call_id": "t1", "output": "sunny"},
+        ],
     }
     body_bytes, events = json.dumps(COMPLETION).encode(), _stream_events()
 
@@ -99,7 +129,9 @@ def main() -> None:
     print("|---|---|---|")
     print(f"| json.loads + json.dumps of the chat answer (reference) | {_per_request_us(passthrough):.0f} | |")
     for api, path in (("messages", "/v1/messages"), ("responses", "/v1/responses")):
-        print(f"| `{path}` | {_per_request_us(lambda: whole(api)):.0f} | {_per_request_us(lambda: streamed(api)):.0f} |")
+        print(
+            f"| `{path}` | {_per_request_us(lambda api=api: whole(api)):.0f} | {_per_request_us(lambda api=api: streamed(api)):.0f} |"
+        )
 
 
 if __name__ == "__main__":

@@ -25,7 +25,7 @@ django.setup()
 from tests.fake_upstream import FakeUpstream  # noqa: E402
 from tests.gateway_process import GatewayProcess, gateway_database  # noqa: E402
 from tests.outage_load import SteadyLoad, complete, logged_rows, service_address, start_serving, summary, through  # noqa: E402
-from tests.tcp_proxy import BLACKHOLE, FORWARD, REFUSE, TcpProxy  # noqa: E402
+from tests.tcp_proxy import FORWARD, TcpProxy  # noqa: E402
 
 
 def run(service: str, window: float, phases: tuple[str, ...]) -> list[str]:
@@ -33,8 +33,12 @@ def run(service: str, window: float, phases: tuple[str, ...]) -> list[str]:
     rows = []
     try:
         with tempfile.TemporaryDirectory() as tmp, gateway_database(Path(tmp)) as env:
-            env = {**env, "MMM_REQUIRE_AUTH": "true", "MMM_WEB_WORKERS": "2",
-                   "MMM_ROUTING_STATE_PREFIX": f"mmm:bench:{uuid.uuid4().hex[:8]}"}
+            env = {
+                **env,
+                "MMM_REQUIRE_AUTH": "true",
+                "MMM_WEB_WORKERS": "2",
+                "MMM_ROUTING_STATE_PREFIX": f"mmm:bench:{uuid.uuid4().hex[:8]}",
+            }
             GatewayProcess(env=env).manage("migrate", "--noinput", "-v0").check_returncode()
             url = env["DATABASE_URL"] if service == "database" else os.environ["REDIS_URL"]
             proxy = TcpProxy(target_host=service_address(url)[0], target_port=service_address(url)[1]).start()
@@ -60,12 +64,16 @@ def run(service: str, window: float, phases: tuple[str, ...]) -> list[str]:
                 proxy.stop()
             for mode in phases:
                 stats = summary(load.in_phase(mode))
-                rows.append(f"| {service} {mode}d {window:g} s | {stats['requests']} | {stats['served_fraction']:.2%} | "
-                            f"{stats['worst_seconds'] * 1000:.0f} ms | {', '.join(stats['codes']) or '-'} |")
+                rows.append(
+                    f"| {service} {mode}d {window:g} s | {stats['requests']} | {stats['served_fraction']:.2%} | "
+                    f"{stats['worst_seconds'] * 1000:.0f} ms | {', '.join(stats['codes']) or '-'} |"
+                )
             if service == "database":
                 logged = logged_rows(env["DATABASE_URL"])
-                rows.append(f"| request-log rows written / requests sent (database run) | "
-                            f"{logged['all']} / {len(load.samples)} (+ recovery probes) | | | |")
+                rows.append(
+                    f"| request-log rows written / requests sent (database run) | "
+                    f"{logged['all']} / {len(load.samples)} (+ recovery probes) | | | |"
+                )
             if service == "database":
                 rows.append(f"| database back: an unseen key served after | {recovered:.2f} s | | | |")
     finally:
@@ -77,8 +85,11 @@ def main(argv: list[str] | None = None) -> int:
     parser = argparse.ArgumentParser(prog="python -m bench.outage", description=__doc__.splitlines()[0])
     parser.add_argument("--window", type=float, default=10.0, help="seconds of each refuse and blackhole phase (10)")
     parser.add_argument("--only", choices=("database", "redis"), help="run one service only")
-    parser.add_argument("--phases", default="refuse,blackhole",
-                        help="outage phases in order (default refuse,blackhole; 'blackhole' alone freezes a healthy service)")
+    parser.add_argument(
+        "--phases",
+        default="refuse,blackhole",
+        help="outage phases in order (default refuse,blackhole; 'blackhole' alone freezes a healthy service)",
+    )
     args = parser.parse_args(argv)
     if not os.environ.get("DATABASE_URL", "").startswith("postgres") or not os.environ.get("REDIS_URL"):
         print("bench.outage needs DATABASE_URL=postgres://... and REDIS_URL", file=sys.stderr)

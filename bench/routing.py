@@ -90,7 +90,9 @@ def upstream_answer(method: str, path: str, hits: Counter[str]) -> tuple[int, ob
     return 200, {"data": {"items": [{"attributes": {"answer": path}}]}}, route.delay
 
 
-async def serve_upstream_connection(reader: asyncio.StreamReader, writer: asyncio.StreamWriter, hits: Counter[str]) -> None:
+async def serve_upstream_connection(
+    reader: asyncio.StreamReader, writer: asyncio.StreamWriter, hits: Counter[str]
+) -> None:
     try:
         while True:
             head = await reader.readuntil(b"\r\n\r\n")
@@ -218,7 +220,9 @@ class Run:
         return self.hits[path] / self.upstream_requests if self.upstream_requests else float("nan")
 
 
-def register(gateway_port: int, upstream_port: int, model_name: str, paths: tuple[str, ...], strategy: str | None) -> None:
+def register(
+    gateway_port: int, upstream_port: int, model_name: str, paths: tuple[str, ...], strategy: str | None
+) -> None:
     documents = [
         (
             "/api/server/register",
@@ -248,11 +252,23 @@ def sample_while(stop: threading.Event, gateway_port: int, model_name: str, samp
                 samples.add(answer["data"])
 
 
-def measure(*, label: str, model_name: str, paths: tuple[str, ...], gateway_port: int, upstream_port: int,
-            warmup: float, duration: float) -> Run:
+def measure(
+    *,
+    label: str,
+    model_name: str,
+    paths: tuple[str, ...],
+    gateway_port: int,
+    upstream_port: int,
+    warmup: float,
+    duration: float,
+) -> Run:
     print(f"  {label}: {model_name}, c={CONCURRENCY}, {warmup:g} s + {duration:g} s ...", file=sys.stderr, flush=True)
-    target = Target(port=gateway_port, path=COMPLETIONS_PATH, json_body={"input": "hello", "model_name": model_name},
-                    expect_success=True)
+    target = Target(
+        port=gateway_port,
+        path=COMPLETIONS_PATH,
+        json_body={"input": "hello", "model_name": model_name},
+        expect_success=True,
+    )
     samples = TrafficSamples()
     at_start = upstream_hits(upstream_port)
     at_window: list[Counter[str]] = []
@@ -302,13 +318,16 @@ def failing_table(run: Run) -> str:
     r = run.result
     total = sum(run.hits_from_start[path] for path in run.paths)
     cells = " | ".join(f"{run.hits_from_start[path]}" for path in run.paths)
-    return "\n".join([
-        "| scenario | req/s | p50 ms | p99 ms | " + " | ".join(f"{path} requests" for path in FAILING_PATHS)
-        + " | upstream requests | client errors |",
-        "|---|---:|---:|---:|" + "---:|" * len(FAILING_PATHS) + "---:|---:|",
-        f"| {run.label} | {r.requests_per_second:.1f} | {r.percentile_ms(0.50):.1f} | {r.percentile_ms(0.99):.1f} "
-        f"| {cells} | {total} | {r.error_count} |",
-    ])
+    return "\n".join(
+        [
+            "| scenario | req/s | p50 ms | p99 ms | "
+            + " | ".join(f"{path} requests" for path in FAILING_PATHS)
+            + " | upstream requests | client errors |",
+            "|---|---:|---:|---:|" + "---:|" * len(FAILING_PATHS) + "---:|---:|",
+            f"| {run.label} | {r.requests_per_second:.1f} | {r.percentile_ms(0.50):.1f} | {r.percentile_ms(0.99):.1f} "
+            f"| {cells} | {total} | {r.error_count} |",
+        ]
+    )
 
 
 def traffic_lines(run: Run) -> list[str]:
@@ -324,7 +343,10 @@ def traffic_lines(run: Run) -> list[str]:
             f"    {path}: mean in flight {run.samples.mean_in_flight(path):.1f}, "
             f"latency EWMA {'-' if ewma is None else f'{ewma:g} ms'}{extra}"
         )
-    return [f"  {run.label}, model {run.model_name}, sampled every {SAMPLE_SECONDS:g} s from GET /api/server/workers:", *lines]
+    return [
+        f"  {run.label}, model {run.model_name}, sampled every {SAMPLE_SECONDS:g} s from GET /api/server/workers:",
+        *lines,
+    ]
 
 
 def target_lines(strategy_runs: list[Run], failing: Run | None) -> list[str]:
@@ -373,18 +395,36 @@ def run_benchmark(args: argparse.Namespace, state: SharedState) -> tuple[list[Ru
             models = {strategy: f"routing-{strategy}" for strategy in STRATEGIES}
             for strategy, model_name in models.items():
                 # The default strategy runs without a policy, as a model nobody configured does.
-                register(gateway.port, upstream_port, model_name, MIXED_PATHS,
-                         None if strategy == DEFAULT_STRATEGY else strategy)
+                register(
+                    gateway.port,
+                    upstream_port,
+                    model_name,
+                    MIXED_PATHS,
+                    None if strategy == DEFAULT_STRATEGY else strategy,
+                )
             register(gateway.port, upstream_port, "routing-failing", FAILING_PATHS, None)
             time.sleep(ROUTING_REFRESH_WAIT)
-            common = {"gateway_port": gateway.port, "upstream_port": upstream_port, "warmup": args.warmup, "duration": args.duration}
+            common = {
+                "gateway_port": gateway.port,
+                "upstream_port": upstream_port,
+                "warmup": args.warmup,
+                "duration": args.duration,
+            }
             strategy_runs = [
-                measure(label=strategy + (" (default)" if strategy == DEFAULT_STRATEGY else ""),
-                        model_name=model_name, paths=MIXED_PATHS, **common)
+                measure(
+                    label=strategy + (" (default)" if strategy == DEFAULT_STRATEGY else ""),
+                    model_name=model_name,
+                    paths=MIXED_PATHS,
+                    **common,
+                )
                 for strategy, model_name in models.items()
             ]
-            failing = measure(label=f"/failing answers 500, {DEFAULT_STRATEGY}", model_name="routing-failing",
-                              paths=FAILING_PATHS, **common)
+            failing = measure(
+                label=f"/failing answers 500, {DEFAULT_STRATEGY}",
+                model_name="routing-failing",
+                paths=FAILING_PATHS,
+                **common,
+            )
             problems = error_lines([*strategy_runs, failing], log_path)
     return strategy_runs, failing, problems
 
@@ -406,7 +446,9 @@ def main(argv: list[str] | None = None) -> int:
         delete_state(state)
     print(state.describe())
     # The gateway, the upstream and the load generator share the CPUs with whatever else runs.
-    print(f"{os.cpu_count()} CPUs, load average (1 min) {load_before:.1f} before the run, {os.getloadavg()[0]:.1f} after")
+    print(
+        f"{os.cpu_count()} CPUs, load average (1 min) {load_before:.1f} before the run, {os.getloadavg()[0]:.1f} after"
+    )
     print()
     print(strategy_table(strategy_runs))
     print()

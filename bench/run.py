@@ -175,7 +175,11 @@ def gateway_env(var_dir: Path) -> dict[str, str]:
 def migrate(env: dict[str, str]) -> None:
     done = subprocess.run(
         [sys.executable, "manage.py", "migrate", "--noinput", "-v0"],
-        cwd=ROOT, env=env, capture_output=True, text=True, timeout=120,
+        cwd=ROOT,
+        env=env,
+        capture_output=True,
+        text=True,
+        timeout=120,
     )
     if done.returncode != 0:
         raise SetupError(f"manage.py migrate failed:\n{done.stderr}")
@@ -350,10 +354,9 @@ def markdown_table(measurements: list[Measurement]) -> str:
 
 
 def target_checks(measurements: list[Measurement]) -> list[str]:
-    added_ms = (
-        find(measurements, GEVENT, 1).result.percentile_ms(0.50)
-        - find(measurements, DIRECT, 1).result.percentile_ms(0.50)
-    )
+    added_ms = find(measurements, GEVENT, 1).result.percentile_ms(0.50) - find(
+        measurements, DIRECT, 1
+    ).result.percentile_ms(0.50)
     busy = find(measurements, GEVENT, 32).result
     slow = find(measurements, GEVENT, 200).result
     return [
@@ -380,8 +383,13 @@ def error_lines(measurements: list[Measurement]) -> list[str]:
     ]
 
 
-def write_json(path: Path, args: argparse.Namespace, measurements: list[Measurement], checks: list[str],
-               memory: dict[str, tuple[int, int]]) -> None:
+def write_json(
+    path: Path,
+    args: argparse.Namespace,
+    measurements: list[Measurement],
+    checks: list[str],
+    memory: dict[str, tuple[int, int]],
+) -> None:
     document = {
         "cpus": os.cpu_count(),
         "warmup_seconds": args.warmup,

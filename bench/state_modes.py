@@ -17,7 +17,13 @@ from pathlib import Path
 
 from bench.loadgen import run_load
 from bench.run import (
-    Scenario, fake_upstream, gateway_env, gateway_target, migrate, register_models, running_gateway,
+    Scenario,
+    fake_upstream,
+    gateway_env,
+    gateway_target,
+    migrate,
+    register_models,
+    running_gateway,
 )
 
 MODES = {
@@ -70,8 +76,11 @@ def main(argv: list[str] | None = None) -> int:
                     result = run_load(target, concurrency=32, warmup=0.0, duration=args.duration)
                     cpu = tree_cpu_seconds(gateway.process.pid) - before
             done = len(result.latencies)
-            print(f"| {name} | {result.requests_per_second:.0f} | {result.percentile_ms(0.5):.1f} | "
-                  f"{result.percentile_ms(0.99):.1f} | {cpu * 1000 / max(done, 1):.2f} |", flush=True)
+            print(
+                f"| {name} | {result.requests_per_second:.0f} | {result.percentile_ms(0.5):.1f} | "
+                f"{result.percentile_ms(0.99):.1f} | {cpu * 1000 / max(done, 1):.2f} |",
+                flush=True,
+            )
     return 0
 
 

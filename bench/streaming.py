@@ -109,9 +109,9 @@ async def user(port: int, start_at: float, until: float, timeout: float, result:
 async def load(port: int, *, concurrency: int, ramp: float, duration: float, timeout: float) -> StreamResult:
     result = StreamResult()
     now = time.perf_counter()
-    await asyncio.gather(*(
-        user(port, now + ramp * i / concurrency, now + ramp + duration, timeout, result) for i in range(concurrency)
-    ))
+    await asyncio.gather(
+        *(user(port, now + ramp * i / concurrency, now + ramp + duration, timeout, result) for i in range(concurrency))
+    )
     return result
 
 
@@ -173,22 +173,41 @@ def main(argv: list[str] | None = None) -> int:
             migrate(env)
             with fake_upstream([f"--stream={CHAT_PATH}={CHUNKS}:{STREAM_SECONDS}"]) as upstream_port:
                 with running_gateway(env, Path(tmp) / "gateway-stream.log") as gateway:
-                    worker = {"model_name": MODEL, "preset": "openai", "base_url": f"http://127.0.0.1:{upstream_port}/v1",
-                              "timeout": 30}
+                    worker = {
+                        "model_name": MODEL,
+                        "preset": "openai",
+                        "base_url": f"http://127.0.0.1:{upstream_port}/v1",
+                        "timeout": 30,
+                    }
                     status, answer = call_json(gateway.port, "POST", "/api/server/register", worker)
                     if status != 200:
                         raise SetupError(f"registering {MODEL} failed: HTTP {status} {answer}")
                     print(f"  time to first byte at c={args.ttfb_concurrency} ...", file=sys.stderr, flush=True)
-                    few = {"concurrency": args.ttfb_concurrency, "ramp": 1.0, "duration": args.ttfb_duration,
-                           "timeout": single_timeout}
+                    few = {
+                        "concurrency": args.ttfb_concurrency,
+                        "ramp": 1.0,
+                        "duration": args.ttfb_duration,
+                        "timeout": single_timeout,
+                    }
                     direct = asyncio.run(load(upstream_port, **few))
                     through = asyncio.run(load(gateway.port, **few))
-                    print(f"  {args.concurrency} concurrent streams for {args.duration:g} s ...", file=sys.stderr, flush=True)
+                    print(
+                        f"  {args.concurrency} concurrent streams for {args.duration:g} s ...",
+                        file=sys.stderr,
+                        flush=True,
+                    )
                     sampler = MemorySampler(gateway.process.pid)
                     idle_rss, processes = process_tree_rss(gateway.process.pid)
                     sampler.start()
-                    held = asyncio.run(load(gateway.port, concurrency=args.concurrency, ramp=args.ramp,
-                                            duration=args.duration, timeout=STREAM_SECONDS * 15))
+                    held = asyncio.run(
+                        load(
+                            gateway.port,
+                            concurrency=args.concurrency,
+                            ramp=args.ramp,
+                            duration=args.duration,
+                            timeout=STREAM_SECONDS * 15,
+                        )
+                    )
                     sampler.stop()
         except SetupError as exc:
             print(f"benchmark setup failed: {exc}", file=sys.stderr)
@@ -202,10 +221,14 @@ def main(argv: list[str] | None = None) -> int:
     print()
     added = through.percentile_ms(through.ttfb, 0.5) - direct.percentile_ms(direct.ttfb, 0.5)
     print(f"time to first byte through the gateway: +{added:.2f} ms at p50 over direct (c={args.ttfb_concurrency})")
-    print(f"{args.concurrency} concurrent streams of {CHUNKS} chunks over {STREAM_SECONDS:g} s: "
-          f"{len(held.durations)} completed, {sum(held.errors.values())} errors {dict(held.errors) or ''} (target: 0)")
-    print(f"gateway memory: {idle_rss / 2**20:.0f} MiB before, peak {sampler.peak / 2**20:.0f} MiB RSS while holding "
-          f"the streams (gunicorn master + {processes - 1} workers)")
+    print(
+        f"{args.concurrency} concurrent streams of {CHUNKS} chunks over {STREAM_SECONDS:g} s: "
+        f"{len(held.durations)} completed, {sum(held.errors.values())} errors {dict(held.errors) or ''} (target: 0)"
+    )
+    print(
+        f"gateway memory: {idle_rss / 2**20:.0f} MiB before, peak {sampler.peak / 2**20:.0f} MiB RSS while holding "
+        f"the streams (gunicorn master + {processes - 1} workers)"
+    )
     return 0
 
 

@@ -29,18 +29,33 @@ from registry.models import Worker  # noqa: E402
 WORDS = [f"word{number} " for number in range(20)]
 TEXT = "".join(WORDS)
 CHAT = {
-    "model": "bench", "temperature": 0.2, "max_tokens": 64,
-    "messages": [{"role": "system", "content": "Be terse."}, {"role": "user", "content": "Hi"},
-                 {"role": "assistant", "content": "Hello."}, {"role": "user", "content": "What is the weather?"}],
-    "tools": [{"type": "function", "function": {"name": "get_weather", "description": "weather",
-                                                "parameters": {"type": "object", "properties": {"city": {"type": "string"}}}}}],
+    "model": "bench",
+    "temperature": 0.2,
+    "max_tokens": 64,
+    "messages": [
+        {"role": "system", "content": "Be terse."},
+        {"role": "user", "content": "Hi"},
+        {"role": "assistant", "content": "Hello."},
+        {"role": "user", "content": "What is the weather?"},
+    ],
+    "tools": [
+        {
+            "type": "function",
+            "function": {
+                "name": "get_weather",
+                "description": "weather",
+                "parameters": {"type": "object", "properties": {"city": {"type": "string"}}},
+            },
+        }
+    ],
 }
 STREAM_CHAT = {**CHAT, "stream": True, "stream_options": {"include_usage": True}}
 
 
 def _response(document: dict) -> UpstreamResponse:
-    return UpstreamResponse(status=200, content=json.dumps(document).encode(), content_type="application/json",
-                            seconds=0.001)
+    return UpstreamResponse(
+        status=200, content=json.dumps(document).encode(), content_type="application/json", seconds=0.001
+    )
 
 
 def _sse(name: str | None, document: dict | str) -> bytes:
@@ -48,34 +63,78 @@ def _sse(name: str | None, document: dict | str) -> bytes:
     return (f"event: {name}\n" if name else "").encode() + f"data: {data}\n\n".encode()
 
 
-OPENAI_ANSWER = {"id": "x", "object": "chat.completion", "created": 1, "model": "m",
-                 "choices": [{"index": 0, "message": {"role": "assistant", "content": TEXT}, "finish_reason": "stop"}],
-                 "usage": {"prompt_tokens": 9, "completion_tokens": 20, "total_tokens": 29}}
+OPENAI_ANSWER = {
+    "id": "x",
+    "object": "chat.completion",
+    "created": 1,
+    "model": "m",
+    "choices": [{"index": 0, "message": {"role": "assistant", "content": TEXT}, "finish_reason": "stop"}],
+    "usage": {"prompt_tokens": 9, "completion_tokens": 20, "total_tokens": 29},
+}
 ANSWERS = {
     "openai": OPENAI_ANSWER,
     "tgi": OPENAI_ANSWER,
-    "anthropic": {"id": "msg", "type": "message", "role": "assistant", "model": "m",
-                  "content": [{"type": "text", "text": TEXT}], "stop_reason": "end_turn",
-                  "usage": {"input_tokens": 9, "output_tokens": 20}},
-    "ollama": {"model": "m", "created_at": "2024-01-01T00:00:00Z", "message": {"role": "assistant", "content": TEXT},
-               "done": True, "done_reason": "stop", "prompt_eval_count": 9, "eval_count": 20},
+    "anthropic": {
+        "id": "msg",
+        "type": "message",
+        "role": "assistant",
+        "model": "m",
+        "content": [{"type": "text", "text": TEXT}],
+        "stop_reason": "end_turn",
+        "usage": {"input_tokens": 9, "output_tokens": 20},
+    },
+    "ollama": {
+        "model": "m",
+        "created_at": "2024-01-01T00:00:00Z",
+        "message": {"role": "assistant", "content": TEXT},
+        "done": True,
+        "done_reason": "stop",
+        "prompt_eval_count": 9,
+        "eval_count": 20,
+    },
     "template": {"data": {"items": [{"attributes": {"answer": TEXT}}]}},
 }
 STREAMS = {
     "anthropic": [
         _sse("message_start", {"type": "message_start", "message": {"usage": {"input_tokens": 9, "output_tokens": 1}}}),
-        _sse("content_block_start", {"type": "content_block_start", "index": 0, "content_block": {"type": "text", "text": ""}}),
-        *(_sse("content_block_delta", {"type": "content_block_delta", "index": 0,
-                                       "delta": {"type": "text_delta", "text": word}}) for word in WORDS),
+        _sse(
+            "content_block_start",
+            {"type": "content_block_start", "index": 0, "content_block": {"type": "text", "text": ""}},
+        ),
+        *(
+            _sse(
+                "content_block_delta",
+                {"type": "content_block_delta", "index": 0, "delta": {"type": "text_delta", "text": word}},
+            )
+            for word in WORDS
+        ),
         _sse("content_block_stop", {"type": "content_block_stop", "index": 0}),
-        _sse("message_delta", {"type": "message_delta", "delta": {"stop_reason": "end_turn"}, "usage": {"output_tokens": 20}}),
+        _sse(
+            "message_delta",
+            {"type": "message_delta", "delta": {"stop_reason": "end_turn"}, "usage": {"output_tokens": 20}},
+        ),
         _sse("message_stop", {"type": "message_stop"}),
     ],
     "ollama": [
-        *(json.dumps({"model": "m", "message": {"role": "assistant", "content": word}, "done": False},
-                     separators=(",", ":")).encode() + b"\n" for word in WORDS),
-        json.dumps({"model": "m", "message": {"role": "assistant", "content": ""}, "done": True, "done_reason": "stop",
-                    "prompt_eval_count": 9, "eval_count": 20}, separators=(",", ":")).encode() + b"\n",
+        *(
+            json.dumps(
+                {"model": "m", "message": {"role": "assistant", "content": word}, "done": False}, separators=(",", ":")
+            ).encode()
+            + b"\n"
+            for word in WORDS
+        ),
+        json.dumps(
+            {
+                "model": "m",
+                "message": {"role": "assistant", "content": ""},
+                "done": True,
+                "done_reason": "stop",
+                "prompt_eval_count": 9,
+                "eval_count": 20,
+            },
+            separators=(",", ":"),
+        ).encode()
+        + b"\n",
     ],
 }
 
@@ -83,8 +142,12 @@ STREAMS = {
 def workers() -> dict[str, Worker]:
     base = {"req_url_template": "http://127.0.0.1:9", "headers": {"x-api-key": "k"}, "model_name": "bench", "id": 1}
     return {
-        "template": Worker(kind="template", body={"input": "{USER_PROMPT}", "model": "{MODEL_NAME}"},
-                           response_extract="data.items[].attributes.answer", **base),
+        "template": Worker(
+            kind="template",
+            body={"input": "{USER_PROMPT}", "model": "{MODEL_NAME}"},
+            response_extract="data.items[].attributes.answer",
+            **base,
+        ),
         "openai": Worker(kind="openai", **base),
         "anthropic": Worker(kind="anthropic", **base),
         "ollama": Worker(kind="ollama", **base),

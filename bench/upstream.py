@@ -19,9 +19,6 @@ import http
 import json
 import socket
 
-
-
-
 OTLP_TRACES_PATH = "/v1/traces"
 
 
@@ -80,8 +77,13 @@ def http_chunk(data: bytes) -> bytes:
 
 
 def stream_event(index: int) -> bytes:
-    chunk = {"id": "chatcmpl-bench", "object": "chat.completion.chunk", "created": 0, "model": "bench",
-             "choices": [{"index": 0, "delta": {"content": f"token{index} "}, "finish_reason": None}]}
+    chunk = {
+        "id": "chatcmpl-bench",
+        "object": "chat.completion.chunk",
+        "created": 0,
+        "model": "bench",
+        "choices": [{"index": 0, "delta": {"content": f"token{index} "}, "finish_reason": None}],
+    }
     return b"data: " + json.dumps(chunk).encode() + b"\n\n"
 
 

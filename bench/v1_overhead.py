@@ -50,26 +50,35 @@ def main() -> None:
     call_command("migrate", verbosity=0)
     upstream = FakeUpstream().start()
     client = Client()
-    seed = {"model_name": "tpl", "req_url_template": upstream.on("/gen", json=SEED_ANSWER),
-            "body": {"input": "{USER_PROMPT}"}, "response_extract": "data.items[].attributes.answer"}
+    seed = {
+        "model_name": "tpl",
+        "req_url_template": upstream.on("/gen", json=SEED_ANSWER),
+        "body": {"input": "{USER_PROMPT}"},
+        "response_extract": "data.items[].attributes.answer",
+    }
     assert client.post("/api/server/register", seed, content_type="application/json").status_code == 200
     base = OpenAIServer().install(upstream)
     openai = {"model_name": "gpt", "preset": "openai", "base_url": base, "upstream_model": "up-model"}
     assert client.post("/api/server/register", openai, content_type="application/json").status_code == 200
 
     def seed_call():
-        response = client.post("/api/v1/chat/completions", {"model_name": "tpl", "input": "hi"},
-                               content_type="application/json")
+        response = client.post(
+            "/api/v1/chat/completions", {"model_name": "tpl", "input": "hi"}, content_type="application/json"
+        )
         assert response.status_code == 200, response.content
 
     def v1(model: str, stream: bool):
         def call():
-            response = client.post("/v1/chat/completions", {"model": model, "messages": CHAT, "stream": stream},
-                                   content_type="application/json")
+            response = client.post(
+                "/v1/chat/completions",
+                {"model": model, "messages": CHAT, "stream": stream},
+                content_type="application/json",
+            )
             assert response.status_code == 200, response.content
             if stream:
                 body = b"".join(response.streaming_content)
                 assert body.endswith(b"data: [DONE]\n\n"), body[-200:]
+
         return call
 
     scenarios = {
@@ -92,7 +101,7 @@ def main() -> None:
                 import pstats
 
                 profile = cProfile.Profile()
-                profile.runcall(lambda: [call() for _ in range(args.requests)])
+                profile.runcall(lambda call=call: [call() for _ in range(args.requests)])
                 pstats.Stats(profile).sort_stats("cumulative").print_stats(45)
                 continue
             rounds = []

@@ -22,7 +22,18 @@ class ReadOnlyAdmin(admin.ModelAdmin):
 
 @admin.register(RequestLog)
 class RequestLogAdmin(ReadOnlyAdmin):
-    list_display = ("created_at", "model_name", "worker_id", "status", "error_code", "latency_ms", "upstream_ms", "attempts", "total_tokens", "request_id")
+    list_display = (
+        "created_at",
+        "model_name",
+        "worker_id",
+        "status",
+        "error_code",
+        "latency_ms",
+        "upstream_ms",
+        "attempts",
+        "total_tokens",
+        "request_id",
+    )
     list_filter = ("model_name", "status", "stream")
     search_fields = ("request_id",)
     ordering = ("-created_at",)

@@ -54,31 +54,59 @@ def line_chart(
         format_html(
             '<svg class="chart" role="img" aria-label="{}" viewBox="0 0 {} {}" width="{}" height="{}" '
             'xmlns="http://www.w3.org/2000/svg" font-family="sans-serif" font-size="11">',
-            title, WIDTH, HEIGHT, WIDTH, HEIGHT,
+            title,
+            WIDTH,
+            HEIGHT,
+            WIDTH,
+            HEIGHT,
         ),
         format_html("<title>{}</title>", title),
     ]
     for fraction in (0, 0.5, 1):
         level = y(top * fraction)
-        parts.append(format_html('<line x1="{}" x2="{}" y1="{}" y2="{}" stroke="#dadce0"/>', LEFT, WIDTH - RIGHT, _n(level), _n(level)))
-        parts.append(format_html('<text x="{}" y="{}" text-anchor="end" fill="#5f6368">{}</text>', LEFT - 6, _n(level + 4), value_format(top * fraction)))
+        parts.append(
+            format_html(
+                '<line x1="{}" x2="{}" y1="{}" y2="{}" stroke="#dadce0"/>', LEFT, WIDTH - RIGHT, _n(level), _n(level)
+            )
+        )
+        parts.append(
+            format_html(
+                '<text x="{}" y="{}" text-anchor="end" fill="#5f6368">{}</text>',
+                LEFT - 6,
+                _n(level + 4),
+                value_format(top * fraction),
+            )
+        )
     for index in sorted({0, count // 2, count - 1}) if count else ():
         parts.append(
-            format_html('<text x="{}" y="{}" text-anchor="middle" fill="#5f6368">{}</text>', _n(x(index)), HEIGHT - 8, f"{starts[index]:%H:%M}")
+            format_html(
+                '<text x="{}" y="{}" text-anchor="middle" fill="#5f6368">{}</text>',
+                _n(x(index)),
+                HEIGHT - 8,
+                f"{starts[index]:%H:%M}",
+            )
         )
     for line in series:
         for run in _runs(line.values):
             if len(run) == 1:
                 index, value = run[0]
-                parts.append(format_html('<circle cx="{}" cy="{}" r="2.5" fill="{}"/>', _n(x(index)), _n(y(value)), line.color))
+                parts.append(
+                    format_html('<circle cx="{}" cy="{}" r="2.5" fill="{}"/>', _n(x(index)), _n(y(value)), line.color)
+                )
             else:
                 points = " ".join(f"{x(index):.1f},{y(value):.1f}" for index, value in run)
-                parts.append(format_html('<polyline points="{}" fill="none" stroke="{}" stroke-width="1.8"/>', points, line.color))
+                parts.append(
+                    format_html(
+                        '<polyline points="{}" fill="none" stroke="{}" stroke-width="1.8"/>', points, line.color
+                    )
+                )
     parts.append(mark_safe("</svg>"))
     return mark_safe("".join(parts))
 
 
-def timeline(*, states: Sequence[str], starts: Sequence[datetime], label: str, width: int = WIDTH, height: int = 18) -> SafeString:
+def timeline(
+    *, states: Sequence[str], starts: Sequence[datetime], label: str, width: int = WIDTH, height: int = 18
+) -> SafeString:
     """A strip of coloured cells, one per bucket: up, flapping, down, or nothing seen."""
     count = max(len(states), 1)
     cell = width / count
@@ -87,14 +115,23 @@ def timeline(*, states: Sequence[str], starts: Sequence[datetime], label: str, w
             # Stretched to its column's width: the cells are a strip, their proportions do not matter.
             '<svg class="timeline" role="img" aria-label="{}" viewBox="0 0 {} {}" width="{}" height="{}" '
             'preserveAspectRatio="none" xmlns="http://www.w3.org/2000/svg">',
-            label, width, height, width, height,
+            label,
+            width,
+            height,
+            width,
+            height,
         )
     ]
     for index, state in enumerate(states):
         parts.append(
             format_html(
                 '<rect x="{}" y="0" width="{}" height="{}" fill="{}"><title>{} {}</title></rect>',
-                _n(index * cell), _n(cell + 0.3), height, STATE_COLORS[state], f"{starts[index]:%H:%M}", state,
+                _n(index * cell),
+                _n(cell + 0.3),
+                height,
+                STATE_COLORS[state],
+                f"{starts[index]:%H:%M}",
+                state,
             )
         )
     parts.append(mark_safe("</svg>"))
@@ -104,7 +141,11 @@ def timeline(*, states: Sequence[str], starts: Sequence[datetime], label: str, w
 def legend(series: Sequence[Series]) -> SafeString:
     return mark_safe(
         "".join(
-            format_html('<span class="legend-item"><span class="swatch" style="background:{}"></span>{}</span>', line.color, line.label)
+            format_html(
+                '<span class="legend-item"><span class="swatch" style="background:{}"></span>{}</span>',
+                line.color,
+                line.label,
+            )
             for line in series
         )
     )

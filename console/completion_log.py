@@ -147,7 +147,9 @@ def refused_entry(request: HttpRequest, response: Any, *, started: float, starte
     from accounts.authentication import presented_key
     from accounts.keys import key_prefix
 
-    entry = CompletionEntry(model_name=_model_asked_for(request), stream=False, prompt="", started_at=started_at, started=started)
+    entry = CompletionEntry(
+        model_name=_model_asked_for(request), stream=False, prompt="", started_at=started_at, started=started
+    )
     entry.client_key_prefix = key_prefix(presented_key(request))
     entry.error_code, entry.error = _error_of(response)
     return entry
@@ -162,7 +164,7 @@ def _model_asked_for(request: HttpRequest) -> str:
         if int(request.META["CONTENT_LENGTH"]) > 65536:
             return ""
         body = json.loads(request.body)
-    except Exception:  # noqa: BLE001 - unreadable, too deep, not JSON: the row goes without a model
+    except Exception:
         return ""
     model = body.get("model_name") or body.get("model") if isinstance(body, dict) else None
     return model[:200] if isinstance(model, str) else ""
@@ -180,12 +182,16 @@ def _error_of(response: Any) -> tuple[str, str]:
         return f"http_{response.status_code}", ""
     message = body.get("msg") or body.get("error", {})
     if isinstance(message, dict):  # the OpenAI-shaped error of /v1
-        return str(message.get("code") or message.get("type") or f"http_{response.status_code}")[:64], str(message.get("message", ""))[:_MAX_ERROR_CHARS]
+        return str(message.get("code") or message.get("type") or f"http_{response.status_code}")[:64], str(
+            message.get("message", "")
+        )[:_MAX_ERROR_CHARS]
     return str(body.get("code") or f"http_{response.status_code}")[:64], str(message)[:_MAX_ERROR_CHARS]
 
 
 @contextmanager
-def completion_logged(request: Any, *, model_name: str, prompt: str = "", stream: bool = False) -> Iterator[CompletionEntry]:
+def completion_logged(
+    request: Any, *, model_name: str, prompt: str = "", stream: bool = False
+) -> Iterator[CompletionEntry]:
     """Record the completion made inside the block; see the module's docstring."""
     django_request: HttpRequest = getattr(request, "_request", request)  # DRF wraps Django's
     entry = CompletionEntry(model_name=model_name, stream=stream, prompt=prompt)

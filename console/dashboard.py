@@ -9,7 +9,7 @@ an upstream failed; 4xx answers are the client's to fix.
 
 from collections import defaultdict
 from dataclasses import dataclass, field
-from datetime import datetime, timezone
+from datetime import UTC, datetime
 
 from django.db.models import Case, Count, F, IntegerField, Sum, Value, When
 from django.db.models.functions import Cast
@@ -55,7 +55,7 @@ class Span:
 
     def start_of(self, index: int) -> datetime:
         minute = (self.first_bucket + index) * self.window.bucket_minutes
-        return datetime.fromtimestamp(minute * 60, tz=timezone.utc)
+        return datetime.fromtimestamp(minute * 60, tz=UTC)
 
     def bucket_expression(self):
         # Integer division in SQL on both databases: minute and width are integers.
@@ -220,7 +220,9 @@ class WorkerStats:
 def worker_stats(*, span: Span) -> list[WorkerStats]:
     """Per worker: traffic and probes per bucket (two GROUP BYs), and its last errors."""
     window = span.window
-    stats = {worker.pk: WorkerStats(worker, [WorkerCell() for _ in range(window.buckets)]) for worker in Worker.objects.all()}
+    stats = {
+        worker.pk: WorkerStats(worker, [WorkerCell() for _ in range(window.buckets)]) for worker in Worker.objects.all()
+    }
     traffic = (
         # Grouped by worker_id + 0, not worker_id: SQLite would otherwise walk the foreign key's
         # index to get the grouping order and read every row of the table (1 s on a million

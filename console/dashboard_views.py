@@ -6,9 +6,9 @@ from django.utils import timezone
 
 from console import charts
 from console.dashboard import WINDOWS, Span, model_stats, unregistered_grouped, worker_stats
-from registry.worker_health import worker_health
 from inference.routing_state import routing_state
 from registry.models import Worker
+from registry.worker_health import worker_health
 
 
 def dashboard(request):
@@ -26,12 +26,24 @@ def dashboard(request):
     for index, stats in enumerate(models):
         color = charts.color_for(index)
         series["requests"].append(charts.Series(stats.model_name, color, stats.requests_per_minute()))
-        series["errors"].append(charts.Series(stats.model_name, color, [_percent(rate) for rate in stats.error_rates()]))
+        series["errors"].append(
+            charts.Series(stats.model_name, color, [_percent(rate) for rate in stats.error_rates()])
+        )
         series["p50"].append(charts.Series(stats.model_name, color, stats.latency_percentiles(0.5)))
         series["p95"].append(charts.Series(stats.model_name, color, stats.latency_percentiles(0.95)))
     model_charts = [
-        ("Requests per minute", charts.line_chart(title="Requests per minute", series=series["requests"], starts=starts, value_format=_number)),
-        ("Error rate (5xx)", charts.line_chart(title="Error rate", series=series["errors"], starts=starts, value_format=_percent_label, minimum_top=1)),
+        (
+            "Requests per minute",
+            charts.line_chart(
+                title="Requests per minute", series=series["requests"], starts=starts, value_format=_number
+            ),
+        ),
+        (
+            "Error rate (5xx)",
+            charts.line_chart(
+                title="Error rate", series=series["errors"], starts=starts, value_format=_percent_label, minimum_top=1
+            ),
+        ),
         ("p50 latency", charts.line_chart(title="p50 latency", series=series["p50"], starts=starts, value_format=_ms)),
         ("p95 latency", charts.line_chart(title="p95 latency", series=series["p95"], starts=starts, value_format=_ms)),
     ]
@@ -54,7 +66,12 @@ def dashboard(request):
         "window": window,
         "windows": WINDOWS.values(),
         "models": [
-            {"stats": stats, "color": charts.color_for(index), "p50": stats.overall.percentile(0.5), "p95": stats.overall.percentile(0.95)}
+            {
+                "stats": stats,
+                "color": charts.color_for(index),
+                "p50": stats.overall.percentile(0.5),
+                "p95": stats.overall.percentile(0.95),
+            }
             for index, stats in enumerate(models)
         ],
         "unregistered": unregistered,

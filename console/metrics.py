@@ -73,7 +73,13 @@ class InFlight:
 
 
 def observe_completion(
-    *, model_name: str, worker_id: int | None, status: int, seconds: float, upstream_seconds: float | None, code: str = ""
+    *,
+    model_name: str,
+    worker_id: int | None,
+    status: int,
+    seconds: float,
+    upstream_seconds: float | None,
+    code: str = "",
 ) -> None:
     worker = "" if worker_id is None else str(worker_id)
     model_name = model_label(model_name)
@@ -93,7 +99,9 @@ class WorkerStateCollector(Collector):
         labels = ["worker", "model"]
         healthy = GaugeMetricFamily("mmm_worker_healthy", "1 if the worker's health state is healthy.", labels=labels)
         unhealthy = GaugeMetricFamily(
-            "mmm_worker_unhealthy", "1 if probes took the worker out of rotation (health state unhealthy).", labels=labels
+            "mmm_worker_unhealthy",
+            "1 if probes took the worker out of rotation (health state unhealthy).",
+            labels=labels,
         )
         routable = GaugeMetricFamily(
             "mmm_worker_routable",
@@ -107,31 +115,42 @@ class WorkerStateCollector(Collector):
         last_probe_time = GaugeMetricFamily(
             "mmm_worker_last_probe_timestamp_seconds", "When the worker was last probed (Unix time).", labels=labels
         )
-        failures = GaugeMetricFamily(
-            "mmm_worker_consecutive_probe_failures", "Failed probes in a row.", labels=labels
-        )
+        failures = GaugeMetricFamily("mmm_worker_consecutive_probe_failures", "Failed probes in a row.", labels=labels)
         latency = GaugeMetricFamily(
             "mmm_worker_probe_latency_seconds", "Moving average of the worker's probe latency.", labels=labels
         )
         # Live traffic, shared by every process through the routing state: one read for all.
         ejected = GaugeMetricFamily(
-            "mmm_worker_ejected", "1 while live-traffic failures keep the worker ejected (docs/routing.md).", labels=labels
+            "mmm_worker_ejected",
+            "1 while live-traffic failures keep the worker ejected (docs/routing.md).",
+            labels=labels,
         )
         in_flight_now = GaugeMetricFamily(
             "mmm_worker_in_flight", "Requests at the worker now, over all gateway processes.", labels=labels
         )
         latency_ewma = GaugeMetricFamily(
-            "mmm_worker_latency_ewma_seconds", "The peak-EWMA latency the least_loaded strategy balances on.", labels=labels
+            "mmm_worker_latency_ewma_seconds",
+            "The peak-EWMA latency the least_loaded strategy balances on.",
+            labels=labels,
         )
-        rows = list(Worker.objects.values_list(
-            "pk", "model_name", "health_state", "enabled", "weight", "last_probe_at",
-            "consecutive_failures", "consecutive_successes", "latency_ms",
-        ))
+        rows = list(
+            Worker.objects.values_list(
+                "pk",
+                "model_name",
+                "health_state",
+                "enabled",
+                "weight",
+                "last_probe_at",
+                "consecutive_failures",
+                "consecutive_successes",
+                "latency_ms",
+            )
+        )
         routable_ids = set(Worker.objects.routable().values_list("pk", flat=True))  # the one definition
         state_now = routing_state()
         traffic = state_now.snapshot([row[0] for row in rows])
         now = state_now.clock()
-        for pk, model_name, state, enabled, weight_value, probed_at, failed, passed, latency_ms in rows:
+        for pk, model_name, state, _enabled, weight_value, probed_at, failed, passed, latency_ms in rows:
             values = [str(pk), model_name]
             healthy.add_metric(values, float(state == HealthState.HEALTHY))
             unhealthy.add_metric(values, float(state == HealthState.UNHEALTHY))
@@ -148,8 +167,19 @@ class WorkerStateCollector(Collector):
             in_flight_now.add_metric(values, float(seen.in_flight))
             if seen.latency_ewma_ms is not None:
                 latency_ewma.add_metric(values, seen.latency_ewma_ms / 1000)
-        yield from (healthy, unhealthy, routable, weight, last_probe_ok, last_probe_time, failures, latency,
-                    ejected, in_flight_now, latency_ewma)
+        yield from (
+            healthy,
+            unhealthy,
+            routable,
+            weight,
+            last_probe_ok,
+            last_probe_time,
+            failures,
+            latency,
+            ejected,
+            in_flight_now,
+            latency_ewma,
+        )
 
 
 class _ProcessRegistry(Collector):

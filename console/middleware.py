@@ -42,7 +42,9 @@ class RequestContextMiddleware:
         response[HEADER] = request_id
         # Refused before the view logged it (keys, limits, body checks): counted all the same, so
         # the log and the metrics show an outage's errors.
-        entry = getattr(request, ENTRY_ATTRIBUTE, None) or refused_entry(request, response, started=started, started_at=started_at)
+        entry = getattr(request, ENTRY_ATTRIBUTE, None) or refused_entry(
+            request, response, started=started, started_at=started_at
+        )
         if response.streaming:
             # A stream's status is sent at once but its time runs until the last chunk: finish
             # when the server closes the response.
@@ -51,7 +53,9 @@ class RequestContextMiddleware:
             self._finish(request, response, entry, started)
         return response
 
-    def _finish(self, request: HttpRequest, response: HttpResponse, entry: CompletionEntry | None, started: float) -> None:
+    def _finish(
+        self, request: HttpRequest, response: HttpResponse, entry: CompletionEntry | None, started: float
+    ) -> None:
         fields = {
             "request_id": request.request_id,
             "method": request.method,

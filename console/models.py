@@ -67,9 +67,7 @@ class RequestLog(models.Model):
     class Meta:
         indexes = [
             # console.dashboard.model_series: the window's rows by minute, answered from the index.
-            models.Index(
-                fields=["minute", "model_name", "latency_class", "status"], name="requestlog_dashboard"
-            ),
+            models.Index(fields=["minute", "model_name", "latency_class", "status"], name="requestlog_dashboard"),
             # console.dashboard.worker_traffic.
             models.Index(fields=["minute", "worker", "status"], name="requestlog_worker_traffic"),
             # console.dashboard.worker_last_errors: the newest errors of one worker.

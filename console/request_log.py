@@ -73,7 +73,9 @@ class RequestLogWriter:
             self.dropped += 1
             metrics.LOG_DROPPED.inc()
             if self.dropped == 1 or self.dropped % 1000 == 0:
-                logger.error("request log queue is full (%d rows): %d row(s) dropped so far", self.max_queue, self.dropped)
+                logger.error(
+                    "request log queue is full (%d rows): %d row(s) dropped so far", self.max_queue, self.dropped
+                )
             return
         self._queue.append(row)
         if self.background:
@@ -97,7 +99,9 @@ class RequestLogWriter:
                             # A row that has an id was inserted by a try whose commit may have
                             # happened unheard (the connection broke on the way back): it must
                             # not be written twice, nor fail its batch for ever.
-                            RequestLog.objects.bulk_create(batch, ignore_conflicts=any(row.pk is not None for row in batch))
+                            RequestLog.objects.bulk_create(
+                                batch, ignore_conflicts=any(row.pk is not None for row in batch)
+                            )
                     except Exception:
                         self._queue.extendleft(reversed(batch))
                         raise

@@ -43,9 +43,7 @@ def parse_path(path: str) -> tuple[Step, ...]:
     for position, segment in enumerate(path.split(".")):
         match = _SEGMENT.fullmatch(segment)
         if not match:
-            raise PathSyntaxError(
-                f"segment {position + 1} ({segment!r}) is not a key optionally followed by [N] or []"
-            )
+            raise PathSyntaxError(f"segment {position + 1} ({segment!r}) is not a key optionally followed by [N] or []")
         key, indexes = match.group("key"), match.group("indexes")
         if not key and not indexes:
             raise PathSyntaxError(f"segment {position + 1} is empty (two dots in a row, or a dot at an end)")

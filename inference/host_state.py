@@ -17,8 +17,8 @@ import json
 import logging
 import os
 import queue
-import socket
 import selectors
+import socket
 import sys
 import threading
 import time
@@ -73,8 +73,15 @@ class _State:
             return asdict(routing.finish(**args))
         if method == "round_robin_pick":
             return routing.round_robin_pick(group=args["group"], weights={int(k): v for k, v in args["weights"]})
-        if method in ("extend", "cool_down", "readmit", "budget_record_request", "budget_take_retry",
-                      "budget_release_retry", "reset"):
+        if method in (
+            "extend",
+            "cool_down",
+            "readmit",
+            "budget_record_request",
+            "budget_take_retry",
+            "budget_release_retry",
+            "reset",
+        ):
             return getattr(routing, method)(**args)
         raise ValueError(f"unknown method {method!r}")
 
@@ -83,7 +90,7 @@ def _answer(state: _State, line: bytes) -> bytes:
     try:
         message = json.loads(line)
         reply = {"r": state.call(message["m"], message.get("a", {}))}
-    except Exception as exc:  # noqa: BLE001 - a bad call is answered, never kills the server
+    except Exception as exc:
         reply = {"e": f"{type(exc).__name__}: {exc}"}
     return json.dumps(reply).encode() + b"\n"
 
@@ -237,24 +244,51 @@ class HostRoutingState:
         result, local = self._or_local("snapshot", worker_ids=list(worker_ids))
         return result if local else {worker_id: Traffic(**fields) for worker_id, fields in result}
 
-    def acquire(self, *, worker_id: int, token: str, hold_until: float, max_inflight: int | None, panic: bool) -> Acquired:
-        result, _ = self._or_local("acquire", worker_id=worker_id, token=token, hold_until=hold_until,
-                                   max_inflight=max_inflight, panic=panic)
+    def acquire(
+        self, *, worker_id: int, token: str, hold_until: float, max_inflight: int | None, panic: bool
+    ) -> Acquired:
+        result, _ = self._or_local(
+            "acquire", worker_id=worker_id, token=token, hold_until=hold_until, max_inflight=max_inflight, panic=panic
+        )
         return Acquired(result)
 
     def extend(self, *, worker_id: int, token: str, hold_until: float) -> None:
         self._or_local("extend", worker_id=worker_id, token=token, hold_until=hold_until)
 
-    def finish(self, *, worker_id: int, token: str, outcome: Outcome, latency_ms: float | None, reason: str,
-               model_worker_ids: Sequence[int], policy: EjectionPolicy) -> Finished:
+    def finish(
+        self,
+        *,
+        worker_id: int,
+        token: str,
+        outcome: Outcome,
+        latency_ms: float | None,
+        reason: str,
+        model_worker_ids: Sequence[int],
+        policy: EjectionPolicy,
+    ) -> Finished:
         try:
-            return Finished(**self.call(
-                "finish", worker_id=worker_id, token=token, outcome=outcome.value, latency_ms=latency_ms,
-                reason=reason, model_worker_ids=list(model_worker_ids), policy=asdict(policy),
-            ))
+            return Finished(
+                **self.call(
+                    "finish",
+                    worker_id=worker_id,
+                    token=token,
+                    outcome=outcome.value,
+                    latency_ms=latency_ms,
+                    reason=reason,
+                    model_worker_ids=list(model_worker_ids),
+                    policy=asdict(policy),
+                )
+            )
         except HostStateUnavailable:
-            return self._fallback.finish(worker_id=worker_id, token=token, outcome=outcome, latency_ms=latency_ms,
-                                         reason=reason, model_worker_ids=model_worker_ids, policy=policy)
+            return self._fallback.finish(
+                worker_id=worker_id,
+                token=token,
+                outcome=outcome,
+                latency_ms=latency_ms,
+                reason=reason,
+                model_worker_ids=model_worker_ids,
+                policy=policy,
+            )
 
     def cool_down(self, *, worker_id: int, seconds: float) -> None:
         self._or_local("cool_down", worker_id=worker_id, seconds=seconds)

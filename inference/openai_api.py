@@ -9,6 +9,7 @@ from rest_framework.response import Response
 
 from mmm.api_errors import api_exception_handler, openai_error_type
 
+
 def error_body(*, message: str, code: str, status: int, param: str | None = None) -> dict:
     return {"error": {"message": message, "type": openai_error_type(status), "param": param, "code": code}}
 

@@ -26,7 +26,7 @@ if TYPE_CHECKING:
 
 logger = logging.getLogger("mmm.openai")
 
-__all__ = ["Answer", "EVENT_STREAM", "JSON", "chat_completion_answer", "openai_passthrough_answer"]
+__all__ = ["EVENT_STREAM", "JSON", "Answer", "chat_completion_answer", "openai_passthrough_answer"]
 
 
 class NotServedByThisModelsWorkers(ModelCannotServe):
@@ -39,7 +39,11 @@ class NotServedByThisModelsWorkers(ModelCannotServe):
 
 
 def chat_completion_answer(
-    *, model_name: str, body: dict, messages: list[dict], stream: bool,
+    *,
+    model_name: str,
+    body: dict,
+    messages: list[dict],
+    stream: bool,
 ) -> Answer:
     """Answer one /v1/chat/completions request (``body`` is the client's whole request, the
     neutral request every protocol reads; ``messages`` is its ``messages``)."""
@@ -79,6 +83,13 @@ def _answer_with_failover(
 
     routed = routed_call(model_name=model_name, call=call, accept=accept, refuse=refuse)
     answer = dataclasses.replace(routed.value, record=dataclasses.replace(routed.record, outcome=routed.value.outcome))
-    logger.info("model=%s answered_by_model=%s worker=%s attempts=%d status=%d stream=%s",
-                model_name, routed.model_name, routed.worker.pk, routed.attempts, answer.status, answer.stream is not None)
+    logger.info(
+        "model=%s answered_by_model=%s worker=%s attempts=%d status=%d stream=%s",
+        model_name,
+        routed.model_name,
+        routed.worker.pk,
+        routed.attempts,
+        answer.status,
+        answer.stream is not None,
+    )
     return answer

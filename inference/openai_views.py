@@ -64,13 +64,15 @@ class ChatCompletionsView(OpenAIView):
         data = serializer.validated_data
         prompt = templating.chat_values(request.data["messages"])[templating.USER_PROMPT]
         with completion_logged(request, model_name=data["model"], prompt=prompt, stream=data["stream"]) as entry:
-            answer = entry.answered(chat_completion_answer(
-                model_name=data["model"],
-                body=request.data,
-                # The messages as sent: content parts and tool calls included.
-                messages=request.data["messages"],
-                stream=data["stream"],
-            ))
+            answer = entry.answered(
+                chat_completion_answer(
+                    model_name=data["model"],
+                    body=request.data,
+                    # The messages as sent: content parts and tool calls included.
+                    messages=request.data["messages"],
+                    stream=data["stream"],
+                )
+            )
         return _respond(answer)
 
 
@@ -84,7 +86,9 @@ class OpenAIPassthroughView(OpenAIView):
         serializer.is_valid(raise_exception=True)
         data = serializer.validated_data
         with completion_logged(request, model_name=data["model"], stream=data["stream"]) as entry:
-            answer = entry.answered(openai_passthrough_answer(
-                model_name=data["model"], endpoint=self.endpoint, body=request.data, stream=data["stream"]
-            ))
+            answer = entry.answered(
+                openai_passthrough_answer(
+                    model_name=data["model"], endpoint=self.endpoint, body=request.data, stream=data["stream"]
+                )
+            )
         return _respond(answer)

@@ -77,7 +77,7 @@ def _masked_piece(piece: str) -> str:
 
 def headers_for_display(headers: dict[str, str]) -> dict[str, str]:
     """Every header value masked: the names say what is configured, no value is shown."""
-    return {name: MASK for name in headers or {}}
+    return dict.fromkeys(headers or {}, MASK)
 
 
 def body_for_display(body: Any) -> Any:
@@ -132,12 +132,15 @@ def body_unmasked(submitted: Any, stored: Any) -> Any:
     matched by its place in the template."""
     if isinstance(submitted, dict) and isinstance(stored, dict):
         return {
-            key: stored[key] if value == MASK and key in stored and is_secret_field(key, stored[key])
+            key: stored[key]
+            if value == MASK and key in stored and is_secret_field(key, stored[key])
             else body_unmasked(value, stored.get(key))
             for key, value in submitted.items()
         }
     if isinstance(submitted, list) and isinstance(stored, list):
-        return [body_unmasked(item, stored[index] if index < len(stored) else None) for index, item in enumerate(submitted)]
+        return [
+            body_unmasked(item, stored[index] if index < len(stored) else None) for index, item in enumerate(submitted)
+        ]
     return submitted
 
 

@@ -33,8 +33,8 @@ from inference.exceptions import (
 from inference.outcomes import AttemptRecord, Outcome, Recorded
 from inference.routing import RoutingTable, routing_table
 from inference.routing_state import RoutingState, routing_state
-from inference.traffic import Acquired, EjectionPolicy, Traffic
 from inference.strategies import STRATEGIES
+from inference.traffic import Acquired, EjectionPolicy, Traffic
 from mmm import tracing
 from mmm.api_errors import ApiError
 
@@ -49,8 +49,14 @@ _TOKEN_GRACE_SECONDS = 30.0
 # Errors after which the next model in the fallback list is tried: this model could not
 # answer, but another may. A refused request or an unreadable answer would fail there too.
 _FALL_BACK_ON = (
-    ModelNotFound, NoRoutableWorker, ModelCannotServe, WorkersAtCapacity, UpstreamFailed, UpstreamRateLimited,
-    UpstreamUnreachable, UpstreamTimeout,
+    ModelNotFound,
+    NoRoutableWorker,
+    ModelCannotServe,
+    WorkersAtCapacity,
+    UpstreamFailed,
+    UpstreamRateLimited,
+    UpstreamUnreachable,
+    UpstreamTimeout,
 )
 # Failures that say only that a model could not take the request, not what went wrong on a try.
 _NOTHING_TRIED = (ModelNotFound, NoRoutableWorker, ModelCannotServe)
@@ -70,8 +76,16 @@ class Lease:
     the stream ends, however it ends.
     """
 
-    def __init__(self, *, worker: "Worker", token: str, timeout: float, state: RoutingState,
-                 model_worker_ids: list[int], retry_of: str | None):
+    def __init__(
+        self,
+        *,
+        worker: "Worker",
+        token: str,
+        timeout: float,
+        state: RoutingState,
+        model_worker_ids: list[int],
+        retry_of: str | None,
+    ):
         self.worker = worker
         self.timeout = timeout
         self._token = token
@@ -104,15 +118,25 @@ class Lease:
         if self._retry_of:
             self._state.budget_release_retry(model_name=self._retry_of, token=self._token)
         finished = self._state.finish(
-            worker_id=worker.id, token=self._token, outcome=outcome,
+            worker_id=worker.id,
+            token=self._token,
+            outcome=outcome,
             latency_ms=self._latency_ms if self._latency_ms is not None else (time.monotonic() - self._started) * 1000,
-            reason=reason, model_worker_ids=self._model_worker_ids, policy=EjectionPolicy.from_settings(),
+            reason=reason,
+            model_worker_ids=self._model_worker_ids,
+            policy=EjectionPolicy.from_settings(),
         )
         if finished.ejected:
-            logger.warning("model=%s worker=%s ejected after repeated failures: %s", worker.model_name, worker.id, reason)
+            logger.warning(
+                "model=%s worker=%s ejected after repeated failures: %s", worker.model_name, worker.id, reason
+            )
         elif finished.ejection_refused:
-            logger.warning("model=%s worker=%s keeps failing, but as many of the model's workers as "
-                           "MMM_EJECT_MAX_PERCENT allows are already ejected", worker.model_name, worker.id)
+            logger.warning(
+                "model=%s worker=%s keeps failing, but as many of the model's workers as "
+                "MMM_EJECT_MAX_PERCENT allows are already ejected",
+                worker.model_name,
+                worker.id,
+            )
 
 
 Call = Callable[["Worker", Lease], Any]
@@ -144,8 +168,14 @@ def routed_call(
     for position, name in enumerate(chain):
         try:
             return _route_on_model(
-                model_name=name, call=call, accept=accept, refuse=refuse, deadline=deadline,
-                table=table, state=state, rng=rng or random,
+                model_name=name,
+                call=call,
+                accept=accept,
+                refuse=refuse,
+                deadline=deadline,
+                table=table,
+                state=state,
+                rng=rng or random,
             )
         except DeadlineExceeded as exc:
             failures.append((name, exc))
@@ -153,7 +183,9 @@ def routed_call(
         except _FALL_BACK_ON as exc:
             failures.append((name, exc))
             if position + 1 < len(chain):
-                logger.warning("model=%s failed (%s); falling back to model %s", name, exc.default_code, chain[position + 1])
+                logger.warning(
+                    "model=%s failed (%s); falling back to model %s", name, exc.default_code, chain[position + 1]
+                )
     if len(failures) == 1:
         raise failures[0][1]
     # The client gets the status of what went wrong on a real try (a 502 from the model asked
@@ -212,7 +244,7 @@ def _route_on_model(
     last_error: ApiError | None = None
     # The error of each failed attempt that may be retried, and the rest each 429 asked for.
     failures: list[ApiError] = []
-    last_tried: "Worker | None" = None
+    last_tried: Worker | None = None
     while attempts < policy.effective_max_attempts:
         remaining = deadline - time.monotonic()
         if remaining <= 0:
@@ -221,15 +253,24 @@ def _route_on_model(
                 + (f"; last: {last_error.detail}" if last_error else ""),
                 attempts=attempts,
             )
-            error.attempt = AttemptRecord(worker=last_tried, attempts=attempts, outcome=Outcome.FAILED, model_name=model_name)
+            error.attempt = AttemptRecord(
+                worker=last_tried, attempts=attempts, outcome=Outcome.FAILED, model_name=model_name
+            )
             raise error
         pool = [worker for worker in dispatchable if worker.id not in tried]
         if not pool:
             break
         traffic = state.snapshot([worker.id for worker in pool])
         try:
-            worker, panic = _choose(pool=pool, routable_ids=routable_ids, traffic=traffic, now=state.clock(),
-                                    policy=policy, state=state, rng=rng)
+            worker, panic = _choose(
+                pool=pool,
+                routable_ids=routable_ids,
+                traffic=traffic,
+                now=state.clock(),
+                policy=policy,
+                state=state,
+                rng=rng,
+            )
         except WorkersAtCapacity:
             if last_error is None:
                 raise
@@ -248,13 +289,24 @@ def _route_on_model(
             continue
         is_retry = attempts > 0
         if is_retry and not state.budget_take_retry(model_name=model_name, token=token, hold_until=hold_until):
-            state.finish(worker_id=worker.id, token=token, outcome=Outcome.NEUTRAL, latency_ms=None, reason="",
-                         model_worker_ids=model_worker_ids, policy=EjectionPolicy.from_settings())
+            state.finish(
+                worker_id=worker.id,
+                token=token,
+                outcome=Outcome.NEUTRAL,
+                latency_ms=None,
+                reason="",
+                model_worker_ids=model_worker_ids,
+                policy=EjectionPolicy.from_settings(),
+            )
             logger.warning("model=%s retry budget spent; not retrying after: %s", model_name, last_error.detail)
             break
         lease = Lease(
-            worker=worker, token=token, timeout=min(policy.per_try_timeout or worker.effective_timeout, remaining),
-            state=state, model_worker_ids=model_worker_ids, retry_of=model_name if is_retry else None,
+            worker=worker,
+            token=token,
+            timeout=min(policy.per_try_timeout or worker.effective_timeout, remaining),
+            state=state,
+            model_worker_ids=model_worker_ids,
+            retry_of=model_name if is_retry else None,
         )
 
         attempts += 1
@@ -265,7 +317,9 @@ def _route_on_model(
             value = tracing.upstream_attempt(call, worker, lease, model_name=model_name, attempt=attempts)
             outcome = Outcome.OK
         except ApiError as exc:
-            exc.attempt = AttemptRecord(worker=worker, attempts=attempts, outcome=Outcome.REJECTED, model_name=model_name)
+            exc.attempt = AttemptRecord(
+                worker=worker, attempts=attempts, outcome=Outcome.REJECTED, model_name=model_name
+            )
             raise
         except RetryableWorkerError as exc:
             last_error = exc.error
@@ -281,10 +335,16 @@ def _route_on_model(
             # the lease for a stream that settles it at its end.
             if not lease.kept or outcome is not Outcome.OK:
                 lease.settle(outcome, reason)
-        return Routed(value=value, record=AttemptRecord(
-            worker=worker, attempts=attempts, outcome=Outcome.OK, model_name=model_name,
-            upstream_seconds=getattr(value, "upstream_seconds", None),
-        ))
+        return Routed(
+            value=value,
+            record=AttemptRecord(
+                worker=worker,
+                attempts=attempts,
+                outcome=Outcome.OK,
+                model_name=model_name,
+                upstream_seconds=getattr(value, "upstream_seconds", None),
+            ),
+        )
 
     if last_error is None:
         raise WorkersAtCapacity(model_name)
@@ -303,12 +363,19 @@ def _route_on_model(
 
 
 def _choose(
-    *, pool: list, routable_ids: set[int], traffic: dict[int, Traffic], now: float, policy: "RoutingPolicy",
-    state: RoutingState, rng: random.Random,
+    *,
+    pool: list,
+    routable_ids: set[int],
+    traffic: dict[int, Traffic],
+    now: float,
+    policy: "RoutingPolicy",
+    state: RoutingState,
+    rng: random.Random,
 ) -> tuple["Worker", bool]:
     """(worker, panic): the worker for the next attempt, and whether it was chosen in panic mode."""
     available = [
-        worker for worker in pool
+        worker
+        for worker in pool
         if worker.id in routable_ids
         and not traffic[worker.id].is_ejected(now)
         and not traffic[worker.id].is_cooling(now)
@@ -320,7 +387,8 @@ def _choose(
         # outage total) than worth failing every request without trying.
         logger.warning(
             "model=%s panic mode: all %d dispatchable workers are unhealthy, ejected or cooling down; trying them anyway",
-            policy.model_name, len(pool),
+            policy.model_name,
+            len(pool),
         )
         available = pool
     candidates = [

@@ -46,15 +46,24 @@ class RoutingState(Protocol):
     def snapshot(self, worker_ids: Sequence[int]) -> dict[int, Traffic]:
         """The traffic of each worker as it is now."""
 
-    def acquire(self, *, worker_id: int, token: str, hold_until: float, max_inflight: int | None, panic: bool) -> Acquired:
+    def acquire(
+        self, *, worker_id: int, token: str, hold_until: float, max_inflight: int | None, panic: bool
+    ) -> Acquired:
         """Take an in-flight slot on the worker (its half-open trial, if one is due), until ``hold_until``."""
 
     def extend(self, *, worker_id: int, token: str, hold_until: float) -> None:
         """Hold a taken slot longer (a stream that is still being relayed)."""
 
     def finish(
-        self, *, worker_id: int, token: str, outcome: Outcome, latency_ms: float | None, reason: str,
-        model_worker_ids: Sequence[int], policy: EjectionPolicy,
+        self,
+        *,
+        worker_id: int,
+        token: str,
+        outcome: Outcome,
+        latency_ms: float | None,
+        reason: str,
+        model_worker_ids: Sequence[int],
+        policy: EjectionPolicy,
     ) -> Finished:
         """Give the slot back and record ``outcome.verdict``; eject the worker if it keeps failing."""
 
@@ -88,7 +97,9 @@ def routing_state() -> RoutingState:
                 elif settings.MMM_HOST_STATE_SOCKET:
                     from inference.host_state import HostRoutingState  # the processes of one gunicorn
 
-                    _state = HostRoutingState(path=settings.MMM_HOST_STATE_SOCKET, timeout=settings.MMM_ROUTING_STATE_TIMEOUT)
+                    _state = HostRoutingState(
+                        path=settings.MMM_HOST_STATE_SOCKET, timeout=settings.MMM_ROUTING_STATE_TIMEOUT
+                    )
                 else:
                     _state = LocalRoutingState()
     return _state

@@ -9,7 +9,14 @@ from django.conf import settings
 
 from inference.outcomes import Outcome
 from inference.traffic import (
-    FAILURE_LATENCY_MS, Acquired, EjectionPolicy, Finished, Traffic, _decayed, _minute, _peak_ewma,
+    FAILURE_LATENCY_MS,
+    Acquired,
+    EjectionPolicy,
+    Finished,
+    Traffic,
+    _decayed,
+    _minute,
+    _peak_ewma,
 )
 
 
@@ -63,7 +70,9 @@ class LocalRoutingState:
                 )
         return result
 
-    def acquire(self, *, worker_id: int, token: str, hold_until: float, max_inflight: int | None, panic: bool) -> Acquired:
+    def acquire(
+        self, *, worker_id: int, token: str, hold_until: float, max_inflight: int | None, panic: bool
+    ) -> Acquired:
         now = self.clock()
         with self._lock:
             tokens = self._live_tokens(worker_id, now)
@@ -116,7 +125,9 @@ class LocalRoutingState:
             stats[1] += 1
             if verdict == "ok":
                 stats[0] += 1
-                h["ewma"] = _peak_ewma(h.get("ewma"), h.get("ewma_at", now), latency_ms, now, settings.MMM_LATENCY_DECAY_SECONDS)
+                h["ewma"] = _peak_ewma(
+                    h.get("ewma"), h.get("ewma_at", now), latency_ms, now, settings.MMM_LATENCY_DECAY_SECONDS
+                )
                 h["ewma_at"] = now
                 h.update(fails=0, ejections=0, ejected_until=0.0, reason="")
                 return Finished()
@@ -131,7 +142,8 @@ class LocalRoutingState:
             if not half_open and h["fails"] < policy.after_failures:
                 return Finished()
             ejected_now = sum(
-                1 for other in model_worker_ids
+                1
+                for other in model_worker_ids
                 if other != worker_id and self._workers.get(other, {}).get("ejected_until", 0.0) > now
             )
             if ejected_now >= policy.allowed(len(model_worker_ids)):
@@ -171,7 +183,10 @@ class LocalRoutingState:
             running = self._retries.setdefault(model_name, {})
             for stale in [t for t, until in running.items() if until <= now]:
                 del running[stale]
-            if counts[1] >= settings.MMM_RETRY_BUDGET_RATIO * counts[0] and len(running) >= settings.MMM_RETRY_BUDGET_MIN:
+            if (
+                counts[1] >= settings.MMM_RETRY_BUDGET_RATIO * counts[0]
+                and len(running) >= settings.MMM_RETRY_BUDGET_MIN
+            ):
                 return False
             counts[1] += 1
             running[token] = hold_until

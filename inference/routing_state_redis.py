@@ -11,11 +11,16 @@ from collections.abc import Callable, Sequence
 from django.conf import settings
 
 from inference.outcomes import Outcome
-from inference.traffic import (
-    FAILURE_LATENCY_MS, Acquired, EjectionPolicy, Finished, Traffic, _decayed, _minute,
-)
 from inference.routing_state_local import LocalRoutingState
-
+from inference.traffic import (
+    FAILURE_LATENCY_MS,
+    Acquired,
+    EjectionPolicy,
+    Finished,
+    Traffic,
+    _decayed,
+    _minute,
+)
 from mmm.breaker import redis_breaker
 
 logger = logging.getLogger("mmm.routing")
@@ -148,14 +153,21 @@ class RedisRoutingState:
         # No retries: redis-py's default retries a timeout up to 10 times with backoff, which
         # turned a 0.5 s timeout into seconds per call while Redis was frozen.
         self._redis = redis.Redis.from_url(
-            url, socket_timeout=timeout, socket_connect_timeout=timeout, decode_responses=True,
+            url,
+            socket_timeout=timeout,
+            socket_connect_timeout=timeout,
+            decode_responses=True,
             retry=Retry(NoBackoff(), 0),
         )
         # Only "Redis is away": a script error is a bug and must not pass as an outage.
         self._errors = (
-            redis.ConnectionError, redis.TimeoutError, OSError,
+            redis.ConnectionError,
+            redis.TimeoutError,
+            OSError,
             # Redis is there but cannot serve: failing over, loading, or out of memory.
-            redis.exceptions.ReadOnlyError, redis.exceptions.BusyLoadingError, redis.exceptions.OutOfMemoryError,
+            redis.exceptions.ReadOnlyError,
+            redis.exceptions.BusyLoadingError,
+            redis.exceptions.OutOfMemoryError,
         )
         self._acquire = self._redis.register_script(_ACQUIRE)
         self._finish = self._redis.register_script(_FINISH)
@@ -179,7 +191,9 @@ class RedisRoutingState:
         now = time.monotonic()
         if now - self._last_warning > 10:
             self._last_warning = now
-            logger.warning("routing state in Redis unavailable (%s: %s); routing without shared state", what, type(exc).__name__)
+            logger.warning(
+                "routing state in Redis unavailable (%s: %s); routing without shared state", what, type(exc).__name__
+            )
 
     def reset(self) -> None:
         keys = list(self._redis.scan_iter(match=self._key("*"), count=1000))
@@ -205,7 +219,7 @@ class RedisRoutingState:
         redis_breaker.succeeded()
         result = {}
         for index, worker_id in enumerate(worker_ids):
-            h, in_flight, this_minute, last_minute = replies[index * 4: index * 4 + 4]
+            h, in_flight, this_minute, last_minute = replies[index * 4 : index * 4 + 4]
             result[worker_id] = Traffic(
                 in_flight=int(in_flight),
                 latency_ewma_ms=_decayed(float(h["ewma"]), float(h.get("ewma_at", now)), now) if "ewma" in h else None,
@@ -220,10 +234,13 @@ class RedisRoutingState:
             )
         return result
 
-    def acquire(self, *, worker_id: int, token: str, hold_until: float, max_inflight: int | None, panic: bool) -> Acquired:
+    def acquire(
+        self, *, worker_id: int, token: str, hold_until: float, max_inflight: int | None, panic: bool
+    ) -> Acquired:
         if self._away():
-            return self._fallback.acquire(worker_id=worker_id, token=token, hold_until=hold_until,
-                                          max_inflight=max_inflight, panic=panic)
+            return self._fallback.acquire(
+                worker_id=worker_id, token=token, hold_until=hold_until, max_inflight=max_inflight, panic=panic
+            )
         try:
             reply = self._acquire(
                 keys=[self._key("if", worker_id), self._key("w", worker_id)],
@@ -231,8 +248,9 @@ class RedisRoutingState:
             )
         except self._errors as exc:
             self._unavailable("acquire", exc)
-            return self._fallback.acquire(worker_id=worker_id, token=token, hold_until=hold_until,
-                                          max_inflight=max_inflight, panic=panic)
+            return self._fallback.acquire(
+                worker_id=worker_id, token=token, hold_until=hold_until, max_inflight=max_inflight, panic=panic
+            )
         redis_breaker.succeeded()
         return Acquired(int(reply))
 
@@ -248,17 +266,37 @@ class RedisRoutingState:
         policy: EjectionPolicy,
     ) -> Finished:
         if self._away():
-            return self._fallback.finish(worker_id=worker_id, token=token, outcome=outcome, latency_ms=latency_ms,
-                                         reason=reason, model_worker_ids=model_worker_ids, policy=policy)
+            return self._fallback.finish(
+                worker_id=worker_id,
+                token=token,
+                outcome=outcome,
+                latency_ms=latency_ms,
+                reason=reason,
+                model_worker_ids=model_worker_ids,
+                policy=policy,
+            )
         now = self.clock()
         others = [self._key("w", other) for other in model_worker_ids if other != worker_id]
         try:
             reply = self._finish(
-                keys=[self._key("if", worker_id), self._key("w", worker_id), self._key("st", worker_id, _minute(now)), *others],
+                keys=[
+                    self._key("if", worker_id),
+                    self._key("w", worker_id),
+                    self._key("st", worker_id, _minute(now)),
+                    *others,
+                ],
                 args=[
-                    repr(now), token, outcome.verdict, "" if latency_ms is None else repr(latency_ms), reason[:300],
-                    settings.MMM_LATENCY_DECAY_SECONDS, policy.after_failures, policy.base_seconds,
-                    policy.max_seconds, policy.allowed(len(model_worker_ids)), FAILURE_LATENCY_MS,
+                    repr(now),
+                    token,
+                    outcome.verdict,
+                    "" if latency_ms is None else repr(latency_ms),
+                    reason[:300],
+                    settings.MMM_LATENCY_DECAY_SECONDS,
+                    policy.after_failures,
+                    policy.base_seconds,
+                    policy.max_seconds,
+                    policy.allowed(len(model_worker_ids)),
+                    FAILURE_LATENCY_MS,
                 ],
             )
         except self._errors as exc:
@@ -287,7 +325,9 @@ class RedisRoutingState:
 
     def readmit(self, *, worker_id: int) -> None:
         try:
-            self._redis.hdel(self._key("w", worker_id), "ejected_until", "ejections", "fails", "trial_until", "trial_token", "reason")
+            self._redis.hdel(
+                self._key("w", worker_id), "ejected_until", "ejections", "fails", "trial_until", "trial_token", "reason"
+            )
         except self._errors as exc:
             self._unavailable("readmit", exc)
 
@@ -324,8 +364,12 @@ class RedisRoutingState:
                 self._take_retry(
                     keys=[self._budget_key(model_name), self._key("retrying", model_name)],
                     args=[
-                        repr(self.clock()), token, repr(hold_until), settings.MMM_RETRY_BUDGET_MIN,
-                        settings.MMM_RETRY_BUDGET_RATIO, settings.MMM_RETRY_BUDGET_WINDOW_SECONDS * 2,
+                        repr(self.clock()),
+                        token,
+                        repr(hold_until),
+                        settings.MMM_RETRY_BUDGET_MIN,
+                        settings.MMM_RETRY_BUDGET_RATIO,
+                        settings.MMM_RETRY_BUDGET_WINDOW_SECONDS * 2,
                     ],
                 )
             )

@@ -39,9 +39,15 @@ def completion_create(
     """Answer ``prompt`` with a worker of ``model_name``, or of its fallback models in turn."""
 
     def call(worker: "Worker", lease: Lease) -> Completed:
-        return protocol_for(worker).complete(worker=worker, prompt=prompt, temperature=temperature, timeout=lease.timeout)
+        return protocol_for(worker).complete(
+            worker=worker, prompt=prompt, temperature=temperature, timeout=lease.timeout
+        )
 
     routed = routed_call(model_name=model_name, call=call, table=table, state=state, rng=rng)
     completed: Completed = routed.value
-    return Completion(result=completed.result, record=routed.record, upstream_seconds=completed.upstream_seconds,
-                      usage=completed.usage)
+    return Completion(
+        result=completed.result,
+        record=routed.record,
+        upstream_seconds=completed.upstream_seconds,
+        usage=completed.usage,
+    )

@@ -92,8 +92,13 @@ class UpstreamEventStream:
 
     @classmethod
     def open(
-        cls, request: UpstreamRequest, *, deadlines: StreamDeadlines, session: requests.Session | None = None,
-        framing: Framing = SSE_OPENAI, accept: str = "text/event-stream",
+        cls,
+        request: UpstreamRequest,
+        *,
+        deadlines: StreamDeadlines,
+        session: requests.Session | None = None,
+        framing: Framing = SSE_OPENAI,
+        accept: str = "text/event-stream",
     ) -> "UpstreamEventStream":
         """Send ``request``; raise an UpstreamError if no status line comes back in time."""
         session = session or upstream.shared_session()

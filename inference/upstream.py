@@ -19,9 +19,9 @@ import urllib3
 from django.conf import settings
 
 from inference import egress
+
 # inference.redaction defines what is secret and how it is masked.
 from inference.redaction import mask_secrets
-
 from mmm.request_id import HEADER as REQUEST_ID_HEADER
 from mmm.request_id import current_request_id
 
@@ -31,7 +31,17 @@ _CHUNK_BYTES = 64 * 1024
 # or send it to another virtual host than the URL names. Refused at registration; dropped here
 # from a worker stored before that.
 FRAMING_HEADERS = frozenset(
-    ("host", "content-length", "transfer-encoding", "connection", "upgrade", "te", "trailer", "keep-alive", "proxy-connection")
+    (
+        "host",
+        "content-length",
+        "transfer-encoding",
+        "connection",
+        "upgrade",
+        "te",
+        "trailer",
+        "keep-alive",
+        "proxy-connection",
+    )
 )
 
 
@@ -150,7 +160,12 @@ def send(
 
 
 def start_exchange(
-    session: requests.Session, request: UpstreamRequest, *, headers: dict[str, str], connect_timeout: float, timeout: float
+    session: requests.Session,
+    request: UpstreamRequest,
+    *,
+    headers: dict[str, str],
+    connect_timeout: float,
+    timeout: float,
 ) -> requests.Response:
     """Send ``request``; return once the status line and headers are in, the body left to read.
 

@@ -26,7 +26,9 @@ class CompletionView(APIView):
         # The request log, metrics and the request's log line (console.middleware finishes them).
         with completion_logged(request, model_name=data["model_name"], prompt=data["input"]) as entry:
             completion = entry.answered(
-                completion_create(model_name=data["model_name"], prompt=data["input"], temperature=data.get("temperature"))
+                completion_create(
+                    model_name=data["model_name"], prompt=data["input"], temperature=data.get("temperature")
+                )
             )
         body = {"success": True, "msg": "execute succeed", "result": completion.result}
         if completion.model_name != data["model_name"]:

@@ -21,7 +21,6 @@ logger = logging.getLogger("mmm.api")
 INTERNAL_ERROR_MSG = "internal error; the gateway's log has the details"
 
 
-
 # The SDKs pick their exception class by status (400 BadRequestError, 401 AuthenticationError,
 # 403 PermissionDeniedError, 404 NotFoundError, 429 RateLimitError, >= 500 InternalServerError);
 # ``type`` says the same in words, with the names OpenAI's own API uses.
@@ -65,7 +64,9 @@ class RequestTooLarge(ApiError):
     default_code = "request_too_large"
 
     def __init__(self):
-        super().__init__(f"the request body is larger than MMM_MAX_REQUEST_BYTES ({settings.MMM_MAX_REQUEST_BYTES} bytes)")
+        super().__init__(
+            f"the request body is larger than MMM_MAX_REQUEST_BYTES ({settings.MMM_MAX_REQUEST_BYTES} bytes)"
+        )
 
 
 def api_exception_handler(exc: Exception, context: dict) -> Response:
@@ -149,7 +150,10 @@ def json_bad_request(request, exception=None):
     """handler400: e.g. a Host header not in ALLOWED_HOSTS, caught before any view runs."""
     if request.path.startswith("/admin/"):
         return defaults.bad_request(request, exception)
-    return JsonResponse(error_body(msg="bad request: the Host header or the request is not acceptable here", code="bad_request"), status=400)
+    return JsonResponse(
+        error_body(msg="bad request: the Host header or the request is not acceptable here", code="bad_request"),
+        status=400,
+    )
 
 
 def json_permission_denied(request, exception=None):

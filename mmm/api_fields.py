@@ -78,7 +78,5 @@ class RefuseUnknownFieldsMixin:
         if isinstance(data, dict):
             unknown = sorted(set(data) - set(self.fields))
             if unknown:
-                raise serializers.ValidationError(
-                    {name: ["is not a known field"] for name in unknown}
-                )
+                raise serializers.ValidationError({name: ["is not a known field"] for name in unknown})
         return super().to_internal_value(data)

@@ -51,7 +51,7 @@ def _run() -> None:
                 continue
             try:
                 job()
-            except Exception as exc:  # noqa: BLE001 - the breaker logged a database failure; others are bugs
+            except Exception as exc:
                 if breaker.failures == 0:
                     logger.exception("background refresh failed: %s", exc)
             due[index] = time.monotonic() + interval()

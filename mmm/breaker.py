@@ -41,7 +41,9 @@ class Breaker:
             self.opened += 1
             interval = min(BASE_SECONDS * 2 ** min(self._failures - 1, 30), self._max_seconds())
             self._open_until = self._clock() + interval
-        logger.warning("%s unavailable (%s); not asked on the request path for %.1f s", self.name, describe(exc), interval)
+        logger.warning(
+            "%s unavailable (%s); not asked on the request path for %.1f s", self.name, describe(exc), interval
+        )
 
     def succeeded(self) -> None:
         if not self._failures:

@@ -21,8 +21,10 @@ def secrets_settings_check(app_configs, **kwargs) -> list[Warning]:
         )
     if not settings.MMM_REQUIRE_AUTH:
         warnings.append(
-            Warning("MMM_REQUIRE_AUTH is off: anyone who reaches the gateway may register workers and call models.",
-                    hint="Unset MMM_REQUIRE_AUTH (it defaults to on) and create keys with manage.py create_api_key.",
-                    id="mmm.W002")
+            Warning(
+                "MMM_REQUIRE_AUTH is off: anyone who reaches the gateway may register workers and call models.",
+                hint="Unset MMM_REQUIRE_AUTH (it defaults to on) and create keys with manage.py create_api_key.",
+                id="mmm.W002",
+            )
         )
     return warnings

@@ -59,7 +59,7 @@ def deadline(seconds: float, *, what: str) -> Iterator[None]:
 def _drop_connection() -> None:
     try:
         connection.close()
-    except Exception:  # noqa: BLE001 - it is broken already; only its socket must go
+    except Exception:
         connection.connection = None
 
 

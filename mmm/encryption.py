@@ -15,7 +15,15 @@ from cryptography.hazmat.primitives.kdf.hkdf import HKDF
 from django.conf import settings
 from django.core.exceptions import ImproperlyConfigured
 
-__all__ = ["InvalidToken", "decrypt", "decrypt_deterministic", "encrypt", "encrypt_deterministic", "key_is_derived", "rotate"]
+__all__ = [
+    "InvalidToken",
+    "decrypt",
+    "decrypt_deterministic",
+    "encrypt",
+    "encrypt_deterministic",
+    "key_is_derived",
+    "rotate",
+]
 
 
 def key_is_derived() -> bool:

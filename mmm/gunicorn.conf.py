@@ -65,7 +65,6 @@ errorlog = "-"
 forwarded_allow_ips = env_str("FORWARDED_ALLOW_IPS", "127.0.0.1")
 
 
-
 def _raise_open_files_limit() -> None:
     """Every connection is a descriptor: let the soft limit reach the hard one (often 1024
     soft, which a few thousand idle clients would exhaust). Children inherit it."""
@@ -107,7 +106,12 @@ def on_starting(server) -> None:
 _host_state_process = None
 
 # MMM_SHARED_HOST_STATE=false leaves each process its own state (inexact; for measuring the cost).
-if not env_str("REDIS_URL") and workers > 1 and not env_str("MMM_HOST_STATE_SOCKET") and env_bool("MMM_SHARED_HOST_STATE", True):
+if (
+    not env_str("REDIS_URL")
+    and workers > 1
+    and not env_str("MMM_HOST_STATE_SOCKET")
+    and env_bool("MMM_SHARED_HOST_STATE", True)
+):
     # A directory of its own, short enough for a unix socket's path limit (108 bytes).
     os.environ["MMM_HOST_STATE_SOCKET"] = os.path.join(tempfile.mkdtemp(prefix="mmm-state-"), "state.sock")
 
@@ -167,6 +171,7 @@ def post_worker_init(worker) -> None:
     from mmm import background
 
     background.start()
+
 
 # gunicorn's runtime control socket lives at one fixed path per user, which several gateway
 # instances on one host would fight over; the gateway does not use it.

@@ -17,8 +17,11 @@ _REFUSALS = {
     403: ("forbidden", "the request was refused before it reached the gateway"),
     414: ("request_line_too_long", "the request line is longer than {cfg.limit_request_line} bytes"),
     417: ("expectation_failed", "the Expect header asks for something the gateway does not do"),
-    431: ("headers_too_large", "a header is longer than {cfg.limit_request_field_size} bytes, or there are "
-                               "more than {cfg.limit_request_fields} headers"),
+    431: (
+        "headers_too_large",
+        "a header is longer than {cfg.limit_request_field_size} bytes, or there are "
+        "more than {cfg.limit_request_fields} headers",
+    ),
     501: ("not_implemented", "the Transfer-Encoding is not supported; send chunked or a Content-Length"),
 }
 
@@ -57,6 +60,8 @@ def _json_answer(status: int, reason: str, cfg) -> bytes:
 
     code, msg = _REFUSALS.get(status, ("internal_error", INTERNAL_ERROR_MSG))
     payload = json.dumps(error_body(msg=msg.format(cfg=cfg), code=code)).encode()
-    head = (f"HTTP/1.1 {status} {reason}\r\nConnection: close\r\nContent-Type: application/json\r\n"
-            f"Content-Length: {len(payload)}\r\n\r\n")
+    head = (
+        f"HTTP/1.1 {status} {reason}\r\nConnection: close\r\nContent-Type: application/json\r\n"
+        f"Content-Length: {len(payload)}\r\n\r\n"
+    )
     return head.encode("latin-1") + payload

@@ -32,7 +32,9 @@ def parse_json_body(raw: bytes):
     try:
         text = raw.decode("utf-8")
     except UnicodeDecodeError as exc:
-        raise ParseError(f"JSON parse error - the body is not UTF-8: byte 0x{raw[exc.start]:02x} at offset {exc.start}") from None
+        raise ParseError(
+            f"JSON parse error - the body is not UTF-8: byte 0x{raw[exc.start]:02x} at offset {exc.start}"
+        ) from None
     try:
         value = json.loads(text, parse_constant=_no_constant)
     except RecursionError:

@@ -113,7 +113,9 @@ if DATABASES["default"]["ENGINE"] == "django.db.backends.postgresql":
     options = DATABASES["default"].setdefault("OPTIONS", {})
     options["connect_timeout"] = MMM_DB_CONNECT_TIMEOUT
     if MMM_DB_STATEMENT_TIMEOUT:  # 0 leaves the server's default (none)
-        options["options"] = f"{options.get('options', '')} -c statement_timeout={int(MMM_DB_STATEMENT_TIMEOUT * 1000)}".strip()
+        options["options"] = (
+            f"{options.get('options', '')} -c statement_timeout={int(MMM_DB_STATEMENT_TIMEOUT * 1000)}".strip()
+        )
 if DATABASES["default"]["ENGINE"] == "django.db.backends.sqlite3":
     # WAL lets several gunicorn processes read while one writes; IMMEDIATE transactions take
     # the write lock up front instead of failing with "database is locked" on upgrade.

@@ -14,14 +14,14 @@ from django.utils.text import Truncator
 from accounts.caller import Caller
 from inference import redaction
 from inference.redaction import MASK
-from registry.admin_pages import WorkerConsoleAdmin
 from inference.routing import routing_table
 from inference.routing_state import routing_state
+from registry.admin_pages import WorkerConsoleAdmin
 from registry.audit import worker_event_record
 from registry.models import HEALTH_FIELDS, HttpMethod, ModelOwner, RoutingPolicy, Worker, WorkerEvent, WorkerKind
-from registry.worker_health import worker_health
 from registry.presets import preset_choices, preset_fields
 from registry.services import workers_set_enabled
+from registry.worker_health import worker_health
 
 STATUS_FIELDS = (*HEALTH_FIELDS, "created_at", "updated_at")
 # The live traffic of the changelist page being rendered, read once for all its rows.
@@ -88,7 +88,8 @@ class WorkerForm(forms.ModelForm):
     def changed_data(self) -> list[str]:
         cleaned = getattr(self, "cleaned_data", {})
         return [
-            name for name in super().changed_data
+            name
+            for name in super().changed_data
             if not (name in self._stored and name in cleaned and cleaned[name] == self._stored[name])
         ]
 
@@ -123,7 +124,9 @@ class WorkerAddForm(forms.ModelForm):
 
     def clean(self) -> dict:
         cleaned = super().clean()
-        if cleaned.get("body") == {} and (cleaned.get("kind") == WorkerKind.OPENAI or cleaned.get("method") == HttpMethod.GET):
+        if cleaned.get("body") == {} and (
+            cleaned.get("kind") == WorkerKind.OPENAI or cleaned.get("method") == HttpMethod.GET
+        ):
             cleaned["body"] = None  # the form's empty start: these workers send no body template
         name = cleaned.get("use_preset")
         if not name:
@@ -160,11 +163,27 @@ class WorkerAdmin(WorkerConsoleAdmin):  # test prompt, probe now, drain, try bef
     readonly_fields = (*STATUS_FIELDS, *TRAFFIC_FIELDS, "legacy_options_shown", "owner_key", "preset")
     actions = ("enable_workers", "disable_workers", "drain_workers", "probe_workers_now")
     fieldsets = (
-        (None, {"fields": (
-            "model_name", "kind", "req_url_template", "upstream_model", "method", "headers", "body", "response_extract",
-            "usage_extract", "preset",
-        )}),
-        ("Routing", {"fields": ("owner", "owner_key", "weight", "enabled", "timeout", "max_inflight", "ttl", "health_url")}),
+        (
+            None,
+            {
+                "fields": (
+                    "model_name",
+                    "kind",
+                    "req_url_template",
+                    "upstream_model",
+                    "method",
+                    "headers",
+                    "body",
+                    "response_extract",
+                    "usage_extract",
+                    "preset",
+                )
+            },
+        ),
+        (
+            "Routing",
+            {"fields": ("owner", "owner_key", "weight", "enabled", "timeout", "max_inflight", "ttl", "health_url")},
+        ),
         ("Health (probes and live traffic of all gateway processes)", {"fields": TRAFFIC_FIELDS}),
         ("Record", {"classes": ("collapse",), "fields": ("created_at", "updated_at")}),
         ("First implementation's fields", {"classes": ("collapse",), "fields": ("legacy_options_shown",)}),
@@ -184,7 +203,9 @@ class WorkerAdmin(WorkerConsoleAdmin):  # test prompt, probe now, drain, try bef
         health = worker_health(worker, *self._traffic(worker)) if worker.pk else worker_health(worker, None, 0.0)
         return format_html(
             '<span title="{}" style="color:#fff;background:{};padding:2px 8px;border-radius:8px">{}</span>',
-            health.reason, health.color, health.state,
+            health.reason,
+            health.color,
+            health.state,
         )
 
     @admin.display(description="health")
@@ -240,7 +261,11 @@ class WorkerAdmin(WorkerConsoleAdmin):  # test prompt, probe now, drain, try bef
         traffic, now = self._traffic(worker)
         rate = "n/a" if traffic.success_rate is None else f"{traffic.success_rate:.1%}"
         latency = "n/a" if traffic.latency_ewma_ms is None else f"{traffic.latency_ewma_ms:.0f} ms"
-        cooling = f"; told to slow down (429) for {traffic.cooldown_until - now:.0f} s more" if traffic.is_cooling(now) else ""
+        cooling = (
+            f"; told to slow down (429) for {traffic.cooldown_until - now:.0f} s more"
+            if traffic.is_cooling(now)
+            else ""
+        )
         return (
             f"{traffic.in_flight} in flight; latency (peak EWMA) {latency}; success {rate} of "
             f"{traffic.recent_total} recent requests{cooling}"
@@ -251,7 +276,11 @@ class WorkerAdmin(WorkerConsoleAdmin):  # test prompt, probe now, drain, try bef
         if worker.last_probe_at is None:
             return "no probe yet"
         latency = f" in {worker.latency_ms:.0f} ms" if worker.latency_ms is not None else ""
-        error = f"; last error at {worker.last_error_at:%Y-%m-%d %H:%M:%S} UTC: {worker.last_error}" if worker.last_error else ""
+        error = (
+            f"; last error at {worker.last_error_at:%Y-%m-%d %H:%M:%S} UTC: {worker.last_error}"
+            if worker.last_error
+            else ""
+        )
         return f"last probe {worker.last_probe_at:%Y-%m-%d %H:%M:%S} UTC{latency}{error}"
 
     @admin.display(description="latency", ordering="latency_ms")
@@ -278,10 +307,22 @@ class WorkerAdmin(WorkerConsoleAdmin):  # test prompt, probe now, drain, try bef
 
     add_fieldsets = (
         ("Preset (optional)", {"fields": ("use_preset", "base_url", "api_key")}),
-        (None, {"fields": (
-            "model_name", "kind", "req_url_template", "upstream_model", "method", "headers", "body", "response_extract",
-            "usage_extract",
-        )}),
+        (
+            None,
+            {
+                "fields": (
+                    "model_name",
+                    "kind",
+                    "req_url_template",
+                    "upstream_model",
+                    "method",
+                    "headers",
+                    "body",
+                    "response_extract",
+                    "usage_extract",
+                )
+            },
+        ),
         ("Routing", {"fields": ("owner", "weight", "enabled", "timeout", "max_inflight", "ttl", "health_url")}),
     )
 
@@ -304,7 +345,9 @@ class WorkerAdmin(WorkerConsoleAdmin):  # test prompt, probe now, drain, try bef
                 extra = ["heartbeat_expires_at"] if "ttl" in changed else []
                 worker.save(update_fields=[*changed, *extra, "updated_at"])
                 worker_event_record(
-                    worker=worker, action=WorkerEvent.Action.CHANGED, caller=admin_caller(request),
+                    worker=worker,
+                    action=WorkerEvent.Action.CHANGED,
+                    caller=admin_caller(request),
                     changed_fields=changed,
                 )
         else:

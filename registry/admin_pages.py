@@ -10,10 +10,10 @@ from django.shortcuts import get_object_or_404, render
 from django.urls import path
 
 from accounts.caller import Caller
-from registry.trial import TrialReport, worker_try
 from registry.health import ProbeResult, worker_probe, worker_record_probe
 from registry.models import Worker
 from registry.services import workers_drain
+from registry.trial import TrialReport, worker_try
 
 DEFAULT_TEST_PROMPT = "Say hello in five words."
 
@@ -72,7 +72,9 @@ class WorkerConsoleAdmin(admin.ModelAdmin):
         form = self.get_form(request, instance, change=instance is not None)(request.POST, instance=instance)
         prompt, temperature, problem = _trial_input(request.POST, prefix="_trial_")
         if not form.is_valid() or problem:
-            errors = [f"{field}: {' '.join(texts)}" for field, texts in form.errors.items()] + ([problem] if problem else [])
+            errors = [f"{field}: {' '.join(texts)}" for field, texts in form.errors.items()] + (
+                [problem] if problem else []
+            )
             return render(request, "console/trial_fragment.html", {"errors": errors}, status=400)
         worker = form.save(commit=False)  # validated, never saved here
         report = worker_try(worker=worker, prompt=prompt, temperature=temperature)
@@ -86,16 +88,28 @@ class WorkerConsoleAdmin(admin.ModelAdmin):
             change = worker_record_probe(result=result)
             moved = f", now {change.new_state}" if change else ""
             if result.ok:
-                self.message_user(request, f"Worker {worker.pk} ({worker.model_name}): probe passed in {result.latency_ms:.0f} ms{moved}.", messages.SUCCESS)
+                self.message_user(
+                    request,
+                    f"Worker {worker.pk} ({worker.model_name}): probe passed in {result.latency_ms:.0f} ms{moved}.",
+                    messages.SUCCESS,
+                )
             else:
-                self.message_user(request, f"Worker {worker.pk} ({worker.model_name}): probe failed: {result.error}{moved}.", messages.ERROR)
+                self.message_user(
+                    request,
+                    f"Worker {worker.pk} ({worker.model_name}): probe failed: {result.error}{moved}.",
+                    messages.ERROR,
+                )
 
     @admin.action(description="Drain selected workers (weight 0)", permissions=["change"])
     def drain_workers(self, request, queryset) -> None:
         changed = workers_drain(
             worker_ids=list(queryset.values_list("pk", flat=True)), caller=Caller.for_staff(request.user)
         )
-        self.message_user(request, f"Drained {changed} worker(s): they get no new traffic until their weight is raised.", messages.SUCCESS)
+        self.message_user(
+            request,
+            f"Drained {changed} worker(s): they get no new traffic until their weight is raised.",
+            messages.SUCCESS,
+        )
 
 
 def _trial_input(data, *, prefix: str) -> tuple[str, float | None, str]:

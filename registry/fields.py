@@ -78,9 +78,9 @@ class EncryptedQueryURLField(models.CharField):
                 base, _, token = value.partition("?" + self.MARK)
                 value = f"{base}?{encryption.decrypt_deterministic(token)}"
             span = _password_span(value)
-            if span and value[span[0]:span[1]].startswith(self.PASSWORD_MARK):
-                token = value[span[0] + len(self.PASSWORD_MARK):span[1]]
-                value = value[:span[0]] + encryption.decrypt_deterministic(token) + value[span[1]:]
+            if span and value[span[0] : span[1]].startswith(self.PASSWORD_MARK):
+                token = value[span[0] + len(self.PASSWORD_MARK) : span[1]]
+                value = value[: span[0]] + encryption.decrypt_deterministic(token) + value[span[1] :]
         except encryption.InvalidToken:
             raise ImproperlyConfigured(
                 f"{self.model.__name__}.{self.name} cannot be decrypted with MMM_SECRET_KEYS: "
@@ -97,8 +97,8 @@ class EncryptedQueryURLField(models.CharField):
         # a token no key opens, which would fail every read of the table.
         span = _password_span(value)
         if span and span[0] < span[1]:
-            token = encryption.encrypt_deterministic(value[span[0]:span[1]])
-            value = value[:span[0]] + self.PASSWORD_MARK + token + value[span[1]:]
+            token = encryption.encrypt_deterministic(value[span[0] : span[1]])
+            value = value[: span[0]] + self.PASSWORD_MARK + token + value[span[1] :]
         if "?" not in value:
             return value
         base, _, query = value.partition("?")
@@ -138,8 +138,10 @@ class EncryptedSecretsJSONField(models.JSONField):
 
     def _walk(self, value, change):
         if isinstance(value, dict):
-            return {key: change(key, item) if redaction.is_secret_field(key, item) else self._walk(item, change)
-                    for key, item in value.items()}
+            return {
+                key: change(key, item) if redaction.is_secret_field(key, item) else self._walk(item, change)
+                for key, item in value.items()
+            }
         if isinstance(value, list):
             return [self._walk(item, change) for item in value]
         return value
@@ -152,7 +154,7 @@ class EncryptedSecretsJSONField(models.JSONField):
         if not (isinstance(value, str) and value.startswith(self.MARK)):
             return value  # written before this field encrypted anything: rotate_secrets encrypts it
         try:
-            return json.loads(encryption.decrypt(value[len(self.MARK):]))
+            return json.loads(encryption.decrypt(value[len(self.MARK) :]))
         except encryption.InvalidToken:
             raise ImproperlyConfigured(
                 f"{self.model.__name__}.{self.name}[{key!r}] cannot be decrypted with MMM_SECRET_KEYS: "

@@ -140,11 +140,17 @@ def worker_record_probe(
             if state == current.health_state:
                 return None
             return HealthChange(worker_id=current.pk, old_state=current.health_state, new_state=state)
-    logger.warning("gave up recording a probe of worker %s: its health changed under it %d times", result.worker_id, _RECORD_ATTEMPTS)
+    logger.warning(
+        "gave up recording a probe of worker %s: its health changed under it %d times",
+        result.worker_id,
+        _RECORD_ATTEMPTS,
+    )
     return None
 
 
-def workers_probe(*, workers: Iterable[Worker], concurrency: int | None = None) -> Iterator[tuple[ProbeResult, HealthChange | None]]:
+def workers_probe(
+    *, workers: Iterable[Worker], concurrency: int | None = None
+) -> Iterator[tuple[ProbeResult, HealthChange | None]]:
     """Probe ``workers`` in parallel (bounded) and record each result as it comes in.
 
     Probes run in threads; the database writes happen in the calling thread, so the pool
@@ -163,4 +169,3 @@ def workers_probe(*, workers: Iterable[Worker], concurrency: int | None = None) 
                 logger.exception("could not record the probe of worker %s", result.worker_id)
                 change = None
             yield result, change
-

@@ -84,8 +84,6 @@ class WorkerQuerySet(models.QuerySet):
 
 
 class Worker(models.Model):
-    objects = WorkerQuerySet.as_manager()
-
     kind = models.CharField(
         max_length=16,
         choices=WorkerKind.choices,
@@ -195,6 +193,8 @@ class Worker(models.Model):
     created_at = models.DateTimeField(auto_now_add=True)
     updated_at = models.DateTimeField(auto_now=True)
 
+    objects = WorkerQuerySet.as_manager()
+
     class Meta:
         ordering = ["model_name", "id"]
         constraints = [
@@ -232,15 +232,23 @@ class Worker(models.Model):
                 )
             # The translating kinds read their API's answer themselves; a path would be ignored.
             if self.kind != WorkerKind.OPENAI and self.response_extract:
-                errors["response_extract"] = f"must be empty for {self.kind} workers: they read their API's answer themselves"
+                errors["response_extract"] = (
+                    f"must be empty for {self.kind} workers: they read their API's answer themselves"
+                )
             if self.usage_extract:
-                errors["usage_extract"] = f"must be empty for {self.kind} workers: they read their API's usage themselves"
+                errors["usage_extract"] = (
+                    f"must be empty for {self.kind} workers: they read their API's usage themselves"
+                )
         else:
             if self.body is None and self.method != HttpMethod.GET:
                 errors["body"] = f"is required for {self.method} workers (only GET may omit it)"
             prompt_in_url = "{" + templating.USER_PROMPT + "}" in (self.req_url_template or "")
-            if not prompt_in_url and not any(templating.mentions(self.body, name) for name in templating.PROMPT_PLACEHOLDERS):
-                errors.setdefault("body", "must contain {USER_PROMPT} or {MESSAGES} (or the URL template {USER_PROMPT})")
+            if not prompt_in_url and not any(
+                templating.mentions(self.body, name) for name in templating.PROMPT_PLACEHOLDERS
+            ):
+                errors.setdefault(
+                    "body", "must contain {USER_PROMPT} or {MESSAGES} (or the URL template {USER_PROMPT})"
+                )
         if errors:
             raise ValidationError(errors)
 
@@ -344,6 +352,8 @@ class RoutingPolicy(models.Model):
     @classmethod
     def default_for(cls, model_name: str) -> "RoutingPolicy":
         return cls(model_name=model_name)
+
+
 class WorkerEvent(models.Model):
     """Who registered, changed or took offline which worker, and when. Written by the services
     and the admin in the same transaction as the change; read-only everywhere."""
@@ -384,11 +394,17 @@ class ModelOwner(models.Model):
     model_name = models.CharField(max_length=200, unique=True)
     # A deleted key leaves its models ownerless (admins only), never free for another key to take.
     owner_key = models.ForeignKey(
-        "accounts.ApiKey", null=True, blank=True, on_delete=models.SET_NULL, related_name="owned_models",
+        "accounts.ApiKey",
+        null=True,
+        blank=True,
+        on_delete=models.SET_NULL,
+        related_name="owned_models",
         help_text="Empty: only admins and the keys below may add workers to this model.",
     )
     shared_with = models.ManyToManyField(
-        "accounts.ApiKey", blank=True, related_name="shared_models",
+        "accounts.ApiKey",
+        blank=True,
+        related_name="shared_models",
         help_text="Worker keys that may add their own workers to this model too.",
     )
     created_at = models.DateTimeField(auto_now_add=True)

@@ -1,6 +1,6 @@
 """The registry API's input and output shapes, including the first implementation's field names."""
 
-from datetime import datetime, timezone
+from datetime import UTC, datetime
 
 from django.core.exceptions import ValidationError as ModelValidationError
 from rest_framework import serializers
@@ -95,7 +95,7 @@ def _epoch_to_iso(seconds: float, now: float) -> str | None:
     """A time from the routing state, or None when it has passed."""
     if seconds <= now:
         return None
-    return datetime.fromtimestamp(seconds, tz=timezone.utc).isoformat().replace("+00:00", "Z")
+    return datetime.fromtimestamp(seconds, tz=UTC).isoformat().replace("+00:00", "Z")
 
 
 class WorkerOutput(serializers.ModelSerializer):
@@ -192,8 +192,15 @@ class PolicyOutput(serializers.ModelSerializer):
     class Meta:
         model = RoutingPolicy
         fields = [
-            "model_name", "strategy", "fallbacks", "max_attempts", "deadline", "per_try_timeout",
-            "effective_max_attempts", "effective_deadline", "updated_at",
+            "model_name",
+            "strategy",
+            "fallbacks",
+            "max_attempts",
+            "deadline",
+            "per_try_timeout",
+            "effective_max_attempts",
+            "effective_deadline",
+            "updated_at",
         ]
 
 

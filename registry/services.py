@@ -90,11 +90,7 @@ def worker_register(
 def _apply_registration(
     model_name: str, req_url_template: str, fields: dict[str, Any], caller: Caller | None
 ) -> tuple[Worker, bool]:
-    worker = (
-        Worker.objects.select_for_update()
-        .filter(model_name=model_name, req_url_template=req_url_template)
-        .first()
-    )
+    worker = Worker.objects.select_for_update().filter(model_name=model_name, req_url_template=req_url_template).first()
     created = worker is None
     if created:
         model_check_may_add_worker(model_name=model_name, caller=caller)
@@ -150,8 +146,9 @@ def workers_remove_expired(*, expired_for: float) -> list[Worker]:
         # Locked and re-checked, so a heartbeat that arrives meanwhile keeps its worker.
         gone = list(Worker.objects.select_for_update().filter(heartbeat_expires_at__lt=cutoff))
         for worker in gone:
-            worker_event_record(worker=worker, action=WorkerEvent.Action.OFFLINE, caller=None,
-                                actor="probe_workers (heartbeat expired)")
+            worker_event_record(
+                worker=worker, action=WorkerEvent.Action.OFFLINE, caller=None, actor="probe_workers (heartbeat expired)"
+            )
             worker.delete()
     if gone:
         routing_table.invalidate()
@@ -216,9 +213,7 @@ def _check_may_change(worker: Worker, caller: Caller | None) -> None:
 def worker_offline(*, model_name: str, req_url_template: str, caller: Caller | None = None) -> None:
     with transaction.atomic():
         worker = (
-            Worker.objects.select_for_update()
-            .filter(model_name=model_name, req_url_template=req_url_template)
-            .first()
+            Worker.objects.select_for_update().filter(model_name=model_name, req_url_template=req_url_template).first()
         )
         if worker is None:
             raise WorkerNotFound(model_name=model_name, req_url_template=req_url_template)
@@ -236,13 +231,17 @@ def workers_set_enabled(*, worker_ids: list[int], enabled: bool, caller: Caller 
 
 def workers_drain(*, worker_ids: list[int], caller: Caller | None = None) -> int:
     """Set the weight of workers to 0: no new requests, in-flight ones finish; returns how many changed."""
-    return _workers_set(worker_ids=worker_ids, field="weight", value=0, action=WorkerEvent.Action.CHANGED, caller=caller)
+    return _workers_set(
+        worker_ids=worker_ids, field="weight", value=0, action=WorkerEvent.Action.CHANGED, caller=caller
+    )
 
 
 def _workers_set(*, worker_ids: list[int], field: str, value: Any, action: str, caller: Caller | None) -> int:
     with transaction.atomic():
         to_change = list(Worker.objects.select_for_update().filter(pk__in=worker_ids).exclude(**{field: value}))
-        Worker.objects.filter(pk__in=[worker.pk for worker in to_change]).update(**{field: value, "updated_at": timezone.now()})
+        Worker.objects.filter(pk__in=[worker.pk for worker in to_change]).update(
+            **{field: value, "updated_at": timezone.now()}
+        )
         for worker in to_change:
             worker_event_record(worker=worker, action=action, caller=caller, changed_fields=[field])
     transaction.on_commit(routing_table.invalidate)

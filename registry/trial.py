@@ -43,7 +43,9 @@ class TrialReport:
         return self.extracted_ok and not self.error
 
 
-def worker_try(*, worker: Worker, prompt: str, temperature: float | None = None, timeout: float | None = None) -> TrialReport:
+def worker_try(
+    *, worker: Worker, prompt: str, temperature: float | None = None, timeout: float | None = None
+) -> TrialReport:
     """Send ``prompt`` to ``worker`` (saved or not) once and report each step."""
     protocol = protocol_for(worker)
     try:
@@ -57,9 +59,9 @@ def worker_try(*, worker: Worker, prompt: str, temperature: float | None = None,
         "method": request.method,
         "url": redaction.mask_secrets(request.url, secrets=secrets),
         "headers": {name: ("***" if value in secrets else value) for name, value in request.headers.items()},
-        "body": "" if request.json_body is None else redaction.mask_secrets(
-            json.dumps(request.json_body, ensure_ascii=False, indent=2), secrets=secrets
-        ),
+        "body": ""
+        if request.json_body is None
+        else redaction.mask_secrets(json.dumps(request.json_body, ensure_ascii=False, indent=2), secrets=secrets),
     }
     started = time.monotonic()
     try:

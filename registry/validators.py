@@ -20,7 +20,7 @@ _HEADER_NAME = re.compile(r"^[!#$%&'*+\-.^_`|~0-9A-Za-z]+$")
 def validate_http_url(value: str) -> None:
     """An absolute http(s) URL with a host; placeholders are allowed anywhere."""
     # Stand-in values let urlsplit judge the shape of a URL that still holds placeholders.
-    sample = templating.render_url(value, {name: "x" for name in templating.PLACEHOLDERS})
+    sample = templating.render_url(value, dict.fromkeys(templating.PLACEHOLDERS, "x"))
     if any(ch.isspace() for ch in sample):
         raise ValidationError("must not contain white space", code="invalid_url")
     try:
@@ -96,6 +96,8 @@ def validate_model_name_list(value: Any) -> None:
         raise ValidationError("must not name a model twice")
     if len(value) > 10:
         raise ValidationError("may name at most 10 models")
+
+
 def password_and_authorization(url: str, headers: Any) -> str | None:
     """Why ``url`` and ``headers`` cannot go together, or None: the HTTP client turns a URL's
     user:password into an Authorization header that silently replaces the configured one."""
@@ -113,7 +115,7 @@ def egress_refusal(url: str) -> str | None:
     is checked only on connect, when it has its value."""
     if not url:
         return None
-    sample = templating.render_url(url, {name: "x" for name in templating.PLACEHOLDERS})
+    sample = templating.render_url(url, dict.fromkeys(templating.PLACEHOLDERS, "x"))
     try:
         host = urlsplit(sample).hostname
         if host is None or urlsplit(url).hostname != host:

@@ -75,7 +75,9 @@ class WorkerHeartbeatView(APIView):
         return Response(
             {
                 "success": True,
-                "msg": "heartbeat received" if expires else "heartbeat received; this worker has no ttl and never expires",
+                "msg": "heartbeat received"
+                if expires
+                else "heartbeat received; this worker has no ttl and never expires",
                 "expires_at": expires.isoformat().replace("+00:00", "Z") if expires else None,
             }
         )
@@ -97,8 +99,11 @@ class PolicySetView(APIView):
         serializer.is_valid(raise_exception=True)
         policy, created = policy_set(**serializer.validated_data)
         return Response(
-            {"success": True, "msg": f"routing policy of {policy.model_name} {'created' if created else 'updated'}",
-             "data": PolicyOutput(policy).data}
+            {
+                "success": True,
+                "msg": f"routing policy of {policy.model_name} {'created' if created else 'updated'}",
+                "data": PolicyOutput(policy).data,
+            }
         )
 
 
@@ -121,5 +126,6 @@ class ModelOwnerView(APIView):
         serializer = ModelOwnerInput(data=request.data)
         serializer.is_valid(raise_exception=True)
         record = model_owner_set(**serializer.validated_data)
-        return Response({"success": True, "msg": f"ownership of {record.model_name} updated",
-                         "data": model_owner_describe(record)})
+        return Response(
+            {"success": True, "msg": f"ownership of {record.model_name} updated", "data": model_owner_describe(record)}
+        )

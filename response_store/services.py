@@ -54,8 +54,11 @@ def response_store(*, response: dict, conversation: list[dict], owner: str) -> b
     try:
         with transaction.atomic():  # inside a caller's transaction, a failure rolls back only this
             StoredResponse.objects.create(
-                response_id=response["id"], owner=owner, model_name=response["model"][:200],
-                response=response, conversation=conversation,
+                response_id=response["id"],
+                owner=owner,
+                model_name=response["model"][:200],
+                response=response,
+                conversation=conversation,
             )
     except DatabaseError as exc:
         logger.error("response %s not stored: %s", response["id"], exc)

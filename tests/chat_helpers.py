@@ -2,10 +2,14 @@
 
 import json
 
-WEATHER_TOOL = {"type": "function", "function": {
-    "name": "get_weather", "description": "The weather in a city",
-    "parameters": {"type": "object", "properties": {"city": {"type": "string"}}, "required": ["city"]},
-}}
+WEATHER_TOOL = {
+    "type": "function",
+    "function": {
+        "name": "get_weather",
+        "description": "The weather in a city",
+        "parameters": {"type": "object", "properties": {"city": {"type": "string"}}, "required": ["city"]},
+    },
+}
 
 # A tiny PNG, as a data URL and as the base64 inside it.
 PNG_BASE64 = "iVBORw0KGgoAAAANSUhEUgAAAAEAAAABCAYAAAAfFcSJAAAADUlEQVR42mP8z8BQDwAEhQGAhKmMIQAAAABJRU5ErkJggg=="
@@ -13,8 +17,11 @@ PNG_DATA_URL = f"data:image/png;base64,{PNG_BASE64}"
 
 
 def register_kind(api, *, model_name: str, preset: str, base_url: str, **fields) -> dict:
-    response = api.post("/api/server/register", {"model_name": model_name, "preset": preset, "base_url": base_url,
-                                                 **fields}, format="json")
+    response = api.post(
+        "/api/server/register",
+        {"model_name": model_name, "preset": preset, "base_url": base_url, **fields},
+        format="json",
+    )
     assert response.status_code == 200, response.content
     return response.json()["worker"]
 
@@ -38,7 +45,9 @@ def stream_events(response) -> list:
 def streamed_text(events: list) -> str:
     return "".join(
         choice["delta"].get("content") or ""
-        for event in events if isinstance(event, dict) for choice in event.get("choices", [])
+        for event in events
+        if isinstance(event, dict)
+        for choice in event.get("choices", [])
     )
 
 
@@ -59,5 +68,10 @@ def streamed_tool_calls(events: list) -> list[dict]:
 
 
 def finish_reasons(events: list) -> list[str]:
-    return [choice["finish_reason"] for event in events if isinstance(event, dict)
-            for choice in event.get("choices", []) if choice.get("finish_reason")]
+    return [
+        choice["finish_reason"]
+        for event in events
+        if isinstance(event, dict)
+        for choice in event.get("choices", [])
+        if choice.get("finish_reason")
+    ]

@@ -31,7 +31,9 @@ def pytest_collection_modifyitems(config, items):
                 item.add_marker(pytest.mark.skip(reason=f"needs {marker}: set its URL to run"))
         if "browser" in item.keywords and not os.access(CHROMIUM, os.X_OK):
             if REQUIRE_BROWSER:
-                raise pytest.UsageError(f"MMM_REQUIRE_BROWSER=1 but {CHROMIUM} is not installed (apt-get install chromium)")
+                raise pytest.UsageError(
+                    f"MMM_REQUIRE_BROWSER=1 but {CHROMIUM} is not installed (apt-get install chromium)"
+                )
             item.add_marker(pytest.mark.skip(reason=f"needs {CHROMIUM}: apt-get install chromium"))
 
 

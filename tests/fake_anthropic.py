@@ -16,14 +16,24 @@ from dataclasses import dataclass, field
 
 from tests.fake_upstream import FakeUpstream, Reply, Seen
 
-ERROR_TYPES = {400: "invalid_request_error", 401: "authentication_error", 403: "permission_error",
-               404: "not_found_error", 413: "request_too_large", 429: "rate_limit_error", 500: "api_error",
-               529: "overloaded_error"}
+ERROR_TYPES = {
+    400: "invalid_request_error",
+    401: "authentication_error",
+    403: "permission_error",
+    404: "not_found_error",
+    413: "request_too_large",
+    429: "rate_limit_error",
+    500: "api_error",
+    529: "overloaded_error",
+}
 
 
 def error(status: int, message: str, headers: dict | None = None) -> Reply:
-    return Reply(status=status, headers=headers or {},
-                 json={"type": "error", "error": {"type": ERROR_TYPES[status], "message": message}})
+    return Reply(
+        status=status,
+        headers=headers or {},
+        json={"type": "error", "error": {"type": ERROR_TYPES[status], "message": message}},
+    )
 
 
 def event(name: str, data: dict) -> bytes:
@@ -67,46 +77,105 @@ class AnthropicServer:
             self.bodies.append(body)
         if self.status is not None:
             headers = {"retry-after": self.retry_after} if self.retry_after else {}
-            return error(self.status, "Number of requests has exceeded your rate limit" if self.status == 429
-                         else "Overloaded", headers)
+            return error(
+                self.status,
+                "Number of requests has exceeded your rate limit" if self.status == 429 else "Overloaded",
+                headers,
+            )
         refusal = check_request(body)
         if refusal:
             return error(400, refusal)
         if body.get("stream"):
             return Reply(stream=self._events(body), cut=self.cut_after is not None)
-        return Reply(json={
-            "id": "msg_fake01", "type": "message", "role": "assistant", "model": body["model"],
-            "content": self.blocks, "stop_reason": self.stop_reason, "stop_sequence": None,
-            "usage": {"input_tokens": self.input_tokens, "output_tokens": self.output_tokens},
-        })
+        return Reply(
+            json={
+                "id": "msg_fake01",
+                "type": "message",
+                "role": "assistant",
+                "model": body["model"],
+                "content": self.blocks,
+                "stop_reason": self.stop_reason,
+                "stop_sequence": None,
+                "usage": {"input_tokens": self.input_tokens, "output_tokens": self.output_tokens},
+            }
+        )
 
     def _events(self, body: dict) -> Iterator[bytes]:
-        events = [event("message_start", {"type": "message_start", "message": {
-            "id": "msg_fake01", "type": "message", "role": "assistant", "model": body["model"], "content": [],
-            "stop_reason": None, "stop_sequence": None, "usage": {"input_tokens": self.input_tokens, "output_tokens": 1},
-        }}), event("ping", {"type": "ping"})]
+        events = [
+            event(
+                "message_start",
+                {
+                    "type": "message_start",
+                    "message": {
+                        "id": "msg_fake01",
+                        "type": "message",
+                        "role": "assistant",
+                        "model": body["model"],
+                        "content": [],
+                        "stop_reason": None,
+                        "stop_sequence": None,
+                        "usage": {"input_tokens": self.input_tokens, "output_tokens": 1},
+                    },
+                },
+            ),
+            event("ping", {"type": "ping"}),
+        ]
         for index, block in enumerate(self.blocks):
             if block["type"] == "text":
-                events.append(event("content_block_start", {"type": "content_block_start", "index": index,
-                                                            "content_block": {"type": "text", "text": ""}}))
+                events.append(
+                    event(
+                        "content_block_start",
+                        {"type": "content_block_start", "index": index, "content_block": {"type": "text", "text": ""}},
+                    )
+                )
                 words = block["text"].split(" ")
                 for number, word in enumerate(words):
                     text = word if number == len(words) - 1 else word + " "
-                    events.append(event("content_block_delta", {"type": "content_block_delta", "index": index,
-                                                                "delta": {"type": "text_delta", "text": text}}))
+                    events.append(
+                        event(
+                            "content_block_delta",
+                            {
+                                "type": "content_block_delta",
+                                "index": index,
+                                "delta": {"type": "text_delta", "text": text},
+                            },
+                        )
+                    )
             else:
-                events.append(event("content_block_start", {"type": "content_block_start", "index": index,
-                                                            "content_block": {**block, "input": {}}}))
+                events.append(
+                    event(
+                        "content_block_start",
+                        {"type": "content_block_start", "index": index, "content_block": {**block, "input": {}}},
+                    )
+                )
                 whole = json.dumps(block["input"])
-                for piece in (whole[: len(whole) // 2], whole[len(whole) // 2:]):
-                    events.append(event("content_block_delta", {"type": "content_block_delta", "index": index,
-                                                                "delta": {"type": "input_json_delta", "partial_json": piece}}))
+                for piece in (whole[: len(whole) // 2], whole[len(whole) // 2 :]):
+                    events.append(
+                        event(
+                            "content_block_delta",
+                            {
+                                "type": "content_block_delta",
+                                "index": index,
+                                "delta": {"type": "input_json_delta", "partial_json": piece},
+                            },
+                        )
+                    )
             events.append(event("content_block_stop", {"type": "content_block_stop", "index": index}))
         if self.error_mid_stream:
-            events.append(event("error", {"type": "error", "error": {"type": "overloaded_error", "message": "Overloaded"}}))
+            events.append(
+                event("error", {"type": "error", "error": {"type": "overloaded_error", "message": "Overloaded"}})
+            )
             events.append(b"")  # the API ends the response after an error event
-        events.append(event("message_delta", {"type": "message_delta", "delta": {
-            "stop_reason": self.stop_reason, "stop_sequence": None}, "usage": {"output_tokens": self.output_tokens}}))
+        events.append(
+            event(
+                "message_delta",
+                {
+                    "type": "message_delta",
+                    "delta": {"stop_reason": self.stop_reason, "stop_sequence": None},
+                    "usage": {"output_tokens": self.output_tokens},
+                },
+            )
+        )
         events.append(event("message_stop", {"type": "message_stop"}))
         for sent, chunk in enumerate(events):
             if self.cut_after is not None and sent == self.cut_after:
@@ -126,8 +195,11 @@ def check_request(body: dict) -> str | None:
         if name in body:
             return f"{name}: Extra inputs are not permitted"
     system = body.get("system")
-    if system is not None and not isinstance(system, str) and not (
-            isinstance(system, list) and all(isinstance(b, dict) and b.get("type") == "text" for b in system)):
+    if (
+        system is not None
+        and not isinstance(system, str)
+        and not (isinstance(system, list) and all(isinstance(b, dict) and b.get("type") == "text" for b in system))
+    ):
         return "system: Input should be a valid string or a list of text blocks"
     temperature = body.get("temperature")
     if temperature is not None and not 0 <= temperature <= 1:
@@ -172,8 +244,12 @@ def check_request(body: dict) -> str | None:
             elif kind == "image":
                 source = block.get("source") or {}
                 if source.get("type") == "base64":
-                    if source.get("media_type") not in ("image/jpeg", "image/png", "image/gif", "image/webp") \
-                            or not isinstance(source.get("data"), str):
+                    if source.get("media_type") not in (
+                        "image/jpeg",
+                        "image/png",
+                        "image/gif",
+                        "image/webp",
+                    ) or not isinstance(source.get("data"), str):
                         return f"{at}.source: media_type and data are required for a base64 source"
                 elif source.get("type") == "url":
                     if not str(source.get("url", "")).startswith(("http://", "https://")):
@@ -186,9 +262,11 @@ def check_request(body: dict) -> str | None:
                 tool_uses.add(block["id"])
             elif kind == "tool_result" and role == "user":
                 if block.get("tool_use_id") not in previous_tool_uses:
-                    return (f"{at}: unexpected `tool_use_id` found in `tool_result` blocks: "
-                            f"{block.get('tool_use_id')}. Each `tool_result` block must have a corresponding "
-                            "`tool_use` block in the previous message.")
+                    return (
+                        f"{at}: unexpected `tool_use_id` found in `tool_result` blocks: "
+                        f"{block.get('tool_use_id')}. Each `tool_result` block must have a corresponding "
+                        "`tool_use` block in the previous message."
+                    )
             else:
                 return f"{at}.type: {kind!r} is not a content block a {role} message may have"
         previous_tool_uses = tool_uses

@@ -70,12 +70,27 @@ class OpenAIServer:
             return _openai_error(400, "'messages' is a required property", "invalid_value")
         if body.get("stream"):
             return Reply(stream=self._chunks(body["model"]), cut=self.cut_after is not None)
-        return Reply(json={
-            "id": "chatcmpl-fake", "object": "chat.completion", "created": 1700000000, "model": body["model"],
-            "choices": [{"index": 0, "message": {"role": "assistant", "content": "".join(self.words)},
-                         "finish_reason": "stop", "logprobs": None}],
-            "usage": {"prompt_tokens": 5, "completion_tokens": len(self.words), "total_tokens": 5 + len(self.words)},
-        })
+        return Reply(
+            json={
+                "id": "chatcmpl-fake",
+                "object": "chat.completion",
+                "created": 1700000000,
+                "model": body["model"],
+                "choices": [
+                    {
+                        "index": 0,
+                        "message": {"role": "assistant", "content": "".join(self.words)},
+                        "finish_reason": "stop",
+                        "logprobs": None,
+                    }
+                ],
+                "usage": {
+                    "prompt_tokens": 5,
+                    "completion_tokens": len(self.words),
+                    "total_tokens": 5 + len(self.words),
+                },
+            }
+        )
 
     def _chunks(self, model: str) -> Iterator[bytes]:
         base = {"id": "chatcmpl-fake", "object": "chat.completion.chunk", "created": 1700000000, "model": model}
@@ -95,11 +110,17 @@ class OpenAIServer:
         body, error = self._checked(seen)
         if error:
             return error
-        return Reply(json={
-            "id": "cmpl-fake", "object": "text_completion", "created": 1700000000, "model": body["model"],
-            "choices": [{"index": 0, "text": f"completed: {body.get('prompt')}", "finish_reason": "stop",
-                         "logprobs": None}],
-        })
+        return Reply(
+            json={
+                "id": "cmpl-fake",
+                "object": "text_completion",
+                "created": 1700000000,
+                "model": body["model"],
+                "choices": [
+                    {"index": 0, "text": f"completed: {body.get('prompt')}", "finish_reason": "stop", "logprobs": None}
+                ],
+            }
+        )
 
     def embeddings(self, seen: Seen) -> Reply:
         body, error = self._checked(seen)
@@ -107,12 +128,17 @@ class OpenAIServer:
             return error
         inputs = body.get("input")
         inputs = [inputs] if isinstance(inputs, str) else inputs
-        return Reply(json={
-            "object": "list", "model": body["model"],
-            "data": [{"object": "embedding", "index": i, "embedding": [float(len(text)), 0.5, -1.0]}
-                     for i, text in enumerate(inputs)],
-            "usage": {"prompt_tokens": 3, "total_tokens": 3},
-        })
+        return Reply(
+            json={
+                "object": "list",
+                "model": body["model"],
+                "data": [
+                    {"object": "embedding", "index": i, "embedding": [float(len(text)), 0.5, -1.0]}
+                    for i, text in enumerate(inputs)
+                ],
+                "usage": {"prompt_tokens": 3, "total_tokens": 3},
+            }
+        )
 
     def images(self, seen: Seen) -> Reply:
         body, error = self._checked(seen)

@@ -52,42 +52,81 @@ class OllamaServer:
         with self._lock:
             self.bodies.append(body)
         if self.status is not None:
-            return Reply(status=self.status, json={"error": "server busy, please try again. maximum pending requests exceeded"})
+            return Reply(
+                status=self.status, json={"error": "server busy, please try again. maximum pending requests exceeded"}
+            )
         if body.get("model") not in self.models:
-            return Reply(status=404, json={"error": f"model \"{body.get('model')}\" not found, try pulling it first"})
+            return Reply(status=404, json={"error": f'model "{body.get("model")}" not found, try pulling it first'})
         refusal = check_request(body)
         if refusal:
             return Reply(status=400, json={"error": refusal})
         created = "2024-07-22T20:33:28.123648Z"
         if body.get("stream", True):
-            return Reply(stream=self._lines(body["model"], created), cut=self.cut_after is not None,
-                         headers={"Content-Type": "application/x-ndjson"})
+            return Reply(
+                stream=self._lines(body["model"], created),
+                cut=self.cut_after is not None,
+                headers={"Content-Type": "application/x-ndjson"},
+            )
         message = {"role": "assistant", "content": self.content}
         if self.tool_calls:
             message["tool_calls"] = self.tool_calls
-        return Reply(json={
-            "model": body["model"], "created_at": created, "message": message, "done": True,
-            "done_reason": self.done_reason, "total_duration": 5191566416, "load_duration": 2154458,
-            "prompt_eval_count": self.prompt_eval_count, "prompt_eval_duration": 383809000,
-            "eval_count": self.eval_count, "eval_duration": 4799921000,
-        })
+        return Reply(
+            json={
+                "model": body["model"],
+                "created_at": created,
+                "message": message,
+                "done": True,
+                "done_reason": self.done_reason,
+                "total_duration": 5191566416,
+                "load_duration": 2154458,
+                "prompt_eval_count": self.prompt_eval_count,
+                "prompt_eval_duration": 383809000,
+                "eval_count": self.eval_count,
+                "eval_duration": 4799921000,
+            }
+        )
 
     def _lines(self, model: str, created: str) -> Iterator[bytes]:
         lines = []
         words = self.content.split(" ") if self.content else []
         for number, word in enumerate(words):
             text = word if number == len(words) - 1 else word + " "
-            lines.append(_line({"model": model, "created_at": created,
-                                "message": {"role": "assistant", "content": text}, "done": False}))
+            lines.append(
+                _line(
+                    {
+                        "model": model,
+                        "created_at": created,
+                        "message": {"role": "assistant", "content": text},
+                        "done": False,
+                    }
+                )
+            )
         if self.tool_calls:
-            lines.append(_line({"model": model, "created_at": created, "message": {
-                "role": "assistant", "content": "", "tool_calls": self.tool_calls}, "done": False}))
+            lines.append(
+                _line(
+                    {
+                        "model": model,
+                        "created_at": created,
+                        "message": {"role": "assistant", "content": "", "tool_calls": self.tool_calls},
+                        "done": False,
+                    }
+                )
+            )
         if self.error_mid_stream:
             lines.append(_line({"error": "an error was encountered while running the model"}))
-        lines.append(_line({
-            "model": model, "created_at": created, "message": {"role": "assistant", "content": ""}, "done": True,
-            "done_reason": self.done_reason, "prompt_eval_count": self.prompt_eval_count, "eval_count": self.eval_count,
-        }))
+        lines.append(
+            _line(
+                {
+                    "model": model,
+                    "created_at": created,
+                    "message": {"role": "assistant", "content": ""},
+                    "done": True,
+                    "done_reason": self.done_reason,
+                    "prompt_eval_count": self.prompt_eval_count,
+                    "eval_count": self.eval_count,
+                }
+            )
+        )
         for sent, line in enumerate(lines):
             if self.cut_after is not None and sent == self.cut_after:
                 return
@@ -113,11 +152,13 @@ def check_request(body: dict) -> str | None:
                 return "illegal base64 data in images"
         for call in message.get("tool_calls") or []:
             if not isinstance((call.get("function") or {}).get("arguments"), dict):
-                return ("json: cannot unmarshal string into Go struct field "
-                        "ToolCallFunction.messages.tool_calls.function.arguments of type api.ToolCallFunctionArguments")
+                return (
+                    "json: cannot unmarshal string into Go struct field "
+                    "ToolCallFunction.messages.tool_calls.function.arguments of type api.ToolCallFunctionArguments"
+                )
     for tool in body.get("tools") or []:
         if tool.get("type") != "function" or not isinstance((tool.get("function") or {}).get("name"), str):
-            return "tools: each tool must be {\"type\": \"function\", \"function\": {...}}"
+            return 'tools: each tool must be {"type": "function", "function": {...}}'
     options = body.get("options") or {}
     if set(options) - {"temperature", "top_p", "top_k", "num_predict", "stop", "seed", "num_ctx"}:
         return f"invalid option(s): {sorted(set(options) - {'temperature', 'top_p', 'num_predict', 'stop', 'seed'})}"

@@ -43,47 +43,92 @@ class TGIServer:
         if self.status is not None:
             return Reply(status=self.status, json={"error": "Model is overloaded", "error_type": "overloaded"})
         if not isinstance(body.get("messages"), list) or not body["messages"]:
-            return Reply(status=422, json={"error": "Failed to deserialize: missing field `messages`",
-                                           "error_type": "validation"})
+            return Reply(
+                status=422,
+                json={"error": "Failed to deserialize: missing field `messages`", "error_type": "validation"},
+            )
         created = 1728000000
         content = f"{self.content} (call {call_number})"
         usage = {"prompt_tokens": 11, "completion_tokens": 4, "total_tokens": 15}
         calls = None
         if self.tool_call and body.get("tools"):
-            calls = [{"id": "0", "type": "function", "function": {
-                "name": self.tool_call["name"], "arguments": json.dumps(self.tool_call["arguments"])}}]
+            calls = [
+                {
+                    "id": "0",
+                    "type": "function",
+                    "function": {"name": self.tool_call["name"], "arguments": json.dumps(self.tool_call["arguments"])},
+                }
+            ]
         if body.get("stream"):
             include_usage = (body.get("stream_options") or {}).get("include_usage") is True
-            return Reply(stream=self._chunks(content, calls, usage if include_usage else None),
-                         cut=self.cut_after is not None)
+            return Reply(
+                stream=self._chunks(content, calls, usage if include_usage else None), cut=self.cut_after is not None
+            )
         message = {"role": "assistant", "content": None if calls else content}
         if calls:
             message["tool_calls"] = calls
-        return Reply(json={
-            "object": "chat.completion", "id": "", "created": created, "model": "tgi",
-            "system_fingerprint": "3.0.0-native",
-            "choices": [{"index": 0, "message": message, "logprobs": None,
-                         "finish_reason": "tool_calls" if calls else "stop"}],
-            "usage": usage,
-        })
+        return Reply(
+            json={
+                "object": "chat.completion",
+                "id": "",
+                "created": created,
+                "model": "tgi",
+                "system_fingerprint": "3.0.0-native",
+                "choices": [
+                    {
+                        "index": 0,
+                        "message": message,
+                        "logprobs": None,
+                        "finish_reason": "tool_calls" if calls else "stop",
+                    }
+                ],
+                "usage": usage,
+            }
+        )
 
     def _chunks(self, content: str, calls: list | None, usage: dict | None) -> Iterator[bytes]:
-        base = {"object": "chat.completion.chunk", "id": "", "created": 1728000000, "model": "tgi",
-                "system_fingerprint": "3.0.0-native"}
+        base = {
+            "object": "chat.completion.chunk",
+            "id": "",
+            "created": 1728000000,
+            "model": "tgi",
+            "system_fingerprint": "3.0.0-native",
+        }
         chunks = []
         if calls:
             call = calls[0]
             arguments = call["function"]["arguments"]
-            chunks.append({"index": 0, "delta": {"role": "assistant", "tool_calls": [{
-                "index": 0, "id": call["id"], "type": "function",
-                "function": {"name": call["function"]["name"], "arguments": ""}}]}, "finish_reason": None})
-            for piece in (arguments[: len(arguments) // 2], arguments[len(arguments) // 2:]):
-                chunks.append({"index": 0, "delta": {"role": "assistant", "tool_calls": [{
-                    "index": 0, "function": {"arguments": piece}}]}, "finish_reason": None})
+            chunks.append(
+                {
+                    "index": 0,
+                    "delta": {
+                        "role": "assistant",
+                        "tool_calls": [
+                            {
+                                "index": 0,
+                                "id": call["id"],
+                                "type": "function",
+                                "function": {"name": call["function"]["name"], "arguments": ""},
+                            }
+                        ],
+                    },
+                    "finish_reason": None,
+                }
+            )
+            for piece in (arguments[: len(arguments) // 2], arguments[len(arguments) // 2 :]):
+                chunks.append(
+                    {
+                        "index": 0,
+                        "delta": {"role": "assistant", "tool_calls": [{"index": 0, "function": {"arguments": piece}}]},
+                        "finish_reason": None,
+                    }
+                )
             finish = "tool_calls"
         else:
             for word in content.split(" "):
-                chunks.append({"index": 0, "delta": {"role": "assistant", "content": word + " "}, "finish_reason": None})
+                chunks.append(
+                    {"index": 0, "delta": {"role": "assistant", "content": word + " "}, "finish_reason": None}
+                )
             finish = "stop"
         chunks.append({"index": 0, "delta": {"role": "assistant", "content": ""}, "finish_reason": finish})
         events = [_sse({**base, "choices": [chunk]}) for chunk in chunks]

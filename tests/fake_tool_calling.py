@@ -33,13 +33,29 @@ class ToolCallingServer:
         body = seen.json
         self.bodies.append(body)
         if body.get("model") != self.model:
-            return Reply(status=404, json={"error": {"message": f"The model `{body.get('model')}` does not exist",
-                                                     "type": "invalid_request_error", "param": None,
-                                                     "code": "model_not_found"}})
+            return Reply(
+                status=404,
+                json={
+                    "error": {
+                        "message": f"The model `{body.get('model')}` does not exist",
+                        "type": "invalid_request_error",
+                        "param": None,
+                        "code": "model_not_found",
+                    }
+                },
+            )
         if "stream_options" in body and not body.get("stream"):
-            return Reply(status=400, json={"error": {"message": "stream_options is only allowed when stream is true",
-                                                     "type": "invalid_request_error", "param": "stream_options",
-                                                     "code": None}})
+            return Reply(
+                status=400,
+                json={
+                    "error": {
+                        "message": "stream_options is only allowed when stream is true",
+                        "type": "invalid_request_error",
+                        "param": "stream_options",
+                        "code": None,
+                    }
+                },
+            )
         messages = body["messages"]
         calls_tool = bool(body.get("tools")) and messages[-1]["role"] != "tool" and body.get("tool_choice") != "none"
         text = None if calls_tool else self.reply_text(messages)
@@ -48,14 +64,30 @@ class ToolCallingServer:
             return Reply(stream=self._chunks(body, text, include_usage))
         message = {"role": "assistant", "content": text}
         if calls_tool:
-            message["tool_calls"] = [{"id": self.call_id, "type": "function",
-                                      "function": {"name": self._tool_name(body), "arguments": json.dumps(self.arguments)}}]
-        return Reply(json={
-            "id": "chatcmpl-tools", "object": "chat.completion", "created": 1700000000, "model": self.model,
-            "choices": [{"index": 0, "message": message, "finish_reason": "tool_calls" if calls_tool else "stop",
-                         "logprobs": None}],
-            "usage": self._usage(),
-        })
+            message["tool_calls"] = [
+                {
+                    "id": self.call_id,
+                    "type": "function",
+                    "function": {"name": self._tool_name(body), "arguments": json.dumps(self.arguments)},
+                }
+            ]
+        return Reply(
+            json={
+                "id": "chatcmpl-tools",
+                "object": "chat.completion",
+                "created": 1700000000,
+                "model": self.model,
+                "choices": [
+                    {
+                        "index": 0,
+                        "message": message,
+                        "finish_reason": "tool_calls" if calls_tool else "stop",
+                        "logprobs": None,
+                    }
+                ],
+                "usage": self._usage(),
+            }
+        )
 
     @staticmethod
     def reply_text(messages: list[dict]) -> str:
@@ -74,8 +106,11 @@ class ToolCallingServer:
         return body["tools"][0]["function"]["name"]
 
     def _usage(self) -> dict:
-        return {"prompt_tokens": PROMPT_TOKENS, "completion_tokens": COMPLETION_TOKENS,
-                "total_tokens": PROMPT_TOKENS + COMPLETION_TOKENS}
+        return {
+            "prompt_tokens": PROMPT_TOKENS,
+            "completion_tokens": COMPLETION_TOKENS,
+            "total_tokens": PROMPT_TOKENS + COMPLETION_TOKENS,
+        }
 
     def _chunks(self, body: dict, text: str | None, include_usage: bool) -> Iterator[bytes]:
         base = {"id": "chatcmpl-tools", "object": "chat.completion.chunk", "created": 1700000000, "model": self.model}
@@ -84,12 +119,23 @@ class ToolCallingServer:
             return sse({**base, "choices": [{"index": 0, "delta": delta, "logprobs": None, "finish_reason": finish}]})
 
         if text is None:
-            yield chunk({"role": "assistant", "content": None, "tool_calls": [{
-                "index": 0, "id": self.call_id, "type": "function",
-                "function": {"name": self._tool_name(body), "arguments": ""}}]})
+            yield chunk(
+                {
+                    "role": "assistant",
+                    "content": None,
+                    "tool_calls": [
+                        {
+                            "index": 0,
+                            "id": self.call_id,
+                            "type": "function",
+                            "function": {"name": self._tool_name(body), "arguments": ""},
+                        }
+                    ],
+                }
+            )
             arguments = json.dumps(self.arguments)
             for start in range(0, len(arguments), 7):
-                yield chunk({"tool_calls": [{"index": 0, "function": {"arguments": arguments[start:start + 7]}}]})
+                yield chunk({"tool_calls": [{"index": 0, "function": {"arguments": arguments[start : start + 7]}}]})
             yield chunk({}, "tool_calls")
         else:
             yield chunk({"role": "assistant", "content": ""})

@@ -52,7 +52,11 @@ class GatewayProcess:
         with self.log_path.open("a") as log:  # the child keeps its own copy of the descriptor
             self.process = subprocess.Popen(
                 [str(BIN / "gunicorn"), "-c", "mmm/gunicorn.conf.py", "mmm.wsgi"],
-                cwd=ROOT, env=self.env, stdout=subprocess.DEVNULL, stderr=log, text=True,
+                cwd=ROOT,
+                env=self.env,
+                stdout=subprocess.DEVNULL,
+                stderr=log,
+                text=True,
             )
         wait_until(self._answers, timeout=30, poll=0.1, what=f"the gateway on {self.url} to answer")
         return self

@@ -59,7 +59,9 @@ class SteadyLoad:
             phase, started = self.phase, time.monotonic()
             try:
                 response = session.post(
-                    self.url, json={"model_name": self.model, "input": "hi"}, headers=self.headers,
+                    self.url,
+                    json={"model_name": self.model, "input": "hi"},
+                    headers=self.headers,
                     timeout=self.client_timeout,
                 )
                 status = response.status_code
@@ -114,5 +116,9 @@ def logged_rows(database_url: str) -> dict[str, int]:
 
 
 def complete(gateway: GatewayProcess, key: str, *, timeout: float = 10.0) -> requests.Response:
-    return requests.post(gateway.url + COMPLETIONS, json={"model_name": "proxyllm", "input": "hi"},
-                         headers={"Authorization": f"Bearer {key}"}, timeout=timeout)
+    return requests.post(
+        gateway.url + COMPLETIONS,
+        json={"model_name": "proxyllm", "input": "hi"},
+        headers={"Authorization": f"Bearer {key}"},
+        timeout=timeout,
+    )

@@ -30,7 +30,11 @@ def form(**overrides) -> dict:
 
 
 def make_worker(**fields) -> Worker:
-    defaults = {"model_name": "proxyllm", "req_url_template": "http://127.0.0.1:9000/gen", "body": {"p": "{USER_PROMPT}"}}
+    defaults = {
+        "model_name": "proxyllm",
+        "req_url_template": "http://127.0.0.1:9000/gen",
+        "body": {"p": "{USER_PROMPT}"},
+    }
     return Worker.objects.create(**{**defaults, **fields})
 
 
@@ -39,7 +43,11 @@ def test_the_admin_adds_a_valid_worker(admin_client):
 
     assert response.status_code == 302
     worker = Worker.objects.get()
-    assert (worker.model_name, worker.body, worker.response_extract) == ("proxyllm", {"input": "{USER_PROMPT}"}, "data.answer")
+    assert (worker.model_name, worker.body, worker.response_extract) == (
+        "proxyllm",
+        {"input": "{USER_PROMPT}"},
+        "data.answer",
+    )
 
 
 @pytest.mark.parametrize(
@@ -128,9 +136,15 @@ def test_the_list_and_the_worker_page_show_live_traffic_from_the_routing_state(a
     for token in ("a", "b"):
         state.acquire(worker_id=busy.pk, token=token, hold_until=hold, max_inflight=None, panic=False)
     state.acquire(worker_id=ejected.pk, token="f", hold_until=hold, max_inflight=None, panic=False)
-    state.finish(worker_id=ejected.pk, token="f", outcome=Outcome.FAILED, latency_ms=5.0, reason="HTTP 503",
-                 model_worker_ids=[ejected.pk, busy.pk],
-                 policy=EjectionPolicy(after_failures=1, base_seconds=30, max_seconds=30, max_percent=50))
+    state.finish(
+        worker_id=ejected.pk,
+        token="f",
+        outcome=Outcome.FAILED,
+        latency_ms=5.0,
+        reason="HTTP 503",
+        model_worker_ids=[ejected.pk, busy.pk],
+        policy=EjectionPolicy(after_failures=1, base_seconds=30, max_seconds=30, max_percent=50),
+    )
 
     page = admin_client.get(CHANGELIST)
     detail = admin_client.get(f"{CHANGELIST}{ejected.pk}/change/").content.decode()

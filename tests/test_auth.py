@@ -112,8 +112,10 @@ def test_the_messages_api_refuses_a_request_without_a_key_with_an_anthropic_401(
     response = api.post("/v1/messages", MESSAGES_BODY, format="json")
 
     assert response.status_code == 401
-    assert response.json() == {"type": "error", "error": {"type": "authentication_error",
-                                                          "message": "Authentication credentials were not provided."}}
+    assert response.json() == {
+        "type": "error",
+        "error": {"type": "authentication_error", "message": "Authentication credentials were not provided."},
+    }
 
 
 @pytest.mark.parametrize("headers", [{"HTTP_X_API_KEY": "nonsense"}, {"HTTP_AUTHORIZATION": "Bearer nonsense"}])
@@ -179,7 +181,9 @@ def test_an_inference_key_outside_its_model_list_gets_403_and_nothing_is_sent_up
     api.post("/api/server/register", seed_registration(url), format="json", **bearer(make_key("admin")))
     key = make_key("inference", allowed_models=["chatglm2-6b"])
 
-    response = api.post("/api/v1/chat/completions", {"model_name": "proxyllm", "input": "hi"}, format="json", **bearer(key))
+    response = api.post(
+        "/api/v1/chat/completions", {"model_name": "proxyllm", "input": "hi"}, format="json", **bearer(key)
+    )
 
     assert response.status_code == 403
     assert response.json()["code"] == "model_not_allowed"
@@ -193,10 +197,14 @@ def test_an_inference_key_calls_the_models_it_lists_with_bearer_or_x_api_key(api
     key = make_key("inference", allowed_models=["proxyllm"])
     ask = {"model_name": "proxyllm", "input": "hi"}
 
-    assert api.post("/api/v1/chat/completions", ask, format="json", **bearer(key)).json()["result"] == "I am a fake model."
+    assert (
+        api.post("/api/v1/chat/completions", ask, format="json", **bearer(key)).json()["result"] == "I am a fake model."
+    )
     assert api.post("/api/v1/chat/completions", ask, format="json", HTTP_X_API_KEY=key).status_code == 200
     # The gateway's own key is not passed on to the model server.
-    assert all("Authorization" not in seen.headers and "X-Api-Key" not in seen.headers for seen in upstream.hits("/gen"))
+    assert all(
+        "Authorization" not in seen.headers and "X-Api-Key" not in seen.headers for seen in upstream.hits("/gen")
+    )
     assert ApiKey.objects.get(allowed_models=["proxyllm"]).last_used_at is not None
 
 
@@ -204,7 +212,9 @@ def test_a_worker_key_cannot_take_another_owners_worker_offline(api, make_key):
     team_a, team_b = make_key("worker", name="team a"), make_key("worker", name="team b")
     api.post("/api/server/register", seed_registration(URL), format="json", **bearer(team_a))
 
-    response = api.post("/api/server/offline", {"model_name": "proxyllm", "req_url_template": URL}, format="json", **bearer(team_b))
+    response = api.post(
+        "/api/server/offline", {"model_name": "proxyllm", "req_url_template": URL}, format="json", **bearer(team_b)
+    )
 
     assert response.status_code == 403
     assert response.json()["code"] == "not_worker_owner"
@@ -234,8 +244,13 @@ def test_a_worker_key_changes_and_takes_offline_its_own_workers(api, make_key):
     key = make_key("worker")
     api.post("/api/server/register", seed_registration(URL), format="json", **bearer(key))
 
-    assert api.post("/api/server/register", seed_registration(URL, weight=4), format="json", **bearer(key)).status_code == 200
-    response = api.post("/api/server/offline", {"model_name": "proxyllm", "req_url_template": URL}, format="json", **bearer(key))
+    assert (
+        api.post("/api/server/register", seed_registration(URL, weight=4), format="json", **bearer(key)).status_code
+        == 200
+    )
+    response = api.post(
+        "/api/server/offline", {"model_name": "proxyllm", "req_url_template": URL}, format="json", **bearer(key)
+    )
 
     assert response.status_code == 200
     assert not Worker.objects.exists()
@@ -245,7 +260,10 @@ def test_an_admin_key_takes_any_owners_worker_offline(api, make_key):
     api.post("/api/server/register", seed_registration(URL), format="json", **bearer(make_key("worker")))
 
     response = api.post(
-        "/api/server/offline", {"model_name": "proxyllm", "req_url_template": URL}, format="json", **bearer(make_key("admin"))
+        "/api/server/offline",
+        {"model_name": "proxyllm", "req_url_template": URL},
+        format="json",
+        **bearer(make_key("admin")),
     )
 
     assert response.status_code == 200
@@ -255,14 +273,23 @@ def test_an_admin_key_takes_any_owners_worker_offline(api, make_key):
 def test_the_audit_log_says_which_key_registered_changed_and_took_offline_a_worker(api, make_key):
     key = make_key("worker", name="team a")
     api.post("/api/server/register", seed_registration(URL + "?key=s3cret-value"), format="json", **bearer(key))
-    api.post("/api/server/register", seed_registration(URL + "?key=s3cret-value", weight=3), format="json", **bearer(key))
-    api.post("/api/server/offline", {"model_name": "proxyllm", "req_url_template": URL + "?key=s3cret-value"}, format="json", **bearer(key))
+    api.post(
+        "/api/server/register", seed_registration(URL + "?key=s3cret-value", weight=3), format="json", **bearer(key)
+    )
+    api.post(
+        "/api/server/offline",
+        {"model_name": "proxyllm", "req_url_template": URL + "?key=s3cret-value"},
+        format="json",
+        **bearer(key),
+    )
 
     events = list(WorkerEvent.objects.order_by("id"))
     assert [event.action for event in events] == ["registered", "changed", "offline"]
     assert {event.api_key.name for event in events} == {"team a"}
     assert all(event.actor.startswith("key team a (") for event in events)
-    assert events[1].changed_fields == sorted(seed_registration(URL, weight=3).keys() - {"model_name", "req_url_template"})
+    assert events[1].changed_fields == sorted(
+        seed_registration(URL, weight=3).keys() - {"model_name", "req_url_template"}
+    )
     assert all(event.url == URL for event in events)  # no query string, where keys may be
 
 
@@ -283,7 +310,12 @@ def test_create_api_key_prints_the_key_alone_on_the_last_line(api, capsys):
 
     key = output[-1]
     stored = ApiKey.objects.get()
-    assert (stored.name, stored.scopes, stored.allowed_models, stored.rate_limit_per_minute) == ("ci", ["worker"], ["a", "b"], 5)
+    assert (stored.name, stored.scopes, stored.allowed_models, stored.rate_limit_per_minute) == (
+        "ci",
+        ["worker"],
+        ["a", "b"],
+        5,
+    )
     assert key not in stored.secret_hash and key[13:] not in "".join(output[:-1])
     assert api.get("/api/server/workers", **bearer(key)).status_code == 200
 
@@ -307,7 +339,9 @@ def test_a_key_revoked_in_the_admin_stops_working_at_once_in_this_process(admin_
     key = make_key("worker")
     assert api.get("/api/server/workers", **bearer(key)).status_code == 200
 
-    admin_client.post("/admin/accounts/apikey/", {"action": "revoke_keys", "_selected_action": [ApiKey.objects.get().pk]})
+    admin_client.post(
+        "/admin/accounts/apikey/", {"action": "revoke_keys", "_selected_action": [ApiKey.objects.get().pk]}
+    )
 
     assert api.get("/api/server/workers", **bearer(key)).status_code == 401
 

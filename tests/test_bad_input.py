@@ -29,8 +29,16 @@ JSON_ENDPOINTS = [
 @pytest.fixture
 def registered(api, upstream):
     """A model behind each API, so a body that got through would reach a worker."""
-    api.post("/api/server/register", seed_registration(upstream.on("/gen", json=SEED_ANSWER), model_name="m"), format="json")
-    preset = {"model_name": "gpt", "preset": "openai", "base_url": upstream.url("/v1"), "api_key": "sk-x", "upstream_model": "u"}
+    api.post(
+        "/api/server/register", seed_registration(upstream.on("/gen", json=SEED_ANSWER), model_name="m"), format="json"
+    )
+    preset = {
+        "model_name": "gpt",
+        "preset": "openai",
+        "base_url": upstream.url("/v1"),
+        "api_key": "sk-x",
+        "upstream_model": "u",
+    }
     api.post("/api/server/register", preset, format="json")
 
 

@@ -19,8 +19,14 @@ pytestmark = [pytest.mark.browser, pytest.mark.e2e]
 
 ARTIFACTS = Path(__file__).resolve().parent.parent / "var" / "artifacts"
 CHROMIUM_ARGS = [
-    "--headless", "--no-sandbox", "--disable-gpu", "--disable-quic", "--no-first-run",
-    "--disable-background-networking", "--disable-component-update", "--disable-sync",
+    "--headless",
+    "--no-sandbox",
+    "--disable-gpu",
+    "--disable-quic",
+    "--no-first-run",
+    "--disable-background-networking",
+    "--disable-component-update",
+    "--disable-sync",
 ]
 PASSWORD = "browser-test-password"
 # A common laptop screen: the console must fit it without scrolling sideways.
@@ -84,7 +90,9 @@ def test_an_operator_adds_a_worker_tries_it_and_sees_the_traffic(gateway, page, 
 
     upstream.on("/v1/chat/completions", chat_answer)
     flaky_count = iter(range(10_000))
-    upstream.on("/flaky", lambda seen: Reply(status=500, json={}) if next(flaky_count) % 4 == 0 else Reply(json={"out": "ok"}))
+    upstream.on(
+        "/flaky", lambda seen: Reply(status=500, json={}) if next(flaky_count) % 4 == 0 else Reply(json={"out": "ok"})
+    )
 
     # Sign in.
     page.goto(gateway.url + "/admin/")
@@ -101,7 +109,9 @@ def test_an_operator_adds_a_worker_tries_it_and_sees_the_traffic(gateway, page, 
     page.fill("#id_model_name", "chat-demo")
     page.fill("#id_req_url_template", upstream.url("/v1/chat/completions"))
     page.fill("#id_headers", json.dumps({"Authorization": "Bearer sk-browser-test-secret"}))
-    page.fill("#id_body", json.dumps({"model": "{MODEL_NAME}", "messages": [{"role": "user", "content": "{USER_PROMPT}"}]}))
+    page.fill(
+        "#id_body", json.dumps({"model": "{MODEL_NAME}", "messages": [{"role": "user", "content": "{USER_PROMPT}"}]})
+    )
     page.fill("#id_response_extract", "choices[0].message.content")
     page.fill("#trial-prompt", "hello from the browser")
     page.click("#trial-send")
@@ -112,35 +122,57 @@ def test_an_operator_adds_a_worker_tries_it_and_sees_the_traffic(gateway, page, 
     expect(page.locator(".messagelist")).to_contain_text("was added successfully")
 
     # Traffic: the new model, and a second one that fails one request in four.
-    gateway.post("/api/server/register", {
-        "model_name": "flaky-demo", "req_url_template": upstream.url("/flaky"),
-        "body": {"input": "{USER_PROMPT}"}, "response_extract": "out",
-    }).raise_for_status()
+    gateway.post(
+        "/api/server/register",
+        {
+            "model_name": "flaky-demo",
+            "req_url_template": upstream.url("/flaky"),
+            "body": {"input": "{USER_PROMPT}"},
+            "response_extract": "out",
+        },
+    ).raise_for_status()
     with ThreadPoolExecutor(8) as pool:
-        statuses = list(pool.map(
-            lambda index: gateway.post("/api/v1/chat/completions", {"model_name": "chat-demo" if index % 2 else "flaky-demo", "input": f"q{index}"}).status_code,
-            range(40),
-        ))
+        statuses = list(
+            pool.map(
+                lambda index: (
+                    gateway.post(
+                        "/api/v1/chat/completions",
+                        {"model_name": "chat-demo" if index % 2 else "flaky-demo", "input": f"q{index}"},
+                    ).status_code
+                ),
+                range(40),
+            )
+        )
     assert statuses.count(200) >= 20
 
     # Two workers of one model, one always failing: live traffic ejects it, the other answers.
     upstream.on("/down", Reply(status=500, json={"error": "down"}))
     upstream.on("/up", Reply(json={"out": "fine"}))
     for path in ("/down", "/up"):
-        gateway.post("/api/server/register", {
-            "model_name": "pair-demo", "req_url_template": upstream.url(path), "body": {"input": "{USER_PROMPT}"},
-            "response_extract": "out",
-        }).raise_for_status()
+        gateway.post(
+            "/api/server/register",
+            {
+                "model_name": "pair-demo",
+                "req_url_template": upstream.url(path),
+                "body": {"input": "{USER_PROMPT}"},
+                "response_extract": "out",
+            },
+        ).raise_for_status()
     # Round robin: the failing worker keeps its turns until it is ejected (least_loaded would
     # just stop picking it after its first failure).
     gateway.post("/api/server/policy", {"model_name": "pair-demo", "strategy": "round_robin"}).raise_for_status()
 
     def down_ejected() -> bool:
         workers = gateway.get("/api/server/workers", model_name="pair-demo").json()["data"]
-        return any(w["req_url_template"].endswith("/down") and (w["traffic"] or {}).get("ejected_until") for w in workers)
+        return any(
+            w["req_url_template"].endswith("/down") and (w["traffic"] or {}).get("ejected_until") for w in workers
+        )
 
     for index in range(60):  # the failing worker gets a share of these until it is ejected
-        assert gateway.post("/api/v1/chat/completions", {"model_name": "pair-demo", "input": f"p{index}"}).status_code == 200
+        assert (
+            gateway.post("/api/v1/chat/completions", {"model_name": "pair-demo", "input": f"p{index}"}).status_code
+            == 200
+        )
         if down_ejected():
             break
     assert down_ejected(), "60 requests did not get the failing worker ejected"

@@ -57,8 +57,10 @@ def test_the_canary_goes_upstream_and_nowhere_else(api, upstream, caplog, capsys
         base = upstream.on("/gen", echo(status, delay=2.0 if path_kind == "timeout" else 0.0))
     url = f"{base}?key={QUERY_CANARY}&prompt={{USER_PROMPT}}"
     registration = seed_registration(
-        url, headers={"Authorization": f"Bearer {HEADER_CANARY}", "X-Api-Key": HEADER_CANARY},
-        response_extract="answer", timeout=0.5,
+        url,
+        headers={"Authorization": f"Bearer {HEADER_CANARY}", "X-Api-Key": HEADER_CANARY},
+        response_extract="answer",
+        timeout=0.5,
     )
 
     answers = [
@@ -78,7 +80,8 @@ def test_the_canary_goes_upstream_and_nowhere_else(api, upstream, caplog, capsys
         assert f"key={QUERY_CANARY}" in sent.path
     seen_by_people = [
         *(answer.content.decode() for answer in answers),
-        printed.out, printed.err,
+        printed.out,
+        printed.err,
         *(record.getMessage() + (record.exc_text or "") for record in caplog.records),
         caplog.text,
     ]
@@ -133,15 +136,26 @@ def canary_worker(api, upstream):
 def test_no_admin_page_shows_a_stored_secret(admin_client, canary_worker):
     worker = f"/admin/registry/worker/{canary_worker.pk}"
     pages = [
-        "/admin/registry/worker/", f"{worker}/change/", "/admin/registry/worker/add/", f"{worker}/history/",
-        f"{worker}/delete/", f"{worker}/try/", "/admin/registry/workerevent/", "/admin/console/requestlog/",
-        "/admin/console/proberecord/", "/admin/registry/modelowner/", "/admin/dashboard/", "/admin/",
+        "/admin/registry/worker/",
+        f"{worker}/change/",
+        "/admin/registry/worker/add/",
+        f"{worker}/history/",
+        f"{worker}/delete/",
+        f"{worker}/try/",
+        "/admin/registry/workerevent/",
+        "/admin/console/requestlog/",
+        "/admin/console/proberecord/",
+        "/admin/registry/modelowner/",
+        "/admin/dashboard/",
+        "/admin/",
     ]
     for page in pages:
         response = admin_client.get(page)
         assert response.status_code == 200, page
         assert_no_canary(page, response.content.decode())
-    bulk_delete = admin_client.post("/admin/registry/worker/", {"action": "delete_selected", "_selected_action": [canary_worker.pk]})
+    bulk_delete = admin_client.post(
+        "/admin/registry/worker/", {"action": "delete_selected", "_selected_action": [canary_worker.pk]}
+    )
     assert bulk_delete.status_code == 200 and "Are you sure" in bulk_delete.content.decode()
     assert_no_canary("the bulk delete confirmation", bulk_delete.content.decode())
     for name in ("_try", "_probe"):  # the try page's test prompt and probe, with their reports
@@ -161,10 +175,18 @@ def form_as_shown(admin_client, worker, **changes) -> dict:
     """The change form's fields as the page shows them (secrets masked), with ``changes``."""
     shown = admin_client.get(f"/admin/registry/worker/{worker.pk}/change/").context["adminform"].form
     form = {name: shown.initial.get(name) if name in shown.initial else "" for name in shown.fields}
-    form.update({
-        "headers": json.dumps(shown.initial["headers"]), "body": json.dumps(shown.initial["body"]),
-        "enabled": "on", "weight": "1", "timeout": "", "max_inflight": "", "ttl": "", **changes,
-    })
+    form.update(
+        {
+            "headers": json.dumps(shown.initial["headers"]),
+            "body": json.dumps(shown.initial["body"]),
+            "enabled": "on",
+            "weight": "1",
+            "timeout": "",
+            "max_inflight": "",
+            "ttl": "",
+            **changes,
+        }
+    )
     return form
 
 
@@ -193,7 +215,10 @@ def test_saving_the_change_form_as_shown_keeps_every_stored_secret(admin_client,
     saved = Worker.objects.get()
     assert saved.weight == 3
     assert (saved.req_url_template, saved.health_url, saved.headers, saved.body) == (
-        canary_worker.req_url_template, canary_worker.health_url, canary_worker.headers, canary_worker.body
+        canary_worker.req_url_template,
+        canary_worker.health_url,
+        canary_worker.headers,
+        canary_worker.body,
     )
     history = admin_client.get(f"/admin/registry/worker/{canary_worker.pk}/history/").content.decode()
     assert "Changed Weight." in history  # the secrets were not "changed"
@@ -206,7 +231,8 @@ def test_a_value_typed_over_a_mask_replaces_the_stored_one(admin_client, canary_
 
     change = f"/admin/registry/worker/{canary_worker.pk}/change/"
     form = form_as_shown(
-        admin_client, canary_worker,
+        admin_client,
+        canary_worker,
         headers=json.dumps({"X-Api-Key": "new-header-key", "X-Team": "***"}),
         body=json.dumps({"input": "{USER_PROMPT}", "api_key": "new-body-key"}),
     )
@@ -224,11 +250,21 @@ def test_a_value_typed_over_a_mask_replaces_the_stored_one(admin_client, canary_
 def test_no_api_answer_shows_a_stored_secret(api, canary_worker, upstream):
     answers = {
         "the worker list": api.get("/api/server/workers"),
-        "a preset's registration": api.post("/api/server/register", {
-            "model_name": "gpt", "preset": "openai", "base_url": upstream.url("/v1") + "?key=" + CANARIES["url query"],
-            "api_key": CANARIES["header"]}, format="json"),
-        "an unknown worker's offline": api.post("/api/server/offline", {
-            "model_name": "nope", "req_url_template": canary_worker.req_url_template}, format="json"),
+        "a preset's registration": api.post(
+            "/api/server/register",
+            {
+                "model_name": "gpt",
+                "preset": "openai",
+                "base_url": upstream.url("/v1") + "?key=" + CANARIES["url query"],
+                "api_key": CANARIES["header"],
+            },
+            format="json",
+        ),
+        "an unknown worker's offline": api.post(
+            "/api/server/offline",
+            {"model_name": "nope", "req_url_template": canary_worker.req_url_template},
+            format="json",
+        ),
         "the models": api.get("/v1/models"),
         "the metrics": api.get("/metrics"),
     }

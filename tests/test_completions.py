@@ -112,7 +112,9 @@ def test_without_a_temperature_the_key_is_left_out(api, upstream):
 
 def test_model_name_and_prompt_in_the_url_are_percent_encoded(api, upstream):
     upstream.on("/models/a%20b%26c/generate", json=SEED_ANSWER)
-    register(api, upstream.url("/models/{MODEL_NAME}/generate?q={USER_PROMPT}"), model_name="a b&c", method="GET", body=None)
+    register(
+        api, upstream.url("/models/{MODEL_NAME}/generate?q={USER_PROMPT}"), model_name="a b&c", method="GET", body=None
+    )
 
     response = api.post(COMPLETIONS, {"model_name": "a b&c", "input": "1+1=?&x"}, format="json")
 
@@ -339,15 +341,19 @@ def test_a_host_not_allowed_answers_json(api):
 def test_a_bug_on_the_request_path_is_a_json_500_without_details(api, upstream):
     # A header value HTTP cannot carry, written past validation as an older release could have.
     Worker.objects.create(
-        model_name="proxyllm", req_url_template=upstream.on("/gen", json=SEED_ANSWER),
-        body={"input": "{USER_PROMPT}"}, headers={"X-Key": "秘密-sk-0123456789"},
+        model_name="proxyllm",
+        req_url_template=upstream.on("/gen", json=SEED_ANSWER),
+        body={"input": "{USER_PROMPT}"},
+        headers={"X-Key": "秘密-sk-0123456789"},
     )
 
     response = complete(api)
 
     assert response.status_code == 500
     assert response.json() == {
-        "success": False, "msg": "internal error; the gateway's log has the details", "code": "internal_error",
+        "success": False,
+        "msg": "internal error; the gateway's log has the details",
+        "code": "internal_error",
     }
 
 

@@ -68,8 +68,12 @@ def test_worker_keys_racing_to_claim_a_new_model_name_leave_it_with_exactly_one_
     def register(index):
         caller = Caller(label=f"team {index}", scopes=frozenset({"worker"}), api_key_id=keys[index].pk)
         try:
-            worker_register(model_name="m", req_url_template=f"http://127.0.0.1:9/{index}", body={"p": "{USER_PROMPT}"},
-                            caller=caller)
+            worker_register(
+                model_name="m",
+                req_url_template=f"http://127.0.0.1:9/{index}",
+                body={"p": "{USER_PROMPT}"},
+                caller=caller,
+            )
         except ModelNotOwned:
             return None
         return keys[index].pk

@@ -35,7 +35,12 @@ def logged_rows(gateway: GatewayProcess) -> int:
 
 def test_a_clean_shutdown_writes_every_queued_row(gateway_env, upstream):
     # The flusher would wait an hour: the rows are in memory until gunicorn stops.
-    env = {**gateway_env, "MMM_REQUEST_LOG_FLUSH_SECONDS": "3600", "MMM_REQUEST_LOG_BATCH": "100000", "MMM_WEB_WORKERS": "2"}
+    env = {
+        **gateway_env,
+        "MMM_REQUEST_LOG_FLUSH_SECONDS": "3600",
+        "MMM_REQUEST_LOG_BATCH": "100000",
+        "MMM_WEB_WORKERS": "2",
+    }
     gateway = GatewayProcess(env=env).start()
     try:
         gateway.post("/api/server/register", seed_registration(upstream.on("/gen", json=ANSWER))).raise_for_status()
@@ -51,7 +56,9 @@ def test_a_clean_shutdown_writes_every_queued_row(gateway_env, upstream):
 
 
 def metric_samples(text: str, name: str) -> list:
-    return [sample for family in text_string_to_metric_families(text) for sample in family.samples if sample.name == name]
+    return [
+        sample for family in text_string_to_metric_families(text) for sample in family.samples if sample.name == name
+    ]
 
 
 def requests_counted_by_each_process(directory: Path) -> dict[str, float]:
@@ -63,7 +70,10 @@ def requests_counted_by_each_process(directory: Path) -> dict[str, float]:
             registry = CollectorRegistry()
             multiprocess.MultiProcessCollector(registry, path=alone)
             counted[path.stem] = sum(
-                sample.value for metric in registry.collect() for sample in metric.samples if sample.name == "mmm_requests_total"
+                sample.value
+                for metric in registry.collect()
+                for sample in metric.samples
+                if sample.name == "mmm_requests_total"
             )
     return counted
 
@@ -73,14 +83,25 @@ def test_metrics_add_up_the_traffic_of_every_process(gateway_env, upstream, tmp_
     try:
         good = upstream.on("/gen", Reply(json=ANSWER, delay=0.05))
         gateway.post("/api/server/register", seed_registration(good)).raise_for_status()
-        gateway.post("/api/server/register", seed_registration(upstream.on("/bad", status=500, json={}), model_name="broken")).raise_for_status()
+        gateway.post(
+            "/api/server/register", seed_registration(upstream.on("/bad", status=500, json={}), model_name="broken")
+        ).raise_for_status()
         directory = Path(gateway_env["MMM_VAR_DIR"]) / "prometheus" / str(gateway.port)
 
         sent = {"proxyllm": 0, "broken": 0}
         # Concurrent requests spread over both processes; more rounds until both served some.
         for _ in range(20):
             with ThreadPoolExecutor(16) as pool:
-                statuses = list(pool.map(lambda index: gateway.post("/api/v1/chat/completions", ASK if index % 4 else {**ASK, "model_name": "broken"}).status_code, range(32)))
+                statuses = list(
+                    pool.map(
+                        lambda index: (
+                            gateway.post(
+                                "/api/v1/chat/completions", ASK if index % 4 else {**ASK, "model_name": "broken"}
+                            ).status_code
+                        ),
+                        range(32),
+                    )
+                )
             assert sorted(set(statuses)) == [200, 502]
             sent["proxyllm"] += statuses.count(200)
             sent["broken"] += statuses.count(502)
@@ -95,7 +116,10 @@ def test_metrics_add_up_the_traffic_of_every_process(gateway_env, upstream, tmp_
                 for sample in metric_samples(text, "mmm_requests_total")
             }
             assert counts == {("proxyllm", "200"): sent["proxyllm"], ("broken", "502"): sent["broken"]}
-            durations = {sample.labels["model"]: sample.value for sample in metric_samples(text, "mmm_request_duration_seconds_count")}
+            durations = {
+                sample.labels["model"]: sample.value
+                for sample in metric_samples(text, "mmm_request_duration_seconds_count")
+            }
             assert durations == {"proxyllm": sent["proxyllm"], "broken": sent["broken"]}
             in_flight = [sample.value for sample in metric_samples(text, "mmm_requests_in_flight")]
             assert in_flight and set(in_flight) == {0.0}

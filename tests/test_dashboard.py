@@ -2,7 +2,7 @@
 
 import math
 import random
-from datetime import datetime, timedelta, timezone
+from datetime import UTC, datetime, timedelta
 
 import pytest
 
@@ -12,14 +12,22 @@ from registry.models import Worker
 
 pytestmark = pytest.mark.django_db
 
-NOW = datetime(2026, 3, 1, 12, 30, 20, tzinfo=timezone.utc)
+NOW = datetime(2026, 3, 1, 12, 30, 20, tzinfo=UTC)
 DASHBOARD = "/admin/dashboard/"
 
 
-def log(*, at: datetime, model: str = "alpha", status: int = 200, latency_ms: float = 100.0, worker=None, error="") -> RequestLog:
+def log(
+    *, at: datetime, model: str = "alpha", status: int = 200, latency_ms: float = 100.0, worker=None, error=""
+) -> RequestLog:
     return RequestLog(
-        created_at=at, minute=epoch_minute(at), model_name=model, status=status, latency_ms=latency_ms,
-        latency_class=latency_class(latency_ms), worker=worker, error=error,
+        created_at=at,
+        minute=epoch_minute(at),
+        model_name=model,
+        status=status,
+        latency_ms=latency_ms,
+        latency_class=latency_class(latency_ms),
+        worker=worker,
+        error=error,
         error_code="upstream_error" if status >= 500 else "",
     )
 
@@ -33,7 +41,9 @@ def test_requests_errors_and_percentiles_per_model_and_minute():
     rng = random.Random(7)
     latencies = [rng.lognormvariate(5, 1) for _ in range(400)]  # a long tail, as LLM calls have
     minute_ago = NOW - timedelta(minutes=1)
-    rows = [log(at=minute_ago, latency_ms=ms, status=500 if index % 10 == 0 else 200) for index, ms in enumerate(latencies)]
+    rows = [
+        log(at=minute_ago, latency_ms=ms, status=500 if index % 10 == 0 else 200) for index, ms in enumerate(latencies)
+    ]
     rows += [log(at=NOW, model="beta", latency_ms=50.0) for _ in range(3)]
     rows += [log(at=NOW - timedelta(minutes=61), latency_ms=1.0)]  # outside the hour
     rows += [log(at=NOW, model="beta", status=404, latency_ms=2.0)]  # the client's error: not a 5xx
@@ -71,13 +81,24 @@ def test_the_day_window_adds_minutes_into_quarter_hours():
 
 
 def test_worker_timelines_and_last_errors():
-    worker = Worker.objects.create(model_name="alpha", req_url_template="http://127.0.0.1:1/a", body={"p": "{USER_PROMPT}"})
-    quiet = Worker.objects.create(model_name="alpha", req_url_template="http://127.0.0.1:1/b", body={"p": "{USER_PROMPT}"})
+    worker = Worker.objects.create(
+        model_name="alpha", req_url_template="http://127.0.0.1:1/a", body={"p": "{USER_PROMPT}"}
+    )
+    quiet = Worker.objects.create(
+        model_name="alpha", req_url_template="http://127.0.0.1:1/b", body={"p": "{USER_PROMPT}"}
+    )
     three_ago, two_ago, one_ago = (NOW - timedelta(minutes=n) for n in (3, 2, 1))
     ProbeRecord.objects.bulk_create(
         [
             ProbeRecord(worker=worker, checked_at=three_ago, minute=epoch_minute(three_ago), ok=True, latency_ms=5),
-            ProbeRecord(worker=worker, checked_at=two_ago, minute=epoch_minute(two_ago), ok=False, latency_ms=5, error="connection refused"),
+            ProbeRecord(
+                worker=worker,
+                checked_at=two_ago,
+                minute=epoch_minute(two_ago),
+                ok=False,
+                latency_ms=5,
+                error="connection refused",
+            ),
         ]
     )
     RequestLog.objects.bulk_create(
@@ -97,9 +118,13 @@ def test_worker_timelines_and_last_errors():
 
 
 def test_the_page_draws_a_chart_per_measure_for_staff_only(client, admin_client):
-    worker = Worker.objects.create(model_name="<b>alpha</b>", req_url_template="http://127.0.0.1:1/a", body={"p": "{USER_PROMPT}"})
-    now = datetime.now(timezone.utc)
-    RequestLog.objects.bulk_create([log(at=now - timedelta(minutes=n % 5), model="<b>alpha</b>", worker=worker) for n in range(10)])
+    worker = Worker.objects.create(
+        model_name="<b>alpha</b>", req_url_template="http://127.0.0.1:1/a", body={"p": "{USER_PROMPT}"}
+    )
+    now = datetime.now(UTC)
+    RequestLog.objects.bulk_create(
+        [log(at=now - timedelta(minutes=n % 5), model="<b>alpha</b>", worker=worker) for n in range(10)]
+    )
 
     assert client.get(DASHBOARD).status_code == 302  # to the admin's login
     page = admin_client.get(DASHBOARD).content.decode()

@@ -2,7 +2,6 @@
 connections do not starve real requests."""
 
 import socket
-import time
 from concurrent.futures import ThreadPoolExecutor
 
 import pytest
@@ -27,7 +26,9 @@ def default_gateway(tmp_path, upstream):
         admin_key = setup.create_api_key(scope="admin")
         gateway = GatewayProcess(env=env).start()
         gateway.headers = {"Authorization": f"Bearer {admin_key}"}
-        gateway.post("/api/server/register", seed_registration(upstream.on("/gen", json=SEED_ANSWER))).raise_for_status()
+        gateway.post(
+            "/api/server/register", seed_registration(upstream.on("/gen", json=SEED_ANSWER))
+        ).raise_for_status()
         yield gateway, setup
         gateway.stop()
 
@@ -44,9 +45,10 @@ def test_a_5_a_minute_key_gets_exactly_5_of_20_concurrent_requests_every_time(de
     for _ in range(3):
         key = limited_key(setup, 5)
 
-        def ask(_):
-            return requests.post(gateway.url + COMPLETIONS, json=ASK, headers={"Authorization": f"Bearer {key}"},
-                                 timeout=30).status_code
+        def ask(_, key=key):
+            return requests.post(
+                gateway.url + COMPLETIONS, json=ASK, headers={"Authorization": f"Bearer {key}"}, timeout=30
+            ).status_code
 
         with ThreadPoolExecutor(20) as pool:
             statuses = sorted(pool.map(ask, range(20)))
@@ -62,8 +64,9 @@ def test_2000_idle_sockets_do_not_keep_50_real_requests_from_being_served(defaul
             idle.append(socket.create_connection(("127.0.0.1", gateway.port), timeout=10))
 
         def ask(_):
-            return requests.post(gateway.url + COMPLETIONS, json=ASK, headers={"Authorization": f"Bearer {key}"},
-                                 timeout=30).status_code
+            return requests.post(
+                gateway.url + COMPLETIONS, json=ASK, headers={"Authorization": f"Bearer {key}"}, timeout=30
+            ).status_code
 
         with ThreadPoolExecutor(50) as pool:
             statuses = list(pool.map(ask, range(50)))

@@ -17,8 +17,14 @@ PRODUCTION = {
 
 
 def run(args: list[str], env: dict[str, str], tmp_path) -> subprocess.CompletedProcess:
-    return subprocess.run(args, cwd=ROOT, env={"PATH": "/usr/bin:/bin", "MMM_VAR_DIR": str(tmp_path), **env},
-                          capture_output=True, text=True, timeout=60)
+    return subprocess.run(
+        args,
+        cwd=ROOT,
+        env={"PATH": "/usr/bin:/bin", "MMM_VAR_DIR": str(tmp_path), **env},
+        capture_output=True,
+        text=True,
+        timeout=60,
+    )
 
 
 def test_check_deploy_is_clean_with_production_settings(tmp_path):
@@ -37,8 +43,11 @@ def test_check_deploy_warns_about_a_derived_secrets_key_and_auth_off(tmp_path):
 
 
 def test_gunicorn_refuses_a_public_bind_with_auth_off(tmp_path):
-    result = run([str(BIN / "gunicorn"), "-c", "mmm/gunicorn.conf.py", "mmm.wsgi"],
-                 {"MMM_REQUIRE_AUTH": "false", "HOST": "0.0.0.0", "PORT": "19599"}, tmp_path)
+    result = run(
+        [str(BIN / "gunicorn"), "-c", "mmm/gunicorn.conf.py", "mmm.wsgi"],
+        {"MMM_REQUIRE_AUTH": "false", "HOST": "0.0.0.0", "PORT": "19599"},
+        tmp_path,
+    )
 
     assert result.returncode != 0
     assert "refusing to serve on 0.0.0.0 with MMM_REQUIRE_AUTH off" in result.stderr

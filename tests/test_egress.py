@@ -5,7 +5,8 @@ import socket
 
 import pytest
 
-from inference import egress, upstream as upstream_module
+from inference import egress
+from inference import upstream as upstream_module
 from registry.models import Worker
 from tests.conftest import SEED_ANSWER, seed_registration
 
@@ -23,7 +24,10 @@ def dns(monkeypatch):
 
     def resolve(host, port):
         if host in answers:
-            return [(socket.AF_INET6 if ":" in a else socket.AF_INET, socket.SOCK_STREAM, 6, "", (a, port)) for a in answers[host]]
+            return [
+                (socket.AF_INET6 if ":" in a else socket.AF_INET, socket.SOCK_STREAM, 6, "", (a, port))
+                for a in answers[host]
+            ]
         return real(host, port)
 
     monkeypatch.setattr(egress, "getaddrinfo", resolve)
@@ -32,7 +36,13 @@ def dns(monkeypatch):
 
 
 @pytest.mark.parametrize(
-    "url", ["http://169.254.169.254/latest/meta-data/", "http://[fe80::1]/gen", "http://[::ffff:169.254.169.254]/gen", "http://0.0.0.0:8000/gen"]
+    "url",
+    [
+        "http://169.254.169.254/latest/meta-data/",
+        "http://[fe80::1]/gen",
+        "http://[::ffff:169.254.169.254]/gen",
+        "http://0.0.0.0:8000/gen",
+    ],
 )
 def test_a_registration_pointing_at_a_link_local_or_metadata_address_is_refused(api, url):
     response = api.post(REGISTER, seed_registration(url), format="json")
@@ -59,7 +69,9 @@ def test_a_name_with_one_good_and_one_metadata_address_is_refused(api, dns):
 
 
 def test_a_health_url_is_checked_too(api):
-    response = api.post(REGISTER, seed_registration("http://127.0.0.1:9/gen", health_url="http://169.254.169.254/"), format="json")
+    response = api.post(
+        REGISTER, seed_registration("http://127.0.0.1:9/gen", health_url="http://169.254.169.254/"), format="json"
+    )
 
     assert response.status_code == 400
     assert "health_url" in response.json()["errors"]
@@ -141,8 +153,12 @@ def test_a_v1_stream_to_a_rebound_name_fails_over_to_another_worker(api, upstrea
     base = OpenAIServer().install(upstream)
     dns["rebound.test"] = ["127.0.0.1"]
     for host in ("rebound.test", "127.0.0.1"):
-        registration = {"model_name": "gpt", "preset": "openai", "upstream_model": "up-model",
-                        "base_url": base.replace("127.0.0.1", host, 1)}
+        registration = {
+            "model_name": "gpt",
+            "preset": "openai",
+            "upstream_model": "up-model",
+            "base_url": base.replace("127.0.0.1", host, 1),
+        }
         assert api.post(REGISTER, registration, format="json").status_code == 200
     dns["rebound.test"] = ["169.254.169.254"]
     upstream_module.shared_session().close()
@@ -195,7 +211,12 @@ def test_the_deny_list_applies_to_the_ipv4_address_an_ipv6_form_carries(api, set
 
 
 def test_ipv6_forms_carrying_allowed_addresses_and_plain_ipv6_are_allowed(api):
-    for url in ("http://[64:ff9b::a00:1]/gen", "http://[2002:a00:1::1]/gen", "http://[::1]:9/gen", "http://[2001:db8::1]/gen"):
+    for url in (
+        "http://[64:ff9b::a00:1]/gen",
+        "http://[2002:a00:1::1]/gen",
+        "http://[::1]:9/gen",
+        "http://[2001:db8::1]/gen",
+    ):
         assert api.post(REGISTER, seed_registration(url), format="json").status_code == 200, url
 
 
@@ -207,7 +228,9 @@ def test_teredo_addresses_carry_their_server_and_their_client():
     assert [str(form) for form in forms] == ["2001:0:4136:e378:8000:63bf:3fff:fdd2", "65.54.227.120", "192.0.2.45"]
 
 
-@pytest.mark.parametrize("name", ["Host", "content-length", "Transfer-Encoding", "CONNECTION", "Upgrade", "TE", "Trailer"])
+@pytest.mark.parametrize(
+    "name", ["Host", "content-length", "Transfer-Encoding", "CONNECTION", "Upgrade", "TE", "Trailer"]
+)
 def test_a_framing_or_routing_header_is_refused_at_registration_naming_it(api, name):
     response = api.post(REGISTER, seed_registration("http://127.0.0.1:9/gen", headers={name: "x"}), format="json")
 
@@ -228,8 +251,13 @@ def test_a_framing_header_is_refused_in_the_admin(admin_client):
 
 def test_a_framing_header_stored_before_the_check_is_not_sent(api, upstream):
     url = upstream.on("/gen", json=SEED_ANSWER)
-    Worker.objects.create(model_name="proxyllm", req_url_template=url, body={"input": "{USER_PROMPT}"},
-                          response_extract="data.items[].attributes.answer", headers={"Host": "other.test", "X-Ok": "1"})
+    Worker.objects.create(
+        model_name="proxyllm",
+        req_url_template=url,
+        body={"input": "{USER_PROMPT}"},
+        response_extract="data.items[].attributes.answer",
+        headers={"Host": "other.test", "X-Ok": "1"},
+    )
 
     assert api.post("/api/v1/chat/completions", ASK, format="json").status_code == 200
     sent = upstream.hits("/gen")[0].headers
@@ -237,7 +265,9 @@ def test_a_framing_header_stored_before_the_check_is_not_sent(api, upstream):
 
 
 def test_a_url_with_a_password_and_an_authorization_header_is_refused(api):
-    registration = seed_registration("http://user:pw@127.0.0.1:9/gen", headers={"authorization": "Bearer sk-configured"})
+    registration = seed_registration(
+        "http://user:pw@127.0.0.1:9/gen", headers={"authorization": "Bearer sk-configured"}
+    )
 
     response = api.post(REGISTER, registration, format="json")
 

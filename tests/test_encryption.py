@@ -23,7 +23,9 @@ def stored_headers_column() -> str:
 
 
 def register(api, url=URL):
-    response = api.post("/api/server/register", seed_registration(url, headers={"Authorization": f"Bearer {SECRET}"}), format="json")
+    response = api.post(
+        "/api/server/register", seed_registration(url, headers={"Authorization": f"Bearer {SECRET}"}), format="json"
+    )
     assert response.status_code == 200, response.json()
 
 
@@ -81,9 +83,18 @@ def test_the_admin_shows_header_values_masked_and_keeps_a_value_left_masked(admi
     assert SECRET not in page and "***" in page
 
     form = {
-        "model_name": "proxyllm", "req_url_template": URL, "method": "POST",
-        "headers": '{"Authorization": "***", "X-Team": "a"}', "body": '{"input": "{USER_PROMPT}"}',
-        "response_extract": "", "owner": "", "weight": "2", "enabled": "on", "timeout": "", "health_url": "", "kind": "template",
+        "model_name": "proxyllm",
+        "req_url_template": URL,
+        "method": "POST",
+        "headers": '{"Authorization": "***", "X-Team": "a"}',
+        "body": '{"input": "{USER_PROMPT}"}',
+        "response_extract": "",
+        "owner": "",
+        "weight": "2",
+        "enabled": "on",
+        "timeout": "",
+        "health_url": "",
+        "kind": "template",
     }
     assert admin_client.post(f"/admin/registry/worker/{worker.pk}/change/", form).status_code == 302
     assert Worker.objects.get().headers == {"Authorization": f"Bearer {SECRET}", "X-Team": "a"}
@@ -159,7 +170,10 @@ def test_a_url_password_is_encrypted_at_rest_sent_as_basic_auth_and_still_identi
     assert SECRET not in stored and stored.startswith("http://svc:mmmp1.")
     assert Worker.objects.get(req_url_template=url).req_url_template == url
     api.post("/api/v1/chat/completions", {"model_name": "proxyllm", "input": "hi"}, format="json")
-    assert upstream.hits("/gen")[0].headers["Authorization"] == "Basic " + base64.b64encode(f"svc:{SECRET}".encode()).decode()
+    assert (
+        upstream.hits("/gen")[0].headers["Authorization"]
+        == "Basic " + base64.b64encode(f"svc:{SECRET}".encode()).decode()
+    )
     offline = api.post("/api/server/offline", {"model_name": "proxyllm", "req_url_template": url}, format="json")
     assert offline.status_code == 200 and not Worker.objects.exists()
 
@@ -223,8 +237,10 @@ def test_the_migration_encrypts_url_passwords_and_body_secrets_stored_in_plain_t
         old_worker = executor.loader.project_state([before]).apps.get_model("registry", "Worker")
         pk = old_worker.objects.create(model_name="m", req_url_template="http://x/", body={}).pk
         with connection.cursor() as cursor:  # as a release before this one wrote them
-            cursor.execute("UPDATE registry_worker SET req_url_template = %s, body = %s WHERE id = %s",
-                           [url, '{"input": "{USER_PROMPT}", "api_key": "%s"}' % SECRET, pk])
+            cursor.execute(
+                "UPDATE registry_worker SET req_url_template = %s, body = %s WHERE id = %s",
+                [url, f'{{"input": "{{USER_PROMPT}}", "api_key": "{SECRET}"}}', pk],
+            )
         assert SECRET in stored_column("req_url_template") and SECRET in stored_column("body")
         MigrationExecutor(connection).migrate([after])
         assert SECRET not in stored_column("req_url_template") and SECRET not in stored_column("body")

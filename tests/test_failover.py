@@ -132,13 +132,21 @@ def test_when_every_worker_answers_429_the_client_gets_429_with_the_shortest_ret
     assert (body["success"], body["code"], body["attempts"]) == (False, "upstream_rate_limited", 2)
 
     for name, seconds in (("a", "30"), ("b", "5")):  # the same through /v1, on openai workers
-        upstream.on(f"/{name}/chat/completions", status=429, json={"error": {"message": "slow down"}},
-                    headers={"Retry-After": seconds})
-        registered = api.post("/api/server/register", {"model_name": "gpt", "preset": "openai",
-                                                       "base_url": upstream.url(f"/{name}")}, format="json")
+        upstream.on(
+            f"/{name}/chat/completions",
+            status=429,
+            json={"error": {"message": "slow down"}},
+            headers={"Retry-After": seconds},
+        )
+        registered = api.post(
+            "/api/server/register",
+            {"model_name": "gpt", "preset": "openai", "base_url": upstream.url(f"/{name}")},
+            format="json",
+        )
         assert registered.status_code == 200, registered.content
-    response = api.post("/v1/chat/completions", {"model": "gpt", "messages": [{"role": "user", "content": "hi"}]},
-                        format="json")
+    response = api.post(
+        "/v1/chat/completions", {"model": "gpt", "messages": [{"role": "user", "content": "hi"}]}, format="json"
+    )
     assert response.status_code == 429, response.content
     assert response["Retry-After"] == "5"
     assert response.json()["error"]["type"] == "rate_limit_error"

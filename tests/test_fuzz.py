@@ -6,7 +6,9 @@ import os
 import socket
 
 import pytest
-from hypothesis import HealthCheck, given, settings as hypothesis_settings, strategies as st
+from hypothesis import HealthCheck, given
+from hypothesis import settings as hypothesis_settings
+from hypothesis import strategies as st
 
 from inference import egress
 from registry.models import Worker
@@ -17,19 +19,27 @@ pytestmark = pytest.mark.django_db
 
 # 120 cases a test keeps `make test` fast; MMM_FUZZ_EXAMPLES=1000 runs a longer search.
 FUZZ = hypothesis_settings(
-    max_examples=int(os.environ.get("MMM_FUZZ_EXAMPLES", "120")), deadline=None, suppress_health_check=[HealthCheck.function_scoped_fixture, HealthCheck.too_slow]
+    max_examples=int(os.environ.get("MMM_FUZZ_EXAMPLES", "120")),
+    deadline=None,
+    suppress_health_check=[HealthCheck.function_scoped_fixture, HealthCheck.too_slow],
 )
 
-scalars = st.none() | st.booleans() | st.integers() | st.floats(allow_nan=False, allow_infinity=False) | st.text(max_size=30)
+scalars = (
+    st.none() | st.booleans() | st.integers() | st.floats(allow_nan=False, allow_infinity=False) | st.text(max_size=30)
+)
 json_values = st.recursive(
-    scalars, lambda inner: st.lists(inner, max_size=4) | st.dictionaries(st.text(max_size=10), inner, max_size=4), max_leaves=10
+    scalars,
+    lambda inner: st.lists(inner, max_size=4) | st.dictionaries(st.text(max_size=10), inner, max_size=4),
+    max_leaves=10,
 )
 urls = st.one_of(
     st.text(max_size=40),
     st.builds(
         lambda scheme, host, path, query: f"{scheme}://{host}{path}{query}",
         st.sampled_from(["http", "https", "ftp", "HTTP", ""]),
-        st.sampled_from(["127.0.0.1:9", "169.254.169.254", "[fe80::1]", "[::1]", "x", "{MODEL_NAME}.example", "", "a b", "h:99999"]),
+        st.sampled_from(
+            ["127.0.0.1:9", "169.254.169.254", "[fe80::1]", "[::1]", "x", "{MODEL_NAME}.example", "", "a b", "h:99999"]
+        ),
         st.text(max_size=15),
         st.sampled_from(["", "?key=abc123456", "?p={USER_PROMPT}", "#frag"]),
     ),
@@ -52,9 +62,10 @@ REGISTER_FIELDS = {
     "is_stream": json_values,
     "worker_type": json_values,
 }
-registrations = st.fixed_dictionaries(
-    {}, optional={**REGISTER_FIELDS, "unknown": json_values}
-) | st.builds(lambda over: seed_registration("http://127.0.0.1:9/gen", **over), st.fixed_dictionaries({}, optional=REGISTER_FIELDS))
+registrations = st.fixed_dictionaries({}, optional={**REGISTER_FIELDS, "unknown": json_values}) | st.builds(
+    lambda over: seed_registration("http://127.0.0.1:9/gen", **over),
+    st.fixed_dictionaries({}, optional=REGISTER_FIELDS),
+)
 
 
 @pytest.fixture(autouse=True)
@@ -89,7 +100,10 @@ def test_register_never_answers_500_and_never_half_writes(api, payload):
 
 
 @FUZZ
-@given(payload=st.fixed_dictionaries({}, optional={"model_name": json_values, "req_url_template": urls | json_values}) | json_values)
+@given(
+    payload=st.fixed_dictionaries({}, optional={"model_name": json_values, "req_url_template": urls | json_values})
+    | json_values
+)
 def test_offline_never_answers_500(api, payload):
     response = api.post("/api/server/offline", payload, format="json")
 
@@ -97,7 +111,10 @@ def test_offline_never_answers_500(api, payload):
 
 
 @FUZZ
-@given(payload=st.fixed_dictionaries({}, optional={"model_name": json_values, "req_url_template": urls | json_values}) | json_values)
+@given(
+    payload=st.fixed_dictionaries({}, optional={"model_name": json_values, "req_url_template": urls | json_values})
+    | json_values
+)
 def test_heartbeat_never_answers_500(api, payload):
     response = api.post("/api/server/heartbeat", payload, format="json")
 
@@ -137,7 +154,18 @@ def test_the_worker_list_never_answers_500(api, params):
 
 
 @FUZZ
-@given(payload=st.fixed_dictionaries({}, optional={"model_name": st.sampled_from(["proxyllm"]) | json_values, "input": json_values, "temperature": json_values, "model": json_values}) | json_values)
+@given(
+    payload=st.fixed_dictionaries(
+        {},
+        optional={
+            "model_name": st.sampled_from(["proxyllm"]) | json_values,
+            "input": json_values,
+            "temperature": json_values,
+            "model": json_values,
+        },
+    )
+    | json_values
+)
 def test_completions_never_answer_500(api, upstream, payload):
     if not Worker.objects.exists():
         api.post("/api/server/register", seed_registration(upstream.on("/gen", json=SEED_ANSWER)), format="json")
@@ -148,14 +176,19 @@ def test_completions_never_answer_500(api, upstream, payload):
 
 
 @FUZZ
-@given(path=st.sampled_from(["/api/server/register", "/api/server/offline", "/api/v1/chat/completions"]), raw=st.binary(max_size=200))
+@given(
+    path=st.sampled_from(["/api/server/register", "/api/server/offline", "/api/v1/chat/completions"]),
+    raw=st.binary(max_size=200),
+)
 def test_bodies_that_are_not_json_are_a_400(api, path, raw):
     assert api.generic("POST", path, raw, content_type="application/json").status_code == 400
 
 
 @FUZZ
 @given(
-    path=st.sampled_from(["/api/server/register", "/api/server/workers", "/api/server/offline", "/api/v1/chat/completions"]),
+    path=st.sampled_from(
+        ["/api/server/register", "/api/server/workers", "/api/server/offline", "/api/v1/chat/completions"]
+    ),
     authorization=st.text(max_size=80) | st.builds(lambda s: "Bearer mmm_" + s, st.text(max_size=60)),
     api_key=st.none() | st.text(max_size=60),
 )
@@ -177,21 +210,37 @@ def test_a_worker_key_registering_anything_never_half_writes(api, make_key, requ
 
 
 OPENAI_ANSWER = {
-    "id": "chatcmpl-1", "object": "chat.completion", "created": 1, "model": "u",
+    "id": "chatcmpl-1",
+    "object": "chat.completion",
+    "created": 1,
+    "model": "u",
     "choices": [{"index": 0, "message": {"role": "assistant", "content": "hi"}, "finish_reason": "stop"}],
 }
 # Every endpoint that reads a JSON body, both APIs.
 JSON_ENDPOINTS = [
-    "/api/server/register", "/api/server/offline", "/api/server/heartbeat", "/api/server/policy",
-    "/api/server/policy/delete", "/api/v1/chat/completions", "/v1/chat/completions", "/v1/completions",
-    "/v1/embeddings", "/v1/images/generations",
+    "/api/server/register",
+    "/api/server/offline",
+    "/api/server/heartbeat",
+    "/api/server/policy",
+    "/api/server/policy/delete",
+    "/api/v1/chat/completions",
+    "/v1/chat/completions",
+    "/v1/completions",
+    "/v1/embeddings",
+    "/v1/images/generations",
 ]
 # Strings with a lone surrogate (hypothesis's text() never makes one), as JSON escapes them.
-surrogate_texts = st.builds(lambda before, code, after: before + chr(code) + after,
-                            st.text(max_size=5), st.integers(0xD800, 0xDFFF), st.text(max_size=5))
+surrogate_texts = st.builds(
+    lambda before, code, after: before + chr(code) + after,
+    st.text(max_size=5),
+    st.integers(0xD800, 0xDFFF),
+    st.text(max_size=5),
+)
 hostile_values = st.recursive(
     scalars | surrogate_texts,
-    lambda inner: st.lists(inner, max_size=3) | st.dictionaries(st.text(max_size=8) | surrogate_texts, inner, max_size=3),
+    lambda inner: (
+        st.lists(inner, max_size=3) | st.dictionaries(st.text(max_size=8) | surrogate_texts, inner, max_size=3)
+    ),
     max_leaves=8,
 )
 
@@ -214,17 +263,28 @@ def hostile_body(fields: dict, depth: int, as_objects: bool, where: str) -> byte
 @FUZZ
 @given(
     path=st.sampled_from(JSON_ENDPOINTS),
-    fields=st.fixed_dictionaries({}, optional={
-        "model_name": st.just("proxyllm") | hostile_values, "model": st.just("gpt") | hostile_values,
-        "input": hostile_values, "messages": hostile_values, "prompt": hostile_values,
-        "req_url_template": urls | hostile_values, "body": hostile_values,
-    }),
+    fields=st.fixed_dictionaries(
+        {},
+        optional={
+            "model_name": st.just("proxyllm") | hostile_values,
+            "model": st.just("gpt") | hostile_values,
+            "input": hostile_values,
+            "messages": hostile_values,
+            "prompt": hostile_values,
+            "req_url_template": urls | hostile_values,
+            "body": hostile_values,
+        },
+    ),
     depth=st.integers(0, 20_000),
     as_objects=st.booleans(),
     where=st.sampled_from(["input", "messages", "body", "extra"]),
 )
-def test_deep_nesting_and_lone_surrogates_on_every_json_endpoint_are_4xx_json(api, registered_everywhere, path, fields, depth, as_objects, where):
-    response = api.generic("POST", path, hostile_body(fields, depth, as_objects, where), content_type="application/json")
+def test_deep_nesting_and_lone_surrogates_on_every_json_endpoint_are_4xx_json(
+    api, registered_everywhere, path, fields, depth, as_objects, where
+):
+    response = api.generic(
+        "POST", path, hostile_body(fields, depth, as_objects, where), content_type="application/json"
+    )
 
     assert 200 <= response.status_code < 500, response.content
     response.json()  # a JSON body, whatever the status
@@ -252,5 +312,14 @@ def registered_everywhere(api, upstream):
     upstream.default = lambda seen: Reply(json={**SEED_ANSWER, **OPENAI_ANSWER})
     if not Worker.objects.exists():
         api.post("/api/server/register", seed_registration(upstream.on("/gen", json=SEED_ANSWER)), format="json")
-        api.post("/api/server/register", {"model_name": "gpt", "preset": "openai", "base_url": upstream.url("/v1"),
-                                          "api_key": "sk-x", "upstream_model": "u"}, format="json")
+        api.post(
+            "/api/server/register",
+            {
+                "model_name": "gpt",
+                "preset": "openai",
+                "base_url": upstream.url("/v1"),
+                "api_key": "sk-x",
+                "upstream_model": "u",
+            },
+            format="json",
+        )

@@ -84,15 +84,20 @@ def test_changes_made_through_one_host_reach_another(gateway_env, upstream):
         assert host_b.post("/api/v1/chat/completions", ask).status_code == 200
 
         host_a.post("/api/server/offline", {"model_name": "proxyllm", "req_url_template": url}).raise_for_status()
-        wait_until(lambda: host_b.post("/api/v1/chat/completions", ask).status_code == 404, timeout=10,
-                   what="host B to answer 404 once the worker went offline through host A")
+        wait_until(
+            lambda: host_b.post("/api/v1/chat/completions", ask).status_code == 404,
+            timeout=10,
+            what="host B to answer 404 once the worker went offline through host A",
+        )
     finally:
         host_a.stop()
         host_b.stop()
 
 
 def test_a_worker_marked_unhealthy_by_the_prober_leaves_rotation_everywhere(gateway, gateway_env, upstream):
-    gateway.post("/api/server/register", seed_registration(upstream.on("/down", status=500, json={}))).raise_for_status()
+    gateway.post(
+        "/api/server/register", seed_registration(upstream.on("/down", status=500, json={}))
+    ).raise_for_status()
     gateway.post("/api/server/register", seed_registration(upstream.on("/up", json=SEED_ANSWER))).raise_for_status()
 
     probe = GatewayProcess(env=gateway_env).manage("probe_workers")
@@ -108,8 +113,12 @@ def test_a_worker_marked_unhealthy_by_the_prober_leaves_rotation_everywhere(gate
         return len(upstream.hits("/down")) - before
 
     # Each gateway process reloads its routing table within MMM_ROUTING_REFRESH_SECONDS.
-    wait_until(lambda: hits_on_the_failing_worker_during_four_requests() == 0, timeout=10, poll=0.1,
-               what="every gateway process to route around the worker the prober marked unhealthy")
+    wait_until(
+        lambda: hits_on_the_failing_worker_during_four_requests() == 0,
+        timeout=10,
+        poll=0.1,
+        what="every gateway process to route around the worker the prober marked unhealthy",
+    )
 
 
 def test_a_trickling_upstream_is_cut_off_at_the_workers_timeout(gateway, upstream):
@@ -140,7 +149,9 @@ def send_raw(gateway, request: bytes) -> tuple[int, dict, bytes]:
 
 def chunked(path: str, body: bytes, *, pieces: int = 3) -> bytes:
     size = -(-len(body) // pieces)
-    chunks = b"".join(b"%x\r\n%s\r\n" % (len(part), part) for part in (body[i:i + size] for i in range(0, len(body), size)))
+    chunks = b"".join(
+        b"%x\r\n%s\r\n" % (len(part), part) for part in (body[i : i + size] for i in range(0, len(body), size))
+    )
     head = f"POST {path} HTTP/1.1\r\nHost: 127.0.0.1\r\nContent-Type: application/json\r\nTransfer-Encoding: chunked\r\nConnection: close\r\n\r\n"
     return head.encode() + chunks + b"0\r\n\r\n"
 
@@ -171,19 +182,37 @@ def test_a_chunked_body_over_the_limit_is_a_json_413(gateway_env, upstream):
 @pytest.mark.parametrize(
     "request_bytes, status, code, says",
     [
-        (b"GET /api/server/workers?" + b"a" * 9000 + b" HTTP/1.1\r\nHost: 127.0.0.1\r\n\r\n", 414,
-         "request_line_too_long", "longer than 4094 bytes"),
-        (b"GET /api/server/workers HTTP/1.1\r\nHost: 127.0.0.1\r\nX-Big: " + b"a" * 9000 + b"\r\n\r\n", 431,
-         "headers_too_large", "longer than 8190 bytes"),
-        (b"GET /api/server/workers HTTP/1.1\r\nHost: 127.0.0.1\r\n" + b"X-N: 1\r\n" * 200 + b"\r\n", 431,
-         "headers_too_large", "more than 100 headers"),
+        (
+            b"GET /api/server/workers?" + b"a" * 9000 + b" HTTP/1.1\r\nHost: 127.0.0.1\r\n\r\n",
+            414,
+            "request_line_too_long",
+            "longer than 4094 bytes",
+        ),
+        (
+            b"GET /api/server/workers HTTP/1.1\r\nHost: 127.0.0.1\r\nX-Big: " + b"a" * 9000 + b"\r\n\r\n",
+            431,
+            "headers_too_large",
+            "longer than 8190 bytes",
+        ),
+        (
+            b"GET /api/server/workers HTTP/1.1\r\nHost: 127.0.0.1\r\n" + b"X-N: 1\r\n" * 200 + b"\r\n",
+            431,
+            "headers_too_large",
+            "more than 100 headers",
+        ),
         (b"BAD\x00LINE\r\n\r\n", 400, "bad_request", "not valid HTTP/1.1"),
-        (b"POST /api/v1/chat/completions HTTP/1.1\r\nHost: 127.0.0.1\r\nTransfer-Encoding: chunked\r\n\r\nzz\r\n", 400,
-         "bad_request", "chunked framing"),
+        (
+            b"POST /api/v1/chat/completions HTTP/1.1\r\nHost: 127.0.0.1\r\nTransfer-Encoding: chunked\r\n\r\nzz\r\n",
+            400,
+            "bad_request",
+            "chunked framing",
+        ),
     ],
     ids=["request line too long", "header too large", "too many headers", "not HTTP", "bad chunk size"],
 )
-def test_what_gunicorn_refuses_itself_is_a_json_error_that_closes_the_connection(gateway, request_bytes, status, code, says):
+def test_what_gunicorn_refuses_itself_is_a_json_error_that_closes_the_connection(
+    gateway, request_bytes, status, code, says
+):
     got, headers, body = send_raw(gateway, request_bytes)
 
     assert got == status

@@ -39,13 +39,22 @@ def test_two_clients_share_in_flight_counts_ejections_and_rotation(server_path):
     assert a.acquire(worker_id=1, token="t1", hold_until=hold, max_inflight=1, panic=False) is Acquired.YES
     assert b.acquire(worker_id=1, token="t2", hold_until=hold, max_inflight=1, panic=False) is Acquired.AT_CAPACITY
     assert b.snapshot([1])[1].in_flight == 1
-    a.finish(worker_id=1, token="t1", outcome=Outcome.OK, latency_ms=5.0, reason="", model_worker_ids=[1, 2], policy=POLICY)
+    a.finish(
+        worker_id=1, token="t1", outcome=Outcome.OK, latency_ms=5.0, reason="", model_worker_ids=[1, 2], policy=POLICY
+    )
     assert b.snapshot([1])[1].in_flight == 0
 
     for client_ in (a, b):
         client_.acquire(worker_id=2, token="f", hold_until=hold, max_inflight=None, panic=False)
-        finished = client_.finish(worker_id=2, token="f", outcome=Outcome.FAILED, latency_ms=None, reason="500",
-                                  model_worker_ids=[1, 2], policy=POLICY)
+        finished = client_.finish(
+            worker_id=2,
+            token="f",
+            outcome=Outcome.FAILED,
+            latency_ms=None,
+            reason="500",
+            model_worker_ids=[1, 2],
+            policy=POLICY,
+        )
     assert finished.ejected
     assert a.snapshot([2])[2].is_ejected(time.time())
 
@@ -62,7 +71,10 @@ def test_the_rate_count_is_one_window_for_every_client(server_path):
 def test_without_its_server_a_process_routes_on_its_own_state_and_limits_are_unavailable(tmp_path):
     away = client(str(tmp_path / "nobody.sock"))
 
-    assert away.acquire(worker_id=1, token="t", hold_until=time.time() + 60, max_inflight=None, panic=False) is Acquired.YES
+    assert (
+        away.acquire(worker_id=1, token="t", hold_until=time.time() + 60, max_inflight=None, panic=False)
+        is Acquired.YES
+    )
     assert away.snapshot([1])[1].in_flight == 1  # this process's own count
     assert away.breaker.is_open()
     with pytest.raises(HostStateUnavailable):

@@ -2,7 +2,8 @@
 translated 200 or a 4xx in the API's own error shape, never a 500."""
 
 import pytest
-from hypothesis import given, strategies as st
+from hypothesis import given
+from hypothesis import strategies as st
 
 from registry.models import Worker
 from tests.conftest import SEED_ANSWER, seed_registration
@@ -12,28 +13,61 @@ pytestmark = pytest.mark.django_db
 
 blocks = st.fixed_dictionaries(
     {"type": st.sampled_from(["text", "image", "tool_use", "tool_result", "thinking", "document"]) | json_values},
-    optional={"text": json_values, "source": json_values | st.fixed_dictionaries(
-        {"type": st.sampled_from(["base64", "url"])}, optional={"media_type": json_values, "data": json_values, "url": json_values}),
-        "id": json_values, "name": json_values, "input": json_values, "tool_use_id": json_values, "content": json_values},
+    optional={
+        "text": json_values,
+        "source": json_values
+        | st.fixed_dictionaries(
+            {"type": st.sampled_from(["base64", "url"])},
+            optional={"media_type": json_values, "data": json_values, "url": json_values},
+        ),
+        "id": json_values,
+        "name": json_values,
+        "input": json_values,
+        "tool_use_id": json_values,
+        "content": json_values,
+    },
 )
-anthropic_messages = st.lists(st.fixed_dictionaries(
-    {"role": st.sampled_from(["user", "assistant"]) | json_values},
-    optional={"content": st.text(max_size=10) | st.lists(blocks, max_size=3) | json_values}), max_size=3)
+anthropic_messages = st.lists(
+    st.fixed_dictionaries(
+        {"role": st.sampled_from(["user", "assistant"]) | json_values},
+        optional={"content": st.text(max_size=10) | st.lists(blocks, max_size=3) | json_values},
+    ),
+    max_size=3,
+)
 MESSAGES_FIELDS = {
-    "model": st.just("proxyllm") | json_values, "max_tokens": st.integers(-1, 10) | json_values,
-    "messages": anthropic_messages | json_values, "system": json_values, "tools": json_values,
-    "tool_choice": json_values, "stop_sequences": json_values, "temperature": json_values, "metadata": json_values,
+    "model": st.just("proxyllm") | json_values,
+    "max_tokens": st.integers(-1, 10) | json_values,
+    "messages": anthropic_messages | json_values,
+    "system": json_values,
+    "tools": json_values,
+    "tool_choice": json_values,
+    "stop_sequences": json_values,
+    "temperature": json_values,
+    "metadata": json_values,
 }
 items = st.fixed_dictionaries(
-    {}, optional={"type": st.sampled_from(["message", "function_call", "function_call_output", "reasoning"]) | json_values,
-                  "role": st.sampled_from(["user", "assistant", "developer"]) | json_values,
-                  "content": st.text(max_size=10) | json_values, "call_id": json_values, "name": json_values,
-                  "arguments": json_values, "output": json_values},
+    {},
+    optional={
+        "type": st.sampled_from(["message", "function_call", "function_call_output", "reasoning"]) | json_values,
+        "role": st.sampled_from(["user", "assistant", "developer"]) | json_values,
+        "content": st.text(max_size=10) | json_values,
+        "call_id": json_values,
+        "name": json_values,
+        "arguments": json_values,
+        "output": json_values,
+    },
 )
 RESPONSES_FIELDS = {
-    "model": st.just("proxyllm") | json_values, "input": st.text(max_size=10) | st.lists(items, max_size=3) | json_values,
-    "instructions": json_values, "tools": json_values, "tool_choice": json_values, "max_output_tokens": json_values,
-    "store": json_values, "previous_response_id": json_values, "text": json_values, "temperature": json_values,
+    "model": st.just("proxyllm") | json_values,
+    "input": st.text(max_size=10) | st.lists(items, max_size=3) | json_values,
+    "instructions": json_values,
+    "tools": json_values,
+    "tool_choice": json_values,
+    "max_output_tokens": json_values,
+    "store": json_values,
+    "previous_response_id": json_values,
+    "text": json_values,
+    "temperature": json_values,
 }
 
 
@@ -42,6 +76,7 @@ def seed_worker(api, upstream):
     def ensure():
         if not Worker.objects.exists():
             api.post("/api/server/register", seed_registration(upstream.on("/gen", json=SEED_ANSWER)), format="json")
+
     return ensure
 
 

@@ -17,15 +17,23 @@ from agents import Agent, OpenAIResponsesModel, Runner, function_tool, set_traci
 from tests.conftest import SEED_ANSWER, seed_registration
 from tests.fake_model_apis import OpenAIServer
 from tests.fake_tool_calling import COMPLETION_TOKENS, PROMPT_TOKENS, ToolCallingServer
+
 # The served gateway of the OpenAI SDK's tests (keys on, an inference key): one for this module too.
 from tests.test_openai_sdk import gateway  # noqa: F401
 
 pytestmark = pytest.mark.e2e
 
-WEATHER_TOOL = {"name": "get_weather", "description": "The weather in a city",
-                "input_schema": {"type": "object", "properties": {"city": {"type": "string"}}, "required": ["city"]}}
-WEATHER_FUNCTION = {"type": "function", "name": "get_weather", "description": "The weather in a city",
-                    "parameters": WEATHER_TOOL["input_schema"]}
+WEATHER_TOOL = {
+    "name": "get_weather",
+    "description": "The weather in a city",
+    "input_schema": {"type": "object", "properties": {"city": {"type": "string"}}, "required": ["city"]},
+}
+WEATHER_FUNCTION = {
+    "type": "function",
+    "name": "get_weather",
+    "description": "The weather in a city",
+    "parameters": WEATHER_TOOL["input_schema"],
+}
 
 
 @pytest.fixture(scope="module")
@@ -51,28 +59,41 @@ def unique(name: str) -> str:
 
 def openai_worker(gateway, upstream, server: ToolCallingServer) -> str:
     model = unique("gpt")
-    registration = {"model_name": model, "preset": "openai", "base_url": server.install(upstream),
-                    "api_key": "sk-upstream-key", "upstream_model": server.model}
+    registration = {
+        "model_name": model,
+        "preset": "openai",
+        "base_url": server.install(upstream),
+        "api_key": "sk-upstream-key",
+        "upstream_model": server.model,
+    }
     gateway.post("/api/server/register", registration).raise_for_status()
     return model
 
 
 def template_worker(gateway, upstream) -> str:
     model = unique("seed")
-    gateway.post("/api/server/register", seed_registration(upstream.on("/gen", json=SEED_ANSWER), model_name=model)
-                 ).raise_for_status()
+    gateway.post(
+        "/api/server/register", seed_registration(upstream.on("/gen", json=SEED_ANSWER), model_name=model)
+    ).raise_for_status()
     return model
 
 
 # --- Anthropic SDK: /v1/messages ---------------------------------------------------------------
+
 
 def test_the_anthropic_sdk_makes_a_tool_round_trip_through_an_openai_worker(gateway, claude, upstream):
     server = ToolCallingServer()
     model = openai_worker(gateway, upstream, server)
     question = {"role": "user", "content": "What is the weather in Paris?"}
 
-    first = claude.messages.create(model=model, max_tokens=100, system="Be brief.", messages=[question],
-                                   tools=[WEATHER_TOOL], tool_choice={"type": "auto"})
+    first = claude.messages.create(
+        model=model,
+        max_tokens=100,
+        system="Be brief.",
+        messages=[question],
+        tools=[WEATHER_TOOL],
+        tool_choice={"type": "auto"},
+    )
 
     assert first.stop_reason == "tool_use" and first.role == "assistant" and first.id.startswith("msg_")
     [call] = first.content
@@ -80,19 +101,40 @@ def test_the_anthropic_sdk_makes_a_tool_round_trip_through_an_openai_worker(gate
     assert (first.usage.input_tokens, first.usage.output_tokens) == (PROMPT_TOKENS, COMPLETION_TOKENS)
     sent = server.bodies[-1]
     assert sent["messages"] == [{"role": "system", "content": "Be brief."}, question]
-    assert sent["tools"] == [{"type": "function", "function": {
-        "name": "get_weather", "description": "The weather in a city", "parameters": WEATHER_TOOL["input_schema"]}}]
+    assert sent["tools"] == [
+        {
+            "type": "function",
+            "function": {
+                "name": "get_weather",
+                "description": "The weather in a city",
+                "parameters": WEATHER_TOOL["input_schema"],
+            },
+        }
+    ]
     assert sent["tool_choice"] == "auto" and sent["max_tokens"] == 100 and sent["model"] == "up-model"
 
     result = {"role": "user", "content": [{"type": "tool_result", "tool_use_id": call.id, "content": "18 C, sunny"}]}
-    second = claude.messages.create(model=model, max_tokens=100, tools=[WEATHER_TOOL],
-                                    messages=[question, {"role": "assistant", "content": first.content}, result])
+    second = claude.messages.create(
+        model=model,
+        max_tokens=100,
+        tools=[WEATHER_TOOL],
+        messages=[question, {"role": "assistant", "content": first.content}, result],
+    )
 
     assert second.stop_reason == "end_turn"
     assert [block.text for block in second.content] == ["The tool said: 18 C, sunny"]
     assert server.bodies[-1]["messages"][1:] == [
-        {"role": "assistant", "content": None, "tool_calls": [{"id": call.id, "type": "function", "function": {
-            "name": "get_weather", "arguments": '{"city": "Paris", "unit": "celsius"}'}}]},
+        {
+            "role": "assistant",
+            "content": None,
+            "tool_calls": [
+                {
+                    "id": call.id,
+                    "type": "function",
+                    "function": {"name": "get_weather", "arguments": '{"city": "Paris", "unit": "celsius"}'},
+                }
+            ],
+        },
         {"role": "tool", "tool_call_id": call.id, "content": "18 C, sunny"},
     ]
 
@@ -109,14 +151,24 @@ def test_the_anthropic_sdk_streams_a_tool_round_trip_through_an_openai_worker(ga
     assert kinds[0] == "message_start" and kinds[-1] == "message_stop"
     assert "input_json" in kinds  # the SDK's own event for each input_json_delta it parsed
     [call] = first.content
-    assert (call.name, call.input, first.stop_reason) == ("get_weather", {"city": "Paris", "unit": "celsius"}, "tool_use")
+    assert (call.name, call.input, first.stop_reason) == (
+        "get_weather",
+        {"city": "Paris", "unit": "celsius"},
+        "tool_use",
+    )
     assert first.usage.output_tokens == COMPLETION_TOKENS and first.usage.input_tokens == PROMPT_TOKENS
     assert server.bodies[-1]["stream"] is True and server.bodies[-1]["stream_options"] == {"include_usage": True}
 
-    result = {"role": "user", "content": [{"type": "tool_result", "tool_use_id": call.id,
-                                           "content": [{"type": "text", "text": "rainy"}]}]}
-    with claude.messages.stream(model=model, max_tokens=100, tools=[WEATHER_TOOL],
-                                messages=[question, {"role": "assistant", "content": first.content}, result]) as stream:
+    result = {
+        "role": "user",
+        "content": [{"type": "tool_result", "tool_use_id": call.id, "content": [{"type": "text", "text": "rainy"}]}],
+    }
+    with claude.messages.stream(
+        model=model,
+        max_tokens=100,
+        tools=[WEATHER_TOOL],
+        messages=[question, {"role": "assistant", "content": first.content}, result],
+    ) as stream:
         text = "".join(stream.text_stream)
         second = stream.get_final_message()
 
@@ -127,8 +179,9 @@ def test_the_anthropic_sdk_gets_text_from_a_template_worker_whole_and_streamed(g
     model = template_worker(gateway, upstream)
     messages = [{"role": "user", "content": [{"type": "text", "text": "who are you?"}]}]
 
-    whole = claude.messages.create(model=model, max_tokens=20, system=[{"type": "text", "text": "Be brief."}],
-                                   messages=messages)
+    whole = claude.messages.create(
+        model=model, max_tokens=20, system=[{"type": "text", "text": "Be brief."}], messages=messages
+    )
     with claude.messages.stream(model=model, max_tokens=20, messages=messages) as stream:
         streamed = "".join(stream.text_stream)
 
@@ -148,38 +201,68 @@ def test_the_anthropic_sdk_raises_its_own_errors_for_an_unknown_model_bad_input_
         stranger.messages.create(model="any", max_tokens=10, messages=[{"role": "user", "content": "Hi"}])
 
     assert missing.value.body["error"]["type"] == "not_found_error"
-    assert bad.value.body["error"] == {"type": "invalid_request_error",
-                                       "message": "messages[0].role: must be one of 'user', 'assistant', not 'robot'"}
+    assert bad.value.body["error"] == {
+        "type": "invalid_request_error",
+        "message": "messages[0].role: must be one of 'user', 'assistant', not 'robot'",
+    }
     assert refused.value.body["error"]["type"] == "authentication_error"
 
 
 # --- OpenAI SDK: /v1/responses and /v1/models/{id} ----------------------------------------------
 
+
 def test_the_openai_sdk_makes_a_responses_tool_round_trip_through_an_openai_worker(gateway, client, upstream):
     server = ToolCallingServer()
     model = openai_worker(gateway, upstream, server)
 
-    first = client.responses.create(model=model, input="What is the weather in Paris?", instructions="Be brief.",
-                                    tools=[WEATHER_FUNCTION], max_output_tokens=64)
+    first = client.responses.create(
+        model=model,
+        input="What is the weather in Paris?",
+        instructions="Be brief.",
+        tools=[WEATHER_FUNCTION],
+        max_output_tokens=64,
+    )
 
     assert first.object == "response" and first.status == "completed" and first.id.startswith("resp_")
     [call] = first.output
-    assert (call.type, call.name, call.arguments) == ("function_call", "get_weather", '{"city": "Paris", "unit": "celsius"}')
+    assert (call.type, call.name, call.arguments) == (
+        "function_call",
+        "get_weather",
+        '{"city": "Paris", "unit": "celsius"}',
+    )
     assert (first.usage.input_tokens, first.usage.output_tokens, first.usage.total_tokens) == (
-        PROMPT_TOKENS, COMPLETION_TOKENS, PROMPT_TOKENS + COMPLETION_TOKENS)
-    assert server.bodies[-1]["messages"] == [{"role": "system", "content": "Be brief."},
-                                             {"role": "user", "content": "What is the weather in Paris?"}]
+        PROMPT_TOKENS,
+        COMPLETION_TOKENS,
+        PROMPT_TOKENS + COMPLETION_TOKENS,
+    )
+    assert server.bodies[-1]["messages"] == [
+        {"role": "system", "content": "Be brief."},
+        {"role": "user", "content": "What is the weather in Paris?"},
+    ]
     assert server.bodies[-1]["max_tokens"] == 64
 
     # The next turn names the stored response instead of repeating the conversation.
-    second = client.responses.create(model=model, previous_response_id=first.id, tools=[WEATHER_FUNCTION],
-                                     input=[{"type": "function_call_output", "call_id": call.call_id, "output": "18 C"}])
+    second = client.responses.create(
+        model=model,
+        previous_response_id=first.id,
+        tools=[WEATHER_FUNCTION],
+        input=[{"type": "function_call_output", "call_id": call.call_id, "output": "18 C"}],
+    )
 
     assert second.output_text == "The tool said: 18 C"
     assert server.bodies[-1]["messages"] == [
         {"role": "user", "content": "What is the weather in Paris?"},
-        {"role": "assistant", "content": None, "tool_calls": [{"id": call.call_id, "type": "function", "function": {
-            "name": "get_weather", "arguments": call.arguments}}]},
+        {
+            "role": "assistant",
+            "content": None,
+            "tool_calls": [
+                {
+                    "id": call.call_id,
+                    "type": "function",
+                    "function": {"name": "get_weather", "arguments": call.arguments},
+                }
+            ],
+        },
         {"role": "tool", "tool_call_id": call.call_id, "content": "18 C"},
     ]
     assert client.responses.retrieve(second.id).output_text == "The tool said: 18 C"
@@ -190,8 +273,9 @@ def test_the_openai_sdk_streams_a_responses_tool_round_trip_through_an_openai_wo
     model = openai_worker(gateway, upstream, server)
     question = {"role": "user", "content": [{"type": "input_text", "text": "Weather in Paris?"}]}
 
-    events = list(client.responses.create(model=model, input=[question], tools=[WEATHER_FUNCTION], stream=True,
-                                          store=False))
+    events = list(
+        client.responses.create(model=model, input=[question], tools=[WEATHER_FUNCTION], stream=True, store=False)
+    )
 
     kinds = [event.type for event in events]
     assert kinds[:3] == ["response.created", "response.in_progress", "response.output_item.added"]
@@ -204,8 +288,11 @@ def test_the_openai_sdk_streams_a_responses_tool_round_trip_through_an_openai_wo
 
     # store: false keeps nothing, so the next turn carries the whole conversation itself. The
     # SDK's stream helper checks the events' order as it accumulates them.
-    turn = [question, {"type": "function_call", "call_id": call.call_id, "name": call.name, "arguments": call.arguments},
-            {"type": "function_call_output", "call_id": call.call_id, "output": "rainy"}]
+    turn = [
+        question,
+        {"type": "function_call", "call_id": call.call_id, "name": call.name, "arguments": call.arguments},
+        {"type": "function_call_output", "call_id": call.call_id, "output": "rainy"},
+    ]
     with client.responses.stream(model=model, input=turn, tools=[WEATHER_FUNCTION]) as stream:
         deltas = [event.delta for event in stream if event.type == "response.output_text.delta"]
         final = stream.get_final_response()
@@ -252,15 +339,20 @@ def test_the_openai_sdk_retrieves_a_model_and_gets_not_found_for_an_unknown_one(
     assert raised.value.code == "model_not_found"
 
 
-@pytest.mark.parametrize("path, body", [
-    ("/v1/messages", {"max_tokens": 500, "messages": [{"role": "user", "content": "Hi"}]}),
-    ("/v1/responses", {"input": "Hi", "store": False}),
-])
+@pytest.mark.parametrize(
+    "path, body",
+    [
+        ("/v1/messages", {"max_tokens": 500, "messages": [{"role": "user", "content": "Hi"}]}),
+        ("/v1/responses", {"input": "Hi", "store": False}),
+    ],
+)
 def test_a_client_that_leaves_a_translated_stream_makes_the_gateway_close_the_upstream(gateway, upstream, path, body):
     server = OpenAIServer(words=tuple(f" w{i}" for i in range(400)), pause=0.02)
     model = unique("long")
-    gateway.post("/api/server/register", {"model_name": model, "preset": "openai", "base_url": server.install(upstream),
-                                          "upstream_model": "up-model"}).raise_for_status()
+    gateway.post(
+        "/api/server/register",
+        {"model_name": model, "preset": "openai", "base_url": server.install(upstream), "upstream_model": "up-model"},
+    ).raise_for_status()
     connection = http.client.HTTPConnection("127.0.0.1", gateway.port, timeout=10)
     headers = {"Content-Type": "application/json", "x-api-key": gateway.inference_key}
     connection.request("POST", path, body=json.dumps({"model": model, "stream": True, **body}), headers=headers)
@@ -273,7 +365,9 @@ def test_a_client_that_leaves_a_translated_stream_makes_the_gateway_close_the_up
     seen = upstream.hits("/v1/chat/completions")[-1]
     assert seen.answered.wait(10), "the upstream kept streaming to a client that had gone"
     assert seen.aborted
-    assert logged_line(gateway, f"model={model} ", "stream ended: client_gone"), "the attempt was not settled as client_gone"
+    assert logged_line(gateway, f"model={model} ", "stream ended: client_gone"), (
+        "the attempt was not settled as client_gone"
+    )
 
 
 def logged_line(gateway, *parts: str, seconds: float = 10.0) -> bool:
@@ -288,6 +382,7 @@ def logged_line(gateway, *parts: str, seconds: float = 10.0) -> bool:
 
 # --- OpenAI Agents SDK --------------------------------------------------------------------------
 
+
 @function_tool
 def get_weather(city: str) -> str:
     """The weather in a city."""
@@ -296,10 +391,15 @@ def get_weather(city: str) -> str:
 
 def run_agent(gateway, model: str, *, streamed: bool = False) -> str:
     set_tracing_disabled(True)  # never sends traces to the internet
-    gateway_client = openai.AsyncOpenAI(base_url=f"{gateway.url}/v1", api_key=gateway.inference_key, max_retries=0,
-                                        timeout=30)
-    agent = Agent(name="weather", instructions="Answer with the weather.", tools=[get_weather],
-                  model=OpenAIResponsesModel(model=model, openai_client=gateway_client))
+    gateway_client = openai.AsyncOpenAI(
+        base_url=f"{gateway.url}/v1", api_key=gateway.inference_key, max_retries=0, timeout=30
+    )
+    agent = Agent(
+        name="weather",
+        instructions="Answer with the weather.",
+        tools=[get_weather],
+        model=OpenAIResponsesModel(model=model, openai_client=gateway_client),
+    )
     question = "What is the weather in Paris?"
     if not streamed:
         return Runner.run_sync(agent, question).final_output

@@ -10,8 +10,13 @@ from inference.ingress.responses import ResponseEvents, echoed_fields
 
 
 def completion(message: dict, finish: str = "tool_calls") -> dict:
-    return {"id": "c", "object": "chat.completion", "created": 1, "model": "m",
-            "choices": [{"index": 0, "message": {"role": "assistant", **message}, "finish_reason": finish}]}
+    return {
+        "id": "c",
+        "object": "chat.completion",
+        "created": 1,
+        "model": "m",
+        "choices": [{"index": 0, "message": {"role": "assistant", **message}, "finish_reason": finish}],
+    }
 
 
 def call(index: int, name: str, arguments: str) -> dict:
@@ -46,24 +51,41 @@ def test_parallel_tool_calls_become_one_block_or_item_each():
     assert message.message()["content"] == [
         {"type": "text", "text": "Two lookups."},
         {"type": "tool_use", "id": "call_0", "name": "a", "input": {"x": 1}},
-        {"type": "tool_use", "id": "call_1", "name": "b", "input": {}}]
+        {"type": "tool_use", "id": "call_1", "name": "b", "input": {}},
+    ]
     assert [(item["type"], item.get("name"), item.get("arguments")) for item in response.response["output"]] == [
-        ("message", None, None), ("function_call", "a", '{"x": 1}'), ("function_call", "b", "{}")]
-    assert response.assistant_message() == {"role": "assistant", "content": "Two lookups.", "tool_calls": [
-        {"id": "call_0", "type": "function", "function": {"name": "a", "arguments": '{"x": 1}'}},
-        {"id": "call_1", "type": "function", "function": {"name": "b", "arguments": "{}"}}]}
+        ("message", None, None),
+        ("function_call", "a", '{"x": 1}'),
+        ("function_call", "b", "{}"),
+    ]
+    assert response.assistant_message() == {
+        "role": "assistant",
+        "content": "Two lookups.",
+        "tool_calls": [
+            {"id": "call_0", "type": "function", "function": {"name": "a", "arguments": '{"x": 1}'}},
+            {"id": "call_1", "type": "function", "function": {"name": "b", "arguments": "{}"}},
+        ],
+    }
 
 
 def test_tool_arguments_that_are_not_a_json_object_are_kept_whole():
     message = MessageEvents(model="m")
-    replay_completion(completion({"content": None, "tool_calls": [call(0, "a", "not json"), call(1, "b", "[1]")]}), message)
+    replay_completion(
+        completion({"content": None, "tool_calls": [call(0, "a", "not json"), call(1, "b", "[1]")]}), message
+    )
 
     assert [block["input"] for block in message.message()["content"]] == [{"arguments": "not json"}, {"arguments": [1]}]
 
 
 def test_text_after_a_streamed_tool_call_opens_a_new_block_and_a_new_item():
-    deltas = ({"tool_calls": [{"index": 0, "id": "call_0", "type": "function", "function": {"name": "a", "arguments": "{}"}}]},
-              {"content": "Done."})
+    deltas = (
+        {
+            "tool_calls": [
+                {"index": 0, "id": "call_0", "type": "function", "function": {"name": "a", "arguments": "{}"}}
+            ]
+        },
+        {"content": "Done."},
+    )
 
     anthropic = translated(chunk_stream(*deltas), MessageEvents(model="m"))
     responses = translated(chunk_stream(*deltas), responses_builder())
@@ -77,8 +99,10 @@ def test_text_after_a_streamed_tool_call_opens_a_new_block_and_a_new_item():
 
 
 def test_arguments_streamed_before_the_calls_name_still_make_one_call():
-    deltas = ({"tool_calls": [{"index": 0, "function": {"arguments": '{"x":'}}]},
-              {"tool_calls": [{"index": 0, "id": "call_0", "function": {"name": "a", "arguments": " 1}"}}]})
+    deltas = (
+        {"tool_calls": [{"index": 0, "function": {"arguments": '{"x":'}}]},
+        {"tool_calls": [{"index": 0, "id": "call_0", "function": {"name": "a", "arguments": " 1}"}}]},
+    )
     builder = MessageEvents(model="m")
 
     events = translated(chunk_stream(*deltas), builder)

@@ -55,11 +55,15 @@ def test_a_key_seen_before_keeps_working_on_its_last_entry_until_the_stale_limit
         cache.caller_for(key)
 
 
-def test_an_unseen_key_while_the_database_is_away_is_a_503_naming_the_key_store(api, make_key, database_away, require_auth):
+def test_an_unseen_key_while_the_database_is_away_is_a_503_naming_the_key_store(
+    api, make_key, database_away, require_auth
+):
     key = make_key("inference")
     database_away["away"] = True
 
-    response = api.post("/api/v1/chat/completions", {"model_name": "proxyllm", "input": "hi"}, format="json", **bearer(key))
+    response = api.post(
+        "/api/v1/chat/completions", {"model_name": "proxyllm", "input": "hi"}, format="json", **bearer(key)
+    )
 
     assert response.status_code == 503
     assert response.json()["code"] == "key_store_unavailable"

@@ -18,9 +18,12 @@ def imported_modules(path: Path) -> set[str]:
 
 def test_the_registry_imports_neither_the_console_nor_the_router():
     for path in sorted((ROOT / "registry").rglob("*.py")):
-        wrong = {name for name in imported_modules(path)
-                 if name.split(".")[0] == "console" or name in ("inference.router", "inference.services",
-                                                                 "inference.openai_services")}
+        wrong = {
+            name
+            for name in imported_modules(path)
+            if name.split(".")[0] == "console"
+            or name in ("inference.router", "inference.services", "inference.openai_services")
+        }
         assert not wrong, f"{path.relative_to(ROOT)} imports {sorted(wrong)}"
 
 
@@ -29,7 +32,9 @@ def test_the_router_and_the_services_know_no_worker_kind():
         source = (ROOT / "inference" / name).read_text()
         for kind_talk in ("is_openai", "WorkerKind", ".kind", "protocols.openai", "protocols.anthropic"):
             assert kind_talk not in source, f"inference/{name} mentions {kind_talk!r}"
-    assert not {name for name in imported_modules(ROOT / "inference" / "router.py") if name.startswith("inference.protocols")}
+    assert not {
+        name for name in imported_modules(ROOT / "inference" / "router.py") if name.startswith("inference.protocols")
+    }
 
 
 def test_each_worker_kind_is_one_protocol_module():

@@ -48,8 +48,12 @@ def test_requests_are_counted_by_model_worker_and_status(api, client, upstream):
 
 def test_worker_health_comes_from_the_database_at_scrape_time(client):
     worker = Worker.objects.create(
-        model_name="m", req_url_template="http://127.0.0.1:9/x", body={"p": "{USER_PROMPT}"},
-        health_state=HealthState.UNHEALTHY, weight=3, consecutive_failures=2,
+        model_name="m",
+        req_url_template="http://127.0.0.1:9/x",
+        body={"p": "{USER_PROMPT}"},
+        health_state=HealthState.UNHEALTHY,
+        weight=3,
+        consecutive_failures=2,
     )
     labels = {"worker": str(worker.pk), "model": "m"}
 
@@ -76,22 +80,35 @@ def test_ejection_and_in_flight_come_from_the_shared_routing_state(client, setti
     policy = EjectionPolicy(after_failures=1, base_seconds=30, max_seconds=30, max_percent=100)
     state.acquire(worker_id=worker.pk, token="held", hold_until=state.clock() + 60, max_inflight=None, panic=False)
     state.acquire(worker_id=worker.pk, token="failed", hold_until=state.clock() + 60, max_inflight=None, panic=False)
-    state.finish(worker_id=worker.pk, token="failed", outcome=Outcome.FAILED, latency_ms=40.0, reason="HTTP 500",
-                 model_worker_ids=[worker.pk], policy=policy)
+    state.finish(
+        worker_id=worker.pk,
+        token="failed",
+        outcome=Outcome.FAILED,
+        latency_ms=40.0,
+        reason="HTTP 500",
+        model_worker_ids=[worker.pk],
+        policy=policy,
+    )
     labels = {"worker": str(worker.pk), "model": "m"}
 
     found = samples(client)
 
     assert value(found, "mmm_worker_ejected", **labels) == 1
     assert value(found, "mmm_worker_in_flight", **labels) == 1
-    assert value(found, "mmm_worker_latency_ewma_seconds", **labels) == pytest.approx(5.0, rel=0.01)  # a failure's penalty
+    assert value(found, "mmm_worker_latency_ewma_seconds", **labels) == pytest.approx(
+        5.0, rel=0.01
+    )  # a failure's penalty
 
 
 def test_a_stream_is_in_flight_until_it_has_been_relayed(api, client, upstream):
     from tests.fake_model_apis import OpenAIServer
 
-    registration = {"model_name": "gpt", "preset": "openai", "upstream_model": "up-model",
-                    "base_url": OpenAIServer().install(upstream)}
+    registration = {
+        "model_name": "gpt",
+        "preset": "openai",
+        "upstream_model": "up-model",
+        "base_url": OpenAIServer().install(upstream),
+    }
     assert api.post("/api/server/register", registration, format="json").status_code == 200
     ask = {"model": "gpt", "messages": [{"role": "user", "content": "hi"}], "stream": True}
 
@@ -108,10 +125,16 @@ def test_mmm_worker_routable_agrees_with_v1_models_on_an_expired_heartbeat(clien
 
     from django.utils import timezone
 
-    alive = Worker.objects.create(model_name="alive", req_url_template="http://127.0.0.1:9/a", body={"p": "{USER_PROMPT}"})
-    expired = Worker.objects.create(model_name="expired", req_url_template="http://127.0.0.1:9/b",
-                                    body={"p": "{USER_PROMPT}"}, ttl=10,
-                                    heartbeat_expires_at=timezone.now() - timedelta(seconds=1))
+    alive = Worker.objects.create(
+        model_name="alive", req_url_template="http://127.0.0.1:9/a", body={"p": "{USER_PROMPT}"}
+    )
+    expired = Worker.objects.create(
+        model_name="expired",
+        req_url_template="http://127.0.0.1:9/b",
+        body={"p": "{USER_PROMPT}"},
+        ttl=10,
+        heartbeat_expires_at=timezone.now() - timedelta(seconds=1),
+    )
 
     found = samples(client)
     listed = [model["id"] for model in client.get("/v1/models").json()["data"]]
@@ -127,10 +150,18 @@ def test_requests_refused_before_the_view_are_counted_with_status_and_code(api, 
     before = samples(client)
     key = make_key("worker")  # a real key without the inference scope
     api.post("/api/v1/chat/completions", {"model_name": "proxyllm", "input": "hi"}, format="json")
-    api.post("/v1/chat/completions", {"model": "proxyllm", "messages": []}, format="json",
-             HTTP_AUTHORIZATION="Bearer mmm_abcdefgh_" + "x" * 43)
-    api.post("/api/v1/chat/completions", {"model_name": "proxyllm", "input": "hi"}, format="json",
-             HTTP_AUTHORIZATION=f"Bearer {key}")
+    api.post(
+        "/v1/chat/completions",
+        {"model": "proxyllm", "messages": []},
+        format="json",
+        HTTP_AUTHORIZATION="Bearer mmm_abcdefgh_" + "x" * 43,
+    )
+    api.post(
+        "/api/v1/chat/completions",
+        {"model_name": "proxyllm", "input": "hi"},
+        format="json",
+        HTTP_AUTHORIZATION=f"Bearer {key}",
+    )
     after = samples(client)
 
     def grew(**labels):

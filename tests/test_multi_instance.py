@@ -77,7 +77,9 @@ def test_in_flight_counts_are_exact_from_both_instances_under_200_concurrent_req
     with ThreadPoolExecutor(total) as pool:
         try:
             futures = [pool.submit(complete, a if n % 2 else b) for n in range(total)]
-            wait_until(lambda: len(upstream.seen) == total, timeout=60, what=f"all {total} requests to reach the upstream")
+            wait_until(
+                lambda: len(upstream.seen) == total, timeout=60, what=f"all {total} requests to reach the upstream"
+            )
             held_per_path = {"/one": len(upstream.hits("/one")), "/two": len(upstream.hits("/two"))}
             seen_by_a, seen_by_b = traffic(a), traffic(b)
         finally:

@@ -12,8 +12,17 @@ HI = [{"role": "user", "content": "Hi"}]
 
 
 def register_openai(api, base_url: str, model_name: str = "gpt", **fields) -> None:
-    response = api.post("/api/server/register", {"model_name": model_name, "kind": "openai",
-                        "req_url_template": base_url, "upstream_model": "up-model", **fields}, format="json")
+    response = api.post(
+        "/api/server/register",
+        {
+            "model_name": model_name,
+            "kind": "openai",
+            "req_url_template": base_url,
+            "upstream_model": "up-model",
+            **fields,
+        },
+        format="json",
+    )
     assert response.status_code == 200, response.content
 
 
@@ -65,7 +74,7 @@ def test_a_stream_fails_over_to_the_next_worker_before_its_first_byte(api, upstr
 
 
 def test_a_stream_that_breaks_before_its_first_event_fails_over_too(api, upstream):
-    upstream.on("/cut/chat/completions", Reply(stream=[b"data: {\"partial"], cut=True))
+    upstream.on("/cut/chat/completions", Reply(stream=[b'data: {"partial'], cut=True))
     register_openai(api, upstream.url("/cut"), weight=100)
     register_openai(api, OpenAIServer().install(upstream))
 
@@ -95,8 +104,11 @@ def test_a_refusal_by_an_openai_worker_reaches_the_client_with_its_status_and_er
 
 
 def test_an_upstream_error_that_quotes_the_workers_key_is_masked(api, upstream):
-    upstream.on("/v1/chat/completions", status=401,
-                json={"error": {"message": "Incorrect API key provided: sk-worker-secret-key", "code": "invalid_api_key"}})
+    upstream.on(
+        "/v1/chat/completions",
+        status=401,
+        json={"error": {"message": "Incorrect API key provided: sk-worker-secret-key", "code": "invalid_api_key"}},
+    )
     register_openai(api, upstream.url("/v1"), headers={"Authorization": "Bearer sk-worker-secret-key"})
 
     response = post(api, "/v1/chat/completions", {"model": "gpt", "messages": HI})
@@ -107,8 +119,13 @@ def test_an_upstream_error_that_quotes_the_workers_key_is_masked(api, upstream):
 
 
 def test_an_upstream_stream_that_ends_without_done_ends_with_an_error_event(api, upstream):
-    chunk = {"id": "c", "object": "chat.completion.chunk", "created": 1, "model": "m",
-             "choices": [{"index": 0, "delta": {"content": "partial"}, "finish_reason": None}]}
+    chunk = {
+        "id": "c",
+        "object": "chat.completion.chunk",
+        "created": 1,
+        "model": "m",
+        "choices": [{"index": 0, "delta": {"content": "partial"}, "finish_reason": None}],
+    }
     upstream.on("/v1/chat/completions", Reply(stream=[sse(chunk), sse(chunk)]))
     register_openai(api, upstream.url("/v1"))
 
@@ -142,8 +159,11 @@ def test_completions_and_image_generations_pass_through_to_openai_workers(api, u
 
 
 def test_a_template_answer_that_is_not_text_becomes_json_text(api, upstream):
-    post(api, "/api/server/register", seed_registration(
-        upstream.on("/gen", json={"data": {"items": [{"attributes": {"answer": {"n": 1}}}]}})))
+    post(
+        api,
+        "/api/server/register",
+        seed_registration(upstream.on("/gen", json={"data": {"items": [{"attributes": {"answer": {"n": 1}}}]}})),
+    )
 
     response = post(api, "/v1/chat/completions", {"model": "proxyllm", "messages": HI})
 
@@ -151,8 +171,11 @@ def test_a_template_answer_that_is_not_text_becomes_json_text(api, upstream):
 
 
 def test_an_openai_worker_refuses_a_body_template(api):
-    response = post(api, "/api/server/register", {"model_name": "gpt", "kind": "openai",
-                    "req_url_template": "http://h/v1", "body": {"x": "{USER_PROMPT}"}})
+    response = post(
+        api,
+        "/api/server/register",
+        {"model_name": "gpt", "kind": "openai", "req_url_template": "http://h/v1", "body": {"x": "{USER_PROMPT}"}},
+    )
 
     assert response.status_code == 400
     assert "must be empty for openai workers" in response.json()["errors"]["body"][0]

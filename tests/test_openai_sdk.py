@@ -43,8 +43,14 @@ def unique(name: str) -> str:
 
 def register_openai(gateway, base_url: str, **fields) -> str:
     model_name = fields.pop("model_name", unique("gpt"))
-    registration = {"model_name": model_name, "preset": "openai", "base_url": base_url, "api_key": "sk-upstream-key",
-                    "upstream_model": "up-model", **fields}
+    registration = {
+        "model_name": model_name,
+        "preset": "openai",
+        "base_url": base_url,
+        "api_key": "sk-upstream-key",
+        "upstream_model": "up-model",
+        **fields,
+    }
     gateway.post("/api/server/register", registration).raise_for_status()
     return model_name
 
@@ -61,7 +67,11 @@ def test_a_chat_completion_passes_every_field_through_with_only_the_model_rewrit
     completion = client.chat.completions.create(
         model=model,
         messages=[{"role": "system", "content": "Be brief."}, {"role": "user", "content": "Hi"}],
-        temperature=0.3, max_tokens=50, seed=7, tools=tools, response_format={"type": "json_object"},
+        temperature=0.3,
+        max_tokens=50,
+        seed=7,
+        tools=tools,
+        response_format={"type": "json_object"},
     )
 
     assert completion.choices[0].message.content == "Hello from the fake server."
@@ -70,7 +80,11 @@ def test_a_chat_completion_passes_every_field_through_with_only_the_model_rewrit
     assert sent.json == {
         "model": "up-model",
         "messages": [{"role": "system", "content": "Be brief."}, {"role": "user", "content": "Hi"}],
-        "temperature": 0.3, "max_tokens": 50, "seed": 7, "tools": tools, "response_format": {"type": "json_object"},
+        "temperature": 0.3,
+        "max_tokens": 50,
+        "seed": 7,
+        "tools": tools,
+        "response_format": {"type": "json_object"},
     }
     assert sent.headers["Authorization"] == "Bearer sk-upstream-key"  # the worker's key, not the client's
 
@@ -96,7 +110,9 @@ def test_the_models_list_has_every_model_with_a_routable_worker(gateway, client,
     routable = register_openai(gateway, base)
     drained = register_openai(gateway, base, weight=0)
     seed_model = unique("seed")
-    gateway.post("/api/server/register", seed_registration(upstream.url("/gen"), model_name=seed_model)).raise_for_status()
+    gateway.post(
+        "/api/server/register", seed_registration(upstream.url("/gen"), model_name=seed_model)
+    ).raise_for_status()
 
     listed = {model.id: model for model in client.models.list()}
 
@@ -142,7 +158,11 @@ def test_a_template_worker_answers_a_streamed_chat_completion_ending_in_done(gat
         "response_extract": "reply.text",
     }
     gateway.post("/api/server/register", registration).raise_for_status()
-    messages = [{"role": "user", "content": "one"}, {"role": "assistant", "content": "two"}, {"role": "user", "content": "three"}]
+    messages = [
+        {"role": "user", "content": "one"},
+        {"role": "assistant", "content": "two"},
+        {"role": "user", "content": "three"},
+    ]
 
     with client.chat.completions.with_streaming_response.create(
         model=model, messages=messages, max_tokens=12, stream=True
@@ -162,7 +182,9 @@ def test_a_stream_cut_by_the_upstream_ends_with_an_error_event(gateway, client, 
     received = []
 
     with pytest.raises(openai.APIError) as raised:
-        for chunk in client.chat.completions.create(model=model, messages=[{"role": "user", "content": "Hi"}], stream=True):
+        for chunk in client.chat.completions.create(
+            model=model, messages=[{"role": "user", "content": "Hi"}], stream=True
+        ):
             received.append(chunk.choices[0].delta.content)
 
     assert received == ["", "Hello", " from"]

@@ -36,9 +36,13 @@ def wait_for(what: str, condition, *, seconds: float = 20.0):
 def keyed_env(tmp_path):
     """A database of its own, migrated, and the environment of a gateway that requires keys."""
     with gateway_database(tmp_path) as env:
-        env = {**env, "MMM_REQUIRE_AUTH": "true", "MMM_WEB_WORKERS": "2",
-               "MMM_ROUTING_STATE_PREFIX": f"mmm:outage:{uuid.uuid4().hex[:8]}",
-               "MMM_CACHE_PREFIX": f"mmm-outage-{uuid.uuid4().hex[:8]}"}
+        env = {
+            **env,
+            "MMM_REQUIRE_AUTH": "true",
+            "MMM_WEB_WORKERS": "2",
+            "MMM_ROUTING_STATE_PREFIX": f"mmm:outage:{uuid.uuid4().hex[:8]}",
+            "MMM_CACHE_PREFIX": f"mmm-outage-{uuid.uuid4().hex[:8]}",
+        }
         GatewayProcess(env=env).manage("migrate", "--noinput", "-v0").check_returncode()
         yield env
 
@@ -69,8 +73,10 @@ def test_known_keys_and_models_are_served_while_the_database_is_refused_then_fro
             proxy.set_mode(FORWARD)
             back_at = time.monotonic()
             # A key never seen before needs the database: it is what shows the gateway is back.
-            wait_for("the unseen key to be served after the database came back",
-                     lambda: complete(gateway, unseen_key).status_code == 200)
+            wait_for(
+                "the unseen key to be served after the database came back",
+                lambda: complete(gateway, unseen_key).status_code == 200,
+            )
             time.sleep(1.0)
         recovered_after = time.monotonic() - back_at
         metrics_text = requests.get(gateway.url + "/metrics", timeout=10).text
@@ -92,7 +98,7 @@ def test_known_keys_and_models_are_served_while_the_database_is_refused_then_fro
     for answer in (refused_unseen, frozen_unseen):
         assert answer.status_code == 503
         assert answer.json()["code"] == "key_store_unavailable"
-    after = [s for s in load.in_phase("back")]
+    after = list(load.in_phase("back"))
     assert after and all(s.status == 200 for s in after), summary(after)
     assert recovered_after < 20
 
@@ -121,8 +127,10 @@ def test_completions_go_on_and_limited_keys_get_503_while_redis_is_refused_then_
                 time.sleep(WINDOW / 2)
             load.phase = "back"
             proxy.set_mode(FORWARD)
-            wait_for("the limited key to be served after Redis came back",
-                     lambda: complete(gateway, limited_key).status_code == 200)
+            wait_for(
+                "the limited key to be served after Redis came back",
+                lambda: complete(gateway, limited_key).status_code == 200,
+            )
     finally:
         gateway.stop()
 

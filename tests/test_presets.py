@@ -31,8 +31,14 @@ def chat(api, model: str, **extra):
 def test_the_anthropic_preset_makes_an_anthropic_worker_at_the_base_url_with_the_key_as_x_api_key(api, upstream):
     server = AnthropicServer(api_key="sk-ant-secret-key")
     base = server.install(upstream)
-    response = register(api, model_name="claude", preset="anthropic", base_url=base,
-                        api_key="sk-ant-secret-key", upstream_model="claude-3-5-haiku-latest")
+    response = register(
+        api,
+        model_name="claude",
+        preset="anthropic",
+        base_url=base,
+        api_key="sk-ant-secret-key",
+        upstream_model="claude-3-5-haiku-latest",
+    )
 
     assert response.status_code == 200, response.content
     worker = response.json()["worker"]
@@ -52,7 +58,9 @@ def test_the_anthropic_preset_makes_an_anthropic_worker_at_the_base_url_with_the
 
 def test_the_anthropic_preset_sends_a_default_max_tokens_when_the_client_gives_none(api, upstream):
     server = AnthropicServer(api_key="sk-ant-secret-key")
-    register(api, model_name="claude", preset="anthropic", base_url=server.install(upstream), api_key="sk-ant-secret-key")
+    register(
+        api, model_name="claude", preset="anthropic", base_url=server.install(upstream), api_key="sk-ant-secret-key"
+    )
 
     response = api.post("/api/v1/chat/completions", {"model_name": "claude", "input": "hello"}, format="json")
 
@@ -75,9 +83,15 @@ def test_the_ollama_preset_sends_the_whole_chat_to_api_chat(api, upstream):
 
     assert chat(api, "llama", temperature=0.2) == "Hello from Ollama."
     assert server.bodies[-1] == {
-        "model": "llama3.1:8b", "stream": False, "options": {"temperature": 0.2},
-        "messages": [{"role": "system", "content": "You are terse."}, {"role": "user", "content": "first question"},
-                     {"role": "assistant", "content": "first answer"}, {"role": "user", "content": "second question"}],
+        "model": "llama3.1:8b",
+        "stream": False,
+        "options": {"temperature": 0.2},
+        "messages": [
+            {"role": "system", "content": "You are terse."},
+            {"role": "user", "content": "first question"},
+            {"role": "assistant", "content": "first answer"},
+            {"role": "user", "content": "second question"},
+        ],
     }
 
 
@@ -91,8 +105,9 @@ def test_the_tgi_preset_sends_the_chat_to_the_messages_api(api, upstream):
 
 def test_the_openai_preset_registers_an_openai_worker_at_the_base_url(api, upstream):
     base = OpenAIServer().install(upstream)
-    response = register(api, model_name="gpt", preset="openai", base_url=base, api_key="sk-openai-secret",
-                        upstream_model="up-model")
+    response = register(
+        api, model_name="gpt", preset="openai", base_url=base, api_key="sk-openai-secret", upstream_model="up-model"
+    )
 
     worker = response.json()["worker"]
     assert (worker["kind"], worker["req_url_template"], worker["body"]) == ("openai", base, None)
@@ -101,7 +116,8 @@ def test_the_openai_preset_registers_an_openai_worker_at_the_base_url(api, upstr
     seed = api.post("/api/v1/chat/completions", {"model_name": "gpt", "input": "hi"}, format="json").json()
     assert seed == {"success": True, "msg": "execute succeed", "result": "Hello from the fake server."}
     assert upstream.hits("/v1/chat/completions")[-1].json == {
-        "model": "up-model", "messages": [{"role": "user", "content": "hi"}]
+        "model": "up-model",
+        "messages": [{"role": "user", "content": "hi"}],
     }
     assert upstream.hits("/v1/chat/completions")[-1].headers["Authorization"] == "Bearer sk-openai-secret"
 
@@ -111,11 +127,17 @@ def test_the_openai_preset_registers_an_openai_worker_at_the_base_url(api, upstr
     [
         ({"preset": "ollama"}, "base_url", "is required with the ollama preset"),
         ({"preset": "ollama", "base_url": "ftp://host"}, "base_url", "must be an absolute http:// or https:// URL"),
-        ({"preset": "tgi", "base_url": "http://h", "req_url_template": "http://h/generate"}, "req_url_template",
-         "give base_url instead"),
+        (
+            {"preset": "tgi", "base_url": "http://h", "req_url_template": "http://h/generate"},
+            "req_url_template",
+            "give base_url instead",
+        ),
         ({"preset": "openai", "base_url": "http://h", "kind": "template"}, "kind", "makes openai workers"),
-        ({"preset": "ollama", "base_url": "http://h", "response_extract": "message"}, "response_extract",
-         "must be empty for ollama workers"),
+        (
+            {"preset": "ollama", "base_url": "http://h", "response_extract": "message"},
+            "response_extract",
+            "must be empty for ollama workers",
+        ),
         ({"preset": "nope", "base_url": "http://h"}, "preset", "is not a valid choice"),
         ({"req_url_template": "http://h/x", "api_key": "k"}, "api_key", "is only used with a preset"),
     ],
@@ -129,8 +151,15 @@ def test_a_preset_registration_that_is_wrong_says_which_field(api, fields, field
 
 
 def test_fields_given_with_a_preset_win_and_headers_are_added(api):
-    response = register(api, model_name="m", preset="ollama", base_url="http://h:11434/", headers={"X-Team": "a"},
-                        upstream_model="qwen3", timeout=5)
+    response = register(
+        api,
+        model_name="m",
+        preset="ollama",
+        base_url="http://h:11434/",
+        headers={"X-Team": "a"},
+        upstream_model="qwen3",
+        timeout=5,
+    )
 
     worker = Worker.objects.get()
     assert worker.req_url_template == "http://h:11434"
@@ -144,11 +173,21 @@ def test_the_admin_add_form_offers_the_presets_and_fills_in_the_worker(admin_cli
     for name in ("openai", "ollama", "anthropic", "tgi"):
         assert f'value="{name}"' in page
 
-    response = admin_client.post("/admin/registry/worker/add/", {
-        "use_preset": "anthropic", "base_url": "https://api.anthropic.com", "api_key": "sk-ant-admin-key",
-        "model_name": "claude", "kind": "template", "method": "POST", "headers": "{}", "body": "null",
-        "weight": "1", "enabled": "on",
-    })
+    response = admin_client.post(
+        "/admin/registry/worker/add/",
+        {
+            "use_preset": "anthropic",
+            "base_url": "https://api.anthropic.com",
+            "api_key": "sk-ant-admin-key",
+            "model_name": "claude",
+            "kind": "template",
+            "method": "POST",
+            "headers": "{}",
+            "body": "null",
+            "weight": "1",
+            "enabled": "on",
+        },
+    )
 
     assert response.status_code == 302, response.content.decode()[:2000]
     worker = Worker.objects.get()
@@ -162,4 +201,7 @@ def test_an_openai_base_url_with_a_query_string_keeps_it_after_the_endpoint_path
 
     worker = Worker(kind="openai", req_url_template="https://llm.example/openai/v1/?api-version=2024-10-21")
 
-    assert endpoint_url(worker, "/chat/completions") == "https://llm.example/openai/v1/chat/completions?api-version=2024-10-21"
+    assert (
+        endpoint_url(worker, "/chat/completions")
+        == "https://llm.example/openai/v1/chat/completions?api-version=2024-10-21"
+    )

@@ -62,7 +62,9 @@ def test_a_failing_worker_stops_receiving_traffic_and_comes_back_after_two_passi
     settings.MMM_ROUTING_REFRESH_SECONDS = 0
     RoutingPolicy.objects.create(model_name="proxyllm", strategy="round_robin")
     healthy_now = {"ok": False}
-    flaky = upstream.on("/flaky", lambda seen: Reply(json=SEED_ANSWER) if healthy_now["ok"] else Reply(status=500, json={}))
+    flaky = upstream.on(
+        "/flaky", lambda seen: Reply(json=SEED_ANSWER) if healthy_now["ok"] else Reply(status=500, json={})
+    )
     register(api, flaky)
     register(api, upstream.on("/steady", json=SEED_ANSWER))
 
@@ -92,7 +94,9 @@ def test_a_failing_worker_stops_receiving_traffic_and_comes_back_after_two_passi
 
 
 def test_a_health_url_is_probed_with_get(api, upstream):
-    worker = register(api, upstream.on("/gen", json=SEED_ANSWER), health_url=upstream.on("/health", status=503, json={}))
+    worker = register(
+        api, upstream.on("/gen", json=SEED_ANSWER), health_url=upstream.on("/health", status=503, json={})
+    )
 
     status, _ = probe()
 
@@ -223,7 +227,10 @@ def test_loop_mode_stops_cleanly_on_sigterm(tmp_path):
     subprocess.run([sys.executable, "manage.py", "migrate", "-v0"], cwd=ROOT, env=env, check=True)
     process = subprocess.Popen(
         [sys.executable, "-u", "manage.py", "probe_workers", "--loop", "--interval", "60"],
-        cwd=ROOT, env=env, stdout=subprocess.PIPE, text=True,
+        cwd=ROOT,
+        env=env,
+        stdout=subprocess.PIPE,
+        text=True,
     )
     try:
         first_line = process.stdout.readline()  # the first pass has finished
@@ -240,7 +247,11 @@ def test_loop_mode_goes_on_while_the_database_is_unavailable(tmp_path):
     env = {**os.environ, "DATABASE_URL": f"sqlite:///{tmp_path / 'empty.sqlite3'}", "MMM_VAR_DIR": str(tmp_path)}
     process = subprocess.Popen(
         [sys.executable, "-u", "manage.py", "probe_workers", "--loop", "--interval", "0.2"],
-        cwd=ROOT, env=env, stdout=subprocess.DEVNULL, stderr=subprocess.PIPE, text=True,
+        cwd=ROOT,
+        env=env,
+        stdout=subprocess.DEVNULL,
+        stderr=subprocess.PIPE,
+        text=True,
     )
     try:
         skipped = []
@@ -260,11 +271,16 @@ def test_loop_mode_goes_on_while_the_database_is_unavailable(tmp_path):
 def test_an_unexpected_error_in_one_probe_fails_that_worker_and_the_pass_goes_on(upstream):
     # Written past validation, as rows from an older release could be.
     broken = Worker.objects.create(
-        model_name="m", req_url_template=upstream.on("/a", json=SEED_ANSWER), body={"p": "{USER_PROMPT}"},
-        headers={"X-Key": "秘密"}, response_extract="data.items[].attributes.answer",
+        model_name="m",
+        req_url_template=upstream.on("/a", json=SEED_ANSWER),
+        body={"p": "{USER_PROMPT}"},
+        headers={"X-Key": "秘密"},
+        response_extract="data.items[].attributes.answer",
     )
     fine = Worker.objects.create(
-        model_name="m", req_url_template=upstream.on("/b", json=SEED_ANSWER), body={"p": "{USER_PROMPT}"},
+        model_name="m",
+        req_url_template=upstream.on("/b", json=SEED_ANSWER),
+        body={"p": "{USER_PROMPT}"},
         response_extract="data.items[].attributes.answer",
     )
 
@@ -285,11 +301,22 @@ def test_workers_of_the_native_kinds_are_probed_in_their_own_api(api, upstream, 
     from tests.fake_ollama import OllamaServer
 
     ollama = OllamaServer()
-    api.post("/api/server/register", {"model_name": "llama", "preset": "ollama", "base_url": ollama.install(upstream),
-                                      "upstream_model": "llama3.2"}, format="json")
+    api.post(
+        "/api/server/register",
+        {"model_name": "llama", "preset": "ollama", "base_url": ollama.install(upstream), "upstream_model": "llama3.2"},
+        format="json",
+    )
     claude = AnthropicServer(api_key="sk-ant-right-key")
-    api.post("/api/server/register", {"model_name": "claude", "preset": "anthropic", "base_url": claude.install(upstream),
-                                      "api_key": "sk-ant-wrong-key"}, format="json")
+    api.post(
+        "/api/server/register",
+        {
+            "model_name": "claude",
+            "preset": "anthropic",
+            "base_url": claude.install(upstream),
+            "api_key": "sk-ant-wrong-key",
+        },
+        format="json",
+    )
 
     passed = worker_probe(worker=Worker.objects.get(model_name="llama"))
     failed = worker_probe(worker=Worker.objects.get(model_name="claude"))

@@ -28,8 +28,15 @@ def tgi(api, upstream):
 
 
 def test_a_chat_goes_to_the_messages_api_as_it_came_with_image_parts(api, tgi):
-    messages = [{"role": "user", "content": [{"type": "text", "text": "What is it?"},
-                                             {"type": "image_url", "image_url": {"url": PNG_DATA_URL}}]}]
+    messages = [
+        {
+            "role": "user",
+            "content": [
+                {"type": "text", "text": "What is it?"},
+                {"type": "image_url", "image_url": {"url": PNG_DATA_URL}},
+            ],
+        }
+    ]
     response = chat(api, model="zephyr", temperature=0.1, max_tokens=9, messages=messages)
 
     assert response.status_code == 200, response.content
@@ -42,7 +49,10 @@ def test_n_which_tgi_ignores_is_that_many_calls(api, tgi):
     body = chat(api, model="zephyr", n=3, messages=[{"role": "user", "content": "Hi"}]).json()
 
     assert [choice["message"]["content"] for choice in body["choices"]] == [
-        "Hello from TGI. (call 1)", "Hello from TGI. (call 2)", "Hello from TGI. (call 3)"]
+        "Hello from TGI. (call 1)",
+        "Hello from TGI. (call 2)",
+        "Hello from TGI. (call 3)",
+    ]
     assert [choice["index"] for choice in body["choices"]] == [0, 1, 2]
     assert body["usage"] == {"prompt_tokens": 33, "completion_tokens": 12, "total_tokens": 45}
     assert all("n" not in sent for sent in tgi.bodies)
@@ -55,8 +65,16 @@ def test_tool_calls_whole_and_streamed(api, tgi):
     call = whole["choices"][0]["message"]["tool_calls"][0]
     assert json.loads(call["function"]["arguments"]) == {"city": "Oslo"}
 
-    events = stream_events(chat(api, model="zephyr", stream=True, stream_options={"include_usage": True},
-                                tools=[WEATHER_TOOL], messages=[{"role": "user", "content": "Weather?"}]))
+    events = stream_events(
+        chat(
+            api,
+            model="zephyr",
+            stream=True,
+            stream_options={"include_usage": True},
+            tools=[WEATHER_TOOL],
+            messages=[{"role": "user", "content": "Weather?"}],
+        )
+    )
     [streamed] = streamed_tool_calls(events)
     assert json.loads(streamed["arguments"]) == {"city": "Oslo"}
     assert finish_reasons(events) == ["tool_calls"]
@@ -88,8 +106,16 @@ def test_the_seed_endpoint_reaches_a_tgi_worker(api, tgi):
 
 
 def test_n_streamed_is_that_many_streams_in_a_row_with_their_choices_renumbered(api, tgi):
-    events = stream_events(chat(api, model="zephyr", n=2, stream=True, stream_options={"include_usage": True},
-                                messages=[{"role": "user", "content": "Hi"}]))
+    events = stream_events(
+        chat(
+            api,
+            model="zephyr",
+            n=2,
+            stream=True,
+            stream_options={"include_usage": True},
+            messages=[{"role": "user", "content": "Hi"}],
+        )
+    )
 
     contents = {}
     for event in events[:-2]:

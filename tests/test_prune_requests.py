@@ -13,7 +13,9 @@ pytestmark = pytest.mark.django_db
 
 def log_row(age: timedelta) -> RequestLog:
     at = timezone.now() - age
-    return RequestLog.objects.create(created_at=at, minute=epoch_minute(at), model_name="m", status=200, latency_ms=1, latency_class=1)
+    return RequestLog.objects.create(
+        created_at=at, minute=epoch_minute(at), model_name="m", status=200, latency_ms=1, latency_class=1
+    )
 
 
 def probe_row(worker: Worker, age: timedelta) -> ProbeRecord:

@@ -15,7 +15,9 @@ ASK = {"model_name": "proxyllm", "input": "hi"}
 
 
 @pytest.mark.django_db
-def test_the_request_over_the_limit_gets_429_with_retry_after_and_never_reaches_the_upstream(api, make_key, upstream, require_auth):
+def test_the_request_over_the_limit_gets_429_with_retry_after_and_never_reaches_the_upstream(
+    api, make_key, upstream, require_auth
+):
     url = upstream.on("/gen", json=SEED_ANSWER)
     api.post("/api/server/register", seed_registration(url), format="json", **bearer(make_key("admin")))
     key = make_key("inference", rate_limit_per_minute=3)
@@ -45,22 +47,37 @@ def test_each_key_has_its_own_count(api, make_key, upstream):
 def test_the_limit_is_exact_across_two_gateway_processes_sharing_redis(tmp_path, upstream):
     url = upstream.on("/gen", json=SEED_ANSWER)
     with gateway_database(tmp_path) as env:
-        env = {**env, "MMM_REQUIRE_AUTH": "true", "REDIS_URL": settings.REDIS_URL,
-               "MMM_CACHE_PREFIX": f"test-{uuid.uuid4().hex[:8]}", "MMM_WEB_WORKERS": "2"}
+        env = {
+            **env,
+            "MMM_REQUIRE_AUTH": "true",
+            "REDIS_URL": settings.REDIS_URL,
+            "MMM_CACHE_PREFIX": f"test-{uuid.uuid4().hex[:8]}",
+            "MMM_WEB_WORKERS": "2",
+        }
         setup = GatewayProcess(env=env)
         setup.manage("migrate", "--noinput", "-v0").check_returncode()
         admin_key = setup.manage("create_api_key", "--name", "ops", "--scope", "admin").stdout.splitlines()[-1]
-        key = setup.manage("create_api_key", "--name", "app", "--scope", "inference", "--rpm", "10").stdout.splitlines()[-1]
+        key = setup.manage(
+            "create_api_key", "--name", "app", "--scope", "inference", "--rpm", "10"
+        ).stdout.splitlines()[-1]
         gateways = [GatewayProcess(env=env).start(), GatewayProcess(env=env).start()]
         try:
-            registered = requests.post(gateways[0].url + "/api/server/register", json=seed_registration(url),
-                                       headers={"Authorization": f"Bearer {admin_key}"}, timeout=30)
+            registered = requests.post(
+                gateways[0].url + "/api/server/register",
+                json=seed_registration(url),
+                headers={"Authorization": f"Bearer {admin_key}"},
+                timeout=30,
+            )
             assert registered.status_code == 200, registered.text
 
             def ask(index: int) -> int:
                 gateway = gateways[index % 2]
-                return requests.post(gateway.url + "/api/v1/chat/completions", json=ASK,
-                                     headers={"Authorization": f"Bearer {key}"}, timeout=30).status_code
+                return requests.post(
+                    gateway.url + "/api/v1/chat/completions",
+                    json=ASK,
+                    headers={"Authorization": f"Bearer {key}"},
+                    timeout=30,
+                ).status_code
 
             with ThreadPoolExecutor(30) as pool:
                 statuses = list(pool.map(ask, range(30)))

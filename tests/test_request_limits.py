@@ -27,7 +27,9 @@ def test_a_body_over_the_limit_is_a_413_on_every_endpoint(api, small_limit, path
 
 
 @pytest.mark.parametrize("path", BODY_ENDPOINTS)
-def test_a_body_over_the_limit_is_a_413_with_a_key_whose_model_list_is_checked(api, small_limit, make_key, require_auth, path):
+def test_a_body_over_the_limit_is_a_413_with_a_key_whose_model_list_is_checked(
+    api, small_limit, make_key, require_auth, path
+):
     key = make_key("inference", "worker", allowed_models=["proxyllm"])
 
     response = api.post(path, {"model_name": "proxyllm", "input": "x" * 5000}, format="json", **bearer(key))

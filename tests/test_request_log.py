@@ -42,7 +42,12 @@ def test_a_success_is_logged_with_its_worker_latencies_and_request_id(api, upstr
     assert RequestLog.objects.count() == 0  # queued, not written on the request path
     [row] = logged()
     assert (row.model_name, row.worker_id, row.status, row.error_code, row.attempts, row.stream) == (
-        "proxyllm", worker.pk, 200, "", 1, False,
+        "proxyllm",
+        worker.pk,
+        200,
+        "",
+        1,
+        False,
     )
     assert row.worker_url == upstream.url("/gen")  # no query string: that is where keys live
     assert row.request_id == "client-chosen-id.42" == response["X-Request-ID"]
@@ -127,7 +132,13 @@ def test_an_unknown_model_is_logged_without_a_worker(api):
 
     assert response.status_code == 404
     [row] = logged()
-    assert (row.model_name, row.worker_id, row.status, row.error_code, row.attempts) == ("nobody", None, 404, "model_not_found", 0)
+    assert (row.model_name, row.worker_id, row.status, row.error_code, row.attempts) == (
+        "nobody",
+        None,
+        404,
+        "model_not_found",
+        0,
+    )
 
 
 def test_invalid_input_is_not_a_completion_and_is_not_logged(api):
@@ -158,8 +169,14 @@ def test_a_deleted_worker_leaves_its_url_in_the_log(api, upstream):
 
 def row(**fields) -> RequestLog:
     now = timezone.now()
-    defaults = {"created_at": now, "minute": int(now.timestamp() // 60), "model_name": "m", "status": 200,
-                "latency_ms": 5.0, "latency_class": latency_class(5.0)}
+    defaults = {
+        "created_at": now,
+        "minute": int(now.timestamp() // 60),
+        "model_name": "m",
+        "status": 200,
+        "latency_ms": 5.0,
+        "latency_class": latency_class(5.0),
+    }
     return RequestLog(**{**defaults, **fields})
 
 
@@ -221,6 +238,7 @@ def test_the_background_flusher_writes_within_its_interval(transactional_db):
     writer = RequestLogWriter(flush_seconds=0.05, background=True)
     try:
         writer.add(row(model_name="from-the-flusher"))
+
         def written() -> bool:
             try:
                 return RequestLog.objects.filter(model_name="from-the-flusher").exists()
@@ -265,7 +283,9 @@ def test_a_v1_chat_completion_is_logged_with_the_token_usage_the_upstream_report
     [row] = logged()
     assert (row.model_name, row.worker_id, row.status, row.stream, row.attempts) == ("gpt", worker.pk, 200, False, 1)
     assert (row.prompt_tokens, row.completion_tokens, row.total_tokens) == (
-        response.json()["usage"]["prompt_tokens"], response.json()["usage"]["completion_tokens"], response.json()["usage"]["total_tokens"],
+        response.json()["usage"]["prompt_tokens"],
+        response.json()["usage"]["completion_tokens"],
+        response.json()["usage"]["total_tokens"],
     )
     assert row.client_key_prefix and key.startswith(f"mmm_{row.client_key_prefix}")
 
@@ -312,8 +332,15 @@ def test_requests_refused_before_the_view_are_logged_with_their_key_prefix(api, 
 
     ApiKey.objects.update(revoked=True)
     assert api.post(COMPLETIONS, {"model_name": "proxyllm", "input": "hi"}, format="json").status_code == 401
-    assert api.post(COMPLETIONS, {"model_name": "proxyllm", "input": "hi"}, format="json",
-                    HTTP_AUTHORIZATION=f"Bearer {revoked}").status_code == 401
+    assert (
+        api.post(
+            COMPLETIONS,
+            {"model_name": "proxyllm", "input": "hi"},
+            format="json",
+            HTTP_AUTHORIZATION=f"Bearer {revoked}",
+        ).status_code
+        == 401
+    )
 
     rows = sorted(logged(), key=lambda row: row.client_key_prefix)
     assert [(row.status, row.error_code, row.client_key_prefix, row.model_name) for row in rows] == [

@@ -132,7 +132,9 @@ def test_a_429_with_retry_after_rests_the_worker_for_that_long(api, upstream):
 
 def test_a_model_without_a_routable_worker_falls_back_to_the_next_model(api, upstream):
     register(api, upstream.on("/main", json=SEED_ANSWER), enabled=False)
-    register(api, upstream.on("/spare", json={"data": {"items": [{"attributes": {"answer": "spare"}}]}}), model_name="spare")
+    register(
+        api, upstream.on("/spare", json={"data": {"items": [{"attributes": {"answer": "spare"}}]}}), model_name="spare"
+    )
     set_policy(api, fallbacks=["missing-model", "spare"])
 
     response = complete(api)
@@ -308,7 +310,9 @@ def test_a_worker_without_ttl_never_expires(api, upstream):
 
 
 def test_a_heartbeat_for_an_unknown_worker_is_a_404_so_it_registers_again(api):
-    beat = api.post("/api/server/heartbeat", {"model_name": "m", "req_url_template": "http://127.0.0.1:9/x"}, format="json")
+    beat = api.post(
+        "/api/server/heartbeat", {"model_name": "m", "req_url_template": "http://127.0.0.1:9/x"}, format="json"
+    )
 
     assert beat.status_code == 404
     assert beat.json()["code"] == "worker_not_found"

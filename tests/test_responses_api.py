@@ -20,8 +20,11 @@ FUNCTION = {"type": "function", "name": "lookup", "parameters": {"type": "object
 
 
 def register_openai(api, base_url: str, model_name: str = "gpt") -> str:
-    response = api.post("/api/server/register", {"model_name": model_name, "kind": "openai",
-                        "req_url_template": base_url, "upstream_model": "up-model"}, format="json")
+    response = api.post(
+        "/api/server/register",
+        {"model_name": model_name, "kind": "openai", "req_url_template": base_url, "upstream_model": "up-model"},
+        format="json",
+    )
     assert response.status_code == 200, response.content
     return model_name
 
@@ -42,36 +45,61 @@ def events(response) -> list[dict]:
     return parsed
 
 
-@pytest.mark.parametrize("body, param, what", [
-    ({"model": None}, "model", "is required"),
-    ({"input": None}, "input", "is required"),
-    ({"input": 5}, "input", "must be a list, not a number"),
-    ({"input": []}, "input", "must not be empty"),
-    ({"input": [{"type": "item_reference", "id": "x"}]}, "input[0].type",
-     "input items of type 'item_reference' are not supported here; this gateway translates message, function_call "
-     "and function_call_output"),
-    ({"input": [{"role": "robot", "content": "x"}]}, "input[0].role",
-     "must be one of 'user', 'assistant', 'system', 'developer', not 'robot'"),
-    ({"input": [{"role": "user", "content": [{"type": "input_file", "file_id": "f"}]}]}, "input[0].content[0].type",
-     "must be one of 'input_text', not 'input_file'"),
-    ({"input": [{"role": "user", "content": [{"type": "input_image", "file_id": "f"}]}]}, "input[0].content[0].image_url",
-     "must be an image URL or a data: URL (file_id is not supported)"),
-    ({"input": [{"type": "function_call_output", "output": "x"}]}, "input[0].call_id", "is required"),
-    ({"tools": [{"type": "web_search"}]}, "tools[0].type",
-     "tools of type 'web_search' are not supported; give function tools (type function, name, parameters)"),
-    ({"tools": [FUNCTION], "tool_choice": "sometimes"}, "tool_choice",
-     "must be one of 'auto', 'none', 'required', not 'sometimes'"),
-    ({"max_output_tokens": 0}, "max_output_tokens", "must be at least 1"),
-    ({"store": "yes"}, "store", "must be true or false, not a string"),
-    ({"text": {"format": {"type": "json_schema", "name": "x"}}}, "text.format.schema", "is required"),
-    ({"previous_response_id": 7}, "previous_response_id", "must be a string, not a number"),
-])
+@pytest.mark.parametrize(
+    "body, param, what",
+    [
+        ({"model": None}, "model", "is required"),
+        ({"input": None}, "input", "is required"),
+        ({"input": 5}, "input", "must be a list, not a number"),
+        ({"input": []}, "input", "must not be empty"),
+        (
+            {"input": [{"type": "item_reference", "id": "x"}]},
+            "input[0].type",
+            "input items of type 'item_reference' are not supported here; this gateway translates message, function_call "
+            "and function_call_output",
+        ),
+        (
+            {"input": [{"role": "robot", "content": "x"}]},
+            "input[0].role",
+            "must be one of 'user', 'assistant', 'system', 'developer', not 'robot'",
+        ),
+        (
+            {"input": [{"role": "user", "content": [{"type": "input_file", "file_id": "f"}]}]},
+            "input[0].content[0].type",
+            "must be one of 'input_text', not 'input_file'",
+        ),
+        (
+            {"input": [{"role": "user", "content": [{"type": "input_image", "file_id": "f"}]}]},
+            "input[0].content[0].image_url",
+            "must be an image URL or a data: URL (file_id is not supported)",
+        ),
+        ({"input": [{"type": "function_call_output", "output": "x"}]}, "input[0].call_id", "is required"),
+        (
+            {"tools": [{"type": "web_search"}]},
+            "tools[0].type",
+            "tools of type 'web_search' are not supported; give function tools (type function, name, parameters)",
+        ),
+        (
+            {"tools": [FUNCTION], "tool_choice": "sometimes"},
+            "tool_choice",
+            "must be one of 'auto', 'none', 'required', not 'sometimes'",
+        ),
+        ({"max_output_tokens": 0}, "max_output_tokens", "must be at least 1"),
+        ({"store": "yes"}, "store", "must be true or false, not a string"),
+        ({"text": {"format": {"type": "json_schema", "name": "x"}}}, "text.format.schema", "is required"),
+        ({"previous_response_id": 7}, "previous_response_id", "must be a string, not a number"),
+    ],
+)
 def test_a_bad_request_gets_a_400_in_the_openai_shape_saying_what_and_where(api, body, param, what):
     response = create(api, **body)
 
     assert response.status_code == 400
-    assert response.json()["error"] == {"message": f"{param}: {what}", "type": "invalid_request_error",
-                                        "param": param, "code": "invalid"}
+    assert response.json()["error"] == {
+        "message": f"{param}: {what}",
+        "type": "invalid_request_error",
+        "param": param,
+        "code": "invalid",
+    }
 
 
 def test_items_instructions_and_options_reach_an_openai_worker_translated(api, upstream):
@@ -80,51 +108,108 @@ def test_items_instructions_and_options_reach_an_openai_worker_translated(api, u
     schema = {"type": "object", "properties": {"a": {"type": "string"}}}
     items = [
         {"role": "developer", "content": "Rules."},
-        {"type": "message", "role": "user", "content": [
-            {"type": "input_text", "text": "See"}, {"type": "input_image", "image_url": "data:image/png;base64,AA", "detail": "low"}]},
-        {"type": "message", "role": "assistant", "content": [{"type": "output_text", "text": "Calling.", "annotations": []}]},
+        {
+            "type": "message",
+            "role": "user",
+            "content": [
+                {"type": "input_text", "text": "See"},
+                {"type": "input_image", "image_url": "data:image/png;base64,AA", "detail": "low"},
+            ],
+        },
+        {
+            "type": "message",
+            "role": "assistant",
+            "content": [{"type": "output_text", "text": "Calling.", "annotations": []}],
+        },
         {"type": "function_call", "call_id": "c1", "name": "lookup", "arguments": "{}"},
-        {"type": "function_call", "call_id": "c2", "name": "lookup", "arguments": "{\"b\": 1}"},
+        {"type": "function_call", "call_id": "c2", "name": "lookup", "arguments": '{"b": 1}'},
         {"type": "reasoning", "id": "rs_1", "summary": []},
         {"type": "function_call_output", "call_id": "c1", "output": "one"},
         {"type": "function_call_output", "call_id": "c2", "output": [{"type": "input_text", "text": "two"}]},
     ]
 
-    response = create(api, input=items, instructions="Be brief.", tools=[{**FUNCTION, "strict": True}],
-                      tool_choice={"type": "function", "name": "lookup"}, parallel_tool_calls=False, temperature=0.5,
-                      top_p=0.8, max_output_tokens=99, user="u-1",
-                      text={"format": {"type": "json_schema", "name": "out", "schema": schema, "strict": True}})
+    response = create(
+        api,
+        input=items,
+        instructions="Be brief.",
+        tools=[{**FUNCTION, "strict": True}],
+        tool_choice={"type": "function", "name": "lookup"},
+        parallel_tool_calls=False,
+        temperature=0.5,
+        top_p=0.8,
+        max_output_tokens=99,
+        user="u-1",
+        text={"format": {"type": "json_schema", "name": "out", "schema": schema, "strict": True}},
+    )
 
     assert response.status_code == 200, response.content
     assert server.bodies[-1] == {
-        "model": "up-model", "temperature": 0.5, "top_p": 0.8, "max_tokens": 99, "user": "u-1",
+        "model": "up-model",
+        "temperature": 0.5,
+        "top_p": 0.8,
+        "max_tokens": 99,
+        "user": "u-1",
         "messages": [
             {"role": "system", "content": "Be brief."},
             {"role": "system", "content": "Rules."},
-            {"role": "user", "content": [{"type": "text", "text": "See"},
-                                         {"type": "image_url", "image_url": {"url": "data:image/png;base64,AA", "detail": "low"}}]},
-            {"role": "assistant", "content": "Calling.", "tool_calls": [
-                {"id": "c1", "type": "function", "function": {"name": "lookup", "arguments": "{}"}},
-                {"id": "c2", "type": "function", "function": {"name": "lookup", "arguments": "{\"b\": 1}"}}]},
+            {
+                "role": "user",
+                "content": [
+                    {"type": "text", "text": "See"},
+                    {"type": "image_url", "image_url": {"url": "data:image/png;base64,AA", "detail": "low"}},
+                ],
+            },
+            {
+                "role": "assistant",
+                "content": "Calling.",
+                "tool_calls": [
+                    {"id": "c1", "type": "function", "function": {"name": "lookup", "arguments": "{}"}},
+                    {"id": "c2", "type": "function", "function": {"name": "lookup", "arguments": '{"b": 1}'}},
+                ],
+            },
             {"role": "tool", "tool_call_id": "c1", "content": "one"},
             {"role": "tool", "tool_call_id": "c2", "content": "two"},
         ],
-        "tools": [{"type": "function", "function": {"name": "lookup", "parameters": FUNCTION["parameters"], "strict": True}}],
-        "tool_choice": {"type": "function", "function": {"name": "lookup"}}, "parallel_tool_calls": False,
+        "tools": [
+            {"type": "function", "function": {"name": "lookup", "parameters": FUNCTION["parameters"], "strict": True}}
+        ],
+        "tool_choice": {"type": "function", "function": {"name": "lookup"}},
+        "parallel_tool_calls": False,
         "response_format": {"type": "json_schema", "json_schema": {"name": "out", "schema": schema, "strict": True}},
     }
     answer = response.json()
-    assert answer["output"][0]["type"] == "message" and answer["output"][0]["content"][0]["text"] == "The tool said: two"
+    assert (
+        answer["output"][0]["type"] == "message" and answer["output"][0]["content"][0]["text"] == "The tool said: two"
+    )
     assert answer["instructions"] == "Be brief." and answer["parallel_tool_calls"] is False
-    assert answer["tools"] == [{"type": "function", "strict": True, "description": None, "name": "lookup",
-                                "parameters": FUNCTION["parameters"]}]
+    assert answer["tools"] == [
+        {
+            "type": "function",
+            "strict": True,
+            "description": None,
+            "name": "lookup",
+            "parameters": FUNCTION["parameters"],
+        }
+    ]
 
 
 def test_an_answer_cut_at_max_tokens_is_an_incomplete_response(api, upstream):
-    register_openai(api, upstream.on("/v1/chat/completions", json={
-        "id": "c", "object": "chat.completion", "created": 1, "model": "up-model",
-        "choices": [{"index": 0, "message": {"role": "assistant", "content": "Trunc"}, "finish_reason": "length"}],
-        "usage": {"prompt_tokens": 3, "completion_tokens": 1, "total_tokens": 4}}).rsplit("/chat", 1)[0])
+    register_openai(
+        api,
+        upstream.on(
+            "/v1/chat/completions",
+            json={
+                "id": "c",
+                "object": "chat.completion",
+                "created": 1,
+                "model": "up-model",
+                "choices": [
+                    {"index": 0, "message": {"role": "assistant", "content": "Trunc"}, "finish_reason": "length"}
+                ],
+                "usage": {"prompt_tokens": 3, "completion_tokens": 1, "total_tokens": 4},
+            },
+        ).rsplit("/chat", 1)[0],
+    )
 
     answer = create(api, max_output_tokens=1).json()
 
@@ -140,9 +225,16 @@ def test_a_streamed_text_answer_follows_the_responses_event_sequence(api, upstre
     stream = events(create(api, stream=True))
 
     assert [event["type"] for event in stream] == [
-        "response.created", "response.in_progress", "response.output_item.added", "response.content_part.added",
+        "response.created",
+        "response.in_progress",
+        "response.output_item.added",
+        "response.content_part.added",
         *["response.output_text.delta"] * 6,
-        "response.output_text.done", "response.content_part.done", "response.output_item.done", "response.completed"]
+        "response.output_text.done",
+        "response.content_part.done",
+        "response.output_item.done",
+        "response.completed",
+    ]
     assert [event["sequence_number"] for event in stream] == list(range(len(stream)))
     item_id = stream[2]["item"]["id"]
     assert all(event["item_id"] == item_id for event in stream[3:-2]) and stream[-2]["item"]["id"] == item_id
@@ -171,7 +263,11 @@ def test_an_upstream_refusal_reaches_the_client_in_the_openai_shape_with_its_sta
 
 
 def test_a_template_worker_answers_and_a_stored_response_continues_the_conversation(api, upstream):
-    api.post("/api/server/register", seed_registration(upstream.on("/gen", json=SEED_ANSWER), model_name="gpt"), format="json")
+    api.post(
+        "/api/server/register",
+        seed_registration(upstream.on("/gen", json=SEED_ANSWER), model_name="gpt"),
+        format="json",
+    )
     first = create(api, instructions="Not carried over.").json()
 
     second = create(api, input="And you?", previous_response_id=first["id"])
@@ -179,13 +275,21 @@ def test_a_template_worker_answers_and_a_stored_response_continues_the_conversat
     assert second.status_code == 200, second.content
     assert second.json()["previous_response_id"] == first["id"]
     stored = StoredResponse.objects.get(response_id=second.json()["id"])
-    assert stored.conversation == [{"role": "user", "content": "Hi"}, {"role": "assistant", "content": "I am a fake model."},
-                                   {"role": "user", "content": "And you?"}, {"role": "assistant", "content": "I am a fake model."}]
+    assert stored.conversation == [
+        {"role": "user", "content": "Hi"},
+        {"role": "assistant", "content": "I am a fake model."},
+        {"role": "user", "content": "And you?"},
+        {"role": "assistant", "content": "I am a fake model."},
+    ]
     assert api.get(f"/v1/responses/{first['id']}").json() == first
 
 
 def test_a_response_is_still_answered_when_the_database_refuses_to_store_it(api, upstream):
-    api.post("/api/server/register", seed_registration(upstream.on("/gen", json=SEED_ANSWER), model_name="gpt"), format="json")
+    api.post(
+        "/api/server/register",
+        seed_registration(upstream.on("/gen", json=SEED_ANSWER), model_name="gpt"),
+        format="json",
+    )
     with connection.cursor() as cursor:  # the test's transaction brings the table back
         cursor.execute(f"DROP TABLE {StoredResponse._meta.db_table}")
 
@@ -197,7 +301,11 @@ def test_a_response_is_still_answered_when_the_database_refuses_to_store_it(api,
 
 
 def test_the_owner_deletes_a_stored_response_and_nobody_else_may(api, upstream, make_key):
-    api.post("/api/server/register", seed_registration(upstream.on("/gen", json=SEED_ANSWER), model_name="gpt"), format="json")
+    api.post(
+        "/api/server/register",
+        seed_registration(upstream.on("/gen", json=SEED_ANSWER), model_name="gpt"),
+        format="json",
+    )
     mine, theirs = bearer(make_key("inference")), bearer(make_key("inference"))
     made = create(api, mine).json()
 
@@ -209,7 +317,11 @@ def test_the_owner_deletes_a_stored_response_and_nobody_else_may(api, upstream, 
 
 
 def test_store_false_keeps_nothing(api, upstream):
-    api.post("/api/server/register", seed_registration(upstream.on("/gen", json=SEED_ANSWER), model_name="gpt"), format="json")
+    api.post(
+        "/api/server/register",
+        seed_registration(upstream.on("/gen", json=SEED_ANSWER), model_name="gpt"),
+        format="json",
+    )
 
     answer = create(api, store=False).json()
 
@@ -218,7 +330,11 @@ def test_store_false_keeps_nothing(api, upstream):
 
 
 def test_a_stored_response_belongs_to_the_key_that_made_it(api, upstream, make_key):
-    api.post("/api/server/register", seed_registration(upstream.on("/gen", json=SEED_ANSWER), model_name="gpt"), format="json")
+    api.post(
+        "/api/server/register",
+        seed_registration(upstream.on("/gen", json=SEED_ANSWER), model_name="gpt"),
+        format="json",
+    )
     mine, theirs = bearer(make_key("inference")), bearer(make_key("inference"))
     made = create(api, mine).json()
 
@@ -232,7 +348,11 @@ def test_a_stored_response_belongs_to_the_key_that_made_it(api, upstream, make_k
 
 def test_responses_past_the_retention_are_not_found_and_prune_responses_deletes_them(api, upstream, settings, capsys):
     settings.MMM_RESPONSES_RETENTION_DAYS = 7
-    api.post("/api/server/register", seed_registration(upstream.on("/gen", json=SEED_ANSWER), model_name="gpt"), format="json")
+    api.post(
+        "/api/server/register",
+        seed_registration(upstream.on("/gen", json=SEED_ANSWER), model_name="gpt"),
+        format="json",
+    )
     old, recent = create(api).json(), create(api).json()
     StoredResponse.objects.filter(response_id=old["id"]).update(created_at=timezone.now() - timedelta(days=8))
 
@@ -244,14 +364,19 @@ def test_responses_past_the_retention_are_not_found_and_prune_responses_deletes_
 
 
 def test_the_model_endpoint_answers_for_a_routable_model_and_404s_otherwise(api, upstream, make_key):
-    api.post("/api/server/register", seed_registration(upstream.on("/gen", json=SEED_ANSWER), model_name="org/gpt"),
-             format="json")
+    api.post(
+        "/api/server/register",
+        seed_registration(upstream.on("/gen", json=SEED_ANSWER), model_name="org/gpt"),
+        format="json",
+    )
     limited = bearer(make_key("inference", allowed_models=["other"]))
 
     found = api.get("/v1/models/org/gpt")
 
     assert found.status_code == 200
-    assert found.json()["id"] == "org/gpt" and found.json()["object"] == "model" and found.json()["owned_by"] == "xuyuan23"
+    assert (
+        found.json()["id"] == "org/gpt" and found.json()["object"] == "model" and found.json()["owned_by"] == "xuyuan23"
+    )
     for response in (api.get("/v1/models/missing"), api.get("/v1/models/org/gpt", **limited)):
         assert response.status_code == 404
         assert response.json()["error"]["code"] == "model_not_found"

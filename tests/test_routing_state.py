@@ -37,13 +37,20 @@ def state(request):
 
 
 def take(state, worker_id=1, token="t", *, cap=None, panic=False, hold=60.0):
-    return state.acquire(worker_id=worker_id, token=token, hold_until=state.clock() + hold, max_inflight=cap, panic=panic)
+    return state.acquire(
+        worker_id=worker_id, token=token, hold_until=state.clock() + hold, max_inflight=cap, panic=panic
+    )
 
 
 def finish(state, worker_id=1, token="t", outcome=Outcome.OK, latency_ms=10.0, reason="HTTP 500"):
     return state.finish(
-        worker_id=worker_id, token=token, outcome=outcome, latency_ms=latency_ms, reason=reason,
-        model_worker_ids=WORKERS, policy=POLICY,
+        worker_id=worker_id,
+        token=token,
+        outcome=outcome,
+        latency_ms=latency_ms,
+        reason=reason,
+        model_worker_ids=WORKERS,
+        policy=POLICY,
     )
 
 

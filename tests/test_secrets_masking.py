@@ -13,7 +13,12 @@ LONG_KEY = "sk-proj-" + "A1b2C3d4" * 20  # 168 characters, like an OpenAI projec
 
 
 def test_only_headers_that_carry_credentials_count_as_secrets():
-    headers = {"Authorization": "Bearer x", "X-Api-Key": "k", "Content-Type": "application/json", "anthropic-version": "2023-06-01"}
+    headers = {
+        "Authorization": "Bearer x",
+        "X-Api-Key": "k",
+        "Content-Type": "application/json",
+        "anthropic-version": "2023-06-01",
+    }
     assert secret_header_values(headers) == ["Bearer x", "k"]
 
 
@@ -47,11 +52,19 @@ def test_nul_bytes_are_dropped_from_snippets():
 
 @pytest.mark.django_db
 def test_a_long_key_quoted_by_the_upstream_is_in_no_answer_and_no_stored_error(api, upstream):
-    url = upstream.on("/gen", lambda seen: Reply(status=401, json={"error": {"message": "Incorrect API key provided: " + seen.headers["Authorization"][7:]}}))
-    api.post("/api/server/register", seed_registration(url, headers={"Authorization": f"Bearer {LONG_KEY}"}), format="json")
+    url = upstream.on(
+        "/gen",
+        lambda seen: Reply(
+            status=401, json={"error": {"message": "Incorrect API key provided: " + seen.headers["Authorization"][7:]}}
+        ),
+    )
+    api.post(
+        "/api/server/register", seed_registration(url, headers={"Authorization": f"Bearer {LONG_KEY}"}), format="json"
+    )
 
     completion = api.post("/api/v1/chat/completions", {"model_name": "proxyllm", "input": "hi"}, format="json")
     from django.core.management import call_command
+
     with pytest.raises(SystemExit):
         call_command("probe_workers")
     listing = api.get("/api/server/workers")
@@ -64,7 +77,17 @@ def test_a_long_key_quoted_by_the_upstream_is_in_no_answer_and_no_stored_error(a
 
 
 def test_one_rule_says_which_header_and_body_names_carry_credentials():
-    for name in ("Authorization", "X-Api-Key", "api_key", "access_token", "client_secret", "password", "passwd", "sig", "code"):
+    for name in (
+        "Authorization",
+        "X-Api-Key",
+        "api_key",
+        "access_token",
+        "client_secret",
+        "password",
+        "passwd",
+        "sig",
+        "code",
+    ):
         assert redaction.is_secret_name(name), name
     for name in ("Content-Type", "anthropic-version", "input", "model", "temperature", "region"):
         assert not redaction.is_secret_name(name), name
@@ -96,9 +119,17 @@ def test_a_masked_url_edited_keeps_the_masked_parts_and_takes_the_edits():
 
 
 def test_a_masked_body_sent_back_gets_its_credentials_back_by_place():
-    stored = {"input": "{USER_PROMPT}", "auth": {"api_key": "k1", "user": "me"}, "list": [{"token": "t1"}, {"token": "t2"}]}
+    stored = {
+        "input": "{USER_PROMPT}",
+        "auth": {"api_key": "k1", "user": "me"},
+        "list": [{"token": "t1"}, {"token": "t2"}],
+    }
     shown = redaction.body_for_display(stored)
-    assert shown == {"input": "{USER_PROMPT}", "auth": {"api_key": "***", "user": "me"}, "list": [{"token": "***"}, {"token": "***"}]}
+    assert shown == {
+        "input": "{USER_PROMPT}",
+        "auth": {"api_key": "***", "user": "me"},
+        "list": [{"token": "***"}, {"token": "***"}],
+    }
 
     assert redaction.body_unmasked(shown, stored) == stored
     edited = {**shown, "list": [{"token": "new"}, {"token": "***"}], "extra": {"secret": "***"}}

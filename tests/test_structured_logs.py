@@ -24,13 +24,25 @@ def test_a_completion_gets_one_line_with_its_request_id_model_and_outcome(api, u
     caplog.clear()
     caplog.set_level(logging.INFO)
 
-    api.post("/api/v1/chat/completions?key=" + KEY, {"model_name": "proxyllm", "input": "hi"}, format="json", headers={"X-Request-ID": "abc-1"})
+    api.post(
+        "/api/v1/chat/completions?key=" + KEY,
+        {"model_name": "proxyllm", "input": "hi"},
+        format="json",
+        headers={"X-Request-ID": "abc-1"},
+    )
 
     [record] = request_lines(caplog)
     line = json.loads(JsonFormatter().format(record))
-    assert {key: line[key] for key in ("request_id", "method", "path", "status", "model", "attempts", "error_code")} == {
-        "request_id": "abc-1", "method": "POST", "path": "/api/v1/chat/completions", "status": 502,
-        "model": "proxyllm", "attempts": 1, "error_code": "upstream_error",
+    assert {
+        key: line[key] for key in ("request_id", "method", "path", "status", "model", "attempts", "error_code")
+    } == {
+        "request_id": "abc-1",
+        "method": "POST",
+        "path": "/api/v1/chat/completions",
+        "status": 502,
+        "model": "proxyllm",
+        "attempts": 1,
+        "error_code": "upstream_error",
     }
     assert (line["level"], line["logger"]) == ("INFO", "mmm.request")
     assert all(KEY not in record.getMessage() for record in caplog.records)
@@ -57,10 +69,20 @@ def test_mmm_log_json_makes_every_line_a_json_object(tmp_path):
         "logging.getLogger('mmm.request').info('done', extra={'fields': {'request_id': 'r1', 'status': 200}})"
     )
     env = {**os.environ, "MMM_LOG_JSON": "1", "DJANGO_SETTINGS_MODULE": "mmm.settings", "MMM_VAR_DIR": str(tmp_path)}
-    run = subprocess.run([sys.executable, "-c", script], env=env, capture_output=True, text=True, timeout=60,
-                         cwd=Path(__file__).resolve().parent.parent)
+    run = subprocess.run(
+        [sys.executable, "-c", script],
+        env=env,
+        capture_output=True,
+        text=True,
+        timeout=60,
+        cwd=Path(__file__).resolve().parent.parent,
+    )
 
     [line] = run.stderr.strip().splitlines()
     assert {key: value for key, value in json.loads(line).items() if key != "time"} == {
-        "level": "INFO", "logger": "mmm.request", "msg": "done", "request_id": "r1", "status": 200,
+        "level": "INFO",
+        "logger": "mmm.request",
+        "msg": "done",
+        "request_id": "r1",
+        "status": 200,
     }

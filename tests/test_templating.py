@@ -28,8 +28,10 @@ def test_a_placeholder_inside_text_is_replaced_as_text():
 
 
 def test_it_walks_nested_objects_and_lists():
-    body = {"messages": [{"role": "system", "content": "be brief"}, {"role": "user", "content": "{USER_PROMPT}"}],
-            "deep": [[{"x": ["{MODEL_NAME}"]}]]}
+    body = {
+        "messages": [{"role": "system", "content": "be brief"}, {"role": "user", "content": "{USER_PROMPT}"}],
+        "deep": [[{"x": ["{MODEL_NAME}"]}]],
+    }
     assert render_body(body, VALUES) == {
         "messages": [{"role": "system", "content": "be brief"}, {"role": "user", "content": "hello"}],
         "deep": [[{"x": ["m"]}]],
@@ -132,8 +134,11 @@ def expected(node, values):
     return node
 
 
-@given(node=st.one_of(st.lists(templates, max_size=4), st.dictionaries(plain_text, templates, max_size=4)),
-       prompt=prompts, temperature=temperatures)
+@given(
+    node=st.one_of(st.lists(templates, max_size=4), st.dictionaries(plain_text, templates, max_size=4)),
+    prompt=prompts,
+    temperature=temperatures,
+)
 def test_any_prompt_gives_valid_json_where_only_placeholders_change(node, prompt, temperature):
     values = {USER_PROMPT: prompt, MODEL_TEMPERATURE: temperature, MODEL_NAME: "model-x"}
     template = as_template(node)
@@ -155,8 +160,10 @@ def test_any_prompt_inside_text_is_inserted_verbatim(prefix, suffix, prompt):
 def test_messages_is_the_whole_chat_as_a_json_value():
     chat = [{"role": "system", "content": "terse"}, {"role": "user", "content": [{"type": "text", "text": "hi"}]}]
 
-    rendered = render_body({"m": "{MESSAGES}", "n": "{NON_SYSTEM_MESSAGES}", "s": "{SYSTEM_PROMPT}",
-                            "p": "{USER_PROMPT}"}, chat_values(chat))
+    rendered = render_body(
+        {"m": "{MESSAGES}", "n": "{NON_SYSTEM_MESSAGES}", "s": "{SYSTEM_PROMPT}", "p": "{USER_PROMPT}"},
+        chat_values(chat),
+    )
 
     assert rendered == {"m": chat, "n": chat[1:], "s": "terse", "p": "hi"}
 
@@ -165,7 +172,11 @@ def test_a_placeholder_default_applies_only_when_the_request_gives_no_value():
     template = {"max_tokens": "{MAX_TOKENS|1024}", "label": "{MAX_TOKENS|none} tokens", "stop": "{MODEL_NAME|x y}"}
 
     assert render_body(template, {}) == {"max_tokens": 1024, "label": "none tokens", "stop": "x y"}
-    assert render_body(template, {MAX_TOKENS: 5, MODEL_NAME: "m"}) == {"max_tokens": 5, "label": "5 tokens", "stop": "m"}
+    assert render_body(template, {MAX_TOKENS: 5, MODEL_NAME: "m"}) == {
+        "max_tokens": 5,
+        "label": "5 tokens",
+        "stop": "m",
+    }
 
 
 def test_mentions_sees_a_placeholder_with_a_default():

@@ -90,7 +90,9 @@ def test_after_a_transfer_the_new_owner_may_add_workers_and_the_old_one_may_not(
 
     assert register(api, keys["b"][0], "http://127.0.0.1:9/b1").status_code == 200
     assert register(api, keys["a"][0], "http://127.0.0.1:9/a2").status_code == 403
-    assert register(api, keys["a"][0], "http://127.0.0.1:9/a1", weight=3).status_code == 200  # existing workers keep working
+    assert (
+        register(api, keys["a"][0], "http://127.0.0.1:9/a1", weight=3).status_code == 200
+    )  # existing workers keep working
 
 
 def test_a_model_given_to_nobody_takes_workers_from_admins_only(api, keys):
@@ -109,7 +111,9 @@ def test_a_model_an_admin_registered_first_is_not_free_for_a_worker_key(api, key
 
 def test_a_model_whose_workers_predate_ownership_belongs_to_the_key_of_its_oldest_worker(api, keys):
     a_key = ApiKey.objects.get(name="a")
-    Worker.objects.create(model_name="proxyllm", req_url_template="http://127.0.0.1:9/old", body={"i": "{USER_PROMPT}"}, owner_key=a_key)
+    Worker.objects.create(
+        model_name="proxyllm", req_url_template="http://127.0.0.1:9/old", body={"i": "{USER_PROMPT}"}, owner_key=a_key
+    )
 
     assert register(api, keys["b"][0], "http://127.0.0.1:9/b1").status_code == 403
     assert register(api, keys["a"][0], "http://127.0.0.1:9/a1").status_code == 200
@@ -136,8 +140,10 @@ def test_the_admin_transfers_and_shares_in_its_model_owner_page(admin_client, ap
 
     page = admin_client.get(f"/admin/registry/modelowner/{record.pk}/change/")
     assert page.status_code == 200
-    saved = admin_client.post(f"/admin/registry/modelowner/{record.pk}/change/",
-                              {"model_name": "proxyllm", "owner_key": "", "shared_with": [b_key.pk]})
+    saved = admin_client.post(
+        f"/admin/registry/modelowner/{record.pk}/change/",
+        {"model_name": "proxyllm", "owner_key": "", "shared_with": [b_key.pk]},
+    )
     assert saved.status_code == 302
 
     assert register(api, keys["b"][0], "http://127.0.0.1:9/b1").status_code == 200
@@ -157,8 +163,12 @@ def test_the_migration_gives_each_model_the_owner_of_its_oldest_worker(transacti
         make_key("worker", name="second")
         first, second = (ApiKey.objects.get(name=name).pk for name in ("first", "second"))
         for url, owner in (("http://127.0.0.1:9/1", first), ("http://127.0.0.1:9/2", second)):
-            OldWorker.objects.create(model_name="shared-name", req_url_template=url, body={"i": "{USER_PROMPT}"}, owner_key_id=owner)
-        OldWorker.objects.create(model_name="admin-made", req_url_template="http://127.0.0.1:9/3", body={"i": "{USER_PROMPT}"})
+            OldWorker.objects.create(
+                model_name="shared-name", req_url_template=url, body={"i": "{USER_PROMPT}"}, owner_key_id=owner
+            )
+        OldWorker.objects.create(
+            model_name="admin-made", req_url_template="http://127.0.0.1:9/3", body={"i": "{USER_PROMPT}"}
+        )
     finally:
         call_command("migrate", "registry", verbosity=0)
 

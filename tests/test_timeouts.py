@@ -32,8 +32,14 @@ django.setup()
 
 def run_under_gevent(code: str, env: dict) -> str:
     try:
-        done = subprocess.run([sys.executable, "-c", UNDER_GEVENT + code], cwd=ROOT, env={**os.environ, **env},
-                              capture_output=True, text=True, timeout=DEADLINE)
+        done = subprocess.run(
+            [sys.executable, "-c", UNDER_GEVENT + code],
+            cwd=ROOT,
+            env={**os.environ, **env},
+            capture_output=True,
+            text=True,
+            timeout=DEADLINE,
+        )
     except subprocess.TimeoutExpired:
         raise AssertionError(f"still waiting after {DEADLINE} s: the timeout did not hold") from None
     assert done.returncode == 0, done.stderr
@@ -88,9 +94,15 @@ def test_a_request_path_query_on_a_frozen_connection_ends_and_opens_the_breaker(
         "    print('answered')\n"
         "except DatabaseError as exc:\n    print(type(exc).__name__, database.breaker.is_open())\n"
     )
-    process = subprocess.Popen([sys.executable, "-c", code], cwd=ROOT, text=True, stdin=subprocess.PIPE,
-                               stdout=subprocess.PIPE, stderr=subprocess.PIPE,
-                               env={**os.environ, "DATABASE_URL": through(url, proxy), "MMM_DB_REQUEST_TIMEOUT": "0.5"})
+    process = subprocess.Popen(
+        [sys.executable, "-c", code],
+        cwd=ROOT,
+        text=True,
+        stdin=subprocess.PIPE,
+        stdout=subprocess.PIPE,
+        stderr=subprocess.PIPE,
+        env={**os.environ, "DATABASE_URL": through(url, proxy), "MMM_DB_REQUEST_TIMEOUT": "0.5"},
+    )
     try:
         ready, _, _ = select.select([process.stdout], [], [], DEADLINE)
         assert ready and process.stdout.readline().strip() == "connected", "the script did not connect"

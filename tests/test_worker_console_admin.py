@@ -52,7 +52,9 @@ def test_a_test_prompt_shows_the_masked_request_the_raw_answer_and_the_extracted
     answer = {"data": {"items": [{"attributes": {"answer": "Hello from the fake."}}]}, "echo": API_KEY}
     worker = make_worker(upstream.on("/gen", json=answer))
 
-    page = admin_client.post(f"{CHANGELIST}{worker.pk}/try/", {"prompt": "say hi", "temperature": "0.5", "_send": "1"}).content.decode()
+    page = admin_client.post(
+        f"{CHANGELIST}{worker.pk}/try/", {"prompt": "say hi", "temperature": "0.5", "_send": "1"}
+    ).content.decode()
 
     assert "Hello from the fake." in page
     assert "Authorization: ***" in page
@@ -87,11 +89,15 @@ def test_the_probe_now_action_reports_each_worker(admin_client, upstream):
     up = make_worker(upstream.on("/up", json=SEED_ANSWER))
     down = make_worker(refused_url("/down"))
 
-    response = admin_client.post(CHANGELIST, {"action": "probe_workers_now", "_selected_action": [up.pk, down.pk]}, follow=True)
+    response = admin_client.post(
+        CHANGELIST, {"action": "probe_workers_now", "_selected_action": [up.pk, down.pk]}, follow=True
+    )
 
     shown = [str(message) for message in response.context["messages"]]
     assert any(f"Worker {up.pk} (proxyllm): probe passed" in text and "now healthy" in text for text in shown)
-    assert any(f"Worker {down.pk} (proxyllm): probe failed: " in text and "connection refused" in text for text in shown)
+    assert any(
+        f"Worker {down.pk} (proxyllm): probe failed: " in text and "connection refused" in text for text in shown
+    )
     assert ProbeRecord.objects.count() == 2
 
 
@@ -160,7 +166,9 @@ def test_a_test_prompt_masks_keys_in_the_url_and_the_body_template_too(admin_cli
     answer = {"data": {"items": [{"attributes": {"answer": "ok"}}]}, "echo": ["querysecret123", "sk-body-secret-123"]}
     url = upstream.on("/gen", json=answer).replace("http://", "http://user:urlpass456@") + "?code=querysecret123"
     worker = Worker.objects.create(
-        model_name="proxyllm", req_url_template=url, response_extract="data.items[].attributes.answer",
+        model_name="proxyllm",
+        req_url_template=url,
+        response_extract="data.items[].attributes.answer",
         body={"input": "{USER_PROMPT}", "api_key": "sk-body-secret-123"},
     )
 
@@ -175,9 +183,13 @@ def test_a_test_prompt_to_an_anthropic_worker_shows_the_translated_request_and_i
     from tests.fake_anthropic import AnthropicServer
 
     server = AnthropicServer(api_key=API_KEY)
-    worker = Worker.objects.create(model_name="claude", kind="anthropic", req_url_template=server.install(upstream),
-                                   headers={"x-api-key": API_KEY, "anthropic-version": "2023-06-01"},
-                                   upstream_model="claude-haiku-4-5")
+    worker = Worker.objects.create(
+        model_name="claude",
+        kind="anthropic",
+        req_url_template=server.install(upstream),
+        headers={"x-api-key": API_KEY, "anthropic-version": "2023-06-01"},
+        upstream_model="claude-haiku-4-5",
+    )
 
     page = admin_client.post(f"{CHANGELIST}{worker.pk}/try/", {"prompt": "say hi", "_send": "1"}).content.decode()
 

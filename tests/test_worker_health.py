@@ -6,9 +6,9 @@ import re
 import pytest
 
 from console.dashboard import ModelStats, unregistered_grouped
-from registry.worker_health import worker_health
 from inference.traffic import Traffic
 from registry.models import HealthState, Worker
+from registry.worker_health import worker_health
 from tests.test_admin import ADD, form
 
 NOW = 1000.0

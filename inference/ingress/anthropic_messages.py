@@ -11,17 +11,39 @@ from typing import Any
 
 from inference.ingress.chat_stream import token_count
 from inference.ingress.checks import (
-    BadRequest, a_bool, a_dict, a_list, a_number, a_string, a_whole_number, at, one_of, required,
+    BadRequest,
+    a_bool,
+    a_dict,
+    a_list,
+    a_number,
+    a_string,
+    a_whole_number,
+    at,
+    one_of,
+    required,
 )
 
 _IMAGE_TYPES = ("image/jpeg", "image/png", "image/gif", "image/webp")
 # OpenAI's finish_reason -> Anthropic's stop_reason.
-_STOP_REASONS = {"stop": "end_turn", "length": "max_tokens", "tool_calls": "tool_use", "function_call": "tool_use",
-                 "content_filter": "refusal"}
+_STOP_REASONS = {
+    "stop": "end_turn",
+    "length": "max_tokens",
+    "tool_calls": "tool_use",
+    "function_call": "tool_use",
+    "content_filter": "refusal",
+}
 # Anthropic's error types by status (its API reference); other 4xx are invalid_request_error.
-_ERROR_TYPES = {400: "invalid_request_error", 401: "authentication_error", 403: "permission_error",
-                404: "not_found_error", 413: "request_too_large", 429: "rate_limit_error", 500: "api_error",
-                503: "overloaded_error", 529: "overloaded_error"}
+_ERROR_TYPES = {
+    400: "invalid_request_error",
+    401: "authentication_error",
+    403: "permission_error",
+    404: "not_found_error",
+    413: "request_too_large",
+    429: "rate_limit_error",
+    500: "api_error",
+    503: "overloaded_error",
+    529: "overloaded_error",
+}
 
 
 def error_body(*, status: int, message: str) -> dict:
@@ -45,8 +67,10 @@ def chat_request(body: Any) -> dict:
         if body.get(name) is not None:
             chat[name] = a_number(body[name], name, minimum=0)
     if body.get("stop_sequences") is not None:
-        chat["stop"] = [a_string(stop, at("stop_sequences", i))
-                        for i, stop in enumerate(a_list(body["stop_sequences"], "stop_sequences"))]
+        chat["stop"] = [
+            a_string(stop, at("stop_sequences", i))
+            for i, stop in enumerate(a_list(body["stop_sequences"], "stop_sequences"))
+        ]
     if body.get("tools"):
         chat["tools"] = [_tool(tool, at("tools", i)) for i, tool in enumerate(a_list(body["tools"], "tools"))]
         if body.get("tool_choice") is not None:
@@ -115,12 +139,16 @@ def _assistant_message(blocks: list, where: str) -> dict:
             texts.append(_text_block(block, block_where))
         elif kind == "tool_use":
             arguments = a_dict(required(block, "input", block_where), at(block_where, "input"))
-            calls.append({
-                "id": a_string(required(block, "id", block_where), at(block_where, "id")),
-                "type": "function",
-                "function": {"name": a_string(required(block, "name", block_where), at(block_where, "name")),
-                             "arguments": json.dumps(arguments, ensure_ascii=False)},
-            })
+            calls.append(
+                {
+                    "id": a_string(required(block, "id", block_where), at(block_where, "id")),
+                    "type": "function",
+                    "function": {
+                        "name": a_string(required(block, "name", block_where), at(block_where, "name")),
+                        "arguments": json.dumps(arguments, ensure_ascii=False),
+                    },
+                }
+            )
         elif kind in ("thinking", "redacted_thinking"):
             continue  # a model's earlier reasoning, which a chat API has no place for
         else:
@@ -149,7 +177,9 @@ def _image_part(block: dict, where: str) -> dict:
         url = a_string(required(source, "url", at(where, "source")), at(at(where, "source"), "url"), allow_empty=False)
     else:
         media_type = one_of(source.get("media_type"), at(at(where, "source"), "media_type"), _IMAGE_TYPES)
-        data = a_string(required(source, "data", at(where, "source")), at(at(where, "source"), "data"), allow_empty=False)
+        data = a_string(
+            required(source, "data", at(where, "source")), at(at(where, "source"), "data"), allow_empty=False
+        )
         url = f"data:{media_type};base64,{data}"
     return {"type": "image_url", "image_url": {"url": url}}
 
@@ -161,8 +191,12 @@ def _unsupported_block(kind: Any, supported: str) -> str:
 def _tool(tool: Any, where: str) -> dict:
     tool = a_dict(tool, where)
     if tool.get("type") not in (None, "custom"):
-        raise BadRequest(at(where, "type"), f"server tool {tool.get('type')!r} is not supported; give client tools "
-                                            "(name, description, input_schema)"[:300])
+        raise BadRequest(
+            at(where, "type"),
+            f"server tool {tool.get('type')!r} is not supported; give client tools (name, description, input_schema)"[
+                :300
+            ],
+        )
     function: dict[str, Any] = {
         "name": a_string(required(tool, "name", where), at(where, "name"), allow_empty=False),
         "parameters": a_dict(required(tool, "input_schema", where), at(where, "input_schema")),
@@ -180,7 +214,9 @@ def _tool_choice(choice: Any) -> dict:
         name = a_string(required(choice, "name", "tool_choice"), "tool_choice.name", allow_empty=False)
         chat["tool_choice"] = {"type": "function", "function": {"name": name}}
     if choice.get("disable_parallel_tool_use") is not None and kind != "none":
-        chat["parallel_tool_calls"] = not a_bool(choice["disable_parallel_tool_use"], "tool_choice.disable_parallel_tool_use")
+        chat["parallel_tool_calls"] = not a_bool(
+            choice["disable_parallel_tool_use"], "tool_choice.disable_parallel_tool_use"
+        )
     return chat
 
 
@@ -200,21 +236,27 @@ class MessageEvents:
         self._usage = {"input_tokens": 0, "output_tokens": 0}
 
     def start(self) -> list:
-        return [{"type": "message_start", "message": self._message(content=[], stop_reason=None, stop_sequence=None)},
-                {"type": "ping"}]
+        return [
+            {"type": "message_start", "message": self._message(content=[], stop_reason=None, stop_sequence=None)},
+            {"type": "ping"},
+        ]
 
     def text(self, delta: str) -> list:
         out = []
         if self._open is None or self._blocks[self._open]["type"] != "text":
             out = self._close() + self._begin({"type": "text", "text": ""})
         self._pieces[self._open].append(delta)
-        return [*out, {"type": "content_block_delta", "index": self._open, "delta": {"type": "text_delta", "text": delta}}]
+        return [
+            *out,
+            {"type": "content_block_delta", "index": self._open, "delta": {"type": "text_delta", "text": delta}},
+        ]
 
     def tool_call(self, index: int, call_id: str, name: str) -> list:
         if index in self._tool_blocks:  # some servers repeat the id or name in later chunks
             return []
-        out = self._close() + self._begin({"type": "tool_use", "id": call_id or f"toolu_{uuid.uuid4().hex}",
-                                           "name": name, "input": {}})
+        out = self._close() + self._begin(
+            {"type": "tool_use", "id": call_id or f"toolu_{uuid.uuid4().hex}", "name": name, "input": {}}
+        )
         self._tool_blocks[index] = self._open
         return out
 
@@ -222,23 +264,36 @@ class MessageEvents:
         out = [] if index in self._tool_blocks else self.tool_call(index, "", "")
         block = self._tool_blocks[index]
         self._pieces[block].append(delta)
-        return [*out, {"type": "content_block_delta", "index": block,
-                       "delta": {"type": "input_json_delta", "partial_json": delta}}]
+        return [
+            *out,
+            {
+                "type": "content_block_delta",
+                "index": block,
+                "delta": {"type": "input_json_delta", "partial_json": delta},
+            },
+        ]
 
     def finish(self, reason: str | None, stop_sequence: str | None) -> list:
         self._finish, self._stop_sequence = reason, stop_sequence
         return []
 
     def usage(self, usage: dict) -> list:
-        self._usage = {"input_tokens": token_count(usage.get("prompt_tokens")),
-                       "output_tokens": token_count(usage.get("completion_tokens"))}
+        self._usage = {
+            "input_tokens": token_count(usage.get("prompt_tokens")),
+            "output_tokens": token_count(usage.get("completion_tokens")),
+        }
         return []
 
     def done(self) -> list:
-        return [*self._close(),
-                {"type": "message_delta", "delta": {"stop_reason": self.stop_reason, "stop_sequence": self._stop_sequence},
-                 "usage": dict(self._usage)},
-                {"type": "message_stop"}]
+        return [
+            *self._close(),
+            {
+                "type": "message_delta",
+                "delta": {"stop_reason": self.stop_reason, "stop_sequence": self._stop_sequence},
+                "usage": dict(self._usage),
+            },
+            {"type": "message_stop"},
+        ]
 
     def failed(self, message: str, code: str) -> list:
         return [error_body(status=500, message=message)]
@@ -254,7 +309,7 @@ class MessageEvents:
     def message(self) -> dict:
         """The whole message, once ``done()``."""
         content = []
-        for block, pieces in zip(self._blocks, self._pieces):
+        for block, pieces in zip(self._blocks, self._pieces, strict=True):
             if block["type"] == "text":
                 content.append({"type": "text", "text": "".join(pieces)})
             else:
@@ -262,8 +317,16 @@ class MessageEvents:
         return self._message(content=content, stop_reason=self.stop_reason, stop_sequence=self._stop_sequence)
 
     def _message(self, *, content: list, stop_reason: str | None, stop_sequence: str | None) -> dict:
-        return {"id": self.id, "type": "message", "role": "assistant", "model": self.model, "content": content,
-                "stop_reason": stop_reason, "stop_sequence": stop_sequence, "usage": dict(self._usage)}
+        return {
+            "id": self.id,
+            "type": "message",
+            "role": "assistant",
+            "model": self.model,
+            "content": content,
+            "stop_reason": stop_reason,
+            "stop_sequence": stop_sequence,
+            "usage": dict(self._usage),
+        }
 
     def _begin(self, block: dict) -> list:
         self._blocks.append(block)
@@ -276,8 +339,6 @@ class MessageEvents:
             return []
         index, self._open = self._open, None
         return [{"type": "content_block_stop", "index": index}]
-
-
 
 
 def _tool_input(arguments: str) -> dict:

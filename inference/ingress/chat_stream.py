@@ -118,15 +118,21 @@ class TranslatedStream:
                     ended = True
                 elif isinstance(document, dict) and isinstance(document.get("error"), dict):
                     error = document["error"]
-                    out += events.failed(str(error.get("message") or "the model's stream failed"),
-                                         str(error.get("code") or "stream_interrupted"))
+                    out += events.failed(
+                        str(error.get("message") or "the model's stream failed"),
+                        str(error.get("code") or "stream_interrupted"),
+                    )
                     ended = True
                 elif isinstance(document, dict):
                     out += chunk_events(document, events)
             if out:
                 yield b"".join(map(serialise, out))
         if not ended:
-            yield b"".join(map(serialise, events.failed("the model's stream ended early, without its [DONE]", "stream_interrupted")))
+            yield b"".join(
+                map(
+                    serialise, events.failed("the model's stream ended early, without its [DONE]", "stream_interrupted")
+                )
+            )
 
 
 def named_sse(event: dict) -> bytes:

@@ -9,7 +9,6 @@ response.content_part.done, response.output_item.done, response.completed), chun
 each event with its ``sequence_number``.
 """
 
-import json
 import time
 import uuid
 from collections.abc import Callable
@@ -17,7 +16,16 @@ from typing import Any
 
 from inference.ingress.chat_stream import token_count
 from inference.ingress.checks import (
-    BadRequest, a_bool, a_dict, a_list, a_number, a_string, a_whole_number, at, one_of, required,
+    BadRequest,
+    a_bool,
+    a_dict,
+    a_list,
+    a_number,
+    a_string,
+    a_whole_number,
+    at,
+    one_of,
+    required,
 )
 
 _ROLES = ("user", "assistant", "system", "developer")
@@ -46,8 +54,10 @@ def chat_request(body: dict, *, previous: list[dict]) -> tuple[dict, list[dict]]
     if body.get("max_output_tokens") is not None:
         chat["max_tokens"] = a_whole_number(body["max_output_tokens"], "max_output_tokens")
     if body.get("tools"):
-        chat["tools"] = [{"type": "function", "function": _function(tool, at("tools", i))}
-                         for i, tool in enumerate(a_list(body["tools"], "tools"))]
+        chat["tools"] = [
+            {"type": "function", "function": _function(tool, at("tools", i))}
+            for i, tool in enumerate(a_list(body["tools"], "tools"))
+        ]
         if body.get("tool_choice") is not None:
             chat["tool_choice"] = _tool_choice(body["tool_choice"])
         if body.get("parallel_tool_calls") is not None:
@@ -69,8 +79,16 @@ def echoed_fields(body: dict, *, store: bool) -> dict:
     return {
         "model": body["model"],
         "instructions": body.get("instructions"),
-        "tools": [{"type": "function", "strict": tool.get("strict", True), "description": tool.get("description"),
-                   "name": tool["name"], "parameters": tool.get("parameters")} for tool in body.get("tools") or ()],
+        "tools": [
+            {
+                "type": "function",
+                "strict": tool.get("strict", True),
+                "description": tool.get("description"),
+                "name": tool["name"],
+                "parameters": tool.get("parameters"),
+            }
+            for tool in body.get("tools") or ()
+        ],
         "tool_choice": body.get("tool_choice") or "auto",
         "parallel_tool_calls": body.get("parallel_tool_calls", True),
         "temperature": body.get("temperature"),
@@ -96,10 +114,14 @@ def _input_messages(items: Any) -> list[dict]:
             content = _content(required(item, "content", where), at(where, "content"), role)
             messages.append({"role": "system" if role == "developer" else role, "content": content})
         elif kind == "function_call":
-            call = {"id": a_string(required(item, "call_id", where), at(where, "call_id"), allow_empty=False),
-                    "type": "function",
-                    "function": {"name": a_string(required(item, "name", where), at(where, "name")),
-                                 "arguments": a_string(required(item, "arguments", where), at(where, "arguments"))}}
+            call = {
+                "id": a_string(required(item, "call_id", where), at(where, "call_id"), allow_empty=False),
+                "type": "function",
+                "function": {
+                    "name": a_string(required(item, "name", where), at(where, "name")),
+                    "arguments": a_string(required(item, "arguments", where), at(where, "arguments")),
+                },
+            }
             if messages and messages[-1]["role"] == "assistant":
                 messages[-1].setdefault("tool_calls", []).append(call)  # the calls of one assistant turn
             else:
@@ -107,16 +129,25 @@ def _input_messages(items: Any) -> list[dict]:
         elif kind == "function_call_output":
             output = required(item, "output", where)
             if not isinstance(output, str):
-                output = "".join(_text_part(part, at(at(where, "output"), i), ("input_text",))
-                                 for i, part in enumerate(a_list(output, at(where, "output"))))
-            messages.append({"role": "tool",
-                             "tool_call_id": a_string(required(item, "call_id", where), at(where, "call_id")),
-                             "content": output})
+                output = "".join(
+                    _text_part(part, at(at(where, "output"), i), ("input_text",))
+                    for i, part in enumerate(a_list(output, at(where, "output")))
+                )
+            messages.append(
+                {
+                    "role": "tool",
+                    "tool_call_id": a_string(required(item, "call_id", where), at(where, "call_id")),
+                    "content": output,
+                }
+            )
         elif kind == "reasoning":
             continue  # a model's earlier reasoning, which a chat API has no place for
         else:
-            raise BadRequest(at(where, "type"), f"input items of type {kind!r} are not supported here; this gateway "
-                                                "translates message, function_call and function_call_output"[:300])
+            raise BadRequest(
+                at(where, "type"),
+                f"input items of type {kind!r} are not supported here; this gateway "
+                "translates message, function_call and function_call_output"[:300],
+            )
     return messages
 
 
@@ -125,8 +156,9 @@ def _content(content: Any, where: str, role: str) -> Any:
         return content
     parts = a_list(content, where)
     if role == "assistant":  # earlier output: its text is the content
-        return "".join(_text_part(part, at(where, i), ("output_text", "input_text", "refusal"))
-                       for i, part in enumerate(parts))
+        return "".join(
+            _text_part(part, at(where, i), ("output_text", "input_text", "refusal")) for i, part in enumerate(parts)
+        )
     translated = []
     for index, part in enumerate(parts):
         part_where = at(where, index)
@@ -134,8 +166,9 @@ def _content(content: Any, where: str, role: str) -> Any:
         if part.get("type") == "input_image":
             url = part.get("image_url")
             if not isinstance(url, str) or not url:
-                raise BadRequest(at(part_where, "image_url"), "must be an image URL or a data: URL (file_id is not "
-                                                              "supported)")
+                raise BadRequest(
+                    at(part_where, "image_url"), "must be an image URL or a data: URL (file_id is not supported)"
+                )
             image = {"url": url}
             if part.get("detail") is not None:
                 image["detail"] = one_of(part["detail"], at(part_where, "detail"), ("auto", "low", "high"))
@@ -155,8 +188,11 @@ def _text_part(part: Any, where: str, kinds: tuple[str, ...]) -> str:
 def _function(tool: Any, where: str) -> dict:
     tool = a_dict(tool, where)
     if tool.get("type") != "function":
-        raise BadRequest(at(where, "type"), f"tools of type {tool.get('type')!r} are not supported; "
-                                            "give function tools (type function, name, parameters)"[:300])
+        raise BadRequest(
+            at(where, "type"),
+            f"tools of type {tool.get('type')!r} are not supported; "
+            "give function tools (type function, name, parameters)"[:300],
+        )
     function: dict[str, Any] = {"name": a_string(required(tool, "name", where), at(where, "name"), allow_empty=False)}
     if tool.get("parameters") is not None:
         function["parameters"] = a_dict(tool["parameters"], at(where, "parameters"))
@@ -172,7 +208,10 @@ def _tool_choice(choice: Any) -> Any:
         return one_of(choice, "tool_choice", ("auto", "none", "required"))
     choice = a_dict(choice, "tool_choice")
     one_of(choice.get("type"), "tool_choice.type", ("function",))
-    return {"type": "function", "function": {"name": a_string(required(choice, "name", "tool_choice"), "tool_choice.name")}}
+    return {
+        "type": "function",
+        "function": {"name": a_string(required(choice, "name", "tool_choice"), "tool_choice.name")},
+    }
 
 
 def _response_format(text: Any) -> dict | None:
@@ -187,8 +226,10 @@ def _response_format(text: Any) -> dict | None:
         return None
     if kind == "json_object":
         return {"type": "json_object"}
-    schema = {"name": a_string(required(form, "name", "text.format"), "text.format.name"),
-              "schema": a_dict(required(form, "schema", "text.format"), "text.format.schema")}
+    schema = {
+        "name": a_string(required(form, "name", "text.format"), "text.format.name"),
+        "schema": a_dict(required(form, "schema", "text.format"), "text.format.schema"),
+    }
     if form.get("strict") is not None:
         schema["strict"] = a_bool(form["strict"], "text.format.strict")
     return {"type": "json_schema", "json_schema": schema}
@@ -215,26 +256,59 @@ class ResponseEvents:
 
     def start(self) -> list:
         snapshot = self._snapshot("in_progress")
-        return [self._event("response.created", response=snapshot), self._event("response.in_progress", response=snapshot)]
+        return [
+            self._event("response.created", response=snapshot),
+            self._event("response.in_progress", response=snapshot),
+        ]
 
     def text(self, delta: str) -> list:
         out = []
         if self._open is None or self._items[self._open]["type"] != "message":
             out = self._close()
-            out += self._begin({"type": "message", "id": f"msg_{uuid.uuid4().hex}", "status": "in_progress",
-                                "role": "assistant", "content": []})
-            out.append(self._event("response.content_part.added", item_id=self._items[self._open]["id"],
-                                   output_index=self._open, content_index=0, part=_output_text("")))
+            out += self._begin(
+                {
+                    "type": "message",
+                    "id": f"msg_{uuid.uuid4().hex}",
+                    "status": "in_progress",
+                    "role": "assistant",
+                    "content": [],
+                }
+            )
+            out.append(
+                self._event(
+                    "response.content_part.added",
+                    item_id=self._items[self._open]["id"],
+                    output_index=self._open,
+                    content_index=0,
+                    part=_output_text(""),
+                )
+            )
         self._pieces[self._open].append(delta)
-        return [*out, self._event("response.output_text.delta", item_id=self._items[self._open]["id"],
-                                  output_index=self._open, content_index=0, delta=delta, logprobs=[])]
+        return [
+            *out,
+            self._event(
+                "response.output_text.delta",
+                item_id=self._items[self._open]["id"],
+                output_index=self._open,
+                content_index=0,
+                delta=delta,
+                logprobs=[],
+            ),
+        ]
 
     def tool_call(self, index: int, call_id: str, name: str) -> list:
         if index in self._tool_items:  # some servers repeat the id or name in later chunks
             return []
-        out = self._close() + self._begin({"type": "function_call", "id": f"fc_{uuid.uuid4().hex}",
-                                           "call_id": call_id or f"call_{uuid.uuid4().hex}", "name": name,
-                                           "arguments": "", "status": "in_progress"})
+        out = self._close() + self._begin(
+            {
+                "type": "function_call",
+                "id": f"fc_{uuid.uuid4().hex}",
+                "call_id": call_id or f"call_{uuid.uuid4().hex}",
+                "name": name,
+                "arguments": "",
+                "status": "in_progress",
+            }
+        )
         self._tool_items[index] = self._open
         return out
 
@@ -242,8 +316,15 @@ class ResponseEvents:
         out = [] if index in self._tool_items else self.tool_call(index, "", "")
         item = self._tool_items[index]
         self._pieces[item].append(delta)
-        return [*out, self._event("response.function_call_arguments.delta", item_id=self._items[item]["id"],
-                                  output_index=item, delta=delta)]
+        return [
+            *out,
+            self._event(
+                "response.function_call_arguments.delta",
+                item_id=self._items[item]["id"],
+                output_index=item,
+                delta=delta,
+            ),
+        ]
 
     def finish(self, reason: str | None, stop_sequence: str | None) -> list:
         self._finish = reason
@@ -253,9 +334,13 @@ class ResponseEvents:
         prompt, completion = token_count(usage.get("prompt_tokens")), token_count(usage.get("completion_tokens"))
         cached = token_count((usage.get("prompt_tokens_details") or {}).get("cached_tokens"))
         reasoning = token_count((usage.get("completion_tokens_details") or {}).get("reasoning_tokens"))
-        self._usage = {"input_tokens": prompt, "input_tokens_details": {"cached_tokens": cached, "cache_write_tokens": 0},
-                       "output_tokens": completion, "output_tokens_details": {"reasoning_tokens": reasoning},
-                       "total_tokens": prompt + completion}
+        self._usage = {
+            "input_tokens": prompt,
+            "input_tokens_details": {"cached_tokens": cached, "cache_write_tokens": 0},
+            "output_tokens": completion,
+            "output_tokens_details": {"reasoning_tokens": reasoning},
+            "total_tokens": prompt + completion,
+        }
         return []
 
     def done(self) -> list:
@@ -266,7 +351,10 @@ class ResponseEvents:
             self.response["incomplete_details"] = {"reason": incomplete}
         if self._on_complete is not None:
             self._on_complete(self.response)
-        return [*out, self._event("response.incomplete" if incomplete else "response.completed", response=self.response)]
+        return [
+            *out,
+            self._event("response.incomplete" if incomplete else "response.completed", response=self.response),
+        ]
 
     def failed(self, message: str, code: str) -> list:
         snapshot = self._snapshot("failed")
@@ -275,19 +363,35 @@ class ResponseEvents:
 
     def assistant_message(self) -> dict:
         """The output as the chat message a later turn's conversation holds."""
-        text = "".join("".join(pieces) for item, pieces in zip(self._items, self._pieces) if item["type"] == "message")
-        calls = [{"id": item["call_id"], "type": "function",
-                  "function": {"name": item["name"], "arguments": "".join(pieces)}}
-                 for item, pieces in zip(self._items, self._pieces) if item["type"] == "function_call"]
+        text = "".join(
+            "".join(pieces) for item, pieces in zip(self._items, self._pieces, strict=True) if item["type"] == "message"
+        )
+        calls = [
+            {
+                "id": item["call_id"],
+                "type": "function",
+                "function": {"name": item["name"], "arguments": "".join(pieces)},
+            }
+            for item, pieces in zip(self._items, self._pieces, strict=True)
+            if item["type"] == "function_call"
+        ]
         message: dict[str, Any] = {"role": "assistant", "content": text if text or not calls else None}
         if calls:
             message["tool_calls"] = calls
         return message
 
     def _snapshot(self, status: str) -> dict:
-        return {"id": self.id, "object": "response", "created_at": self.created_at, "status": status,
-                **self._echoed, "output": [self._finished(index) for index in range(len(self._items))],
-                "usage": self._usage, "error": None, "incomplete_details": None}
+        return {
+            "id": self.id,
+            "object": "response",
+            "created_at": self.created_at,
+            "status": status,
+            **self._echoed,
+            "output": [self._finished(index) for index in range(len(self._items))],
+            "usage": self._usage,
+            "error": None,
+            "incomplete_details": None,
+        }
 
     def _event(self, kind: str, **fields) -> dict:
         event = {"type": kind, "sequence_number": self._sequence, **fields}
@@ -309,13 +413,33 @@ class ResponseEvents:
         done = self._finished(index)
         if item["type"] == "message":
             text = done["content"][0]["text"]
-            out = [self._event("response.output_text.done", item_id=item["id"], output_index=index, content_index=0,
-                               text=text, logprobs=[]),
-                   self._event("response.content_part.done", item_id=item["id"], output_index=index, content_index=0,
-                               part=_output_text(text))]
+            out = [
+                self._event(
+                    "response.output_text.done",
+                    item_id=item["id"],
+                    output_index=index,
+                    content_index=0,
+                    text=text,
+                    logprobs=[],
+                ),
+                self._event(
+                    "response.content_part.done",
+                    item_id=item["id"],
+                    output_index=index,
+                    content_index=0,
+                    part=_output_text(text),
+                ),
+            ]
         else:
-            out = [self._event("response.function_call_arguments.done", item_id=item["id"], output_index=index,
-                               name=item["name"], arguments=done["arguments"])]
+            out = [
+                self._event(
+                    "response.function_call_arguments.done",
+                    item_id=item["id"],
+                    output_index=index,
+                    name=item["name"],
+                    arguments=done["arguments"],
+                )
+            ]
         return [*out, self._event("response.output_item.done", output_index=index, item=done)]
 
     def _finished(self, index: int) -> dict:

@@ -39,8 +39,13 @@ class MessagesView(APIView):
         answer = _answered(request, chat)
         events = anthropic_messages.MessageEvents(model=chat["model"])
         return _translated(
-            answer, events, stream=bool(chat.get("stream")), whole=events.message,
-            error=lambda status, document: anthropic_messages.error_body(status=status, message=error_message(document, status)),
+            answer,
+            events,
+            stream=bool(chat.get("stream")),
+            whole=events.message,
+            error=lambda status, document: anthropic_messages.error_body(
+                status=status, message=error_message(document, status)
+            ),
         )
 
 
@@ -48,9 +53,7 @@ class ResponsesView(OpenAIView):
     def post(self, request):
         body = a_dict(request.data, "body")
         owner = owner_of(request.auth)
-        previous = conversation_before(
-            previous_response_id=optional_string(body, "previous_response_id"), owner=owner
-        )
+        previous = conversation_before(previous_response_id=optional_string(body, "previous_response_id"), owner=owner)
         chat, new_messages = responses.chat_request(body, previous=previous)
         store = True if body.get("store") is None else a_bool(body["store"], "store")  # as OpenAI's default
 
@@ -58,10 +61,17 @@ class ResponsesView(OpenAIView):
             conversation = [*previous, *new_messages, events.assistant_message()]
             response_store(response=response, conversation=conversation, owner=owner)
 
-        events = responses.ResponseEvents(echoed=responses.echoed_fields(body, store=store), on_complete=keep if store else None)
+        events = responses.ResponseEvents(
+            echoed=responses.echoed_fields(body, store=store), on_complete=keep if store else None
+        )
         answer = _answered(request, chat)
-        return _translated(answer, events, stream=bool(chat.get("stream")), whole=lambda: events.response,
-                           error=lambda status, document: document)  # already in the OpenAI shape
+        return _translated(
+            answer,
+            events,
+            stream=bool(chat.get("stream")),
+            whole=lambda: events.response,
+            error=lambda status, document: document,
+        )  # already in the OpenAI shape
 
 
 class ResponseView(OpenAIView):
@@ -104,8 +114,11 @@ def _translated(
     if answer.stream is None:
         document = answer_document(answer)
         if answer.status >= 400 or "error" in document:
-            return HttpResponse(openai_api.json_bytes(error(answer.status, document)), status=answer.status
-                                if answer.status >= 400 else 502, content_type=JSON)
+            return HttpResponse(
+                openai_api.json_bytes(error(answer.status, document)),
+                status=answer.status if answer.status >= 400 else 502,
+                content_type=JSON,
+            )
         replayed = replay_completion(document, events)
         if not stream:
             return HttpResponse(openai_api.json_bytes(whole()), content_type=JSON)

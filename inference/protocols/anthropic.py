@@ -25,10 +25,10 @@ from inference.protocols.base import (
     InvalidChatRequest,
     TranslatingProtocol,
     data_url,
+    event_document,
     function_tools,
     image_url,
     max_tokens_of,
-    event_document,
     stop_list,
     tool_arguments,
     unreadable,
@@ -44,13 +44,20 @@ API_VERSION = "2023-06-01"
 # What max_tokens is when the client sends none (the API refuses a request without it); the
 # same as the template preset this kind replaces.
 DEFAULT_MAX_TOKENS = 1024
-STOP_REASONS = {"end_turn": "stop", "stop_sequence": "stop", "max_tokens": "length", "tool_use": "tool_calls",
-                "pause_turn": "stop", "refusal": "content_filter"}
+STOP_REASONS = {
+    "end_turn": "stop",
+    "stop_sequence": "stop",
+    "max_tokens": "length",
+    "tool_use": "tool_calls",
+    "pause_turn": "stop",
+    "refusal": "content_filter",
+}
 
 
 def _is_message_stop(event: bytes) -> bool:
     return b"message_stop" in event and any(
-        line.strip() in (b"event: message_stop", b"event:message_stop") or b'"type": "message_stop"' in line
+        line.strip() in (b"event: message_stop", b"event:message_stop")
+        or b'"type": "message_stop"' in line
         or b'"type":"message_stop"' in line
         for line in event.split(b"\n")
     )
@@ -76,12 +83,15 @@ def _content_blocks(content: Any, where: str) -> list[dict]:
             url = image_url(part, at)
             inline = data_url(url, at)
             if inline:
-                blocks.append({"type": "image", "source": {"type": "base64", "media_type": inline[0], "data": inline[1]}})
+                blocks.append(
+                    {"type": "image", "source": {"type": "base64", "media_type": inline[0], "data": inline[1]}}
+                )
             else:
                 blocks.append({"type": "image", "source": {"type": "url", "url": url}})
         else:
-            raise InvalidChatRequest(f"{at}: anthropic workers take text and image_url parts, not {kind!r}",
-                                     param="messages")
+            raise InvalidChatRequest(
+                f"{at}: anthropic workers take text and image_url parts, not {kind!r}", param="messages"
+            )
     return blocks
 
 
@@ -100,15 +110,23 @@ def messages_of(messages: list[dict]) -> tuple[str | None, list[dict]]:
         elif role == "assistant":
             blocks = _content_blocks(message.get("content"), at)
             for number, call in enumerate(message.get("tool_calls") or []):
-                blocks.append({
-                    "type": "tool_use", "id": call.get("id") or f"toolu_{index}_{number}",
-                    "name": (call.get("function") or {}).get("name"),
-                    "input": tool_arguments(call, f"{at}.tool_calls[{number}]"),
-                })
+                blocks.append(
+                    {
+                        "type": "tool_use",
+                        "id": call.get("id") or f"toolu_{index}_{number}",
+                        "name": (call.get("function") or {}).get("name"),
+                        "input": tool_arguments(call, f"{at}.tool_calls[{number}]"),
+                    }
+                )
         elif role == "tool":
             role = "user"
-            blocks = [{"type": "tool_result", "tool_use_id": message.get("tool_call_id"),
-                       "content": message_text(message.get("content"))}]
+            blocks = [
+                {
+                    "type": "tool_result",
+                    "tool_use_id": message.get("tool_call_id"),
+                    "content": message_text(message.get("content")),
+                }
+            ]
         else:
             raise InvalidChatRequest(f"{at}.role: {role!r} is not a chat role", param="messages")
         if turns and turns[-1]["role"] == role:
@@ -132,8 +150,9 @@ def tool_choice_of(chat: dict) -> dict | None:
     elif isinstance(choice, dict) and isinstance((choice.get("function") or {}).get("name"), str):
         translated = {"type": "tool", "name": choice["function"]["name"]}
     else:
-        raise InvalidChatRequest("tool_choice: must be auto, required, none or {\"type\": \"function\", ...}",
-                                 param="tool_choice")
+        raise InvalidChatRequest(
+            'tool_choice: must be auto, required, none or {"type": "function", ...}', param="tool_choice"
+        )
     if translated is not None and parallel is False:
         translated["disable_parallel_tool_use"] = True
     return translated
@@ -147,8 +166,11 @@ def request_body(*, model: str, chat: dict, stream: bool) -> dict:
             param="response_format",
         )
     system, messages = messages_of(chat["messages"])
-    body: dict[str, Any] = {"model": model, "messages": messages,
-                            "max_tokens": max_tokens_of(chat) or DEFAULT_MAX_TOKENS}
+    body: dict[str, Any] = {
+        "model": model,
+        "messages": messages,
+        "max_tokens": max_tokens_of(chat) or DEFAULT_MAX_TOKENS,
+    }
     if system is not None:
         body["system"] = system
     for name in ("temperature", "top_p"):
@@ -160,8 +182,11 @@ def request_body(*, model: str, chat: dict, stream: bool) -> dict:
     tools = function_tools(chat)
     if tools:
         body["tools"] = [
-            {"name": tool["name"], "description": tool.get("description") or "",
-             "input_schema": tool.get("parameters") or {"type": "object", "properties": {}}}
+            {
+                "name": tool["name"],
+                "description": tool.get("description") or "",
+                "input_schema": tool.get("parameters") or {"type": "object", "properties": {}},
+            }
             for tool in tools
         ]
         choice = tool_choice_of(chat)
@@ -178,8 +203,11 @@ def usage_from(usage: Any) -> dict | None:
     # Tokens read from or written to the prompt cache are prompt tokens too.
     prompt = usage.get("input_tokens")
     if isinstance(prompt, int):
-        prompt += sum(usage.get(name) or 0 for name in ("cache_read_input_tokens", "cache_creation_input_tokens")
-                      if isinstance(usage.get(name), int))
+        prompt += sum(
+            usage.get(name) or 0
+            for name in ("cache_read_input_tokens", "cache_creation_input_tokens")
+            if isinstance(usage.get(name), int)
+        )
     return usage_of(prompt, usage.get("output_tokens"))
 
 
@@ -191,7 +219,9 @@ class AnthropicProtocol(TranslatingProtocol):
     def render(self, *, worker: "Worker", chat: dict, stream: bool) -> upstream.UpstreamRequest:
         headers = {"anthropic-version": API_VERSION, **(worker.headers or {})}
         return upstream.UpstreamRequest(
-            method="POST", url=self.url(worker), headers=headers,
+            method="POST",
+            url=self.url(worker),
+            headers=headers,
             json_body=request_body(model=worker.sent_model_name, chat=chat, stream=stream),
         )
 
@@ -205,12 +235,27 @@ class AnthropicProtocol(TranslatingProtocol):
             if block.get("type") == "text":
                 texts.append(block.get("text") or "")
             elif block.get("type") == "tool_use":
-                calls.append({"id": block.get("id"), "type": "function", "function": {
-                    "name": block.get("name"), "arguments": json.dumps(block.get("input") or {}, ensure_ascii=False)}})
+                calls.append(
+                    {
+                        "id": block.get("id"),
+                        "type": "function",
+                        "function": {
+                            "name": block.get("name"),
+                            "arguments": json.dumps(block.get("input") or {}, ensure_ascii=False),
+                        },
+                    }
+                )
         finish = STOP_REASONS.get(document.get("stop_reason"), "stop")
-        one = {"index": 0, "message": {"role": "assistant", "content": "".join(texts) if texts or not calls else None,
-                                       **({"tool_calls": calls} if calls else {})},
-               "finish_reason": finish, "logprobs": None}
+        one = {
+            "index": 0,
+            "message": {
+                "role": "assistant",
+                "content": "".join(texts) if texts or not calls else None,
+                **({"tool_calls": calls} if calls else {}),
+            },
+            "finish_reason": finish,
+            "logprobs": None,
+        }
         return one, usage_from(document.get("usage"))
 
     def translator(self, *, chunks: ChatChunks, include_usage: bool, ends_stream: bool = True) -> StreamTranslator:
@@ -235,15 +280,22 @@ class AnthropicStream(ChunkTranslator):
             if delta.get("type") == "text_delta":
                 return self._chunks.delta({"content": delta.get("text") or ""})
             if delta.get("type") == "input_json_delta" and data.get("index") in self._tool_index:
-                call = {"index": self._tool_index[data["index"]], "function": {"arguments": delta.get("partial_json") or ""}}
+                call = {
+                    "index": self._tool_index[data["index"]],
+                    "function": {"arguments": delta.get("partial_json") or ""},
+                }
                 return self._chunks.delta({"tool_calls": [call]})
             return b""  # thinking and signature deltas have no OpenAI chunk
         if kind == "content_block_start":
             block = data.get("content_block") or {}
             if block.get("type") == "tool_use":
                 index = self._tool_index[data.get("index")] = len(self._tool_index)
-                call = {"index": index, "id": block.get("id"), "type": "function",
-                        "function": {"name": block.get("name"), "arguments": ""}}
+                call = {
+                    "index": index,
+                    "id": block.get("id"),
+                    "type": "function",
+                    "function": {"name": block.get("name"), "arguments": ""},
+                }
                 return self._chunks.delta({"tool_calls": [call]})
             if block.get("type") == "text" and block.get("text"):
                 return self._chunks.delta({"content": block["text"]})
@@ -251,8 +303,9 @@ class AnthropicStream(ChunkTranslator):
         if kind == "message_start":
             usage = (data.get("message") or {}).get("usage") or {}
             self._input_tokens = usage.get("input_tokens")
-            self._cache_tokens = sum(usage.get(name) or 0 for name in ("cache_read_input_tokens",
-                                                                        "cache_creation_input_tokens"))
+            self._cache_tokens = sum(
+                usage.get(name) or 0 for name in ("cache_read_input_tokens", "cache_creation_input_tokens")
+            )
             self._output_tokens = usage.get("output_tokens")
             return self._chunks.delta({"role": "assistant", "content": ""})
         if kind == "message_delta":
@@ -265,7 +318,9 @@ class AnthropicStream(ChunkTranslator):
             return self._chunks.delta({}, finish_reason=STOP_REASONS.get(reason, "stop"))
         if kind == "error":
             error = data.get("error") or {}
-            raise StreamInterrupted(f"the upstream reported {error.get('type', 'an error')}: {error.get('message', '')}")
+            raise StreamInterrupted(
+                f"the upstream reported {error.get('type', 'an error')}: {error.get('message', '')}"
+            )
         return b""  # ping, content_block_stop, message_stop
 
     def usage(self) -> dict | None:

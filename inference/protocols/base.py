@@ -240,7 +240,8 @@ def refused_answer(worker: "Worker", response: upstream.UpstreamResponse, url: s
     detail = redaction.mask_secrets(message, secrets=secrets) if message else response.snippet(secrets=secrets)
     body = openai_api.error_body(
         message=f"{where(worker, url)} refused the request with HTTP {response.status}: {detail}",
-        code="upstream_rejected", status=response.status,
+        code="upstream_rejected",
+        status=response.status,
     )
     return Answer(status=response.status, content_type=JSON, body=openai_api.json_bytes(body), outcome=Outcome.REJECTED)
 
@@ -256,8 +257,10 @@ def checked_document(worker: "Worker", response: upstream.UpstreamResponse, url:
         )
     is_json, document = response.json_or_text()
     if not is_json:
-        raise UpstreamFailed(f"{where(worker, url)} answered with a body that is not JSON: "
-                             f"{response.snippet(secrets=secrets_of(worker))}")
+        raise UpstreamFailed(
+            f"{where(worker, url)} answered with a body that is not JSON: "
+            f"{response.snippet(secrets=secrets_of(worker))}"
+        )
     return document
 
 
@@ -274,7 +277,10 @@ def completion_id() -> str:
 
 def chat_completion(*, model: str, choices: list[dict], usage: dict | None) -> dict:
     document = {
-        "id": completion_id(), "object": "chat.completion", "created": int(time.time()), "model": model,
+        "id": completion_id(),
+        "object": "chat.completion",
+        "created": int(time.time()),
+        "model": model,
         "choices": choices,
     }
     if usage is not None:
@@ -344,10 +350,14 @@ def function_tools(chat: dict) -> list[dict]:
     functions = []
     for index, tool in enumerate(tools):
         function = tool.get("function") if isinstance(tool, dict) else None
-        if not isinstance(tool, dict) or tool.get("type") != "function" or not isinstance(function, dict) \
-                or not isinstance(function.get("name"), str):
+        if (
+            not isinstance(tool, dict)
+            or tool.get("type") != "function"
+            or not isinstance(function, dict)
+            or not isinstance(function.get("name"), str)
+        ):
             raise InvalidChatRequest(
-                f"tools[{index}]: must be {{\"type\": \"function\", \"function\": {{\"name\": ...}}}}", param="tools"
+                f'tools[{index}]: must be {{"type": "function", "function": {{"name": ...}}}}', param="tools"
             )
         functions.append(function)
     return functions
@@ -394,8 +404,11 @@ class ChatChunks:
 
     def __init__(self, model: str, *, index: int = 0, base: bytes | None = None):
         self.index = index
-        self._base = base or f'{{"id": "{completion_id()}", "object": "chat.completion.chunk", ' \
-                             f'"created": {int(time.time())}, "model": {json.dumps(model)}, '.encode()
+        self._base = (
+            base
+            or f'{{"id": "{completion_id()}", "object": "chat.completion.chunk", '
+            f'"created": {int(time.time())}, "model": {json.dumps(model)}, '.encode()
+        )
 
     def for_choice(self, index: int) -> "ChatChunks":
         return ChatChunks("", index=index, base=self._base)
@@ -451,7 +464,9 @@ class Relayed:
     def __post_init__(self) -> None:
         self._worker = self.attempt.worker
         self._started_at = time.monotonic()
-        self._chunks = relay(self.events, first_events=self.first_events, on_end=self._settle, translator=self.translator)
+        self._chunks = relay(
+            self.events, first_events=self.first_events, on_end=self._settle, translator=self.translator
+        )
         self._began = False
         self._settled = False
 
@@ -476,17 +491,31 @@ class Relayed:
     def _settle(self, outcome: Outcome, error: str) -> None:
         self._settled = True
         if outcome in (Outcome.FAILED, Outcome.INTERRUPTED):
-            logger.warning("model=%s worker=%s stream %s: %s", self._worker.model_name, self._worker.pk, outcome.value, error)
+            logger.warning(
+                "model=%s worker=%s stream %s: %s", self._worker.model_name, self._worker.pk, outcome.value, error
+            )
         self.attempt.settle(outcome, error)
         for observer in self._observers:
             observer(outcome=outcome, error=error)
-        logger.info("model=%s worker=%s stream ended: %s after %.1f s",
-                    self._worker.model_name, self._worker.pk, outcome.value, time.monotonic() - self._started_at)
+        logger.info(
+            "model=%s worker=%s stream ended: %s after %.1f s",
+            self._worker.model_name,
+            self._worker.pk,
+            outcome.value,
+            time.monotonic() - self._started_at,
+        )
 
 
 def open_stream(
-    request: upstream.UpstreamRequest, *, worker: "Worker", attempt: Attempt, framing: Framing = SSE_OPENAI,
-    accept: str = "text/event-stream", is_stream=None, on_whole=None, translator: StreamTranslator | None = None,
+    request: upstream.UpstreamRequest,
+    *,
+    worker: "Worker",
+    attempt: Attempt,
+    framing: Framing = SSE_OPENAI,
+    accept: str = "text/event-stream",
+    is_stream=None,
+    on_whole=None,
+    translator: StreamTranslator | None = None,
 ) -> Answer:
     """Open an upstream stream and read ahead to its first events: until they have gone to the
     client, another worker may still take over. An answer that is not a stream (an error, or a
@@ -545,8 +574,9 @@ class _ChoicesAttempt:
             observer(outcome=outcome, error=reason)
 
 
-def choices_in_a_row(open_choice, *, attempt: Attempt, translators: list, chunks: ChatChunks,
-                     include_usage: bool) -> Answer:
+def choices_in_a_row(
+    open_choice, *, attempt: Attempt, translators: list, chunks: ChatChunks, include_usage: bool
+) -> Answer:
     """``n`` streamed on an API without ``n``: the upstream's streams one after the other, as
     choices 0 to n-1 of one stream (``translators[i]`` writes choice i), the usage added up at
     its end. ``open_choice(index, attempt)`` opens one; only the first may fail over to another
@@ -560,8 +590,13 @@ def choices_in_a_row(open_choice, *, attempt: Attempt, translators: list, chunks
         usage = added_usage([translator.usage() for translator in translators])
         return (chunks.usage(usage) if include_usage else b"") + DONE_EVENT
 
-    stream = ChoicesInARow(first=first.stream, open_next=lambda index: open_choice(index, shared),
-                           n=len(translators), tail=tail, shared=shared)
+    stream = ChoicesInARow(
+        first=first.stream,
+        open_next=lambda index: open_choice(index, shared),
+        n=len(translators),
+        tail=tail,
+        shared=shared,
+    )
     return Answer(status=200, content_type=EVENT_STREAM, stream=stream)
 
 
@@ -678,12 +713,18 @@ class TranslatingProtocol:
             if n == 1:
                 translator = self.translator(chunks=chunks, include_usage=include_usage)
                 return self._open(request, worker=worker, attempt=attempt, model=model, translator=translator)
-            translators = [self.translator(chunks=chunks.for_choice(index), include_usage=False, ends_stream=False)
-                           for index in range(n)]
+            translators = [
+                self.translator(chunks=chunks.for_choice(index), include_usage=False, ends_stream=False)
+                for index in range(n)
+            ]
             return choices_in_a_row(
-                lambda index, shared: self._open(request, worker=worker, attempt=shared, model=model,
-                                                 translator=translators[index]),
-                attempt=attempt, translators=translators, chunks=chunks, include_usage=include_usage,
+                lambda index, shared: self._open(
+                    request, worker=worker, attempt=shared, model=model, translator=translators[index]
+                ),
+                attempt=attempt,
+                translators=translators,
+                chunks=chunks,
+                include_usage=include_usage,
             )
         request = self.render(worker=worker, chat=chat, stream=False)
         responses = []
@@ -694,11 +735,23 @@ class TranslatingProtocol:
             responses.append(response)
         return self._whole_answer(worker, responses, request.url, model)
 
-    def _open(self, request: upstream.UpstreamRequest, *, worker: "Worker", attempt: Attempt, model: str,
-              translator: StreamTranslator) -> Answer:
+    def _open(
+        self,
+        request: upstream.UpstreamRequest,
+        *,
+        worker: "Worker",
+        attempt: Attempt,
+        model: str,
+        translator: StreamTranslator,
+    ) -> Answer:
         return open_stream(
-            request, worker=worker, attempt=attempt, framing=self.framing, accept=self.accept,
-            is_stream=self.is_stream, translator=translator,
+            request,
+            worker=worker,
+            attempt=attempt,
+            framing=self.framing,
+            accept=self.accept,
+            is_stream=self.is_stream,
+            translator=translator,
             on_whole=lambda whole: self._whole_answer(worker, [whole], request.url, model),
         )
 
@@ -717,7 +770,10 @@ class TranslatingProtocol:
         usage = added_usage(usages)
         body = chat_completion(model=model, choices=choices, usage=usage)
         return Answer(
-            status=200, content_type=JSON, body=openai_api.json_bytes(body), known_usage=usage,
+            status=200,
+            content_type=JSON,
+            body=openai_api.json_bytes(body),
+            known_usage=usage,
             upstream_seconds=sum(response.seconds for response in responses),
         )
 

@@ -63,12 +63,15 @@ def _message(message: dict, index: int, call_names: dict[str, str]) -> dict:
                 if inline is None:
                     raise InvalidChatRequest(
                         f"{where}: ollama workers take images as data URLs (data:image/png;base64,...), "
-                        "not links: Ollama does not fetch URLs", param="messages",
+                        "not links: Ollama does not fetch URLs",
+                        param="messages",
                     )
                 images.append(inline[1])
             elif kind != "text":
-                raise InvalidChatRequest(f"{at}.content[{number}]: ollama workers take text and image_url parts, "
-                                         f"not {kind!r}", param="messages")
+                raise InvalidChatRequest(
+                    f"{at}.content[{number}]: ollama workers take text and image_url parts, not {kind!r}",
+                    param="messages",
+                )
         if images:
             translated["images"] = images
     if role == "assistant" and message.get("tool_calls"):
@@ -86,15 +89,17 @@ def _message(message: dict, index: int, call_names: dict[str, str]) -> dict:
 def request_body(*, model: str, chat: dict, stream: bool) -> dict:
     call_names: dict[str, str] = {}
     body: dict[str, Any] = {
-        "model": model, "messages": [_message(message, index, call_names) for index, message in enumerate(chat["messages"])],
+        "model": model,
+        "messages": [_message(message, index, call_names) for index, message in enumerate(chat["messages"])],
         "stream": stream,
     }
     tools = function_tools(chat)
     choice = chat.get("tool_choice")
     if tools and choice != "none":
         if choice not in (None, "auto"):
-            raise InvalidChatRequest("tool_choice: ollama workers cannot force a tool call; use auto or none",
-                                     param="tool_choice")
+            raise InvalidChatRequest(
+                "tool_choice: ollama workers cannot force a tool call; use auto or none", param="tool_choice"
+            )
         body["tools"] = [{"type": "function", "function": tool} for tool in tools]
     options: dict[str, Any] = {}
     for name in ("temperature", "top_p", "seed"):
@@ -124,9 +129,18 @@ def tool_calls_of(message: dict) -> list[dict]:
     for call in message.get("tool_calls") or []:
         function = call.get("function") or {}
         arguments = function.get("arguments")
-        calls.append({"id": call.get("id") or new_tool_call_id(), "type": "function", "function": {
-            "name": function.get("name"),
-            "arguments": arguments if isinstance(arguments, str) else json.dumps(arguments or {}, ensure_ascii=False)}})
+        calls.append(
+            {
+                "id": call.get("id") or new_tool_call_id(),
+                "type": "function",
+                "function": {
+                    "name": function.get("name"),
+                    "arguments": arguments
+                    if isinstance(arguments, str)
+                    else json.dumps(arguments or {}, ensure_ascii=False),
+                },
+            }
+        )
     return calls
 
 
@@ -138,7 +152,9 @@ class OllamaProtocol(TranslatingProtocol):
 
     def render(self, *, worker: "Worker", chat: dict, stream: bool) -> upstream.UpstreamRequest:
         return upstream.UpstreamRequest(
-            method="POST", url=self.url(worker), headers=dict(worker.headers or {}),
+            method="POST",
+            url=self.url(worker),
+            headers=dict(worker.headers or {}),
             json_body=request_body(model=worker.sent_model_name, chat=chat, stream=stream),
         )
 
@@ -151,9 +167,16 @@ class OllamaProtocol(TranslatingProtocol):
             raise unreadable(worker, url, "no message")
         calls = tool_calls_of(message)
         finish = "tool_calls" if calls else DONE_REASONS.get(document.get("done_reason"), "stop")
-        one = {"index": 0, "message": {"role": "assistant", "content": message.get("content") or (None if calls else ""),
-                                       **({"tool_calls": calls} if calls else {})},
-               "finish_reason": finish, "logprobs": None}
+        one = {
+            "index": 0,
+            "message": {
+                "role": "assistant",
+                "content": message.get("content") or (None if calls else ""),
+                **({"tool_calls": calls} if calls else {}),
+            },
+            "finish_reason": finish,
+            "logprobs": None,
+        }
         return one, usage_of(document.get("prompt_eval_count"), document.get("eval_count"))
 
     def translator(self, *, chunks: ChatChunks, include_usage: bool, ends_stream: bool = True) -> StreamTranslator:

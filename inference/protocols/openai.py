@@ -51,7 +51,9 @@ class OpenAIProtocol:
 
     def request(self, worker: "Worker", path: str, body: dict) -> upstream.UpstreamRequest:
         return upstream.UpstreamRequest(
-            method="POST", url=endpoint_url(worker, self.base_path + path), headers=dict(worker.headers or {}),
+            method="POST",
+            url=endpoint_url(worker, self.base_path + path),
+            headers=dict(worker.headers or {}),
             json_body={**body, "model": worker.sent_model_name},
         )
 
@@ -63,7 +65,9 @@ class OpenAIProtocol:
         if not stream:
             return _whole_answer(worker, send_whole(request, worker=worker, timeout=attempt.timeout), request.url)
         return open_stream(
-            request, worker=worker, attempt=attempt,
+            request,
+            worker=worker,
+            attempt=attempt,
             on_whole=lambda whole: _whole_answer(worker, whole, request.url),
         )
 
@@ -82,7 +86,9 @@ class OpenAIProtocol:
         except PathMismatch as exc:
             raise ExtractionFailed(f"{where(worker, url)}: {exc}", path=exc.path, failed_at=exc.at) from None
         usage = document.get("usage") if isinstance(document, dict) else None
-        return Completed(result=result, upstream_seconds=response.seconds, usage=usage if isinstance(usage, dict) else None)
+        return Completed(
+            result=result, upstream_seconds=response.seconds, usage=usage if isinstance(usage, dict) else None
+        )
 
     def complete(self, *, worker: "Worker", prompt: str, temperature: float | None, timeout: float) -> Completed:
         request = self.seed_request(worker=worker, prompt=prompt, temperature=temperature)
@@ -92,8 +98,12 @@ class OpenAIProtocol:
 def _whole_answer(worker: "Worker", response: upstream.UpstreamResponse, url: str) -> Answer:
     raise_if_worker_failed(response, worker=worker, url=url)
     if 200 <= response.status < 300:
-        return Answer(status=response.status, content_type=response.content_type or JSON, body=response.content,
-                      upstream_seconds=response.seconds)
+        return Answer(
+            status=response.status,
+            content_type=response.content_type or JSON,
+            body=response.content,
+            upstream_seconds=response.seconds,
+        )
     # The request itself was refused (400 for a bad parameter, 404 for an unknown upstream
     # model, ...): the client gets the upstream's status and error, with the worker's keys masked.
     is_json, document = response.json_or_text()

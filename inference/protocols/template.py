@@ -95,8 +95,15 @@ class TemplateProtocol:
     def serves(self, endpoint: str) -> bool:
         return endpoint == "/chat/completions"
 
-    def call(self, *, worker: "Worker", messages: list[dict], temperature: float | None, max_tokens: int | None,
-             timeout: float) -> Completed:
+    def call(
+        self,
+        *,
+        worker: "Worker",
+        messages: list[dict],
+        temperature: float | None,
+        max_tokens: int | None,
+        timeout: float,
+    ) -> Completed:
         request = render_request(worker, messages=messages, temperature=temperature, max_tokens=max_tokens)
         return self.seed_result(worker=worker, response=send_whole(request, worker=worker, timeout=timeout))
 
@@ -107,33 +114,46 @@ class TemplateProtocol:
             raise InvalidChatRequest(
                 f"tool_choice: model {worker.model_name!r} is served by template workers, whose body template has "
                 "no place for tools, so no tool call can be forced; register the server with a preset of its API "
-                "(openai, anthropic, ollama, tgi) to use tools", param="tool_choice",
+                "(openai, anthropic, ollama, tgi) to use tools",
+                param="tool_choice",
             )
         model = chat.get("model") or worker.model_name
         answers = [
-            self.call(worker=worker, messages=chat["messages"], temperature=chat.get("temperature"),
-                      max_tokens=max_tokens_of(chat), timeout=attempt.timeout)
+            self.call(
+                worker=worker,
+                messages=chat["messages"],
+                temperature=chat.get("temperature"),
+                max_tokens=max_tokens_of(chat),
+                timeout=attempt.timeout,
+            )
             for _ in range(choice_count(chat))
         ]
         usage = added_usage([answer.usage for answer in answers])
         seconds = sum(answer.upstream_seconds for answer in answers)
         if stream:
-            return Answer(status=200, content_type=EVENT_STREAM, upstream_seconds=seconds, known_usage=usage,
-                          stream=iter(_chunks(model, answers, usage, include_usage=wants_usage(chat))))
+            return Answer(
+                status=200,
+                content_type=EVENT_STREAM,
+                upstream_seconds=seconds,
+                known_usage=usage,
+                stream=iter(_chunks(model, answers, usage, include_usage=wants_usage(chat))),
+            )
         choices = [
             choice(index=index, content=openai_api.answer_text(answer.result), tool_calls=None, finish_reason="stop")
             for index, answer in enumerate(answers)
         ]
         body = chat_completion(model=model, choices=choices, usage=usage)
-        return Answer(status=200, content_type=JSON, body=openai_api.json_bytes(body), upstream_seconds=seconds,
-                      known_usage=usage)
+        return Answer(
+            status=200, content_type=JSON, body=openai_api.json_bytes(body), upstream_seconds=seconds, known_usage=usage
+        )
 
     def passthrough(self, *, worker: "Worker", endpoint: str, body: dict, stream: bool, attempt: Attempt) -> Answer:
         raise InvalidChatRequest(f"template workers answer /v1/chat/completions only, not /v1{endpoint}")
 
     def seed_request(self, *, worker: "Worker", prompt: str, temperature: float | None) -> upstream.UpstreamRequest:
-        return render_request(worker, messages=[{"role": "user", "content": prompt}], temperature=temperature,
-                              max_tokens=None)
+        return render_request(
+            worker, messages=[{"role": "user", "content": prompt}], temperature=temperature, max_tokens=None
+        )
 
     def seed_result(self, *, worker: "Worker", response: upstream.UpstreamResponse) -> Completed:
         raise_if_worker_failed(response, worker=worker, url=worker.req_url_template)
@@ -159,8 +179,13 @@ class TemplateProtocol:
         return Completed(result=result, upstream_seconds=response.seconds, usage=usage)
 
     def complete(self, *, worker: "Worker", prompt: str, temperature: float | None, timeout: float) -> Completed:
-        return self.call(worker=worker, messages=[{"role": "user", "content": prompt}], temperature=temperature,
-                         max_tokens=None, timeout=timeout)
+        return self.call(
+            worker=worker,
+            messages=[{"role": "user", "content": prompt}],
+            temperature=temperature,
+            max_tokens=None,
+            timeout=timeout,
+        )
 
 
 def _chunks(model: str, answers: list[Completed], usage: dict | None, *, include_usage: bool) -> list[bytes]:
@@ -177,4 +202,3 @@ def _chunks(model: str, answers: list[Completed], usage: dict | None, *, include
     if include_usage:
         events.append(chunks.usage(usage))
     return [*events, DONE_EVENT]
-

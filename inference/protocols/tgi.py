@@ -29,8 +29,8 @@ from inference.protocols.base import (
     unreadable,
     wants_usage,
 )
-from inference.streaming import StreamInterrupted, StreamTranslator, is_done_event, sse_event
 from inference.protocols.openai import CHAT_PATH, OpenAIProtocol, _whole_answer
+from inference.streaming import StreamInterrupted, StreamTranslator, is_done_event, sse_event
 
 if TYPE_CHECKING:
     from registry.models import Worker
@@ -53,10 +53,15 @@ class TGIProtocol(OpenAIProtocol):
             translators = [ReindexedChunks(index) for index in range(n)]
             return choices_in_a_row(
                 lambda index, shared: open_stream(
-                    request, worker=worker, attempt=shared, translator=translators[index],
+                    request,
+                    worker=worker,
+                    attempt=shared,
+                    translator=translators[index],
                     on_whole=lambda whole: _whole_answer(worker, whole, request.url),
                 ),
-                attempt=attempt, translators=translators, chunks=ChatChunks(chat.get("model") or worker.model_name),
+                attempt=attempt,
+                translators=translators,
+                chunks=ChatChunks(chat.get("model") or worker.model_name),
                 include_usage=wants_usage(chat),
             )
         documents, seconds = [], 0.0
@@ -74,8 +79,13 @@ class TGIProtocol(OpenAIProtocol):
         usage = added_usage([document.get("usage") for document in documents])
         if usage is not None:
             merged["usage"] = usage
-        return Answer(status=200, content_type=JSON, body=openai_api.json_bytes(merged), upstream_seconds=seconds,
-                      known_usage=usage)
+        return Answer(
+            status=200,
+            content_type=JSON,
+            body=openai_api.json_bytes(merged),
+            upstream_seconds=seconds,
+            known_usage=usage,
+        )
 
 
 class ReindexedChunks(StreamTranslator):

@@ -11,10 +11,9 @@ from urllib.parse import unquote, urlsplit, urlunsplit
 
 import yaml
 
-from inference.redaction import secret_header_values
+from inference.redaction import is_placeholder, is_secret_field, secret_header_values
 from registry.fleet.plan import POLICY_FIELDS, WORKER_FIELDS, _defaults
 from registry.models import RoutingPolicy, Worker
-from inference.redaction import is_placeholder, is_secret_field
 
 
 class _Secrets:

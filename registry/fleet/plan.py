@@ -13,11 +13,11 @@ from django.core.exceptions import ValidationError
 from django.db import transaction
 from django.utils import timezone
 
+from inference.redaction import url_for_display
 from inference.routing import routing_table
 from registry.audit import worker_event_record
 from registry.fleet.document import Fleet, FleetFileError
 from registry.models import RoutingPolicy, Worker, WorkerEvent
-from inference.redaction import url_for_display
 
 WORKER_FIELDS = (
     "kind",

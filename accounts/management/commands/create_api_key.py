@@ -11,7 +11,10 @@ class Command(BaseCommand):
     def add_arguments(self, parser) -> None:
         parser.add_argument("--name", required=True, help="Who or what uses the key.")
         parser.add_argument(
-            "--scope", required=True, action="append", choices=Scope.values,
+            "--scope",
+            required=True,
+            action="append",
+            choices=Scope.values,
             help="inference, worker or admin; repeat for several.",
         )
         parser.add_argument("--models", default="", help="Comma-separated model names the key may call (default: all).")
@@ -24,7 +27,9 @@ class Command(BaseCommand):
                 name=name, scopes=sorted(set(scope)), allowed_models=allowed, rate_limit_per_minute=rpm
             )
         except ValidationError as exc:
-            raise CommandError("; ".join(f"{field}: {' '.join(errors)}" for field, errors in exc.message_dict.items())) from None
+            raise CommandError(
+                "; ".join(f"{field}: {' '.join(errors)}" for field, errors in exc.message_dict.items())
+            ) from None
         self.stdout.write(
             f"Created API key {key.name!r} ({key.prefix}…), scopes {', '.join(key.scopes)}, "
             f"models {', '.join(key.allowed_models) or 'all'}, "

@@ -18,7 +18,9 @@ BATCH = 10_000
 def parse_age(text: str) -> timedelta:
     match = _AGE.fullmatch(text.strip())
     if not match or int(match.group(1)) == 0:
-        raise CommandError(f"--older-than {text!r}: give a positive whole number of days, hours or minutes, e.g. 30d, 12h, 90m")
+        raise CommandError(
+            f"--older-than {text!r}: give a positive whole number of days, hours or minutes, e.g. 30d, 12h, 90m"
+        )
     return timedelta(**{_UNITS[match.group(2)]: int(match.group(1))})
 
 

@@ -8,7 +8,6 @@ import time
 from django.conf import settings
 from django.core.management.base import BaseCommand, CommandParser
 from django.db import DatabaseError, close_old_connections
-from django.utils import timezone
 
 from inference.redaction import redact_url
 from registry.health import workers_probe
@@ -27,7 +26,9 @@ class Command(BaseCommand):
         parser.add_argument("--model", help="Probe only the workers of this model name.")
         parser.add_argument("--loop", action="store_true", help="Keep probing until SIGTERM or SIGINT.")
         parser.add_argument("--interval", type=float, default=30.0, help="Seconds between passes with --loop.")
-        parser.add_argument("--json", action="store_true", dest="as_json", help="Print one JSON object per pass instead of text.")
+        parser.add_argument(
+            "--json", action="store_true", dest="as_json", help="Print one JSON object per pass instead of text."
+        )
 
     def handle(self, *args, model: str | None, loop: bool, interval: float, as_json: bool, **options) -> None:
         if interval <= 0:

@@ -17,7 +17,9 @@ class Command(BaseCommand):
     )
 
     def add_arguments(self, parser: CommandParser) -> None:
-        parser.add_argument("--older-than", help="Age to keep: 30d, 12h or 90m (default: MMM_RESPONSES_RETENTION_DAYS).")
+        parser.add_argument(
+            "--older-than", help="Age to keep: 30d, 12h or 90m (default: MMM_RESPONSES_RETENTION_DAYS)."
+        )
 
     def handle(self, *args, older_than: str | None, **options) -> None:
         age = parse_age(older_than) if older_than else timedelta(days=settings.MMM_RESPONSES_RETENTION_DAYS)
