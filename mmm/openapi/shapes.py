@@ -160,15 +160,18 @@ class AnthropicErrorAnswer(serializers.Serializer):
     error = AnthropicErrorDetail()
 
 
+class AnthropicInputMessage(serializers.Serializer):
+    role = serializers.ChoiceField(choices=["user", "assistant"])
+    content = serializers.JSONField(help_text="a string, or a list of text, image, tool_use or tool_result blocks")
+
+
 class MessagesInput(serializers.Serializer):
     """An Anthropic Messages request. Text, image and tool_use/tool_result blocks are translated;
     other fields are ignored."""
 
     model = serializers.CharField(min_length=1)
     max_tokens = serializers.IntegerField(min_value=1)
-    messages = serializers.ListField(
-        child=serializers.DictField(), min_length=1, help_text="{role, content}: content a string or a list of blocks"
-    )
+    messages = AnthropicInputMessage(many=True, allow_empty=False)
     system = serializers.JSONField(required=False, allow_null=True, help_text="a string, or a list of text blocks")
     temperature = _nullable_number()
     top_p = _nullable_number()
