@@ -177,6 +177,9 @@ class MessagesInput(serializers.Serializer):
     top_p = _nullable_number()
     stop_sequences = serializers.ListField(child=serializers.CharField(), required=False, allow_null=True)
     metadata = serializers.DictField(required=False, allow_null=True, help_text="user_id, a string, is passed on")
+    tools = serializers.ListField(
+        child=serializers.DictField(), required=False, allow_null=True, help_text="client tools: name, input_schema"
+    )
     stream = serializers.BooleanField(required=False, allow_null=True)
 
 
@@ -207,6 +210,9 @@ class ResponsesInput(serializers.Serializer):
     top_p = _nullable_number()
     max_output_tokens = serializers.IntegerField(required=False, allow_null=True, min_value=1)
     text = serializers.DictField(required=False, allow_null=True, help_text="format: text, json_object or json_schema")
+    tools = serializers.ListField(
+        child=serializers.DictField(), required=False, allow_null=True, help_text="function tools: name, parameters"
+    )
     user = serializers.CharField(required=False, allow_null=True, allow_blank=True)
 
 
