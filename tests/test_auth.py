@@ -38,6 +38,7 @@ V1_ENDPOINTS = [
     ("post", "/v1/images/generations", {"model": "proxyllm", "prompt": "a cat"}),
     ("post", "/v1/responses", {"model": "proxyllm", "input": "hi"}),
     ("get", "/v1/responses/resp_123", None),
+    ("delete", "/v1/responses/resp_123", None),
     ("get", "/v1/models/proxyllm", None),
 ]
 # The Anthropic Messages API answers errors in Anthropic's shape, which its SDK reads.

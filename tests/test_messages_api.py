@@ -100,6 +100,7 @@ def events(response) -> list[tuple[str, dict]]:
             "server tool 'web_search_20250305' is not supported; give client tools (name, description, input_schema)",
         ),
         ({"tools": [{"name": "f"}]}, "tools[0].input_schema", "is required"),
+        ({"tools": 0}, "tools", "must be a list, not a number"),
         ({"tools": [TOOL], "tool_choice": {"type": "tool"}}, "tool_choice.name", "is required"),
         (
             {"tools": [TOOL], "tool_choice": {"type": "sometimes"}},

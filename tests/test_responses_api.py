@@ -85,6 +85,7 @@ def events(response) -> list[dict]:
             "must be one of 'auto', 'none', 'required', not 'sometimes'",
         ),
         ({"max_output_tokens": 0}, "max_output_tokens", "must be at least 1"),
+        ({"tools": ""}, "tools", "must be a list, not a string"),
         ({"store": "yes"}, "store", "must be true or false, not a string"),
         ({"text": {"format": {"type": "json_schema", "name": "x"}}}, "text.format.schema", "is required"),
         ({"previous_response_id": 7}, "previous_response_id", "must be a string, not a number"),

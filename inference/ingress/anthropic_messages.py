@@ -71,7 +71,8 @@ def chat_request(body: Any) -> dict:
             a_string(stop, at("stop_sequences", i))
             for i, stop in enumerate(a_list(body["stop_sequences"], "stop_sequences"))
         ]
-    if body.get("tools"):
+    # 0, "" or false is not a list of tools either: refused, not read as none.
+    if body.get("tools") is not None and a_list(body["tools"], "tools"):
         chat["tools"] = [_tool(tool, at("tools", i)) for i, tool in enumerate(a_list(body["tools"], "tools"))]
         if body.get("tool_choice") is not None:
             chat.update(_tool_choice(body["tool_choice"]))

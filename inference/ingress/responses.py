@@ -53,7 +53,8 @@ def chat_request(body: dict, *, previous: list[dict]) -> tuple[dict, list[dict]]
             chat[name] = a_number(body[name], name, minimum=0)
     if body.get("max_output_tokens") is not None:
         chat["max_tokens"] = a_whole_number(body["max_output_tokens"], "max_output_tokens")
-    if body.get("tools"):
+    # 0, "" or false is not a list of tools either: refused, not read as none.
+    if body.get("tools") is not None and a_list(body["tools"], "tools"):
         chat["tools"] = [
             {"type": "function", "function": _function(tool, at("tools", i))}
             for i, tool in enumerate(a_list(body["tools"], "tools"))

@@ -124,3 +124,113 @@ class ChatCompletion(serializers.Serializer):
     model = serializers.CharField()
     choices = ChatChoice(many=True)
     usage = serializers.JSONField(required=False, allow_null=True)
+
+
+# --- The registry: model ownership ----------------------------------------------------------
+
+
+class ModelOwnership(serializers.Serializer):
+    model_name = serializers.CharField()
+    owner = serializers.CharField(allow_null=True, help_text="the owning key's prefix; null: admins only")
+    shared_with = serializers.ListField(child=serializers.CharField(), help_text="key prefixes that may add workers")
+
+
+class ModelOwnerAnswer(Success):
+    data = ModelOwnership()
+
+
+# --- Other APIs, translated (inference/ingress/) --------------------------------------------
+# The request bodies say what the views check, no more: schemathesis holds the gateway to
+# refusing what a body here calls invalid. Nested items are described in prose.
+
+
+def _nullable_number():
+    return serializers.FloatField(required=False, allow_null=True, min_value=0)
+
+
+class AnthropicErrorDetail(serializers.Serializer):
+    type = serializers.CharField(help_text="e.g. invalid_request_error, authentication_error, not_found_error")
+    message = serializers.CharField()
+
+
+class AnthropicErrorAnswer(serializers.Serializer):
+    """The Messages API's error body, Anthropic's shape."""
+
+    type = serializers.CharField(help_text="always error")
+    error = AnthropicErrorDetail()
+
+
+class AnthropicInputMessage(serializers.Serializer):
+    role = serializers.ChoiceField(choices=["user", "assistant"])
+    content = serializers.JSONField(help_text="a string, or a list of text, image, tool_use or tool_result blocks")
+
+
+class MessagesInput(serializers.Serializer):
+    """An Anthropic Messages request. Text, image and tool_use/tool_result blocks are translated;
+    other fields are ignored."""
+
+    model = serializers.CharField(min_length=1)
+    max_tokens = serializers.IntegerField(min_value=1)
+    messages = AnthropicInputMessage(many=True, allow_empty=False)
+    system = serializers.JSONField(required=False, allow_null=True, help_text="a string, or a list of text blocks")
+    temperature = _nullable_number()
+    top_p = _nullable_number()
+    stop_sequences = serializers.ListField(child=serializers.CharField(), required=False, allow_null=True)
+    metadata = serializers.DictField(required=False, allow_null=True, help_text="user_id, a string, is passed on")
+    tools = serializers.ListField(
+        child=serializers.DictField(), required=False, allow_null=True, help_text="client tools: name, input_schema"
+    )
+    stream = serializers.BooleanField(required=False, allow_null=True)
+
+
+class AnthropicMessage(serializers.Serializer):
+    id = serializers.CharField()
+    type = serializers.CharField(help_text="always message")
+    role = serializers.CharField(help_text="always assistant")
+    model = serializers.CharField()
+    content = serializers.ListField(child=serializers.DictField(), help_text="text and tool_use blocks")
+    stop_reason = serializers.CharField(allow_null=True)
+    stop_sequence = serializers.CharField(allow_null=True)
+    usage = serializers.DictField(help_text="input_tokens, output_tokens")
+
+
+class ResponsesInput(serializers.Serializer):
+    """An OpenAI Responses request. Message, function_call and function_call_output input items
+    are translated; other fields are ignored."""
+
+    model = serializers.CharField(min_length=1)
+    input = serializers.JSONField(help_text="a string, or a list of input items")
+    instructions = serializers.CharField(required=False, allow_null=True, allow_blank=True)
+    previous_response_id = serializers.CharField(
+        required=False, allow_null=True, allow_blank=True, help_text="continue a stored response's conversation"
+    )
+    store = serializers.BooleanField(required=False, allow_null=True, help_text="default true: GET it back later")
+    stream = serializers.BooleanField(required=False, allow_null=True)
+    temperature = _nullable_number()
+    top_p = _nullable_number()
+    max_output_tokens = serializers.IntegerField(required=False, allow_null=True, min_value=1)
+    text = serializers.DictField(required=False, allow_null=True, help_text="format: text, json_object or json_schema")
+    tools = serializers.ListField(
+        child=serializers.DictField(), required=False, allow_null=True, help_text="function tools: name, parameters"
+    )
+    user = serializers.CharField(required=False, allow_null=True, allow_blank=True)
+
+
+class ResponseObject(serializers.Serializer):
+    """A Response; the request's own settings are echoed as OpenAI does."""
+
+    id = serializers.CharField()
+    object = serializers.CharField(help_text="always response")
+    created_at = serializers.IntegerField()
+    status = serializers.CharField(help_text="completed or incomplete")
+    model = serializers.CharField()
+    output = serializers.ListField(child=serializers.DictField(), help_text="message and function_call items")
+    usage = serializers.DictField(allow_null=True)
+    error = serializers.DictField(allow_null=True)
+    incomplete_details = serializers.DictField(allow_null=True)
+
+
+class ResponseDeleted(serializers.Serializer):
+    id = serializers.CharField()
+    object = serializers.CharField()
+    deleted = serializers.BooleanField()

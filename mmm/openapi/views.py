@@ -12,7 +12,13 @@ from drf_spectacular.utils import OpenApiParameter, OpenApiResponse, extend_sche
 from inference.openai_views import ChatInput, ModelRequestInput
 from inference.views import CompletionView
 from mmm.openapi import shapes
-from registry.serializers import PolicyInput, PolicyKeyInput, WorkerKeyInput, WorkerRegisterInput
+from registry.serializers import (
+    ModelOwnerInput,
+    PolicyInput,
+    PolicyKeyInput,
+    WorkerKeyInput,
+    WorkerRegisterInput,
+)
 
 EVENT_STREAM = "text/event-stream"
 
@@ -40,20 +46,26 @@ def _openai_errors(statuses) -> dict:
     return _errors(statuses, shapes.OpenAIErrorAnswer)
 
 
-def _described(view, **schema):
-    """A subclass of ``view`` whose handlers carry ``schema``: the document's copy, never routed."""
-    methods = {name: extend_schema(**schema)(getattr(view, name)) for name in ("get", "post") if hasattr(view, name)}
+def _anthropic_errors(statuses) -> dict:
+    return _errors(statuses, shapes.AnthropicErrorAnswer)
+
+
+def _described(view, by_method=None, **schema):
+    """A subclass of ``view`` whose handlers carry ``schema`` (or, for a view with several
+    methods, ``by_method[name]``): the document's copy, never routed."""
+    by_method = by_method or {name: schema for name in ("get", "post") if hasattr(view, name)}
+    methods = {name: extend_schema(**described)(getattr(view, name)) for name, described in by_method.items()}
     return type(view.__name__, (view,), methods)
 
 
-def _describe(view_path: str, **schema):
+def _describe(view_path: str, by_method=None, **schema):
     """An ``OpenApiViewExtension`` for the view at ``view_path``."""
 
     class Extension(OpenApiViewExtension):
         target_class = view_path
 
         def view_replacement(self):
-            return _described(self.target, **schema)
+            return _described(self.target, by_method, **schema)
 
     Extension.__name__ = f"Describe{view_path.rsplit('.', 1)[-1]}"
     return Extension
@@ -125,6 +137,17 @@ _describe(
 )
 
 _describe(
+    "registry.views.ModelOwnerView",
+    tags=REGISTRY,
+    operation_id="model_owner_set",
+    summary="Transfer or share a model name's ownership",
+    description="Needs the `admin` scope. `owner` (a key's prefix, or null for admins only) transfers the "
+    "name; `share_with` and `unshare` add or remove keys that may also register workers under it.",
+    request=ModelOwnerInput,
+    responses={200: shapes.ModelOwnerAnswer, **_errors((*_REGISTRY_ERRORS, 404))},
+)
+
+_describe(
     "inference.views.CompletionView",
     tags=["seed"],
     operation_id="seed_completion",
@@ -154,6 +177,61 @@ _describe(
         (200, "application/json"): shapes.ChatCompletion,
         (200, EVENT_STREAM): OpenApiResponse(OpenApiTypes.STR, description='with `"stream": true`'),
         **_openai_errors(_INFERENCE_ERRORS),
+    },
+)
+_describe(
+    "inference.ingress.views.ModelView",
+    tags=OPENAI,
+    operation_id="openai_model",
+    summary="One model this key may use",
+    responses={200: shapes.Model, **_openai_errors((401, 403, 404, 429, 503))},
+)
+_describe(
+    "inference.ingress.views.ResponsesView",
+    tags=OPENAI,
+    operation_id="openai_responses_create",
+    summary="A response (the OpenAI Responses API), whole or streamed",
+    description="Translated to a chat completion and back. Stored unless `store` is false, for "
+    "`previous_response_id` and GET; only the key that made it can read it.",
+    request=shapes.ResponsesInput,
+    responses={
+        (200, "application/json"): shapes.ResponseObject,
+        (200, EVENT_STREAM): OpenApiResponse(OpenApiTypes.STR, description='with `"stream": true`: response.* events'),
+        **_openai_errors(_INFERENCE_ERRORS),
+    },
+)
+_STORED_ERRORS = (401, 403, 404, 429, 503)
+_describe(
+    "inference.ingress.views.ResponseView",
+    by_method={
+        "get": {
+            "tags": OPENAI,
+            "operation_id": "openai_responses_retrieve",
+            "summary": "A stored response",
+            "responses": {200: shapes.ResponseObject, **_openai_errors(_STORED_ERRORS)},
+        },
+        "delete": {
+            "tags": OPENAI,
+            "operation_id": "openai_responses_delete",
+            "summary": "Delete a stored response",
+            "responses": {200: shapes.ResponseDeleted, **_openai_errors(_STORED_ERRORS)},
+        },
+    },
+)
+
+ANTHROPIC = ["anthropic"]
+_describe(
+    "inference.ingress.views.MessagesView",
+    tags=ANTHROPIC,
+    operation_id="anthropic_messages",
+    summary="A message (the Anthropic Messages API), whole or streamed",
+    description="Translated to a chat completion and back. The key may come as `x-api-key`, as Anthropic's "
+    "SDK sends it; `anthropic-version` is accepted whatever it says. Errors in Anthropic's shape.",
+    request=shapes.MessagesInput,
+    responses={
+        (200, "application/json"): shapes.AnthropicMessage,
+        (200, EVENT_STREAM): OpenApiResponse(OpenApiTypes.STR, description='with `"stream": true`: message_* events'),
+        **_anthropic_errors(_INFERENCE_ERRORS),
     },
 )
 
