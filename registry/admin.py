@@ -24,6 +24,18 @@ from registry.services import workers_set_enabled
 from registry.worker_health import worker_health
 
 STATUS_FIELDS = (*HEALTH_FIELDS, "created_at", "updated_at")
+# What a worker is sent and how its answer is read: the add form and the change form alike.
+WORKER_REQUEST_FIELDS = (
+    "model_name",
+    "kind",
+    "req_url_template",
+    "upstream_model",
+    "method",
+    "headers",
+    "body",
+    "response_extract",
+    "usage_extract",
+)
 # The live traffic of the changelist page being rendered, read once for all its rows.
 _page_traffic: contextvars.ContextVar = contextvars.ContextVar("page_traffic", default=None)
 # The worker page's health: one verdict from probes and traffic, then each source without counts.
@@ -165,20 +177,7 @@ class WorkerAdmin(WorkerConsoleAdmin):  # test prompt, probe now, drain, try bef
     fieldsets = (
         (
             None,
-            {
-                "fields": (
-                    "model_name",
-                    "kind",
-                    "req_url_template",
-                    "upstream_model",
-                    "method",
-                    "headers",
-                    "body",
-                    "response_extract",
-                    "usage_extract",
-                    "preset",
-                )
-            },
+            {"fields": (*WORKER_REQUEST_FIELDS, "preset")},
         ),
         (
             "Routing",
@@ -309,19 +308,7 @@ class WorkerAdmin(WorkerConsoleAdmin):  # test prompt, probe now, drain, try bef
         ("Preset (optional)", {"fields": ("use_preset", "base_url", "api_key")}),
         (
             None,
-            {
-                "fields": (
-                    "model_name",
-                    "kind",
-                    "req_url_template",
-                    "upstream_model",
-                    "method",
-                    "headers",
-                    "body",
-                    "response_extract",
-                    "usage_extract",
-                )
-            },
+            {"fields": WORKER_REQUEST_FIELDS},
         ),
         ("Routing", {"fields": ("owner", "weight", "enabled", "timeout", "max_inflight", "ttl", "health_url")}),
     )

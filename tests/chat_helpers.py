@@ -42,6 +42,15 @@ def stream_events(response) -> list:
     return events
 
 
+def streamed_text_by_choice(events: list) -> dict[int, str]:
+    """Each choice's streamed text, by its index (for ``n`` > 1)."""
+    contents: dict[int, str] = {}
+    for event in events:
+        for choice in event.get("choices", []) if isinstance(event, dict) else []:
+            contents[choice["index"]] = contents.get(choice["index"], "") + (choice["delta"].get("content") or "")
+    return contents
+
+
 def streamed_text(events: list) -> str:
     return "".join(
         choice["delta"].get("content") or ""

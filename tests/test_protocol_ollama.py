@@ -14,6 +14,7 @@ from tests.chat_helpers import (
     register_kind,
     stream_events,
     streamed_text,
+    streamed_text_by_choice,
     streamed_tool_calls,
 )
 from tests.fake_ollama import OllamaServer
@@ -280,9 +281,5 @@ def test_n_streamed_is_that_many_ndjson_streams_in_a_row(api, llama):
         )
     )
 
-    contents = {}
-    for event in events[:-2]:
-        for choice in event["choices"]:
-            contents[choice["index"]] = contents.get(choice["index"], "") + (choice["delta"].get("content") or "")
-    assert contents == {0: "Hello from Ollama.", 1: "Hello from Ollama."}
+    assert streamed_text_by_choice(events[:-2]) == {0: "Hello from Ollama.", 1: "Hello from Ollama."}
     assert events[-2]["usage"]["total_tokens"] == 70 and events[-1] == "[DONE]"

@@ -12,6 +12,7 @@ from tests.chat_helpers import (
     register_kind,
     stream_events,
     streamed_text,
+    streamed_text_by_choice,
     streamed_tool_calls,
 )
 from tests.fake_tgi import TGIServer
@@ -117,11 +118,7 @@ def test_n_streamed_is_that_many_streams_in_a_row_with_their_choices_renumbered(
         )
     )
 
-    contents = {}
-    for event in events[:-2]:
-        for choice in event["choices"]:
-            contents[choice["index"]] = contents.get(choice["index"], "") + (choice["delta"].get("content") or "")
-    assert contents == {0: "Hello from TGI. (call 1) ", 1: "Hello from TGI. (call 2) "}
+    assert streamed_text_by_choice(events[:-2]) == {0: "Hello from TGI. (call 1) ", 1: "Hello from TGI. (call 2) "}
     assert events[-2]["choices"] == [] and events[-2]["usage"]["total_tokens"] == 30
     assert events.count("[DONE]") == 1 and events[-1] == "[DONE]"
     assert all("n" not in sent for sent in tgi.bodies)
