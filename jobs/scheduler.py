@@ -11,17 +11,20 @@ poll scan takes an abandoned running job over.
 """
 
 from collections import Counter
-from datetime import datetime, timedelta
+from datetime import UTC, datetime, timedelta
 
 from django.conf import settings
 from django.db import transaction
-from django.db.models import Count, Q
+from django.db.models import Count, Max, Q
 
 from jobs.models import ACTIVE, Job, JobStatus
 from registry.models import Worker, WorkerKind
 
 # Queued jobs of one model looked at per pass: enough to fill every free slot fairly.
 _QUEUE_WINDOW = 500
+# How far back "served least recently" looks when choosing between keys.
+_FAIRNESS_MEMORY = timedelta(hours=1)
+_NEVER = datetime.min.replace(tzinfo=UTC)
 
 
 def queue_position(job: Job) -> int | None:
@@ -72,15 +75,29 @@ def _claim_for_model(*, model_name: str, runner_id: str, now: datetime, waiting:
         queued = list(
             Job.objects.filter(waiting, status=JobStatus.QUEUED, model_name=model_name).order_by("id")[:_QUEUE_WINDOW]
         )
-        # Fair across keys: the next job is the oldest of the key with the fewest jobs of this
-        # model running (FIFO within a key), so one key's thousand jobs do not starve another's one.
+        # Fair across keys: the next job is the oldest (FIFO within a key) of the key with the
+        # fewest jobs of this model running, and of those the one served least recently, so one
+        # key's thousand jobs do not starve another's one.
         running = Counter(
             Job.objects.filter(model_name=model_name, status__in=ACTIVE).values_list("api_key_id", flat=True)
+        )
+        served = dict(
+            Job.objects.filter(model_name=model_name, submitted_at__gte=now - _FAIRNESS_MEMORY)
+            .values("api_key_id")
+            .annotate(last=Max("submitted_at"))
+            .values_list("api_key_id", "last")
         )
         by_id = {worker.pk: worker for worker in workers}
         lease_until = {pk: now + timedelta(seconds=lease_seconds(worker)) for pk, worker in by_id.items()}
         while slots > 0 and queued:
-            job = min(queued, key=lambda candidate: (running[candidate.api_key_id], candidate.id))
+            job = min(
+                queued,
+                key=lambda candidate: (
+                    running[candidate.api_key_id],
+                    served.get(candidate.api_key_id, _NEVER),
+                    candidate.id,
+                ),
+            )
             queued.remove(job)
             worker_id = _worker_for(job, free)
             if worker_id is None:
@@ -96,6 +113,7 @@ def _claim_for_model(*, model_name: str, runner_id: str, now: datetime, waiting:
             free[worker_id] -= 1
             slots -= 1
             running[job.api_key_id] += 1
+            served[job.api_key_id] = now
             job.status, job.worker, job.lease_owner = JobStatus.SUBMITTING, by_id[worker_id], runner_id
             claimed.append(job)
     return claimed

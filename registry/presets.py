@@ -87,7 +87,7 @@ COMFYUI_JOB_API = {
     "status_extract": "{UPSTREAM_ID}.status.status_str",
     "status_map": {"success": "completed", "error": "failed"},
     "status_missing": "in_progress",
-    "error_extract": "{UPSTREAM_ID}.status.messages",
+    "error_extract": "{UPSTREAM_ID}.status.messages[-1][1].exception_message",
     "output": "fetch",
     "output_extract": "{UPSTREAM_ID}.outputs.9.images[0]",
     "fetch_path": "/view?filename={OUTPUT.filename}&subfolder={OUTPUT.subfolder}&type={OUTPUT.type}",
@@ -111,7 +111,7 @@ OPENAI_VIDEOS_JOB_API = {
     "fetch_path": "/videos/{UPSTREAM_ID}/content",
     "cancel_method": "DELETE",
     "cancel_path": "/videos/{UPSTREAM_ID}",
-    "probe_path": "/models",
+    "probe_path": "/videos?limit=1",
     "content_type": "video/mp4",
 }
 
