@@ -34,7 +34,7 @@ MESSAGES = "MESSAGES"
 NON_SYSTEM_MESSAGES = "NON_SYSTEM_MESSAGES"
 SYSTEM_PROMPT = "SYSTEM_PROMPT"
 MAX_TOKENS = "MAX_TOKENS"
-# A job's submission (inference.protocols.jobs): what the client asked for, and the gateway's id
+# A job's submission (inference.protocols.job): what the client asked for, and the gateway's id
 # of the job (some APIs take a client id to tag it with).
 SIZE = "SIZE"
 WIDTH = "WIDTH"

@@ -13,7 +13,7 @@ from django.conf import settings
 from django.db import models
 from django.utils import timezone
 
-from inference.protocols.jobs import COMPLETED, FAILED, IN_PROGRESS, QUEUED
+from inference.protocols.job import COMPLETED, FAILED, IN_PROGRESS, QUEUED
 
 
 class JobKind(models.TextChoices):

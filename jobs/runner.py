@@ -26,7 +26,7 @@ from django.utils import timezone
 
 from inference.exceptions import RetryableWorkerError
 from inference.protocols import protocol_for
-from inference.protocols.jobs import COMPLETED, FAILED, Polled, Submission, job_api_of
+from inference.protocols.job import COMPLETED, FAILED, Polled, Submission, job_api_of
 from inference.redaction import redact_url
 from jobs import notify, results, scheduler
 from jobs.models import Job, JobStatus

@@ -180,7 +180,7 @@ class Worker(models.Model):
         help_text="Seconds a registration or heartbeat keeps the worker alive; empty never expires.",
     )
     heartbeat_expires_at = models.DateTimeField(null=True, blank=True, editable=False)
-    # Job workers only: how the asynchronous API is called (inference.protocols.jobs reads it).
+    # Job workers only: how the asynchronous API is called (inference.protocols.job reads it).
     job_api = models.JSONField(
         "job API",
         null=True,

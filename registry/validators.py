@@ -12,7 +12,7 @@ from urllib.parse import urlsplit
 from django.core.exceptions import ValidationError
 
 from inference import egress, extract, templating, upstream
-from inference.protocols.jobs import JobApi
+from inference.protocols.job import JobApi
 
 # RFC 9110 token characters for header names.
 _HEADER_NAME = re.compile(r"^[!#$%&'*+\-.^_`|~0-9A-Za-z]+$")
