@@ -8,6 +8,7 @@ urlpatterns = [
     path("api/server/", include("registry.urls")),
     path("api/v1/", include("inference.urls")),
     path("v1/", include("inference.openai_urls")),  # the OpenAI-compatible API
+    path("v1/", include("jobs.urls")),  # its asynchronous image and video jobs
     # The OpenAPI document (mmm/openapi/) and two readers of it, from local static files.
     path("api/schema/", SpectacularAPIView.as_view(), name="openapi-schema"),
     path("api/docs/", SpectacularSwaggerView.as_view(url_name="openapi-schema"), name="openapi-swagger"),

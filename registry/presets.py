@@ -29,6 +29,7 @@ class Preset:
     headers: dict[str, str] = field(default_factory=dict)
     key_headers: Callable[[str], dict[str, str]] = lambda key: {"Authorization": f"Bearer {key}"}
     key_required: bool = False
+    job_api: dict | None = None  # job workers: how the asynchronous API is called
 
     def fill(self, *, base_url: str, api_key: str | None) -> dict[str, Any]:
         """The worker fields for a server of this API at ``base_url``."""
@@ -42,9 +43,77 @@ class Preset:
             "headers": headers,
             "body": self.body,
             "response_extract": self.response_extract,
+            "job_api": self.job_api,
             "preset": self.name,
         }
 
+
+# ComfyUI's default text-to-image workflow in its API format, with the prompt and size filled
+# in; an operator replaces it with the workflow of their model (a Wan video graph, ...).
+COMFYUI_WORKFLOW = {
+    "3": {
+        "class_type": "KSampler",
+        "inputs": {
+            "seed": 156680208700286,
+            "steps": 20,
+            "cfg": 8,
+            "sampler_name": "euler",
+            "scheduler": "normal",
+            "denoise": 1,
+            "model": ["4", 0],
+            "positive": ["6", 0],
+            "negative": ["7", 0],
+            "latent_image": ["5", 0],
+        },
+    },
+    "4": {"class_type": "CheckpointLoaderSimple", "inputs": {"ckpt_name": "v1-5-pruned-emaonly.safetensors"}},
+    "5": {
+        "class_type": "EmptyLatentImage",
+        "inputs": {"width": "{WIDTH|512}", "height": "{HEIGHT|512}", "batch_size": 1},
+    },
+    "6": {"class_type": "CLIPTextEncode", "inputs": {"text": "{USER_PROMPT}", "clip": ["4", 1]}},
+    "7": {"class_type": "CLIPTextEncode", "inputs": {"text": "", "clip": ["4", 1]}},
+    "8": {"class_type": "VAEDecode", "inputs": {"samples": ["3", 0], "vae": ["4", 2]}},
+    "9": {"class_type": "SaveImage", "inputs": {"filename_prefix": "mmm", "images": ["8", 0]}},
+}
+
+# ComfyUI's server API: POST /prompt queues a workflow and answers its prompt_id; GET
+# /history/{id} is {} until the run ends, then holds its status and each output node's files,
+# which GET /view hands over; POST /queue {"delete": [id]} takes a waiting job off the queue.
+COMFYUI_JOB_API = {
+    "submit_path": "/prompt",
+    "id_extract": "prompt_id",
+    "poll_path": "/history/{UPSTREAM_ID}",
+    "status_extract": "{UPSTREAM_ID}.status.status_str",
+    "status_map": {"success": "completed", "error": "failed"},
+    "status_missing": "in_progress",
+    "error_extract": "{UPSTREAM_ID}.status.messages[-1][1].exception_message",
+    "output": "fetch",
+    "output_extract": "{UPSTREAM_ID}.outputs.9.images[0]",
+    "fetch_path": "/view?filename={OUTPUT.filename}&subfolder={OUTPUT.subfolder}&type={OUTPUT.type}",
+    "cancel_method": "POST",
+    "cancel_path": "/queue",
+    "cancel_body": {"delete": ["{UPSTREAM_ID}"]},
+    "probe_path": "/system_stats",
+    "content_type": "image/png",
+}
+
+# OpenAI's /v1/videos (the Sora shape that aggregators and other gateways serve): create, then
+# GET /videos/{id} until status is completed or failed, GET .../content, DELETE to cancel.
+OPENAI_VIDEOS_JOB_API = {
+    "submit_path": "/videos",
+    "id_extract": "id",
+    "poll_path": "/videos/{UPSTREAM_ID}",
+    "status_extract": "status",
+    "progress_extract": "progress",
+    "error_extract": "error.message",
+    "output": "fetch",
+    "fetch_path": "/videos/{UPSTREAM_ID}/content",
+    "cancel_method": "DELETE",
+    "cancel_path": "/videos/{UPSTREAM_ID}",
+    "probe_path": "/videos?limit=1",
+    "content_type": "video/mp4",
+}
 
 PRESETS: dict[str, Preset] = {
     preset.name: preset
@@ -72,6 +141,21 @@ PRESETS: dict[str, Preset] = {
             title="Hugging Face text-generation-inference, Messages API (POST /v1/chat/completions): "
             "base URL like http://host:8080",
             kind=WorkerKind.TGI,
+        ),
+        Preset(
+            name="comfyui",
+            title="ComfyUI (POST /prompt, GET /history/{id}, GET /view): base URL like http://host:8188; "
+            "edit the body to your workflow",
+            kind=WorkerKind.JOB,
+            body={"prompt": COMFYUI_WORKFLOW, "client_id": "{JOB_ID}"},
+            job_api=COMFYUI_JOB_API,
+        ),
+        Preset(
+            name="openai-videos",
+            title="An OpenAI /v1/videos API (an aggregator, or another mmm): base URL ending in /v1",
+            kind=WorkerKind.JOB,
+            body={"model": "{MODEL_NAME}", "prompt": "{USER_PROMPT}", "size": "{SIZE}", "seconds": "{SECONDS}"},
+            job_api=OPENAI_VIDEOS_JOB_API,
         ),
     )
 }

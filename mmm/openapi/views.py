@@ -258,3 +258,96 @@ class PassthroughDescription(OpenApiViewExtension):
                 **_openai_errors(_INFERENCE_ERRORS),
             },
         )
+
+
+_JOB_ERRORS = (401, 403, 404, 429, 503)
+
+
+class _JobDescription(OpenApiViewExtension):
+    """The jobs views serve /v1/videos and /v1/images/jobs alike (their ``kind``)."""
+
+    def _names(self) -> tuple[str, str]:
+        from jobs.models import JobKind
+
+        kind = self.target_callback.view_initkwargs.get("kind", JobKind.VIDEO)
+        return ("videos", "a video") if kind == JobKind.VIDEO else ("image_jobs", "an image job")
+
+
+class JobsDescription(_JobDescription):
+    target_class = "jobs.views.JobsView"
+
+    def view_replacement(self):
+        from jobs.views import JobInput, ListQuery
+
+        name, what = self._names()
+        return _described(
+            self.target,
+            by_method={
+                "post": {
+                    "tags": OPENAI,
+                    "operation_id": f"openai_{name}_create",
+                    "summary": f"Queue {what} (answers at once, status queued)",
+                    "description": "JSON, or multipart/form-data as the openai SDK sends it, with an optional "
+                    "`input_reference` file. A runner submits it to one of the model's job workers when one "
+                    "has a free slot (docs/jobs.md).",
+                    "request": {"application/json": JobInput, "multipart/form-data": JobInput},
+                    "responses": {200: shapes.JobObject, **_openai_errors((400, 401, 403, 404, 413, 429, 503))},
+                },
+                "get": {
+                    "tags": OPENAI,
+                    "operation_id": f"openai_{name}_list",
+                    "summary": f"This key's {name.replace('_', ' ')}, newest first, by cursor",
+                    "parameters": [ListQuery],
+                    "responses": {200: shapes.JobList, **_openai_errors((400, *_JOB_ERRORS))},
+                },
+            },
+        )
+
+
+class JobDescription(_JobDescription):
+    target_class = "jobs.views.JobView"
+
+    def view_replacement(self):
+        name, what = self._names()
+        return _described(
+            self.target,
+            by_method={
+                "get": {
+                    "tags": OPENAI,
+                    "operation_id": f"openai_{name}_retrieve",
+                    "summary": f"{what.capitalize()} of this key (may poll its worker early)",
+                    "responses": {200: shapes.JobObject, **_openai_errors(_JOB_ERRORS)},
+                },
+                "delete": {
+                    "tags": OPENAI,
+                    "operation_id": f"openai_{name}_delete",
+                    "summary": f"Cancel {what} on its worker and delete it and its result",
+                    "responses": {200: shapes.JobDeleted, **_openai_errors(_JOB_ERRORS)},
+                },
+            },
+        )
+
+
+class JobContentDescription(_JobDescription):
+    target_class = "jobs.views.JobContentView"
+
+    def view_replacement(self):
+        name, what = self._names()
+        return _described(
+            self.target,
+            tags=OPENAI,
+            operation_id=f"openai_{name}_content",
+            summary=f"The result of {what}, streamed (Range supported)",
+            parameters=[
+                OpenApiParameter("variant", str, description="video only (the default); others are not kept"),
+                OpenApiParameter("Range", str, location=OpenApiParameter.HEADER, description="bytes=first-last"),
+            ],
+            responses={
+                (200, "application/octet-stream"): OpenApiResponse(OpenApiTypes.BINARY, description="the whole file"),
+                (206, "application/octet-stream"): OpenApiResponse(OpenApiTypes.BINARY, description="the range asked"),
+                302: OpenApiResponse(description="MMM_JOB_RESULTS=link: to the upstream's URL of the output"),
+                409: OpenApiResponse(shapes.OpenAIErrorAnswer, description="the job has not completed"),
+                416: OpenApiResponse(description="the range is past the end"),
+                **_openai_errors(_JOB_ERRORS),
+            },
+        )
