@@ -3,19 +3,29 @@ loopback port, each signature checked with the standardwebhooks package as a rec
 
 import json
 import logging
+import os
+import signal
+import subprocess
+import sys
+from concurrent.futures import ThreadPoolExecutor
 from datetime import timedelta
+from pathlib import Path
+from threading import Barrier
 
 import pytest
+from cryptography.fernet import Fernet
 from django.core.exceptions import ValidationError
 from django.core.management import call_command
-from django.db import transaction
+from django.core.management.base import CommandError
+from django.db import connection, transaction
 from django.utils import timezone
 from standardwebhooks import Webhook
 
 from accounts.models import ApiKey
 from accounts.services import api_key_create
 from inference import egress
-from tests.fake_upstream import FakeUpstream, Reply, Seen
+from tests.fake_upstream import FakeUpstream, Reply, Seen, refused_url
+from tests.waiting import wait_until
 from webhooks import delivery as webhook_delivery
 from webhooks.delivery import deliver_due
 from webhooks.models import DeliveryStatus, WebhookDelivery, WebhookEndpoint
@@ -79,8 +89,6 @@ def test_an_event_reaches_the_keys_endpoint_signed_per_standard_webhooks(receive
 
 
 def test_the_signing_secret_is_stored_encrypted(key, receiver):
-    from django.db import connection
-
     endpoint, secret = webhook_endpoint_create(api_key=key, url=receiver.url("/hook?token=tok-123456"))
     with connection.cursor() as cursor:
         cursor.execute("select secret, url from webhooks_webhookendpoint where id = %s", [endpoint.pk])
@@ -91,8 +99,6 @@ def test_the_signing_secret_is_stored_encrypted(key, receiver):
 
 
 def test_rotate_secrets_re_encrypts_webhook_secrets_and_urls(key, receiver, settings):
-    from cryptography.fernet import Fernet
-
     old, new = Fernet.generate_key().decode(), Fernet.generate_key().decode()
     settings.MMM_SECRET_KEYS = [old]
     url = receiver.url("/hook?token=tok-rotate")
@@ -204,8 +210,6 @@ def test_a_receiver_that_does_not_answer_in_time_is_a_failed_attempt(receiver, k
 
 
 def test_a_refused_connection_is_a_failed_attempt(key, fast_retries):
-    from tests.fake_upstream import refused_url
-
     webhook_endpoint_create(api_key=key, url=refused_url("/hook"))
     completed(key)
     deliver_due(limit=10)
@@ -354,8 +358,6 @@ def test_create_api_key_with_a_webhook_url_prints_its_secret_and_the_key_last(re
 
 
 def test_create_api_key_refuses_a_metadata_webhook_url_and_creates_no_key(capsys):
-    from django.core.management.base import CommandError
-
     with pytest.raises(CommandError, match="egress policy"):
         call_command(
             "create_api_key", "--name", "app", "--scope", "inference", "--webhook-url", "http://169.254.169.254/"
@@ -377,11 +379,6 @@ def test_deliver_webhooks_sends_what_is_due_and_says_so(receiver, key, capsys):
 @pytest.mark.postgres
 @pytest.mark.django_db(transaction=True)
 def test_several_senders_at_once_post_each_delivery_exactly_once(receiver):
-    from concurrent.futures import ThreadPoolExecutor
-    from threading import Barrier
-
-    from django.db import connection
-
     key = api_key_create(name="busy app", scopes=["inference"])[0]
     webhook_endpoint_create(api_key=key, url=receiver.url("/hook"))
     for index in range(40):
@@ -402,3 +399,32 @@ def test_several_senders_at_once_post_each_delivery_exactly_once(receiver):
     ids = [seen.headers["webhook-id"] for seen in posts(receiver)]
     assert sum(attempted) == 40 and len(ids) == 40 and len(set(ids)) == 40
     assert set(WebhookDelivery.objects.values_list("status", flat=True)) == {"delivered"}
+
+
+@pytest.mark.django_db(transaction=True)
+def test_the_loop_sends_what_is_enqueued_and_stops_cleanly_on_sigterm(receiver, tmp_path):
+    root = Path(__file__).resolve().parent.parent
+    env = {**os.environ, "DATABASE_URL": f"sqlite:///{tmp_path / 'db.sqlite3'}", "MMM_VAR_DIR": str(tmp_path)}
+    subprocess.run([sys.executable, "manage.py", "migrate", "-v0"], cwd=root, env=env, check=True)
+    enqueue = (
+        "from accounts.services import api_key_create; from webhooks.services import *; "
+        "key = api_key_create(name='k', scopes=['inference'])[0]; "
+        f"webhook_endpoint_create(api_key=key, url={receiver.url('/hook')!r}); "
+        "enqueue_event(api_key_id=key.pk, event_type='video.completed', data={'id': 'v'}, idempotency_key='v')"
+    )
+    subprocess.run([sys.executable, "manage.py", "shell", "-c", enqueue], cwd=root, env=env, check=True)
+    process = subprocess.Popen(
+        [sys.executable, "-u", "manage.py", "deliver_webhooks", "--loop", "--interval", "0.2"],
+        cwd=root,
+        env=env,
+        stdout=subprocess.PIPE,
+        text=True,
+    )
+    try:
+        wait_until(lambda: posts(receiver), timeout=60, what="the looping sender to post the webhook")
+        assert process.stdout.readline().startswith("attempted 1 webhook delivery; 0 pending")
+        process.send_signal(signal.SIGTERM)
+        process.communicate(timeout=30)
+        assert process.returncode == 0
+    finally:
+        process.kill()
