@@ -13,6 +13,7 @@ from django.conf import settings
 from django.core.files.uploadedfile import UploadedFile
 from django.http import HttpResponse, HttpResponseRedirect
 from rest_framework import serializers
+from rest_framework.negotiation import BaseContentNegotiation
 from rest_framework.parsers import FormParser, MultiPartParser
 
 from inference import openai_api
@@ -131,8 +132,20 @@ class JobView(OpenAIView):
         return _json(deleted_object(job))
 
 
+class AnyAccept(BaseContentNegotiation):
+    """The content is bytes whatever the client accepts (the openai SDK asks for
+    ``application/binary``); an error is still JSON."""
+
+    def select_parser(self, request, parsers):
+        return parsers[0]
+
+    def select_renderer(self, request, renderers, format_suffix=None):
+        return renderers[0], renderers[0].media_type
+
+
 class JobContentView(OpenAIView):
     kind = JobKind.VIDEO
+    content_negotiation_class = AnyAccept
 
     def get(self, request, job_id: str):
         job = services.job_get(public_id=job_id, kind=self.kind, caller=request.auth)
