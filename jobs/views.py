@@ -22,7 +22,7 @@ from jobs import services
 from jobs.exceptions import InvalidJobRequest, JobNotFound, JobNotReady
 from jobs.models import JobKind, JobStatus
 from jobs.results import result_response
-from jobs.scheduler import queue_position
+from jobs.scheduler import queue_position, queue_positions
 from jobs.shapes import deleted_object, job_object
 from mmm.api_fields import StrictCharField
 from mmm.parsers import StrictJSONParser
@@ -100,7 +100,8 @@ class JobsView(OpenAIView):
         query = ListQuery(data=request.query_params)
         query.is_valid(raise_exception=True)
         page, has_more = services.jobs_list(kind=self.kind, caller=request.auth, **query.validated_data)
-        data = [job_object(job, queue_position=queue_position(job)) for job in page]
+        positions = queue_positions(page)
+        data = [job_object(job, queue_position=positions.get(job.id)) for job in page]
         return _json(
             {
                 "object": "list",
