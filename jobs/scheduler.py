@@ -10,6 +10,7 @@ out: ``release_stale`` puts an unfinished submission back in the queue and any r
 poll scan takes an abandoned running job over.
 """
 
+import bisect
 from collections import Counter
 from datetime import UTC, datetime, timedelta
 
@@ -33,6 +34,21 @@ def queue_position(job: Job) -> int | None:
     if job.status != JobStatus.QUEUED:
         return None
     return Job.objects.filter(status=JobStatus.QUEUED, model_name=job.model_name, id__lt=job.id).count() + 1
+
+
+def queue_positions(jobs: list[Job]) -> dict[int, int]:
+    """``queue_position`` of each queued job of ``jobs``, in one query (a page of a list)."""
+    waiting = [job for job in jobs if job.status == JobStatus.QUEUED]
+    if not waiting:
+        return {}
+    newest = max(job.id for job in waiting)
+    ahead: dict[str, list[int]] = {}
+    rows = Job.objects.filter(
+        status=JobStatus.QUEUED, model_name__in={job.model_name for job in waiting}, id__lte=newest
+    ).order_by("id")
+    for model_name, job_id in rows.values_list("model_name", "id"):
+        ahead.setdefault(model_name, []).append(job_id)
+    return {job.id: bisect.bisect_left(ahead.get(job.model_name, []), job.id) + 1 for job in waiting}
 
 
 def lease_seconds(worker: Worker | None, *, fetching: bool = False) -> float:

@@ -13,6 +13,7 @@ from django.conf import settings
 from django.core.files.uploadedfile import UploadedFile
 from django.http import HttpResponse, HttpResponseRedirect
 from rest_framework import serializers
+from rest_framework.negotiation import BaseContentNegotiation
 from rest_framework.parsers import FormParser, MultiPartParser
 
 from inference import openai_api
@@ -21,7 +22,7 @@ from jobs import services
 from jobs.exceptions import InvalidJobRequest, JobNotFound, JobNotReady
 from jobs.models import JobKind, JobStatus
 from jobs.results import result_response
-from jobs.scheduler import queue_position
+from jobs.scheduler import queue_position, queue_positions
 from jobs.shapes import deleted_object, job_object
 from mmm.api_fields import StrictCharField
 from mmm.parsers import StrictJSONParser
@@ -99,7 +100,8 @@ class JobsView(OpenAIView):
         query = ListQuery(data=request.query_params)
         query.is_valid(raise_exception=True)
         page, has_more = services.jobs_list(kind=self.kind, caller=request.auth, **query.validated_data)
-        data = [job_object(job, queue_position=queue_position(job)) for job in page]
+        positions = queue_positions(page)
+        data = [job_object(job, queue_position=positions.get(job.id)) for job in page]
         return _json(
             {
                 "object": "list",
@@ -131,8 +133,20 @@ class JobView(OpenAIView):
         return _json(deleted_object(job))
 
 
+class AnyAccept(BaseContentNegotiation):
+    """The content is bytes whatever the client accepts (the openai SDK asks for
+    ``application/binary``); an error is still JSON."""
+
+    def select_parser(self, request, parsers):
+        return parsers[0]
+
+    def select_renderer(self, request, renderers, format_suffix=None):
+        return renderers[0], renderers[0].media_type
+
+
 class JobContentView(OpenAIView):
     kind = JobKind.VIDEO
+    content_negotiation_class = AnyAccept
 
     def get(self, request, job_id: str):
         job = services.job_get(public_id=job_id, kind=self.kind, caller=request.auth)

@@ -349,7 +349,7 @@ MMM_RESPONSES_RETENTION_DAYS = env_int("MMM_RESPONSES_RETENTION_DAYS", 30, minim
 # A running job is polled at least this often, and at most this rarely: the interval grows with
 # the job's age (a tenth of it), so a 3 s image is seen done quickly and a 10 min video is not
 # asked about every half second.
-MMM_JOB_POLL_MIN_SECONDS = env_float("MMM_JOB_POLL_MIN_SECONDS", 0.5, minimum=0.05, maximum=600.0)
+MMM_JOB_POLL_MIN_SECONDS = env_float("MMM_JOB_POLL_MIN_SECONDS", 0.25, minimum=0.05, maximum=600.0)
 MMM_JOB_POLL_MAX_SECONDS = env_float("MMM_JOB_POLL_MAX_SECONDS", 10.0, minimum=0.05, maximum=3600.0)
 # A client's GET of a running job polls its worker at once, at most this often per job.
 MMM_JOB_EARLY_POLL_SECONDS = env_float("MMM_JOB_EARLY_POLL_SECONDS", 1.0, minimum=0.0, maximum=3600.0)

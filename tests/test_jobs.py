@@ -380,3 +380,36 @@ def test_a_multipart_create_with_an_input_reference_file_sends_it_as_a_data_url(
     run_until(runner, lambda: comfy.upstream.hits("/prompt"), what="the submission")
     sent = comfy.upstream.hits("/prompt")[0].json["prompt"]["9"]["inputs"]
     assert sent["t"] == "move" and sent["ref"].startswith("data:image/png;base64,")
+
+
+def test_metrics_count_jobs_by_model_and_status_and_the_slots_of_each_job_worker(api, servers, runner, client):
+    register_comfyui(api, servers(ComfyUIServer(duration=30)), capacity=2)
+    for n in range(3):
+        create(api, "/v1/images/jobs", model="sdxl", prompt=f"p{n}")
+    runner.run_pass()
+
+    text = client.get("/metrics").content.decode()
+    assert 'mmm_jobs{model="sdxl",status="running"} 2.0' in text
+    assert 'mmm_jobs{model="sdxl",status="queued"} 1.0' in text
+    assert 'mmm_job_worker_slots_used{model="sdxl",worker="' in text and "mmm_job_oldest_queued_seconds" in text
+    assert 'mmm_job_worker_capacity{model="sdxl",worker="' in text
+
+
+def test_the_dashboard_has_a_jobs_panel_with_counts_per_model(api, servers, runner, admin_client):
+    comfy = servers(ComfyUIServer(duration=0.1))
+    register_comfyui(api, comfy)
+    done = create(api, "/v1/images/jobs", model="sdxl", prompt="p")
+    run_until(runner, lambda: status_of(done["id"]) == JobStatus.COMPLETED, what="the job to complete")
+    comfy.book.fail_next = 1
+    failed = create(api, "/v1/images/jobs", model="sdxl", prompt="p")
+    run_until(runner, lambda: status_of(failed["id"]) == JobStatus.FAILED, what="the job to fail")
+    create(api, "/v1/images/jobs", model="sdxl", prompt="waiting")  # queued: no pass after it
+
+    page = admin_client.get("/admin/dashboard/").content.decode()
+    panel = page[page.index('id="console-jobs"') :]
+    start = panel.index(">sdxl<")
+    row = panel[start : panel.index("</tr>", start)]
+    assert [cell.split("<")[0] for cell in row.split('class="numeric">')[1:5]] == ["1", "0", "1", "1"]
+    assert "Jobs queued in the gateway" in page and "Jobs failed per 1 min" in page
+    assert admin_client.get("/admin/jobs/job/").status_code == 200
+    assert done["id"] in admin_client.get("/admin/jobs/job/").content.decode()

@@ -14,7 +14,7 @@ from jobs.runner import JobRunner
 from jobs.services import jobs_prune
 
 # Seconds between passes while there is nothing to do, and while there is.
-_IDLE_SECONDS = 0.5
+_IDLE_SECONDS = 0.2
 _BUSY_SECONDS = 0.05
 # Expired jobs are pruned this often by a looping runner (prune_jobs does it from cron too).
 _PRUNE_EVERY_SECONDS = 60.0
