@@ -59,6 +59,7 @@ INSTALLED_APPS = [
     "console",
     "response_store",
     "jobs",
+    "webhooks",
 ]
 
 MIDDLEWARE = [
@@ -323,6 +324,18 @@ MMM_SECRET_KEYS = env_list("MMM_SECRET_KEYS", [])
 # addresses are refused unless ALLOW names their range explicitly.
 MMM_UPSTREAM_ALLOW = env_list("MMM_UPSTREAM_ALLOW", [])
 MMM_UPSTREAM_DENY = env_list("MMM_UPSTREAM_DENY", [])
+# Webhooks to client keys (webhooks/, docs/webhooks.md), sent by manage.py deliver_webhooks.
+# One attempt may take TIMEOUT seconds; a failed one is tried again after BACKOFF x 2^(n-1)
+# seconds (at most BACKOFF_MAX), MAX_ATTEMPTS times in all before the delivery is given up.
+MMM_WEBHOOK_TIMEOUT = env_float("MMM_WEBHOOK_TIMEOUT", 10.0, minimum=0.1, maximum=120.0)
+MMM_WEBHOOK_MAX_ATTEMPTS = env_int("MMM_WEBHOOK_MAX_ATTEMPTS", 8, minimum=1, maximum=100)
+MMM_WEBHOOK_BACKOFF_SECONDS = env_float("MMM_WEBHOOK_BACKOFF_SECONDS", 30.0, minimum=0.0, maximum=86400.0)
+MMM_WEBHOOK_BACKOFF_MAX_SECONDS = env_float(
+    "MMM_WEBHOOK_BACKOFF_MAX_SECONDS", 6 * 3600.0, minimum=0.0, maximum=7 * 86400.0
+)
+# gunicorn (mmm/gunicorn.conf.py) starts a `deliver_webhooks --loop` beside itself; production
+# runs it as its own service and sets this to false.
+MMM_WEBHOOK_SENDER = env_bool("MMM_WEBHOOK_SENDER", True)
 # Request log (console.request_log): rows are queued in the process and written in batches.
 MMM_REQUEST_LOG_FLUSH_SECONDS = env_float("MMM_REQUEST_LOG_FLUSH_SECONDS", 1.0, minimum=0.05, maximum=3600.0)
 MMM_REQUEST_LOG_BATCH = env_int("MMM_REQUEST_LOG_BATCH", 500, minimum=1, maximum=100_000)

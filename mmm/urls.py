@@ -7,6 +7,7 @@ urlpatterns = [
     path("admin/", admin.site.urls),
     path("api/server/", include("registry.urls")),
     path("api/v1/", include("inference.urls")),
+    path("api/", include("webhooks.urls")),  # /api/webhooks: keys' webhook endpoints (admin scope)
     path("v1/", include("inference.openai_urls")),  # the OpenAI-compatible API
     path("v1/", include("jobs.urls")),  # its asynchronous image and video jobs
     # The OpenAPI document (mmm/openapi/) and two readers of it, from local static files.

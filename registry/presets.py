@@ -11,6 +11,7 @@ the fields came from.
 from collections.abc import Callable
 from dataclasses import dataclass, field
 from typing import Any
+from urllib.parse import urlsplit
 
 from django.core.exceptions import ValidationError
 
@@ -30,20 +31,26 @@ class Preset:
     key_headers: Callable[[str], dict[str, str]] = lambda key: {"Authorization": f"Bearer {key}"}
     key_required: bool = False
     job_api: dict | None = None  # job workers: how the asynchronous API is called
+    # For an API whose paths depend on what the base URL names (fal: the app): base URL ->
+    # (the worker's URL, its job_api). Raises ValidationError on a base URL it cannot read.
+    job_api_from_url: Callable[[str], tuple[str, dict]] | None = None
 
     def fill(self, *, base_url: str, api_key: str | None) -> dict[str, Any]:
         """The worker fields for a server of this API at ``base_url``."""
         headers = dict(self.headers)
         if api_key:
             headers.update(self.key_headers(api_key))
+        url, job_api = base_url.rstrip("/") + self.path, self.job_api
+        if self.job_api_from_url is not None:
+            url, job_api = self.job_api_from_url(base_url)
         return {
             "kind": self.kind,
-            "req_url_template": base_url.rstrip("/") + self.path,
+            "req_url_template": url,
             "method": HttpMethod.POST,
             "headers": headers,
             "body": self.body,
             "response_extract": self.response_extract,
-            "job_api": self.job_api,
+            "job_api": job_api,
             "preset": self.name,
         }
 
@@ -115,6 +122,109 @@ OPENAI_VIDEOS_JOB_API = {
     "content_type": "video/mp4",
 }
 
+
+def replicate_job_api(*, output_extract: str) -> dict:
+    """Replicate's predictions (api.replicate.com/v1): POST /predictions with the model as
+    "version" ("owner/name", or "owner/name:version id"), then GET /predictions/{id} until
+    succeeded, failed or canceled; the output is file URLs (a list for most image models, one
+    URL for most video models), downloaded without the key; POST .../cancel stops it."""
+    return {
+        "submit_path": "/predictions",
+        "id_extract": "id",
+        "poll_path": "/predictions/{UPSTREAM_ID}",
+        "status_extract": "status",
+        "status_map": {
+            "starting": "queued",
+            "processing": "in_progress",
+            "succeeded": "completed",
+            "failed": "failed",
+            "canceled": "failed",
+        },
+        "error_extract": "error",
+        "output": "url",
+        "output_extract": output_extract,
+        "cancel_method": "POST",
+        "cancel_path": "/predictions/{UPSTREAM_ID}/cancel",
+        "probe_path": "/account",
+    }
+
+
+# Runway's tasks (api.dev.runwayml.com/v1, every call with X-Runway-Version): POST
+# /text_to_video answers {"id"}; GET /tasks/{id} says PENDING or THROTTLED (waiting for the
+# account's concurrency), RUNNING with progress from 0 to 1, SUCCEEDED with output URLs, or
+# FAILED with failure; DELETE /tasks/{id} cancels.
+RUNWAY_JOB_API = {
+    "submit_path": "/text_to_video",
+    "id_extract": "id",
+    "poll_path": "/tasks/{UPSTREAM_ID}",
+    "status_extract": "status",
+    "status_map": {
+        "PENDING": "queued",
+        "THROTTLED": "queued",
+        "RUNNING": "in_progress",
+        "SUCCEEDED": "completed",
+        "FAILED": "failed",
+        "CANCELLED": "failed",
+    },
+    "progress_extract": "progress",
+    "progress_scale": 1,
+    "error_extract": "failure",
+    "output": "url",
+    "output_extract": "output[0]",
+    "cancel_method": "DELETE",
+    "cancel_path": "/tasks/{UPSTREAM_ID}",
+    "probe_path": "/organization",
+    "content_type": "video/mp4",
+}
+
+
+def fal_queue(output_extract: str) -> Callable[[str], tuple[str, dict]]:
+    """fal's queue for the app a base URL names (https://queue.fal.run/{owner}/{app}[/{path}]).
+
+    Submission goes to the whole endpoint; status, result and cancel live under the app
+    without its path (fal's own status_url, response_url and cancel_url say so), hence a
+    worker URL of https://queue.fal.run/{owner} and the app in every path. A failed request is
+    COMPLETED with an "error"; the output is in the result, not in the status.
+    """
+
+    def split(base_url: str) -> tuple[str, dict]:
+        scheme, netloc, path, *_ = urlsplit(base_url.rstrip("/"))
+        segments = [segment for segment in path.split("/") if segment]
+        if len(segments) < 2:
+            raise ValidationError(
+                {"base_url": "give the app's queue URL, like https://queue.fal.run/fal-ai/flux/dev (owner/app[/path])"}
+            )
+        owner, app, endpoint = segments[0], segments[1], "/".join(segments[1:])
+        request_path = f"/{app}/requests/{{UPSTREAM_ID}}"
+        return f"{scheme}://{netloc}/{owner}", {
+            "submit_path": f"/{endpoint}",
+            "id_extract": "request_id",
+            "poll_path": f"{request_path}/status",
+            "status_extract": "status",
+            "status_map": {"IN_QUEUE": "queued", "IN_PROGRESS": "in_progress", "COMPLETED": "completed"},
+            "error_extract": "error",
+            "result_path": request_path,
+            "output": "url",
+            "output_extract": output_extract,
+            "cancel_method": "PUT",
+            "cancel_path": f"{request_path}/cancel",
+        }
+
+    return split
+
+
+def fal_preset(name: str, what: str, example_app: str, *, output_extract: str) -> Preset:
+    return Preset(
+        name=name,
+        title=f"fal queue, {what}: base URL the app's queue URL, like https://queue.fal.run/{example_app}",
+        kind=WorkerKind.JOB,
+        body={"prompt": "{USER_PROMPT}", "image_url": "{INPUT_REFERENCE}"},
+        key_headers=lambda key: {"Authorization": f"Key {key}"},
+        key_required=True,
+        job_api_from_url=fal_queue(output_extract),
+    )
+
+
 PRESETS: dict[str, Preset] = {
     preset.name: preset
     for preset in (
@@ -156,6 +266,44 @@ PRESETS: dict[str, Preset] = {
             kind=WorkerKind.JOB,
             body={"model": "{MODEL_NAME}", "prompt": "{USER_PROMPT}", "size": "{SIZE}", "seconds": "{SECONDS}"},
             job_api=OPENAI_VIDEOS_JOB_API,
+        ),
+        Preset(
+            name="replicate",
+            title="Replicate predictions, an image model (output: a list of file URLs): base URL "
+            "https://api.replicate.com/v1; upstream_model owner/name",
+            kind=WorkerKind.JOB,
+            body={
+                "version": "{MODEL_NAME}",
+                "input": {"prompt": "{USER_PROMPT}", "width": "{WIDTH}", "height": "{HEIGHT}"},
+            },
+            job_api=replicate_job_api(output_extract="output[0]"),
+            key_required=True,
+        ),
+        Preset(
+            name="replicate-video",
+            title="Replicate predictions, a video model (output: one file URL): base URL "
+            "https://api.replicate.com/v1; upstream_model owner/name",
+            kind=WorkerKind.JOB,
+            body={"version": "{MODEL_NAME}", "input": {"prompt": "{USER_PROMPT}", "image": "{INPUT_REFERENCE}"}},
+            job_api={**replicate_job_api(output_extract="output"), "content_type": "video/mp4"},
+            key_required=True,
+        ),
+        Preset(
+            name="runway",
+            title="Runway text to video (POST /text_to_video, GET /tasks/{id}): base URL "
+            "https://api.dev.runwayml.com/v1; upstream_model like veo3.1",
+            kind=WorkerKind.JOB,
+            headers={"X-Runway-Version": "2024-11-06"},
+            body={"model": "{MODEL_NAME}", "promptText": "{USER_PROMPT}", "ratio": "{WIDTH|1280}:{HEIGHT|720}"},
+            job_api=RUNWAY_JOB_API,
+            key_required=True,
+        ),
+        fal_preset("fal", "an image app (answers images[0].url)", "fal-ai/flux/dev", output_extract="images[0].url"),
+        fal_preset(
+            "fal-video",
+            "a video app (answers video.url)",
+            "fal-ai/wan/v2.2-a14b/text-to-video",
+            output_extract="video.url",
         ),
     )
 }

@@ -11,7 +11,8 @@ and its API examples:
 - ``GET /queue`` -> {"queue_running": [...], "queue_pending": [...]}, each item
   [number, prompt_id, prompt, extra_data, outputs_to_execute];
 - ``POST /queue`` {"delete": [prompt_id, ...]} (or {"clear": true}) drops pending prompts;
-  ``POST /interrupt`` (optionally {"prompt_id"}) stops the running one.
+  ``POST /interrupt`` (optionally {"prompt_id"}) stops the running one;
+- ``GET /system_stats`` -> {"system": {...}, "devices": [...]} (what a prober asks).
 
 ComfyUI reports progress only over its websocket, so this fake has none on HTTP either. A
 video workflow's save node (SaveVideo) lists its file under "images" with "animated": [true],
@@ -44,6 +45,34 @@ class ComfyUIServer(FakeJobServer):
         self.route("GET", "/queue", self.queue)
         self.route("POST", "/queue", self.queue_change)
         self.route("POST", "/interrupt", self.interrupt)
+        self.route("GET", "/system_stats", self.system_stats)
+
+    def system_stats(self, seen: Seen) -> Reply:
+        return Reply(
+            json={
+                "system": {
+                    "os": "posix",
+                    "ram_total": 68719476736,
+                    "ram_free": 34359738368,
+                    "comfyui_version": "0.3.66",
+                    "python_version": "3.12.3",
+                    "pytorch_version": "2.8.0+cu128",
+                    "embedded_python": False,
+                    "argv": ["main.py", "--listen"],
+                },
+                "devices": [
+                    {
+                        "name": "cuda:0 NVIDIA L40S : cudaMallocAsync",
+                        "type": "cuda",
+                        "index": 0,
+                        "vram_total": 47697362944,
+                        "vram_free": 46976860160,
+                        "torch_vram_total": 0,
+                        "torch_vram_free": 0,
+                    }
+                ],
+            }
+        )
 
     def prompt(self, seen: Seen) -> Reply:
         try:

@@ -5,7 +5,7 @@
   and ``POST /v1/models/{owner}/{name}/predictions`` {"input"} -> 201 and the prediction;
   ``Prefer: wait`` (or ``wait=N``, 1 to 60 s) holds the answer until the prediction finishes
   or N seconds pass, and then answers with it as it stands;
-- ``GET /v1/predictions/{id}``, ``POST /v1/predictions/{id}/cancel``;
+- ``GET /v1/predictions/{id}``, ``POST /v1/predictions/{id}/cancel``; ``GET /v1/account``;
 - a prediction: {"id", "model", "version", "input", "logs", "output", "data_removed",
   "error", "status": starting|processing|succeeded|failed|canceled, "created_at",
   "started_at", "completed_at", "urls": {"get", "cancel", "stream", "web"}, "metrics"};
@@ -43,11 +43,15 @@ class ReplicateServer(FakeJobServer):
         self.route("GET", "/v1/predictions/{prediction_id}", self.get)
         self.route("POST", "/v1/predictions/{prediction_id}/cancel", self.cancel)
         self.route("GET", "/files/{prediction_id}/{filename}", self.file, public=True)
+        self.route("GET", "/v1/account", self.account)
 
     def refusal(self, seen: Seen) -> Reply | None:
         if header(seen, "Authorization") != f"Bearer {self.token}":
             return problem(401, "Unauthenticated", "You did not pass a valid authentication token")
         return None
+
+    def account(self, seen: Seen) -> Reply:
+        return Reply(json={"type": "organization", "username": "fake", "name": "Fake Org", "github_url": None})
 
     def create(self, seen: Seen) -> Reply:
         return self._create(seen, model=None)

@@ -10,6 +10,7 @@
   RUNNING, "output" (a list of URLs) once SUCCEEDED, "failure" and "failureCode" once FAILED;
   status PENDING (not started), THROTTLED (waiting because the account's concurrency is
   used up), RUNNING, SUCCEEDED, FAILED, CANCELLED;
+- ``GET /v1/organization`` -> {"creditBalance", "tier", "usage"};
 - ``DELETE /v1/tasks/{id}`` -> 204: cancels a task that is still going, deletes one that is
   done (a later GET answers 404);
 - errors as {"error": "..."} (a body that fails validation also gets "issues").
@@ -45,6 +46,7 @@ class RunwayServer(FakeJobServer):
         self.route("GET", "/v1/tasks/{task_id}", self.get)
         self.route("DELETE", "/v1/tasks/{task_id}", self.delete)
         self.route("GET", "/files/{task_id}/{filename}", self.file, public=True)
+        self.route("GET", "/v1/organization", self.organization)
 
     def refusal(self, seen: Seen) -> Reply | None:
         if header(seen, "Authorization") != f"Bearer {self.api_key}":
@@ -55,6 +57,9 @@ class RunwayServer(FakeJobServer):
         if version != API_VERSION:
             return error(400, f"Invalid API version: {version}")
         return None
+
+    def organization(self, seen: Seen) -> Reply:
+        return Reply(json={"creditBalance": 1000, "tier": {"maxMonthlyCreditSpend": 10000, "models": {}}, "usage": {}})
 
     def create(self, seen: Seen) -> Reply:
         try:

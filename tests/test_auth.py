@@ -27,6 +27,10 @@ ENDPOINTS = [
     ("post", "/api/server/policy", {"model_name": "proxyllm", "strategy": "random"}, "admin"),
     ("post", "/api/server/policy/delete", {"model_name": "proxyllm"}, "admin"),
     ("post", "/api/server/model/owner", {"model_name": "proxyllm", "owner": None}, "admin"),
+    ("get", "/api/webhooks", None, "admin"),
+    ("post", "/api/webhooks", {"api_key": "abcd1234", "url": "http://127.0.0.1:9/hook"}, "admin"),
+    ("get", "/api/webhooks/1", None, "admin"),
+    ("delete", "/api/webhooks/1", None, "admin"),
 ]
 OTHER_SCOPE = {"worker": "inference", "inference": "worker", "admin": "worker"}
 # The OpenAI-compatible endpoints answer errors in the OpenAI shape, which the SDKs read.

@@ -100,6 +100,7 @@ def test_comfyui_queues_a_prompt_and_shows_its_output_in_the_history_then_serves
         requests.get(f"{comfy.url}/view", params={**image, "filename": "nope.png"}, timeout=TIMEOUT).status_code == 404
     )
     assert len(comfy.requests_about(prompt_id)) >= 2
+    assert requests.get(f"{comfy.url}/system_stats", timeout=TIMEOUT).json()["devices"][0]["type"] == "cuda"
 
 
 def test_comfyui_refuses_a_prompt_without_outputs_in_its_error_shape(serve):

@@ -68,6 +68,9 @@ class JobApi:
     error_extract: str = ""
     output: str = "fetch"
     output_extract: str = ""
+    # Where a finished job's answer is, when the poll's answer holds only its status (fal's
+    # queue: GET .../requests/{id}); output_extract then reads that answer.
+    result_path: str = ""
     fetch_path: str = ""
     cancel_method: str = ""  # empty: the API has no cancel; the job is only forgotten
     cancel_path: str = ""
@@ -95,7 +98,7 @@ class JobApi:
                 extract.parse_path(_sample(value.get(name, "")))
             except extract.PathSyntaxError as exc:
                 raise ValueError(f"{name}: {exc}") from None
-        for name in ("submit_path", "poll_path", "fetch_path", "cancel_path", "probe_path"):
+        for name in ("submit_path", "poll_path", "result_path", "fetch_path", "cancel_path", "probe_path"):
             path = value.get(name, "")
             if path and not path.startswith("/"):
                 raise ValueError(f"{name}: must start with / (it is appended to the base URL)")
@@ -248,6 +251,11 @@ class JobProtocol:
             shown = str(word)
             status = api.status_map.get(shown) or (shown if shown in STATUSES else IN_PROGRESS)
         progress = self._progress(document, api, upstream_id)
+        if status == COMPLETED and api.error_extract and self._find(document, api.error_extract, upstream_id):
+            status = FAILED  # done, and with an error: how fal's queue reports a request that failed
+        if status == COMPLETED and api.result_path:
+            request = self._request(worker, "GET", _fill(api.result_path, upstream_id=upstream_id))
+            document = checked_document(worker, send_whole(request, worker=worker, timeout=timeout), request.url)
         if status == COMPLETED:
             output = self._find(document, api.output_extract, upstream_id) if api.output_extract else None
             if api.output in ("url", "base64") and not isinstance(output, str):

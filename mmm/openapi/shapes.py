@@ -3,6 +3,7 @@
 from rest_framework import serializers
 
 from registry.serializers import PolicyOutput, WorkerOutput
+from webhooks.serializers import WebhookEndpointOutput
 
 # --- Errors ---------------------------------------------------------------------------------
 
@@ -278,3 +279,31 @@ class JobDeleted(serializers.Serializer):
     id = serializers.CharField()
     object = serializers.ChoiceField(choices=["video.deleted", "image.job.deleted"])
     deleted = serializers.BooleanField()
+
+
+# --- Webhooks -------------------------------------------------------------------------------
+
+
+class WebhookEndpointWithSecret(WebhookEndpointOutput):
+    secret = serializers.CharField(
+        help_text="The Standard Webhooks signing secret (whsec_...), shown only in this answer."
+    )
+
+    class Meta(WebhookEndpointOutput.Meta):
+        fields = (*WebhookEndpointOutput.Meta.fields, "secret")
+
+
+class WebhookEndpointCreated(serializers.Serializer):
+    success = serializers.BooleanField(help_text="always true")
+    msg = serializers.CharField()
+    data = WebhookEndpointWithSecret()
+
+
+class WebhookEndpointAnswer(serializers.Serializer):
+    success = serializers.BooleanField(help_text="always true")
+    data = WebhookEndpointOutput()
+
+
+class WebhookEndpointListAnswer(serializers.Serializer):
+    success = serializers.BooleanField(help_text="always true")
+    data = WebhookEndpointOutput(many=True)

@@ -19,6 +19,7 @@ from registry.serializers import (
     WorkerKeyInput,
     WorkerRegisterInput,
 )
+from webhooks.serializers import WebhookEndpointInput
 
 EVENT_STREAM = "text/event-stream"
 
@@ -351,3 +352,45 @@ class JobContentDescription(_JobDescription):
                 **_openai_errors(_JOB_ERRORS),
             },
         )
+
+
+WEBHOOKS = ["webhooks"]
+_describe(
+    "webhooks.views.WebhookEndpointListView",
+    by_method={
+        "get": {
+            "tags": WEBHOOKS,
+            "operation_id": "webhook_list",
+            "summary": "List the webhook endpoints of client keys",
+            "parameters": [OpenApiParameter("api_key", str, description="only this key's (its prefix)")],
+            "responses": {200: shapes.WebhookEndpointListAnswer, **_errors((401, 403, 429, 503))},
+        },
+        "post": {
+            "tags": WEBHOOKS,
+            "operation_id": "webhook_create",
+            "summary": "Register where a key's events are posted",
+            "description": "Needs the `admin` scope. The URL is checked against the egress policy (no cloud "
+            "metadata addresses). The answer carries the signing secret, shown only this once "
+            "(docs/webhooks.md).",
+            "request": WebhookEndpointInput,
+            "responses": {201: shapes.WebhookEndpointCreated, **_errors(_REGISTRY_ERRORS)},
+        },
+    },
+)
+_describe(
+    "webhooks.views.WebhookEndpointView",
+    by_method={
+        "get": {
+            "tags": WEBHOOKS,
+            "operation_id": "webhook_retrieve",
+            "summary": "One webhook endpoint (never its secret)",
+            "responses": {200: shapes.WebhookEndpointAnswer, **_errors((401, 403, 404, 429, 503))},
+        },
+        "delete": {
+            "tags": WEBHOOKS,
+            "operation_id": "webhook_delete",
+            "summary": "Remove a webhook endpoint and its pending deliveries",
+            "responses": {200: shapes.Success, **_errors((401, 403, 404, 429, 503))},
+        },
+    },
+)

@@ -1,8 +1,11 @@
 from django.core.exceptions import ValidationError
 from django.core.management.base import BaseCommand, CommandError
+from django.db import transaction
 
 from accounts.models import Scope
 from accounts.services import api_key_create
+from inference.redaction import url_for_display
+from webhooks.services import webhook_endpoint_create
 
 
 class Command(BaseCommand):
@@ -19,17 +22,44 @@ class Command(BaseCommand):
         )
         parser.add_argument("--models", default="", help="Comma-separated model names the key may call (default: all).")
         parser.add_argument("--rpm", type=int, default=None, help="Requests per minute (default: no limit).")
+        parser.add_argument(
+            "--webhook-url", default=None, help="Post the key's events (video.completed, ...) to this URL, signed."
+        )
+        parser.add_argument(
+            "--webhook-events",
+            default="",
+            help='Comma-separated event types for the webhook ("video.*"; default: all).',
+        )
 
-    def handle(self, *args, name: str, scope: list[str], models: str, rpm: int | None, **options) -> None:
+    def handle(
+        self,
+        *args,
+        name: str,
+        scope: list[str],
+        models: str,
+        rpm: int | None,
+        webhook_url: str | None,
+        webhook_events: str,
+        **options,
+    ) -> None:
         allowed = [model.strip() for model in models.split(",") if model.strip()]
         try:
-            key, secret = api_key_create(
-                name=name, scopes=sorted(set(scope)), allowed_models=allowed, rate_limit_per_minute=rpm
-            )
+            with transaction.atomic():  # no key without the webhook it was asked with
+                key, secret = api_key_create(
+                    name=name, scopes=sorted(set(scope)), allowed_models=allowed, rate_limit_per_minute=rpm
+                )
+                if webhook_url:
+                    events = [event.strip() for event in webhook_events.split(",") if event.strip()]
+                    endpoint, webhook_secret = webhook_endpoint_create(api_key=key, url=webhook_url, event_types=events)
         except ValidationError as exc:
             raise CommandError(
                 "; ".join(f"{field}: {' '.join(errors)}" for field, errors in exc.message_dict.items())
             ) from None
+        if webhook_url:
+            self.stdout.write(
+                f"Its events ({', '.join(endpoint.event_types) or 'all'}) go to {url_for_display(endpoint.url)}, "
+                f"signed with this secret (shown only now): {webhook_secret}"
+            )
         self.stdout.write(
             f"Created API key {key.name!r} ({key.prefix}…), scopes {', '.join(key.scopes)}, "
             f"models {', '.join(key.allowed_models) or 'all'}, "
