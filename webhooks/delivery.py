@@ -18,6 +18,8 @@ from datetime import UTC, datetime, timedelta
 
 import requests
 from django.conf import settings
+from django.db import transaction
+from django.db.models import Subquery
 from django.utils import timezone
 from standardwebhooks import Webhook
 
@@ -27,7 +29,7 @@ from webhooks.models import DeliveryStatus, WebhookDelivery
 
 logger = logging.getLogger("mmm.webhooks")
 
-# Beyond the attempt's own timeout: the database writes around it, a slow DNS answer.
+# A lease lasts one attempt's timeout and this: the database writes around it, a slow DNS answer.
 LEASE_MARGIN_SECONDS = 60.0
 # A receiver's answer is read only to show its start in last_error.
 MAX_ANSWER_BYTES = 64 * 1024
@@ -48,30 +50,54 @@ def webhook_session() -> requests.Session:
 def deliver_due(*, limit: int, now: datetime | None = None, session: requests.Session | None = None) -> int:
     """Send up to ``limit`` deliveries whose time has come; return how many were attempted.
 
-    ``now`` is when "due" is judged (tests move it on to reach a retry); the signature's
-    timestamp is always the real time of the attempt, which receivers check against their clock.
+    ``now`` is when "due" is judged and leases are counted from (tests move it on to reach a
+    retry); the signature's timestamp is always the real time of the attempt, which receivers
+    check against their clock.
     """
-    now = now or timezone.now()
-    candidates = list(
-        WebhookDelivery.objects.due(now=now).order_by("next_attempt_at", "id").values_list("pk", flat=True)[:limit]
-    )
+    clock = (lambda: now) if now is not None else timezone.now
     attempted = 0
-    for pk in candidates:
-        delivery = _claim(pk, now=now)
-        if delivery is None:
-            continue  # another sender claimed it between our read and our update
-        _attempt(delivery, now=now, session=session or webhook_session())
+    for delivery in claim_due(limit=limit, now=clock()):
+        # Each attempt renews the lease first: a batch may take long to work through, and a
+        # delivery whose lease ran out meanwhile may have been taken over by another sender.
+        if not _renew(delivery, now=clock()):
+            continue
+        _attempt(delivery, now=clock(), session=session or webhook_session())
         attempted += 1
     return attempted
 
 
-def _claim(pk: int, *, now: datetime) -> WebhookDelivery | None:
+def _lease() -> timedelta:
+    return timedelta(seconds=settings.MMM_WEBHOOK_TIMEOUT + LEASE_MARGIN_SECONDS)
+
+
+def claim_due(*, limit: int, now: datetime) -> list[WebhookDelivery]:
+    """Lease up to ``limit`` due deliveries to this sender, oldest first, in one UPDATE."""
     token = secrets.token_hex(16)
-    lease = timedelta(seconds=settings.MMM_WEBHOOK_TIMEOUT + LEASE_MARGIN_SECONDS)
-    claimed = WebhookDelivery.objects.due(now=now).filter(pk=pk).update(lease_token=token, lease_expires_at=now + lease)
-    if not claimed:
-        return None
-    return WebhookDelivery.objects.select_related("endpoint").get(pk=pk, lease_token=token)
+    with transaction.atomic():
+        # On PostgreSQL, FOR UPDATE SKIP LOCKED lets a sender claiming at the same moment pass
+        # over the rows this one is taking instead of queueing behind them, so senders split the
+        # outbox. The UPDATE checks "due" again itself, so a row claimed by someone else since
+        # is never taken (SQLite has no SKIP LOCKED, and one writer at a time anyway).
+        candidates = (
+            WebhookDelivery.objects.due(now=now)
+            .order_by("next_attempt_at", "id")
+            .select_for_update(skip_locked=True)
+            .values("pk")[:limit]
+        )
+        WebhookDelivery.objects.filter(pk__in=Subquery(candidates)).due(now=now).update(
+            lease_token=token, lease_expires_at=now + _lease()
+        )
+    return list(
+        WebhookDelivery.objects.select_related("endpoint").filter(lease_token=token).order_by("next_attempt_at", "id")
+    )
+
+
+def _renew(delivery: WebhookDelivery, *, now: datetime) -> bool:
+    return bool(
+        WebhookDelivery.objects.filter(pk=delivery.pk, lease_token=delivery.lease_token).update(
+            lease_expires_at=now + _lease()
+        )
+    )
 
 
 def signed_headers(*, secret: str, event_id: str, body: str, sent_at: datetime) -> dict[str, str]:
