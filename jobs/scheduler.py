@@ -63,7 +63,10 @@ def claim_submissions(*, runner_id: str, now: datetime) -> list[Job]:
     with ``worker`` set to the worker it is to be submitted to."""
     claimed: list[Job] = []
     waiting = Q(not_before__isnull=True) | Q(not_before__lte=now)
-    models = Job.objects.filter(waiting, status=JobStatus.QUEUED).values_list("model_name", flat=True).distinct()
+    # order_by(): the model's default ordering (by id) would make DISTINCT one row per job.
+    models = (
+        Job.objects.filter(waiting, status=JobStatus.QUEUED).order_by().values_list("model_name", flat=True).distinct()
+    )
     for model_name in list(models):
         claimed += _claim_for_model(model_name=model_name, runner_id=runner_id, now=now, waiting=waiting)
     return claimed

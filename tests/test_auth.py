@@ -44,6 +44,13 @@ V1_ENDPOINTS = [
     ("get", "/v1/responses/resp_123", None),
     ("delete", "/v1/responses/resp_123", None),
     ("get", "/v1/models/proxyllm", None),
+    ("post", "/v1/videos", {"model": "proxyllm", "prompt": "a boat"}),
+    ("get", "/v1/videos", None),
+    ("get", "/v1/videos/video_123", None),
+    ("delete", "/v1/videos/video_123", None),
+    ("get", "/v1/videos/video_123/content", None),
+    ("post", "/v1/images/jobs", {"model": "proxyllm", "prompt": "a cat"}),
+    ("get", "/v1/images/jobs/imgjob_123", None),
 ]
 # The Anthropic Messages API answers errors in Anthropic's shape, which its SDK reads.
 MESSAGES_BODY = {"model": "proxyllm", "max_tokens": 10, "messages": [{"role": "user", "content": "hi"}]}

@@ -229,6 +229,8 @@ JSON_ENDPOINTS = [
     "/v1/completions",
     "/v1/embeddings",
     "/v1/images/generations",
+    "/v1/videos",
+    "/v1/images/jobs",
 ]
 # Strings with a lone surrogate (hypothesis's text() never makes one), as JSON escapes them.
 surrogate_texts = st.builds(
