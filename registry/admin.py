@@ -36,6 +36,8 @@ WORKER_REQUEST_FIELDS = (
     "response_extract",
     "usage_extract",
 )
+# How the worker is balanced and watched: the add form and the change form alike.
+ROUTING_FIELDS = ("owner", "weight", "enabled", "timeout", "max_inflight", "ttl", "health_url", "engine", "metrics_url")
 # The live traffic of the changelist page being rendered, read once for all its rows.
 _page_traffic: contextvars.ContextVar = contextvars.ContextVar("page_traffic", default=None)
 # The worker page's health: one verdict from probes and traffic, then each source without counts.
@@ -51,6 +53,7 @@ class WorkerForm(forms.ModelForm):
     MASKED = {
         "req_url_template": (redaction.url_for_display, redaction.url_unmasked),
         "health_url": (redaction.url_for_display, redaction.url_unmasked),
+        "metrics_url": (redaction.url_for_display, redaction.url_unmasked),
         "headers": (redaction.headers_for_display, redaction.headers_unmasked),
         "body": (redaction.body_for_display, redaction.body_unmasked),
     }
@@ -89,6 +92,9 @@ class WorkerForm(forms.ModelForm):
 
     def clean_health_url(self):
         return self._unmasked("health_url")
+
+    def clean_metrics_url(self):
+        return self._unmasked("metrics_url")
 
     def clean_headers(self):
         return self._unmasked("headers")
@@ -181,7 +187,7 @@ class WorkerAdmin(WorkerConsoleAdmin):  # test prompt, probe now, drain, try bef
         ),
         (
             "Routing",
-            {"fields": ("owner", "owner_key", "weight", "enabled", "timeout", "max_inflight", "ttl", "health_url")},
+            {"fields": (ROUTING_FIELDS[0], "owner_key", *ROUTING_FIELDS[1:])},
         ),
         ("Health (probes and live traffic of all gateway processes)", {"fields": TRAFFIC_FIELDS}),
         ("Record", {"classes": ("collapse",), "fields": ("created_at", "updated_at")}),
@@ -310,7 +316,7 @@ class WorkerAdmin(WorkerConsoleAdmin):  # test prompt, probe now, drain, try bef
             None,
             {"fields": WORKER_REQUEST_FIELDS},
         ),
-        ("Routing", {"fields": ("owner", "weight", "enabled", "timeout", "max_inflight", "ttl", "health_url")}),
+        ("Routing", {"fields": ROUTING_FIELDS}),
     )
 
     def get_fieldsets(self, request, obj=None):

@@ -14,7 +14,7 @@ from typing import Any
 
 from django.core.exceptions import ValidationError
 
-from registry.models import HttpMethod, WorkerKind
+from registry.models import Engine, HttpMethod, WorkerKind
 from registry.validators import validate_http_url
 
 
@@ -29,6 +29,7 @@ class Preset:
     headers: dict[str, str] = field(default_factory=dict)
     key_headers: Callable[[str], dict[str, str]] = lambda key: {"Authorization": f"Bearer {key}"}
     key_required: bool = False
+    engine: str = ""  # the engine whose /metrics the scraper reads (registry.models.Engine)
 
     def fill(self, *, base_url: str, api_key: str | None) -> dict[str, Any]:
         """The worker fields for a server of this API at ``base_url``."""
@@ -43,6 +44,7 @@ class Preset:
             "body": self.body,
             "response_extract": self.response_extract,
             "preset": self.name,
+            **({"engine": self.engine} if self.engine else {}),
         }
 
 
@@ -53,6 +55,19 @@ PRESETS: dict[str, Preset] = {
             name="openai",
             title="OpenAI-compatible server (OpenAI, vLLM, llama.cpp, LM Studio, ...): base URL ending in /v1",
             kind=WorkerKind.OPENAI,
+        ),
+        Preset(
+            name="vllm",
+            title="vLLM's OpenAI-compatible server, its queue and KV cache read from /metrics: base URL ending in /v1",
+            kind=WorkerKind.OPENAI,
+            engine=Engine.VLLM,
+        ),
+        Preset(
+            name="sglang",
+            title="SGLang's OpenAI-compatible server, its queue and KV cache read from /metrics "
+            "(start it with --enable-metrics): base URL ending in /v1",
+            kind=WorkerKind.OPENAI,
+            engine=Engine.SGLANG,
         ),
         Preset(
             name="ollama",
