@@ -61,14 +61,18 @@ def pick_least_loaded(*, candidates: Sequence, traffic: dict[int, Traffic], rng:
         return max(seen if seen is not None else typical, 0.001)
 
     def busy(worker) -> float:
-        return (traffic[worker.id].in_flight + 1) / worker.weight
+        return traffic[worker.id].in_flight / worker.weight
+
+    def cost(worker) -> float:
+        return latency(worker) * (traffic[worker.id].in_flight + 1) / worker.weight
 
     first, second = rng.sample(list(candidates), 2)
     if _similar(latency(first), latency(second)):
+        # Idle ones tie, and the rotation then shares by weight (3 and 1 get 3 to 1).
         if busy(first) != busy(second):
             return first if busy(first) < busy(second) else second
         return _rotate(group, sorted((first, second), key=lambda worker: worker.id))
-    return first if latency(first) * busy(first) <= latency(second) * busy(second) else second
+    return first if cost(first) <= cost(second) else second
 
 
 def _two_choices(candidates: Sequence, cost: Callable[[object], float], rng: random.Random):
