@@ -97,6 +97,7 @@ def on_starting(server) -> None:
     shutil.rmtree(directory, ignore_errors=True)
     directory.mkdir(parents=True, exist_ok=True)
     _start_host_state()
+    _start_engine_scraper()
 
 
 # --- Routing and limit state shared by the worker processes, without Redis -----------------
@@ -133,13 +134,39 @@ def _start_host_state() -> None:
         time.sleep(0.05)
 
 
-def on_exit(server) -> None:
-    if _host_state_process is not None and _host_state_process.poll() is None:
-        _host_state_process.terminate()
+# --- Engine scraper (manage.py scrape_engines --loop), beside the web workers ----------------
+# engine_aware and prefix_aware route on what vLLM, SGLang and TGI say on their /metrics. The
+# scraper reads nothing while no worker names an engine (one query a second to see whether one
+# does). It needs a state the web workers share (Redis, or the host state above); production
+# may run it as a process of its own instead (MMM_ENGINE_SCRAPER=false here; docs/deploy.md).
+_engine_scraper_process = None
+
+
+def _start_engine_scraper() -> None:
+    global _engine_scraper_process
+    shared = env_str("REDIS_URL") or env_str("MMM_HOST_STATE_SOCKET")
+    if not shared or not env_bool("MMM_ENGINE_SCRAPER", True):
+        return
+    _engine_scraper_process = subprocess.Popen(
+        # It stops when this master goes, even if the master was killed and never stopped it.
+        [sys.executable, "manage.py", "scrape_engines", "--loop", "--parent-pid", str(os.getpid())],
+        cwd=str(Path(__file__).resolve().parent.parent),
+        env={**os.environ, "DJANGO_SETTINGS_MODULE": "mmm.settings"},
+    )
+
+
+def _stop(process) -> None:
+    if process is not None and process.poll() is None:
+        process.terminate()
         try:
-            _host_state_process.wait(timeout=5)
+            process.wait(timeout=5)
         except subprocess.TimeoutExpired:
-            _host_state_process.kill()
+            process.kill()
+
+
+def on_exit(server) -> None:
+    _stop(_engine_scraper_process)
+    _stop(_host_state_process)
     path = env_str("MMM_HOST_STATE_SOCKET")
     if path and os.path.basename(os.path.dirname(path)).startswith("mmm-state-"):
         shutil.rmtree(os.path.dirname(path), ignore_errors=True)

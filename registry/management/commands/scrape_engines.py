@@ -1,6 +1,7 @@
 """manage.py scrape_engines: read every named engine's /metrics once, or keep reading."""
 
 import json
+import os
 import signal
 import threading
 import time
@@ -34,8 +35,23 @@ class Command(BaseCommand):
         parser.add_argument(
             "--json", action="store_true", dest="as_json", help="Print one JSON object per pass instead of text."
         )
+        parser.add_argument(
+            "--parent-pid",
+            type=int,
+            default=None,
+            help="With --loop, stop when this process is gone (gunicorn's master).",
+        )
 
-    def handle(self, *args, model: str | None, loop: bool, interval: float | None, as_json: bool, **options) -> None:
+    def handle(
+        self,
+        *args,
+        model: str | None,
+        loop: bool,
+        interval: float | None,
+        as_json: bool,
+        parent_pid: int | None,
+        **options,
+    ) -> None:
         interval = settings.MMM_ENGINE_SCRAPE_INTERVAL if interval is None else interval
         if interval <= 0:
             self.stderr.write("--interval must be above 0")
@@ -50,6 +66,8 @@ class Command(BaseCommand):
         fleet, loaded_at = None, float("-inf")
         failing: dict[int, str] = {}
         while not stop.is_set():
+            if parent_pid is not None and os.getppid() != parent_pid:
+                return  # the gunicorn that started this scraper is gone
             started = time.monotonic()
             try:
                 # The list of workers is read again as often as the gateway's routing table.
