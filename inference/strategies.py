@@ -5,10 +5,10 @@ the one with the lower cost wins, the cost being its peak-EWMA latency times (re
 flight + 1), divided by its weight. A slow or overloaded worker rarely wins a draw but still
 takes part in them, so it is noticed when it gets faster. Drawing two rather than scanning
 for the minimum keeps many processes that share slightly stale numbers from all piling onto
-the same "best" worker at once. Two latency averages within MMM_LATENCY_TIE_RATIO of each other
-count as equal: between identical workers the average is noise, and letting noise decide sent
-27 of 28 sequential requests to one of two copies of a model. Equal ones go by requests in
-flight, then by rotation.
+the same "best" worker at once. Two latency averages within MMM_LATENCY_TIE_RATIO (or 50 ms) of
+each other count as equal: between identical workers the difference is noise, and letting noise
+decide sent 27 of 28 sequential requests to one of two copies of a model. Equal ones go by
+requests in flight, then by rotation.
 
 ``engine_aware`` and ``prefix_aware`` also read what the engines say of themselves
 (inference.engine_signals, kept fresh by ``manage.py scrape_engines``); where a signal is
@@ -30,8 +30,10 @@ from registry.models import Strategy
 
 Pick = Callable[..., object]
 
-# Differences below this many milliseconds are noise whatever the ratio (a loopback hop).
-_LATENCY_NOISE_MS = 2.0
+# Differences below this many milliseconds are noise whatever the ratio: a GC pause or a busy
+# host, never a reason to prefer one copy of a model (whose answers take seconds) to another.
+# A peak average keeps such a spike for seconds, so without this one slow answer decided.
+_LATENCY_NOISE_MS = 50.0
 # Rotation among equal workers, per process: deterministic, so two equal workers alternate.
 _rotation_scores: dict[str, dict[int, int]] = {}
 
@@ -67,10 +69,10 @@ def pick_least_loaded(*, candidates: Sequence, traffic: dict[int, Traffic], rng:
         return latency(worker) * (traffic[worker.id].in_flight + 1) / worker.weight
 
     first, second = rng.sample(list(candidates), 2)
-    if _similar(latency(first), latency(second)):
-        # Idle ones tie, and the rotation then shares by weight (3 and 1 get 3 to 1).
-        if busy(first) != busy(second):
-            return first if busy(first) < busy(second) else second
+    if busy(first) == busy(second) and _similar(latency(first), latency(second)):
+        # Equal by every measure but noise: rotate (by weight, so 3 and 1 get 3 to 1). Only when
+        # the in-flight counts are equal too, so a slow worker whose average has faded is not
+        # handed request after request while its first is still running.
         return _rotate(group, sorted((first, second), key=lambda worker: worker.id))
     return first if cost(first) <= cost(second) else second
 

@@ -48,3 +48,11 @@ def test_weights_share_the_rotation_between_equal_workers():
     traffic = {1: Traffic(latency_ewma_ms=50.0, in_flight=0), 2: Traffic(latency_ewma_ms=50.0, in_flight=0)}
 
     assert shares(traffic, workers) == {1: 21, 2: 7}
+
+
+def test_one_slow_answer_among_fast_ones_does_not_lock_a_worker_out():
+    workers = [FakeWorker(1), FakeWorker(2)]
+    # 5 ms answers, one of them 45 ms (a GC pause): the peak average keeps the 45 for seconds.
+    traffic = {1: Traffic(latency_ewma_ms=5.0), 2: Traffic(latency_ewma_ms=45.0)}
+
+    assert shares(traffic, workers) == {1: 14, 2: 14}
