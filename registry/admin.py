@@ -4,6 +4,7 @@ import contextvars
 from datetime import timedelta
 
 from django import forms
+from django.conf import settings
 from django.contrib import admin, messages
 from django.core.exceptions import ValidationError
 from django.db import transaction
@@ -41,7 +42,7 @@ ROUTING_FIELDS = ("owner", "weight", "enabled", "timeout", "max_inflight", "ttl"
 # The live traffic of the changelist page being rendered, read once for all its rows.
 _page_traffic: contextvars.ContextVar = contextvars.ContextVar("page_traffic", default=None)
 # The worker page's health: one verdict from probes and traffic, then each source without counts.
-TRAFFIC_FIELDS = ("health", "live_traffic", "probes", "heartbeat")
+TRAFFIC_FIELDS = ("health", "live_traffic", "engine_signals", "probes", "heartbeat")
 
 
 class WorkerForm(forms.ModelForm):
@@ -250,6 +251,30 @@ class WorkerAdmin(WorkerConsoleAdmin):  # test prompt, probe now, drain, try bef
             return ""
         traffic, _now = self._traffic(worker)
         return traffic.in_flight
+
+    @admin.display(description="engine")
+    def engine_signals(self, worker: Worker) -> str:
+        """What the worker's engine last said on its /metrics (manage.py scrape_engines)."""
+        if worker.pk is None or not worker.engine:
+            return "no engine named: nothing is read"
+        state = routing_state()
+        signals = state.engine_read([worker.pk]).get(worker.pk)
+        if signals is None:
+            return "not scraped yet (is manage.py scrape_engines running?)"
+        now = state.clock()
+        parts = []
+        if signals.scraped_at:
+            fresh = signals.is_fresh(now=now, stale_after=settings.MMM_ENGINE_SIGNALS_STALE_SECONDS)
+            cache = "n/a" if signals.kv_cache_usage is None else f"{signals.kv_cache_usage:.0%}"
+            parts.append(
+                f"{signals.waiting:g} queued, {signals.running:g} running, KV cache {cache}; "
+                f"read {now - signals.scraped_at:.1f} s ago{'' if fresh else ' (stale: routed as least_loaded)'}"
+            )
+            if signals.adapters:
+                parts.append("adapters loaded: " + ", ".join(signals.adapters))
+        if signals.error:
+            parts.append(f"last {signals.consecutive_failures} read(s) failed: {signals.error}")
+        return "; ".join(parts)
 
     @admin.display(description="heartbeat")
     def heartbeat(self, worker: Worker) -> str:

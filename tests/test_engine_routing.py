@@ -365,3 +365,23 @@ def test_an_unknown_engine_is_refused_by_field(api):
     )
     assert response.status_code == 400
     assert "engine" in json.dumps(response.json())
+
+
+def test_the_admin_shows_an_engines_queue_cache_and_failed_reads(admin_client, api, engines):
+    good, bad = engines(2, waiting=5, running=2, kv_cache=0.25)
+    register(api, good)
+    register(api, bad, metrics_url=refused_url("/metrics"))
+    scrape()
+
+    pages = {
+        fake: admin_client.get(f"/admin/registry/worker/{engine_states(api)[fake.url]['id']}/change/").content.decode()
+        for fake in (good, bad)
+    }
+
+    assert "5 queued, 2 running, KV cache 25%" in pages[good]
+    assert "last 1 read(s) failed: metrics URL" in pages[bad]
+    response = admin_client.post(
+        "/admin/registry/routingpolicy/add/", {"model_name": "llama", "strategy": "prefix_aware", "fallbacks": "[]"}
+    )
+    assert response.status_code == 302
+    set_strategy(api, "engine_aware")  # and the API changes it
