@@ -61,9 +61,9 @@ class EngineSignals:
     adapters: tuple[str, ...] = ()
     cache_tokens: int | None = None
     scraped_at: float = 0.0  # the last good scrape; 0 when there was none
-    # The worker's count of requests sent (Traffic.sent) when the scrape began: what was sent
-    # after it is not in the engine's numbers yet.
-    sent_at_scrape: int = 0
+    # This gateway's requests in flight at the worker (all processes and hosts) when the scrape
+    # began: the rest of what the engine reported came from elsewhere.
+    in_flight_at_scrape: int = 0
     error: str = ""  # why the last scrape failed; empty when it did not
     failed_at: float = 0.0
     consecutive_failures: int = 0

@@ -83,7 +83,6 @@ class LocalRoutingState:
                     trial_until=h.get("trial_until", 0.0),
                     recent_ok=ok,
                     recent_total=total,
-                    sent=h.get("sent", 0),
                 )
         return result
 
@@ -105,7 +104,6 @@ class LocalRoutingState:
                     h["trial_until"] = hold_until
                     h["trial_token"] = token
             tokens[token] = hold_until
-            h["sent"] = h.get("sent", 0) + 1
             return Acquired.YES
 
     def extend(self, *, worker_id: int, token: str, hold_until: float) -> None:

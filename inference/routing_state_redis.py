@@ -45,7 +45,6 @@ if not panic then
   end
 end
 redis.call('ZADD', KEYS[1], hold_until, token)
-redis.call('HINCRBY', KEYS[2], 'sent', 1)
 local ttl = math.ceil(hold_until - now) + 60
 if redis.call('TTL', KEYS[1]) < ttl then redis.call('EXPIRE', KEYS[1], ttl) end
 redis.call('EXPIRE', KEYS[2], 86400)
@@ -233,7 +232,6 @@ class RedisRoutingState:
                 trial_until=float(h.get("trial_until", 0)),
                 recent_ok=int(this_minute.get("ok", 0)) + int(last_minute.get("ok", 0)),
                 recent_total=int(this_minute.get("total", 0)) + int(last_minute.get("total", 0)),
-                sent=int(h.get("sent", 0)),
             )
         return result
 

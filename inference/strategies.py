@@ -113,10 +113,13 @@ def _fresh_signals(state: RoutingState, candidates: Sequence) -> dict[int, Engin
 
 
 def expected_load(signals: EngineSignals, seen: Traffic) -> float:
-    """Requests ahead of a new one at this engine: what it last reported (queued and running, from
-    every client), plus what this gateway has sent it since, which the report cannot hold yet."""
-    sent_since = max(seen.sent - signals.sent_at_scrape, 0)
-    return signals.waiting + signals.running + sent_since
+    """Requests ahead of a new one at this engine: those of other clients it last reported (its
+    queued and running, less what this gateway had in flight there then), plus this gateway's
+    own in flight now, which the shared state counts exactly. So what was sent since the last
+    scrape counts at once, and requests arriving between two scrapes do not all pile onto the
+    replica that looked idle."""
+    from_elsewhere = max(signals.waiting + signals.running - signals.in_flight_at_scrape, 0)
+    return from_elsewhere + seen.in_flight
 
 
 def _engine_cost(worker, signals: EngineSignals, seen: Traffic) -> float:
@@ -145,9 +148,9 @@ def _lowest(candidates: Sequence, cost: Callable[[object], float], traffic: dict
 def pick_engine_aware(
     *, candidates: Sequence, traffic: dict[int, Traffic], state: RoutingState, group: str = "", **kwargs
 ):
-    """The fewest expected waits. The minimum rather than two draws: the count of what was sent
-    since the last scrape is shared by every process, so they do not all pile onto the worker
-    that looked idle."""
+    """The fewest expected waits. The minimum rather than two draws: this gateway's part of the
+    load is its in-flight count, shared by every process and exact, so they do not all pile onto
+    the worker that looked idle at the last scrape."""
     signals = _fresh_signals(state, candidates) if len(candidates) > 1 else None
     if signals is None:
         return pick_least_loaded(candidates=candidates, traffic=traffic, group=group, **kwargs)

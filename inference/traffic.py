@@ -33,9 +33,6 @@ class Traffic:
     trial_until: float = 0.0
     recent_ok: int = 0
     recent_total: int = 0
-    # Requests ever sent to the worker (acquired slots): the engine_aware strategy counts those
-    # sent since its engine was last scraped (EngineSignals.sent_at_scrape).
-    sent: int = 0
 
     def is_ejected(self, now: float) -> bool:
         return self.ejected_until > now

@@ -73,8 +73,8 @@ def engines_scrape(*, fleet: EngineFleet, state: RoutingState, interval: float) 
     if not workers:
         return []
     ids = [worker.pk for worker in workers]
-    # Read before the scrapes: what is sent from now on may not be in the engines' numbers.
-    sent = {worker_id: seen.sent for worker_id, seen in state.snapshot(ids).items()}
+    # This gateway's share of what the engines will report (read just before them).
+    in_flight = {worker_id: seen.in_flight for worker_id, seen in state.snapshot(ids).items()}
     previous = state.engine_read(ids)
     model_workers = fleet.model_worker_ids
     with ThreadPoolExecutor(max_workers=min(_PARALLEL_READS, len(workers))) as pool:
@@ -83,7 +83,7 @@ def engines_scrape(*, fleet: EngineFleet, state: RoutingState, interval: float) 
                 lambda worker: _scrape_one(
                     worker=worker,
                     state=state,
-                    sent=sent.get(worker.pk, 0),
+                    in_flight=in_flight.get(worker.pk, 0),
                     previous=previous.get(worker.pk, EngineSignals()),
                     model_worker_ids=model_workers.get(worker.model_name, [worker.pk]),
                 ),
@@ -93,7 +93,7 @@ def engines_scrape(*, fleet: EngineFleet, state: RoutingState, interval: float) 
 
 
 def _scrape_one(
-    *, worker: Worker, state: RoutingState, sent: int, previous: EngineSignals, model_worker_ids: list[int]
+    *, worker: Worker, state: RoutingState, in_flight: int, previous: EngineSignals, model_worker_ids: list[int]
 ) -> ScrapeResult:
     url = worker.effective_metrics_url
     unreachable = False
@@ -118,7 +118,7 @@ def _scrape_one(
             adapters=reading.adapters,
             cache_tokens=reading.cache_tokens,
             scraped_at=state.clock(),
-            sent_at_scrape=sent,
+            in_flight_at_scrape=in_flight,
         )
         state.engine_record(worker_id=worker.pk, signals=signals)
         return ScrapeResult(worker_id=worker.pk, ok=True, signals=signals)

@@ -189,7 +189,7 @@ def test_engine_aware_sends_nothing_to_an_engine_whose_queue_others_filled(api, 
     assert [fake.answered for fake in idle] == [6, 6]
 
 
-def test_engine_aware_counts_what_it_sent_since_the_last_scrape(api, engines):
+def test_engine_aware_shares_idle_engines_between_scrapes(api, engines):
     pair = engines(2)
     for fake in pair:
         register(api, fake)
@@ -199,7 +199,6 @@ def test_engine_aware_counts_what_it_sent_since_the_last_scrape(api, engines):
     for n in range(10):
         complete(api, f"question {n}")
 
-    # Without the count both would look idle and one would get them all.
     assert sorted(fake.answered for fake in pair) == [5, 5]
 
 

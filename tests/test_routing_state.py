@@ -318,14 +318,6 @@ def test_a_failure_counts_as_a_slow_answer_so_a_fast_failing_worker_is_not_prefe
 # --- Engine signals and prefix tables (engine_aware, prefix_aware) --------------------------
 
 
-def test_every_slot_taken_is_counted_as_sent(state):
-    for token in "ab":
-        assert take(state, token=token) is Acquired.YES
-        finish(state, token=token)
-
-    assert traffic(state).sent == 2
-
-
 def test_engine_signals_are_kept_per_worker(state):
     signals = EngineSignals(waiting=3, running=2, kv_cache_usage=0.5, adapters=("a",), scraped_at=state.clock())
 

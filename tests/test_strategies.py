@@ -12,6 +12,7 @@ from inference.traffic import Traffic
 class FakeWorker:
     id: int
     weight: int = 1
+    sent_model_name: str = "llama"
 
 
 def shares(traffic: dict[int, Traffic], workers, *, picks: int = 28, seed: int = 1) -> Counter:
@@ -56,3 +57,23 @@ def test_one_slow_answer_among_fast_ones_does_not_lock_a_worker_out():
     traffic = {1: Traffic(latency_ewma_ms=5.0), 2: Traffic(latency_ewma_ms=45.0)}
 
     assert shares(traffic, workers) == {1: 14, 2: 14}
+
+
+def test_engine_aware_counts_this_gateways_requests_in_flight_since_the_scrape():
+    from inference.engine_signals import EngineSignals
+    from inference.routing_state_local import LocalRoutingState
+    from inference.strategies import pick_engine_aware
+
+    state = LocalRoutingState()
+    now = state.clock()
+    # Both reported 2 running at the last scrape, A's being this gateway's own two.
+    state.engine_record(worker_id=1, signals=EngineSignals(running=2, scraped_at=now, in_flight_at_scrape=2))
+    state.engine_record(worker_id=2, signals=EngineSignals(running=2, scraped_at=now, in_flight_at_scrape=0))
+    workers = [FakeWorker(1), FakeWorker(2)]
+
+    def pick(in_flight_a: int) -> int:
+        traffic = {1: Traffic(in_flight=in_flight_a), 2: Traffic(in_flight=0)}
+        return pick_engine_aware(candidates=workers, traffic=traffic, state=state, rng=random.Random(1)).id
+
+    assert pick(in_flight_a=0) == 1  # A's two have finished since: A is idle, B has 2 from elsewhere
+    assert pick(in_flight_a=5) == 2  # five sent to A since the scrape: B's 2 are fewer
