@@ -47,7 +47,7 @@ from bench.run import ROOT, SetupError, call_json, gateway_env, migrate, running
 MAX_RUNNING = 64  # sequences decoded at once (vLLM's max_num_seqs, set for the GPU's memory)
 MAX_BATCHED_TOKENS = 2048  # prompt tokens prefilled per step (chunked prefill's budget)
 BLOCK_TOKENS = 16  # vLLM's KV block size
-CACHE_BLOCKS = 2048  # 32,768 tokens of KV cache
+CACHE_BLOCKS = 1536  # 24,576 tokens of KV cache
 CHARS_PER_TOKEN = 4
 DECODE_BASE_SECONDS = 0.012  # one decode step at batch 1
 DECODE_PER_SEQUENCE_SECONDS = 0.0002  # each further sequence in the batch (about 25 ms at 64)
@@ -57,8 +57,8 @@ STREAM_EVERY_TOKENS = 8  # tokens per streamed event after the first (keeps the 
 # --- The workloads ---------------------------------------------------------------------------
 ENGINES = 4
 USERS = 32  # conversations (or prompt senders) at once, each one request at a time
-SYSTEM_PROMPTS = 16
-SYSTEM_PROMPT_TOKENS = 4000
+SYSTEM_PROMPTS = 24
+SYSTEM_PROMPT_TOKENS = 3000
 TURNS = 6
 USER_TURN_TOKENS = 100
 SHORT_PROMPT_TOKENS = 200
@@ -95,9 +95,14 @@ class Engine:
 
     def reset(self) -> None:
         self.cache.clear()
-        self.queries = self.hits = 0
         self.requests = {"gateway": 0, "outside": 0}
+        self.mark()
+
+    def mark(self) -> None:
+        """Count from now on: the measured window begins (the cache stays warm)."""
+        self.queries = self.hits = 0
         self.ttft: list[float] = []  # submission to first token, inside the engine
+        self.marked_at = time.perf_counter()
 
     def submit(self, *, text: str, max_tokens: int, source: str) -> Sequence:
         self.requests[source] += 1
@@ -162,7 +167,8 @@ class Engine:
                     sequence.first_ready = False
                     sequence.generated = 1
                     self._cache(sequence)
-                    self.ttft.append(time.perf_counter() - sequence.submitted)
+                    if sequence.submitted >= self.marked_at:  # submitted in the window, as the client counts
+                        self.ttft.append(time.perf_counter() - sequence.submitted)
                     sequence.events.put_nowait(1)
             for sequence in decoding:
                 sequence.generated += 1
@@ -217,8 +223,8 @@ async def serve_engine_connection(engine: Engine, reader, writer) -> None:
             elif path == "/stats":
                 stats = {"queries": engine.queries, "hits": engine.hits, "ttft": engine.ttft, **engine.requests}
                 await _respond(writer, 200, json.dumps(stats).encode(), "application/json")
-            elif path == "/reset":
-                engine.reset()
+            elif path in ("/reset", "/mark"):
+                engine.reset() if path == "/reset" else engine.mark()
                 await _respond(writer, 200, b"{}", "application/json")
             elif method == "POST" and path == "/v1/chat/completions":
                 await _chat(engine, json.loads(body), writer)
@@ -388,13 +394,22 @@ async def outside_user(port: int, rng: random.Random, until: float) -> None:
         await stream_chat(port, body, None, (0, 0))
 
 
-async def replay(port: int, model: str, workload: str, *, warmup: float, duration: float, seed: int) -> Outcome:
+async def replay(
+    port: int, model: str, workload: str, *, warmup: float, duration: float, seed: int, engine_ports: list[int]
+) -> Outcome:
     outcome = Outcome()
     start = time.perf_counter()
     window = (start + warmup, start + warmup + duration)
     user = chat_user if workload == "a" else short_user
+
+    async def mark_engines() -> None:
+        # The engines' counts (cache hits, their own TTFT) start with the measured window.
+        await asyncio.sleep(warmup)
+        await asyncio.to_thread(lambda: [engine_json(engine, "/mark") for engine in engine_ports])
+
     await asyncio.gather(
-        *(user(port, model, random.Random(seed * 1000 + n), window[1], outcome, window) for n in range(USERS))
+        mark_engines(),
+        *(user(port, model, random.Random(seed * 1000 + n), window[1], outcome, window) for n in range(USERS)),
     )
     return outcome
 
@@ -410,7 +425,7 @@ def percentile_ms(values: list[float], fraction: float) -> float:
 
 
 def engine_json(port: int, path: str) -> dict:
-    status, answer = call_json(port, "POST" if path == "/reset" else "GET", path)
+    status, answer = call_json(port, "POST" if path in ("/reset", "/mark") else "GET", path)
     if status != 200:
         raise SetupError(f"engine on {port} answered {path} with HTTP {status}")
     return answer
@@ -461,7 +476,17 @@ def run_one(gateway_port, engine_ports, strategy, workload, args, seed) -> Row:
         engine_json(port, "/reset")
     register_fleet(gateway_port, engine_ports, model, strategy)
     print(f"  {strategy}, workload ({workload}) ...", file=sys.stderr, flush=True)
-    outcome = asyncio.run(replay(gateway_port, model, workload, warmup=args.warmup, duration=args.duration, seed=seed))
+    outcome = asyncio.run(
+        replay(
+            gateway_port,
+            model,
+            workload,
+            warmup=args.warmup,
+            duration=args.duration,
+            seed=seed,
+            engine_ports=engine_ports,
+        )
+    )
     stats = [engine_json(port, "/stats") for port in engine_ports]
     queries = sum(s["queries"] for s in stats)
     unregister_fleet(gateway_port, engine_ports, model)
@@ -482,7 +507,7 @@ def run_outside(gateway_port, engine_ports, args) -> tuple[int, int]:
         runner = asyncio.gather(*outside)
         await asyncio.sleep(3)  # the queue fills, and the scraper reads it
         await asyncio.to_thread(register_fleet, gateway_port, engine_ports, model, "engine_aware")
-        await replay(gateway_port, model, "b", warmup=0, duration=args.duration, seed=99)
+        await replay(gateway_port, model, "b", warmup=0, duration=args.duration, seed=99, engine_ports=[])
         await runner
 
     print("  engine_aware, one engine's queue filled from outside ...", file=sys.stderr, flush=True)
