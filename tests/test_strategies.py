@@ -77,3 +77,42 @@ def test_engine_aware_counts_this_gateways_requests_in_flight_since_the_scrape()
 
     assert pick(in_flight_a=0) == 1  # A's two have finished since: A is idle, B has 2 from elsewhere
     assert pick(in_flight_a=5) == 2  # five sent to A since the scrape: B's 2 are fewer
+
+
+def test_the_engine_strategies_always_choose_one_of_the_candidates():
+    """Whatever the signals (fresh, stale, missing, adapters), tables and hints: a candidate, never an error."""
+    from inference.engine_signals import EngineSignals
+    from inference.prefixes import RoutingHints
+    from inference.routing_state_local import LocalRoutingState
+    from inference.strategies import pick_engine_aware, pick_prefix_aware
+
+    rng = random.Random(13)
+    for round_ in range(200):
+        state = LocalRoutingState()
+        now = state.clock()
+        workers = [
+            FakeWorker(n, weight=rng.randint(1, 3), sent_model_name=rng.choice(["base", "sql-lora"]))
+            for n in range(1, rng.randint(1, 5) + 1)
+        ]
+        for worker in workers:
+            if rng.random() < 0.8:
+                age = rng.choice([0.0, 1.0, 5.0])
+                signals = EngineSignals(
+                    waiting=rng.randint(0, 50),
+                    running=rng.randint(0, 50),
+                    kv_cache_usage=rng.choice([None, rng.random()]),
+                    adapters=tuple(rng.sample(["sql-lora", "chat-lora"], rng.randint(0, 2))),
+                    scraped_at=now - age,
+                    in_flight_at_scrape=rng.randint(0, 60),
+                )
+                state.engine_record(worker_id=worker.id, signals=signals)
+            if rng.random() < 0.5:
+                state.prefix_record(worker_id=worker.id, hashes=["s1", "p1", "p2"][: rng.randint(1, 3)], capacity=8)
+        traffic = {
+            worker.id: Traffic(in_flight=rng.randint(0, 9), latency_ewma_ms=rng.choice([None, 10.0, 900.0]))
+            for worker in workers
+        }
+        hints = RoutingHints(render=lambda: "x" * rng.choice([0, 300, 5000]), session_key=rng.choice([None, "s"]))
+        for pick in (pick_engine_aware, pick_prefix_aware):
+            chosen = pick(candidates=workers, traffic=traffic, state=state, rng=rng, group=f"g{round_}", hints=hints)
+            assert chosen in workers
