@@ -23,7 +23,7 @@ from django.conf import settings
 from inference import upstream
 from inference.engine_signals import EngineMetricsUnreadable, EngineSignals, parse_engine_metrics
 from inference.outcomes import Outcome
-from inference.redaction import mask_secrets
+from inference.redaction import mask_secrets, secret_values
 from inference.routing_state import RoutingState
 from inference.traffic import EjectionPolicy
 from registry.models import Worker
@@ -122,7 +122,8 @@ def _scrape_one(
         )
         state.engine_record(worker_id=worker.pk, signals=signals)
         return ScrapeResult(worker_id=worker.pk, ok=True, signals=signals)
-    error = mask_secrets(error, secrets=worker.secret_values())[:300]
+    secrets = [*worker.secret_values(), *secret_values(headers={}, url=worker.metrics_url, body=None)]
+    error = mask_secrets(error, secrets=secrets)[:300]
     now = state.clock()
     counted_at = previous.counted_at
     if unreachable and now - counted_at >= _HEALTH_FEED_SECONDS:

@@ -384,3 +384,15 @@ def test_the_admin_shows_an_engines_queue_cache_and_failed_reads(admin_client, a
     )
     assert response.status_code == 302
     set_strategy(api, "engine_aware")  # and the API changes it
+
+
+def test_a_failed_scrape_never_shows_the_metrics_urls_key(api, engines):
+    (fake,) = engines(1)
+    fake.server.on("/metrics", status=401, text="bad key")
+    register(api, fake, metrics_url=fake.server.url("/metrics?key=mk-0123456789abcdef"))
+
+    (result,) = scrape()
+
+    assert result.error == "metrics URL answered HTTP 401"
+    listed = json.dumps(api.get("/api/server/workers").json())
+    assert "mk-0123456789abcdef" not in listed and "mk-0123456789abcdef" not in api.get("/metrics").content.decode()
