@@ -10,6 +10,9 @@ answers on 127.0.0.1:6379 (in each process otherwise). Two scenarios, each at co
 2. Three workers of one model, one of them (``/failing``) answering HTTP 500 at once, default
    strategy. Target: no error reaches a client; the failing worker gets as few requests as
    it takes to eject it.
+3. Two identical workers (``/fast1``, ``/fast2``) of a new model, 28 sequential requests with
+   the default strategy, as a new user tries it; several times, each on a model of its own.
+   Target: no split worse than 10/18 (equal latency averages tie, and ties rotate).
 
 Each worker has its own path on the upstream, which counts the requests per path and tells
 them on ``GET /hits``: the shares are what the upstream received, not what the gateway says.
@@ -51,6 +54,9 @@ HITS_PATH = "/hits"
 REDIS_URL = "redis://127.0.0.1:6379/9"
 STRATEGIES = ("least_loaded", "least_busy", "round_robin", "random")
 DEFAULT_STRATEGY = "least_loaded"
+PAIR_PATHS = ("/fast1", "/fast2")
+PAIR_REQUESTS = 28
+PAIR_RUNS = 5
 # How often the traffic the gateway sees (in flight, latency EWMA) is sampled during a run.
 SAMPLE_SECONDS = 0.5
 # Policies set through one gateway process reach the others when they reload their routing table.
@@ -292,7 +298,27 @@ def measure(
     return Run(label, model_name, paths, result, at_end - window_start, at_end - at_start, samples)
 
 
+def sequential_split(*, gateway_port: int, upstream_port: int, model_name: str) -> tuple[int, ...]:
+    """How PAIR_REQUESTS requests sent one after another split between the two workers."""
+    before = upstream_hits(upstream_port)
+    for _ in range(PAIR_REQUESTS):
+        status, answer = call_json(gateway_port, "POST", COMPLETIONS_PATH, {"input": "hello", "model_name": model_name})
+        if status != 200:
+            raise SetupError(f"sequential request to {model_name} failed: HTTP {status} {answer}")
+    after = upstream_hits(upstream_port)
+    return tuple(after[path] - before[path] for path in PAIR_PATHS)
+
+
 # --- Reporting -------------------------------------------------------------------------------
+
+
+def pair_lines(splits: list[tuple[int, ...]]) -> list[str]:
+    worst = min(min(split) for split in splits)
+    cells = ", ".join("/".join(map(str, split)) for split in splits)
+    return [
+        f"two identical workers, {PAIR_REQUESTS} sequential requests, {DEFAULT_STRATEGY}, {len(splits)} runs: "
+        f"{cells}; worst {worst}/{PAIR_REQUESTS - worst} (target no worse than 10/18)"
+    ]
 
 
 def share_cell(run: Run, path: str) -> str:
@@ -386,7 +412,9 @@ def parse_args(argv: list[str] | None) -> argparse.Namespace:
     return parser.parse_args(argv)
 
 
-def run_benchmark(args: argparse.Namespace, state: SharedState) -> tuple[list[Run], Run, list[str]]:
+def run_benchmark(
+    args: argparse.Namespace, state: SharedState
+) -> tuple[list[Run], Run, list[tuple[int, ...]], list[str]]:
     with tempfile.TemporaryDirectory(prefix="mmm-bench-routing-") as tmp:
         env = state_env(gateway_env(Path(tmp)), state)
         migrate(env)
@@ -403,6 +431,9 @@ def run_benchmark(args: argparse.Namespace, state: SharedState) -> tuple[list[Ru
                     None if strategy == DEFAULT_STRATEGY else strategy,
                 )
             register(gateway.port, upstream_port, "routing-failing", FAILING_PATHS, None)
+            pairs = [f"routing-pair-{n}" for n in range(PAIR_RUNS)]
+            for model_name in pairs:
+                register(gateway.port, upstream_port, model_name, PAIR_PATHS, None)
             time.sleep(ROUTING_REFRESH_WAIT)
             common = {
                 "gateway_port": gateway.port,
@@ -425,8 +456,12 @@ def run_benchmark(args: argparse.Namespace, state: SharedState) -> tuple[list[Ru
                 paths=FAILING_PATHS,
                 **common,
             )
+            splits = [
+                sequential_split(gateway_port=gateway.port, upstream_port=upstream_port, model_name=model_name)
+                for model_name in pairs
+            ]
             problems = error_lines([*strategy_runs, failing], log_path)
-    return strategy_runs, failing, problems
+    return strategy_runs, failing, splits, problems
 
 
 def main(argv: list[str] | None = None) -> int:
@@ -438,7 +473,7 @@ def main(argv: list[str] | None = None) -> int:
     print(f"mmm routing benchmark: {state.describe()}", file=sys.stderr)
     load_before = os.getloadavg()[0]
     try:
-        strategy_runs, failing, problems = run_benchmark(args, state)
+        strategy_runs, failing, splits, problems = run_benchmark(args, state)
     except SetupError as exc:
         print(f"routing benchmark setup failed: {exc}", file=sys.stderr)
         return 1
@@ -455,6 +490,7 @@ def main(argv: list[str] | None = None) -> int:
     print(failing_table(failing))
     print()
     print("\n".join(target_lines(strategy_runs, failing)))
+    print("\n".join(pair_lines(splits)))
     print("what the gateway saw:")
     print("\n".join(line for run in [*strategy_runs, failing] for line in traffic_lines(run)))
     if problems:

@@ -10,6 +10,7 @@ process answers and do not depend on that process having served traffic.
 
 import os
 
+from django.conf import settings
 from prometheus_client import CollectorRegistry, Counter, Gauge, Histogram, generate_latest
 from prometheus_client.core import GaugeMetricFamily
 from prometheus_client.registry import REGISTRY, Collector
@@ -135,6 +136,31 @@ class WorkerStateCollector(Collector):
             "The peak-EWMA latency the least_loaded strategy balances on.",
             labels=labels,
         )
+        # The engines' own load (manage.py scrape_engines), for the workers that name one.
+        engine_queue = GaugeMetricFamily(
+            "mmm_worker_engine_queue", "Requests waiting in the worker's engine, as last scraped.", labels=labels
+        )
+        engine_running = GaugeMetricFamily(
+            "mmm_worker_engine_running", "Requests running in the worker's engine, as last scraped.", labels=labels
+        )
+        engine_cache = GaugeMetricFamily(
+            "mmm_worker_engine_kv_cache_usage",
+            "Fraction of the worker's engine KV cache in use, as last scraped (engines that report it).",
+            labels=labels,
+        )
+        engine_fresh = GaugeMetricFamily(
+            "mmm_worker_engine_signals_fresh",
+            "1 if the engine's last good scrape is recent enough to route on (MMM_ENGINE_SIGNALS_STALE_SECONDS).",
+            labels=labels,
+        )
+        engine_failures = GaugeMetricFamily(
+            "mmm_worker_engine_scrape_failures", "Failed scrapes of the engine's /metrics in a row.", labels=labels
+        )
+        engine_scraped = GaugeMetricFamily(
+            "mmm_worker_engine_last_scrape_timestamp_seconds",
+            "When the engine's /metrics was last read successfully (Unix time).",
+            labels=labels,
+        )
         rows = list(
             Worker.objects.values_list(
                 "pk",
@@ -146,13 +172,16 @@ class WorkerStateCollector(Collector):
                 "consecutive_failures",
                 "consecutive_successes",
                 "latency_ms",
+                "engine",
             )
         )
         routable_ids = set(Worker.objects.routable().values_list("pk", flat=True))  # the one definition
         state_now = routing_state()
         traffic = state_now.snapshot([row[0] for row in rows])
         now = state_now.clock()
-        for pk, model_name, state, _enabled, weight_value, probed_at, failed, passed, latency_ms in rows:
+        engines = state_now.engine_read([row[0] for row in rows if row[-1]])
+        stale_after = settings.MMM_ENGINE_SIGNALS_STALE_SECONDS
+        for pk, model_name, state, _enabled, weight_value, probed_at, failed, passed, latency_ms, engine in rows:
             values = [str(pk), model_name]
             healthy.add_metric(values, float(state == HealthState.HEALTHY))
             unhealthy.add_metric(values, float(state == HealthState.UNHEALTHY))
@@ -169,6 +198,18 @@ class WorkerStateCollector(Collector):
             in_flight_now.add_metric(values, float(seen.in_flight))
             if seen.latency_ewma_ms is not None:
                 latency_ewma.add_metric(values, seen.latency_ewma_ms / 1000)
+            signals = engines.get(pk)
+            if engine and signals is not None:
+                engine_fresh.add_metric(values, float(signals.is_fresh(now=now, stale_after=stale_after)))
+                engine_failures.add_metric(values, float(signals.consecutive_failures))
+                if signals.scraped_at:
+                    engine_queue.add_metric(values, signals.waiting)
+                    engine_running.add_metric(values, signals.running)
+                    engine_scraped.add_metric(values, signals.scraped_at)
+                    if signals.kv_cache_usage is not None:
+                        engine_cache.add_metric(values, signals.kv_cache_usage)
+            elif engine:
+                engine_fresh.add_metric(values, 0.0)
         yield from (
             healthy,
             unhealthy,
@@ -181,6 +222,12 @@ class WorkerStateCollector(Collector):
             ejected,
             in_flight_now,
             latency_ewma,
+            engine_queue,
+            engine_running,
+            engine_cache,
+            engine_fresh,
+            engine_failures,
+            engine_scraped,
         )
 
 

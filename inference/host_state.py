@@ -25,6 +25,7 @@ import time
 from collections.abc import Sequence
 from dataclasses import asdict
 
+from inference.engine_signals import EngineSignals
 from inference.outcomes import Outcome
 from inference.routing_state_local import LocalRoutingState
 from inference.traffic import Acquired, EjectionPolicy, Finished, Traffic
@@ -73,7 +74,17 @@ class _State:
             return asdict(routing.finish(**args))
         if method == "round_robin_pick":
             return routing.round_robin_pick(group=args["group"], weights={int(k): v for k, v in args["weights"]})
+        if method == "engine_record":
+            return routing.engine_record(worker_id=args["worker_id"], signals=EngineSignals.from_json(args["signals"]))
+        if method == "engine_read":
+            return [
+                [worker_id, signals.to_json()] for worker_id, signals in routing.engine_read(args["worker_ids"]).items()
+            ]
+        if method == "prefix_match":
+            return list(routing.prefix_match(**args).items())
         if method in (
+            "engine_claim",
+            "prefix_record",
             "extend",
             "cool_down",
             "readmit",
@@ -311,6 +322,32 @@ class HostRoutingState:
     def budget_release_retry(self, *, model_name: str, token: str) -> None:
         self._fallback.budget_release_retry(model_name=model_name, token=token)
         self._or_local("budget_release_retry", model_name=model_name, token=token)
+
+    def engine_claim(self, *, worker_id: int, seconds: float) -> bool:
+        return bool(self._or_local("engine_claim", worker_id=worker_id, seconds=seconds)[0])
+
+    def engine_record(self, *, worker_id: int, signals: EngineSignals) -> None:
+        try:
+            self.call("engine_record", worker_id=worker_id, signals=signals.to_json())
+        except HostStateUnavailable:
+            self._fallback.engine_record(worker_id=worker_id, signals=signals)
+
+    def engine_read(self, worker_ids: Sequence[int]) -> dict[int, EngineSignals]:
+        try:
+            pairs = self.call("engine_read", worker_ids=list(worker_ids))
+        except HostStateUnavailable:
+            return self._fallback.engine_read(worker_ids)
+        return {worker_id: EngineSignals.from_json(text) for worker_id, text in pairs}
+
+    def prefix_record(self, *, worker_id: int, hashes: Sequence[str], capacity: int) -> None:
+        self._or_local("prefix_record", worker_id=worker_id, hashes=list(hashes), capacity=capacity)
+
+    def prefix_match(self, *, worker_ids: Sequence[int], hashes: Sequence[str]) -> dict[int, int]:
+        try:
+            pairs = self.call("prefix_match", worker_ids=list(worker_ids), hashes=list(hashes))
+        except HostStateUnavailable:
+            return self._fallback.prefix_match(worker_ids=worker_ids, hashes=hashes)
+        return dict(pairs)
 
     # The rate limit (accounts.ratelimit).
 

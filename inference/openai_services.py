@@ -17,6 +17,7 @@ from typing import TYPE_CHECKING
 
 from inference.exceptions import ModelCannotServe
 from inference.outcomes import Outcome
+from inference.prefixes import NO_HINTS, RoutingHints, chat_hints, prompt_hints
 from inference.protocols import protocol_for
 from inference.protocols.base import EVENT_STREAM, JSON, Answer
 from inference.router import Lease, routed_call
@@ -44,19 +45,25 @@ def chat_completion_answer(
     body: dict,
     messages: list[dict],
     stream: bool,
+    session_id: str | None = None,
 ) -> Answer:
     """Answer one /v1/chat/completions request (``body`` is the client's whole request, the
-    neutral request every protocol reads; ``messages`` is its ``messages``)."""
+    neutral request every protocol reads; ``messages`` is its ``messages``; ``session_id`` the
+    client's X-Session-ID, which prefix_aware keeps on one worker)."""
     chat = body if body.get("messages") is messages else {**body, "messages": messages}
     return _answer_with_failover(
         model_name=model_name,
         attempt=lambda worker, lease: protocol_for(worker).chat(worker=worker, chat=chat, stream=stream, attempt=lease),
+        hints=chat_hints(body=chat, session_header=session_id),
     )
 
 
-def openai_passthrough_answer(*, model_name: str, endpoint: str, body: dict, stream: bool = False) -> Answer:
+def openai_passthrough_answer(
+    *, model_name: str, endpoint: str, body: dict, stream: bool = False, session_id: str | None = None
+) -> Answer:
     """Answer a request to an endpoint only kinds that speak OpenAI serve (/v1/embeddings, ...)."""
     return _answer_with_failover(
+        hints=prompt_hints(prompt=body.get("prompt") or body.get("input") or "", body=body, session_header=session_id),
         model_name=model_name,
         attempt=lambda worker, lease: protocol_for(worker).passthrough(
             worker=worker, endpoint=endpoint, body=body, stream=stream, attempt=lease
@@ -72,6 +79,7 @@ def _answer_with_failover(
     attempt: Callable[["Worker", Lease], Answer],
     accept: Callable[["Worker"], bool] | None = None,
     refuse: Callable[[str], Exception] | None = None,
+    hints: RoutingHints = NO_HINTS,
 ) -> Answer:
     """The routing of the seed endpoint (policy, retries, ejection, fallbacks) for /v1 answers."""
 
@@ -81,7 +89,7 @@ def _answer_with_failover(
             lease.settle(answer.outcome)  # refused by the upstream: the request's fault
         return answer
 
-    routed = routed_call(model_name=model_name, call=call, accept=accept, refuse=refuse)
+    routed = routed_call(model_name=model_name, call=call, accept=accept, refuse=refuse, hints=hints)
     answer = dataclasses.replace(routed.value, record=dataclasses.replace(routed.record, outcome=routed.value.outcome))
     logger.info(
         "model=%s answered_by_model=%s worker=%s attempts=%d status=%d stream=%s",

@@ -11,6 +11,9 @@ from inference.openai_services import Answer, chat_completion_answer, openai_pas
 from mmm.api_fields import StrictBooleanField, StrictCharField, StrictIntegerField, StrictNumberField
 from registry.selectors import routable_models
 
+# A client's name for one conversation: prefix_aware keeps its turns on one worker.
+SESSION_HEADER = "X-Session-ID"
+
 
 class OpenAIView(APIView):
     """Errors in the OpenAI shape, which the SDKs turn into their exception classes."""
@@ -71,6 +74,7 @@ class ChatCompletionsView(OpenAIView):
                     # The messages as sent: content parts and tool calls included.
                     messages=request.data["messages"],
                     stream=data["stream"],
+                    session_id=request.headers.get(SESSION_HEADER),
                 )
             )
         return _respond(answer)
@@ -88,7 +92,11 @@ class OpenAIPassthroughView(OpenAIView):
         with completion_logged(request, model_name=data["model"], stream=data["stream"]) as entry:
             answer = entry.answered(
                 openai_passthrough_answer(
-                    model_name=data["model"], endpoint=self.endpoint, body=request.data, stream=data["stream"]
+                    model_name=data["model"],
+                    endpoint=self.endpoint,
+                    body=request.data,
+                    stream=data["stream"],
+                    session_id=request.headers.get(SESSION_HEADER),
                 )
             )
         return _respond(answer)

@@ -31,9 +31,10 @@ from inference.exceptions import (
     WorkersAtCapacity,
 )
 from inference.outcomes import AttemptRecord, Outcome, Recorded
+from inference.prefixes import NO_HINTS, RoutingHints
 from inference.routing import RoutingTable, routing_table
 from inference.routing_state import RoutingState, routing_state
-from inference.strategies import STRATEGIES
+from inference.strategies import STRATEGIES, pick_least_loaded
 from inference.traffic import Acquired, EjectionPolicy, Traffic
 from mmm import tracing
 from mmm.api_errors import ApiError
@@ -151,6 +152,7 @@ def routed_call(
     table: RoutingTable = routing_table,
     state: RoutingState | None = None,
     rng: random.Random | None = None,
+    hints: RoutingHints = NO_HINTS,
 ) -> Routed:
     """Run ``call`` on a worker of ``model_name`` chosen by its routing policy, retrying on other
     workers and then on the policy's fallback models, all within the policy's deadline.
@@ -158,7 +160,8 @@ def routed_call(
     ``call(worker, lease)`` raises RetryableWorkerError for a failure another worker may not
     share, any other ApiError for one it would. ``accept`` narrows the workers that can serve
     this kind of request; ``refuse(model_name)`` is raised when a model has workers but none
-    that ``accept`` takes.
+    that ``accept`` takes. ``hints`` (the prompt's prefix, a session key) are for the strategies
+    that use them.
     """
     state = state or routing_state()
     policy = table.policy_for(model_name)
@@ -176,6 +179,7 @@ def routed_call(
                 table=table,
                 state=state,
                 rng=rng or random,
+                hints=hints,
             )
         except DeadlineExceeded as exc:
             failures.append((name, exc))
@@ -219,6 +223,7 @@ def _route_on_model(
     table: RoutingTable,
     state: RoutingState,
     rng: random.Random,
+    hints: RoutingHints,
 ) -> Routed:
     workers = table.workers_for(model_name)
     if not workers:
@@ -270,6 +275,7 @@ def _route_on_model(
                 policy=policy,
                 state=state,
                 rng=rng,
+                hints=hints,
             )
         except WorkersAtCapacity:
             if last_error is None:
@@ -371,6 +377,7 @@ def _choose(
     policy: "RoutingPolicy",
     state: RoutingState,
     rng: random.Random,
+    hints: RoutingHints = NO_HINTS,
 ) -> tuple["Worker", bool]:
     """(worker, panic): the worker for the next attempt, and whether it was chosen in panic mode."""
     available = [
@@ -401,4 +408,20 @@ def _choose(
             if traffic[worker.id].is_half_open(now):
                 return worker, False  # its one trial request after an ejection
     pick = STRATEGIES[policy.strategy]
-    return pick(candidates=candidates, traffic=traffic, rng=rng, state=state, group=policy.model_name), panic
+    choice = {
+        "candidates": candidates,
+        "traffic": traffic,
+        "rng": rng,
+        "state": state,
+        "group": policy.model_name,
+        "hints": hints,
+    }
+    try:
+        return pick(**choice), panic
+    except Exception:
+        if pick is pick_least_loaded:
+            raise
+        # A strategy that reads more (engine signals, prefix tables) must never fail a request
+        # that least_loaded would have served; the log says what went wrong.
+        logger.exception("model=%s strategy %s failed; choosing least_loaded", policy.model_name, policy.strategy)
+        return pick_least_loaded(**choice), panic

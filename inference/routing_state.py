@@ -28,6 +28,7 @@ from typing import Protocol
 
 from django.conf import settings
 
+from inference.engine_signals import EngineSignals
 from inference.outcomes import Outcome
 from inference.routing_state_local import LocalRoutingState
 from inference.routing_state_redis import RedisRoutingState
@@ -80,6 +81,23 @@ class RoutingState(Protocol):
     def budget_take_retry(self, *, model_name: str, token: str, hold_until: float) -> bool: ...
 
     def budget_release_retry(self, *, model_name: str, token: str) -> None: ...
+
+    def engine_claim(self, *, worker_id: int, seconds: float) -> bool:
+        """Whether this scraper reads the worker's engine now: one scraper of several (on
+        several hosts) per worker per ``seconds``."""
+
+    def engine_record(self, *, worker_id: int, signals: EngineSignals) -> None:
+        """Keep what the worker's engine last said (inference.engine_signals)."""
+
+    def engine_read(self, worker_ids: Sequence[int]) -> dict[int, EngineSignals]:
+        """What each worker's engine last said; workers never scraped are left out."""
+
+    def prefix_record(self, *, worker_id: int, hashes: Sequence[str], capacity: int) -> None:
+        """Note that prompts with these prefix block hashes went to the worker: its table keeps the
+        ``capacity`` most recently used (inference.prefixes)."""
+
+    def prefix_match(self, *, worker_ids: Sequence[int], hashes: Sequence[str]) -> dict[int, int]:
+        """For each worker, how many of ``hashes`` (a chain, from the first) its table holds."""
 
 
 _state: RoutingState | None = None

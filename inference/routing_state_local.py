@@ -3,10 +3,12 @@ and what the Redis implementation routes with while Redis is away."""
 
 import threading
 import time
+from collections import OrderedDict
 from collections.abc import Callable, Sequence
 
 from django.conf import settings
 
+from inference.engine_signals import EngineSignals
 from inference.outcomes import Outcome
 from inference.traffic import (
     FAILURE_LATENCY_MS,
@@ -32,10 +34,24 @@ class LocalRoutingState:
         self._rr: dict[str, dict[int, int]] = {}
         self._budget: dict[tuple[str, int], list[int]] = {}
         self._retries: dict[str, dict[str, float]] = {}  # retries running now, by model
+        self._engines: dict[int, EngineSignals] = {}
+        self._engine_claims: dict[int, float] = {}
+        # Per worker, prefix block hashes in order of last use (oldest first): an LRU table.
+        self._prefixes: dict[int, OrderedDict[str, None]] = {}
 
     def reset(self) -> None:
         with self._lock:
-            for store in (self._workers, self._in_flight, self._stats, self._rr, self._budget, self._retries):
+            for store in (
+                self._workers,
+                self._in_flight,
+                self._stats,
+                self._rr,
+                self._budget,
+                self._retries,
+                self._engines,
+                self._engine_claims,
+                self._prefixes,
+            ):
                 store.clear()
 
     def _live_tokens(self, worker_id: int, now: float) -> dict[str, float]:
@@ -196,8 +212,49 @@ class LocalRoutingState:
         with self._lock:
             self._retries.get(model_name, {}).pop(token, None)
 
+    def engine_claim(self, *, worker_id: int, seconds: float) -> bool:
+        now = self.clock()
+        with self._lock:
+            if self._engine_claims.get(worker_id, 0.0) > now:
+                return False
+            self._engine_claims[worker_id] = now + seconds
+            return True
+
+    def engine_record(self, *, worker_id: int, signals: EngineSignals) -> None:
+        with self._lock:
+            self._engines[worker_id] = signals
+
+    def engine_read(self, worker_ids: Sequence[int]) -> dict[int, EngineSignals]:
+        with self._lock:
+            return {worker_id: self._engines[worker_id] for worker_id in worker_ids if worker_id in self._engines}
+
+    def prefix_record(self, *, worker_id: int, hashes: Sequence[str], capacity: int) -> None:
+        with self._lock:
+            table = self._prefixes.setdefault(worker_id, OrderedDict())
+            # Deepest block first, so the chain's first blocks are the most recently used and the
+            # last to be evicted: a chain that lost its start could never match again.
+            for block in reversed(hashes):
+                table[block] = None
+                table.move_to_end(block)
+            while len(table) > capacity:
+                table.popitem(last=False)
+
+    def prefix_match(self, *, worker_ids: Sequence[int], hashes: Sequence[str]) -> dict[int, int]:
+        with self._lock:
+            return {worker_id: _leading(self._prefixes.get(worker_id, {}), hashes) for worker_id in worker_ids}
+
     def _window(self) -> int:
         return int(self.clock() // settings.MMM_RETRY_BUDGET_WINDOW_SECONDS)
+
+
+def _leading(table, hashes: Sequence[str]) -> int:
+    """How many of a chain of block hashes, from the first, the table holds."""
+    count = 0
+    for block in hashes:
+        if block not in table:
+            break
+        count += 1
+    return count
 
 
 def _smooth_weighted_pick(scores: dict[int, int], weights: dict[int, int]) -> int:

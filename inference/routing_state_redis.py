@@ -10,6 +10,7 @@ from collections.abc import Callable, Sequence
 
 from django.conf import settings
 
+from inference.engine_signals import EngineSignals
 from inference.outcomes import Outcome
 from inference.routing_state_local import LocalRoutingState
 from inference.traffic import (
@@ -385,3 +386,80 @@ class RedisRoutingState:
             self._redis.zrem(self._key("retrying", model_name), token)
         except self._errors as exc:
             self._unavailable("budget", exc)
+
+    # Engine signals and prefix tables (engine_aware, prefix_aware). While Redis is away they
+    # live in this process, as the rest of the state does.
+
+    def engine_claim(self, *, worker_id: int, seconds: float) -> bool:
+        if self._away():
+            return self._fallback.engine_claim(worker_id=worker_id, seconds=seconds)
+        try:
+            claimed = self._redis.set(self._key("engclaim", worker_id), "1", nx=True, px=max(1, int(seconds * 1000)))
+        except self._errors as exc:
+            self._unavailable("engine_claim", exc)
+            return self._fallback.engine_claim(worker_id=worker_id, seconds=seconds)
+        return bool(claimed)
+
+    def engine_record(self, *, worker_id: int, signals: EngineSignals) -> None:
+        self._fallback.engine_record(worker_id=worker_id, signals=signals)
+        if self._away():
+            return
+        try:
+            # Kept an hour: a signal that old is stale anyway, and a removed worker's goes away.
+            self._redis.set(self._key("eng", worker_id), signals.to_json(), ex=3600)
+        except self._errors as exc:
+            self._unavailable("engine_record", exc)
+
+    def engine_read(self, worker_ids: Sequence[int]) -> dict[int, EngineSignals]:
+        if self._away() or not worker_ids:
+            return self._fallback.engine_read(worker_ids)
+        try:
+            replies = self._redis.mget([self._key("eng", worker_id) for worker_id in worker_ids])
+        except self._errors as exc:
+            self._unavailable("engine_read", exc)
+            return self._fallback.engine_read(worker_ids)
+        return {
+            worker_id: EngineSignals.from_json(reply)
+            for worker_id, reply in zip(worker_ids, replies, strict=True)
+            if reply is not None
+        }
+
+    def prefix_record(self, *, worker_id: int, hashes: Sequence[str], capacity: int) -> None:
+        if self._away():
+            return self._fallback.prefix_record(worker_id=worker_id, hashes=hashes, capacity=capacity)
+        if not hashes:
+            return
+        now = self.clock()
+        key = self._key("px", worker_id)
+        # The chain's first blocks score as the most recently used, so they are evicted last
+        # (a chain that lost its start could never match again).
+        scores = {block: now - depth * 1e-6 for depth, block in enumerate(hashes)}
+        pipe = self._redis.pipeline(transaction=False)
+        pipe.zadd(key, scores)
+        pipe.zremrangebyrank(key, 0, -(capacity + 1))
+        pipe.expire(key, 86400)
+        try:
+            pipe.execute()
+        except self._errors as exc:
+            self._unavailable("prefix_record", exc)
+
+    def prefix_match(self, *, worker_ids: Sequence[int], hashes: Sequence[str]) -> dict[int, int]:
+        if self._away() or not hashes:
+            return self._fallback.prefix_match(worker_ids=worker_ids, hashes=hashes)
+        pipe = self._redis.pipeline(transaction=False)
+        for worker_id in worker_ids:
+            pipe.zmscore(self._key("px", worker_id), list(hashes))
+        try:
+            replies = pipe.execute()
+        except self._errors as exc:
+            self._unavailable("prefix_match", exc)
+            return self._fallback.prefix_match(worker_ids=worker_ids, hashes=hashes)
+        result = {}
+        for worker_id, scores in zip(worker_ids, replies, strict=True):
+            count = 0
+            for score in scores:
+                if score is None:
+                    break
+                count += 1
+            result[worker_id] = count
+        return result

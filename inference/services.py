@@ -9,6 +9,7 @@ from dataclasses import dataclass
 from typing import TYPE_CHECKING, Any
 
 from inference.outcomes import AttemptRecord, Recorded
+from inference.prefixes import prompt_hints
 from inference.protocols import protocol_for
 from inference.protocols.base import Completed
 from inference.router import Lease, routed_call
@@ -43,7 +44,9 @@ def completion_create(
             worker=worker, prompt=prompt, temperature=temperature, timeout=lease.timeout
         )
 
-    routed = routed_call(model_name=model_name, call=call, table=table, state=state, rng=rng)
+    routed = routed_call(
+        model_name=model_name, call=call, table=table, state=state, rng=rng, hints=prompt_hints(prompt=prompt)
+    )
     completed: Completed = routed.value
     return Completion(
         result=completed.result,

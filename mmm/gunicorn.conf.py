@@ -134,18 +134,26 @@ def _start_host_state() -> None:
         time.sleep(0.05)
 
 
-# --- Processes beside gunicorn: the job runner (docs/jobs.md) and the webhook sender ---------
-# Image and video jobs need a `manage.py run_jobs --loop` somewhere, and webhooks a
-# `manage.py deliver_webhooks --loop` (docs/webhooks.md); `make serve` runs both beside gunicorn
-# so they work with the one command. Each stops when this master does (--parent-pid), however
-# the master ends. Production runs them as services of their own and sets MMM_JOB_RUNNER=false
-# and MMM_WEBHOOK_SENDER=false.
+# --- Processes beside gunicorn: the job runner, the webhook sender, the engine scraper -------
+# Image and video jobs need a `manage.py run_jobs --loop` somewhere (docs/jobs.md), webhooks a
+# `manage.py deliver_webhooks --loop` (docs/webhooks.md), and engine_aware and prefix_aware a
+# `manage.py scrape_engines --loop` reading vLLM's, SGLang's and TGI's /metrics (docs/routing.md);
+# `make serve` runs them beside gunicorn so they work with the one command. Each stops when this
+# master does (--parent-pid), however the master ends. Production runs them as services of their
+# own and sets MMM_JOB_RUNNER, MMM_WEBHOOK_SENDER or MMM_ENGINE_SCRAPER to false (docs/deploy.md).
+# The scraper reads nothing while no worker names an engine (one query a second to see whether
+# one does), and it needs a state the web workers share (Redis, or the host state above).
 _sidecars: list[subprocess.Popen] = []
 
 
 def _start_sidecars() -> None:
-    for setting, command in (("MMM_JOB_RUNNER", "run_jobs"), ("MMM_WEBHOOK_SENDER", "deliver_webhooks")):
-        if env_bool(setting, True):
+    shared_state = bool(env_str("REDIS_URL") or env_str("MMM_HOST_STATE_SOCKET"))
+    for setting, command, wanted in (
+        ("MMM_JOB_RUNNER", "run_jobs", True),
+        ("MMM_WEBHOOK_SENDER", "deliver_webhooks", True),
+        ("MMM_ENGINE_SCRAPER", "scrape_engines", shared_state),
+    ):
+        if wanted and env_bool(setting, True):
             _sidecars.append(
                 subprocess.Popen(
                     [sys.executable, "manage.py", command, "--loop", "--parent-pid", str(os.getpid())],
@@ -155,25 +163,22 @@ def _start_sidecars() -> None:
             )
 
 
-def _stop_sidecars() -> None:
-    for process in _sidecars:
-        if process.poll() is None:
+def _stop(processes: list, *, timeout: float) -> None:
+    for process in processes:
+        if process is not None and process.poll() is None:
             process.terminate()  # each finishes its pass: every claim it holds is recorded or runs out
-    for process in _sidecars:
+    for process in processes:
+        if process is None:
+            continue
         try:
-            process.wait(timeout=15)
+            process.wait(timeout=timeout)
         except subprocess.TimeoutExpired:
             process.kill()
 
 
 def on_exit(server) -> None:
-    _stop_sidecars()
-    if _host_state_process is not None and _host_state_process.poll() is None:
-        _host_state_process.terminate()
-        try:
-            _host_state_process.wait(timeout=5)
-        except subprocess.TimeoutExpired:
-            _host_state_process.kill()
+    _stop(_sidecars, timeout=15)
+    _stop([_host_state_process], timeout=5)
     path = env_str("MMM_HOST_STATE_SOCKET")
     if path and os.path.basename(os.path.dirname(path)).startswith("mmm-state-"):
         shutil.rmtree(os.path.dirname(path), ignore_errors=True)

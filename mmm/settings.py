@@ -301,6 +301,23 @@ MMM_DEFAULT_MAX_ATTEMPTS = env_int("MMM_DEFAULT_MAX_ATTEMPTS", 3, minimum=1, max
 MMM_DEFAULT_DEADLINE = env_float("MMM_DEFAULT_DEADLINE", 120.0, minimum=0.1, maximum=3600.0)
 # Peak-EWMA decay time of the latency average that the least_loaded strategy balances on.
 MMM_LATENCY_DECAY_SECONDS = env_float("MMM_LATENCY_DECAY_SECONDS", 10.0, minimum=0.1, maximum=3600.0)
+# least_loaded: two latency averages within this ratio of each other count as equal (noise in
+# the average of identical workers must not decide), and the tie goes by in-flight, then rotation.
+MMM_LATENCY_TIE_RATIO = env_float("MMM_LATENCY_TIE_RATIO", 1.5, minimum=1.0, maximum=100.0)
+# Engine signals (manage.py scrape_engines): how often each engine's /metrics is read, how long
+# one read may take, and after how long a signal is too old to route on (least_loaded then).
+# Kubernetes' inference extension reads every 50 ms and ignores what is older than 2 s.
+MMM_ENGINE_SCRAPE_INTERVAL = env_float("MMM_ENGINE_SCRAPE_INTERVAL", 0.25, minimum=0.01, maximum=60.0)
+MMM_ENGINE_SCRAPE_TIMEOUT = env_float("MMM_ENGINE_SCRAPE_TIMEOUT", 1.0, minimum=0.05, maximum=30.0)
+MMM_ENGINE_SIGNALS_STALE_SECONDS = env_float("MMM_ENGINE_SIGNALS_STALE_SECONDS", 2.0, minimum=0.1, maximum=3600.0)
+# prefix_aware: the rendered prompt is hashed in blocks of this many characters (about 64
+# tokens), at most MAX_BLOCKS of them; each worker's table of recently sent blocks keeps at most
+# TABLE_BLOCKS (an engine that reports its KV cache size sizes its own); the longest match wins
+# unless that worker has more than LOAD_GATE requests more than the least loaded one.
+MMM_PREFIX_BLOCK_CHARS = env_int("MMM_PREFIX_BLOCK_CHARS", 256, minimum=16, maximum=65536)
+MMM_PREFIX_MAX_BLOCKS = env_int("MMM_PREFIX_MAX_BLOCKS", 256, minimum=1, maximum=4096)
+MMM_PREFIX_TABLE_BLOCKS = env_int("MMM_PREFIX_TABLE_BLOCKS", 16384, minimum=16, maximum=10_000_000)
+MMM_PREFIX_LOAD_GATE = env_float("MMM_PREFIX_LOAD_GATE", 8.0, minimum=0.0, maximum=100_000.0)
 # probe_workers deletes heartbeat workers that have been expired for longer than this.
 MMM_HEARTBEAT_REMOVE_AFTER = env_float("MMM_HEARTBEAT_REMOVE_AFTER", 3600.0, minimum=0.0)
 # How long a Redis call of the routing state may take before the request goes on without it.

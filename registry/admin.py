@@ -4,6 +4,7 @@ import contextvars
 from datetime import timedelta
 
 from django import forms
+from django.conf import settings
 from django.contrib import admin, messages
 from django.core.exceptions import ValidationError
 from django.db import transaction
@@ -37,10 +38,23 @@ WORKER_REQUEST_FIELDS = (
     "usage_extract",
     "job_api",
 )
+# How the worker is balanced and watched: the add form and the change form alike.
+ROUTING_FIELDS = (
+    "owner",
+    "weight",
+    "enabled",
+    "timeout",
+    "max_inflight",
+    "capacity",
+    "ttl",
+    "health_url",
+    "engine",
+    "metrics_url",
+)
 # The live traffic of the changelist page being rendered, read once for all its rows.
 _page_traffic: contextvars.ContextVar = contextvars.ContextVar("page_traffic", default=None)
 # The worker page's health: one verdict from probes and traffic, then each source without counts.
-TRAFFIC_FIELDS = ("health", "live_traffic", "probes", "heartbeat")
+TRAFFIC_FIELDS = ("health", "live_traffic", "engine_signals", "probes", "heartbeat")
 
 
 class WorkerForm(forms.ModelForm):
@@ -52,6 +66,7 @@ class WorkerForm(forms.ModelForm):
     MASKED = {
         "req_url_template": (redaction.url_for_display, redaction.url_unmasked),
         "health_url": (redaction.url_for_display, redaction.url_unmasked),
+        "metrics_url": (redaction.url_for_display, redaction.url_unmasked),
         "headers": (redaction.headers_for_display, redaction.headers_unmasked),
         "body": (redaction.body_for_display, redaction.body_unmasked),
     }
@@ -90,6 +105,9 @@ class WorkerForm(forms.ModelForm):
 
     def clean_health_url(self):
         return self._unmasked("health_url")
+
+    def clean_metrics_url(self):
+        return self._unmasked("metrics_url")
 
     def clean_headers(self):
         return self._unmasked("headers")
@@ -182,19 +200,7 @@ class WorkerAdmin(WorkerConsoleAdmin):  # test prompt, probe now, drain, try bef
         ),
         (
             "Routing",
-            {
-                "fields": (
-                    "owner",
-                    "owner_key",
-                    "weight",
-                    "enabled",
-                    "timeout",
-                    "max_inflight",
-                    "capacity",
-                    "ttl",
-                    "health_url",
-                )
-            },
+            {"fields": (ROUTING_FIELDS[0], "owner_key", *ROUTING_FIELDS[1:])},
         ),
         ("Health (probes and live traffic of all gateway processes)", {"fields": TRAFFIC_FIELDS}),
         ("Record", {"classes": ("collapse",), "fields": ("created_at", "updated_at")}),
@@ -257,6 +263,30 @@ class WorkerAdmin(WorkerConsoleAdmin):  # test prompt, probe now, drain, try bef
             return ""
         traffic, _now = self._traffic(worker)
         return traffic.in_flight
+
+    @admin.display(description="engine")
+    def engine_signals(self, worker: Worker) -> str:
+        """What the worker's engine last said on its /metrics (manage.py scrape_engines)."""
+        if worker.pk is None or not worker.engine:
+            return "no engine named: nothing is read"
+        state = routing_state()
+        signals = state.engine_read([worker.pk]).get(worker.pk)
+        if signals is None:
+            return "not scraped yet (is manage.py scrape_engines running?)"
+        now = state.clock()
+        parts = []
+        if signals.scraped_at:
+            fresh = signals.is_fresh(now=now, stale_after=settings.MMM_ENGINE_SIGNALS_STALE_SECONDS)
+            cache = "n/a" if signals.kv_cache_usage is None else f"{signals.kv_cache_usage:.0%}"
+            parts.append(
+                f"{signals.waiting:g} queued, {signals.running:g} running, KV cache {cache}; "
+                f"read {now - signals.scraped_at:.1f} s ago{'' if fresh else ' (stale: routed as least_loaded)'}"
+            )
+            if signals.adapters:
+                parts.append("adapters loaded: " + ", ".join(signals.adapters))
+        if signals.error:
+            parts.append(f"last {signals.consecutive_failures} read(s) failed: {signals.error}")
+        return "; ".join(parts)
 
     @admin.display(description="heartbeat")
     def heartbeat(self, worker: Worker) -> str:
@@ -323,10 +353,7 @@ class WorkerAdmin(WorkerConsoleAdmin):  # test prompt, probe now, drain, try bef
             None,
             {"fields": WORKER_REQUEST_FIELDS},
         ),
-        (
-            "Routing",
-            {"fields": ("owner", "weight", "enabled", "timeout", "max_inflight", "capacity", "ttl", "health_url")},
-        ),
+        ("Routing", {"fields": ROUTING_FIELDS}),
     )
 
     def get_fieldsets(self, request, obj=None):

@@ -1,6 +1,7 @@
 """What is registered: the model workers the gateway routes to, with their health as data."""
 
 from datetime import datetime
+from urllib.parse import urlsplit, urlunsplit
 
 from django.conf import settings
 from django.core.exceptions import ValidationError
@@ -43,6 +44,17 @@ class Strategy(models.TextChoices):
     LEAST_BUSY = "least_busy", "least busy (in-flight requests, power of two choices)"
     ROUND_ROBIN = "round_robin", "round robin (smooth weighted, shared by all processes)"
     RANDOM = "random", "random (weighted)"
+    ENGINE_AWARE = "engine_aware", "engine aware (fewest expected waits from the engines' queues and KV cache)"
+    PREFIX_AWARE = "prefix_aware", "prefix aware (same prompt prefix or session to the same replica, with a load gate)"
+
+
+class Engine(models.TextChoices):
+    """The inference engine behind a worker, whose Prometheus /metrics the scraper reads
+    (manage.py scrape_engines, docs/routing.md)."""
+
+    VLLM = "vllm", "vLLM"
+    SGLANG = "sglang", "SGLang"
+    TGI = "tgi", "text-generation-inference"
 
 
 class WorkerKind(models.TextChoices):
@@ -195,6 +207,22 @@ class Worker(models.Model):
         validators=[MinValueValidator(1), MaxValueValidator(10_000)],
         help_text="Job workers: jobs this worker runs at once; more wait in the gateway's queue. Empty is 1.",
     )
+    engine = models.CharField(
+        max_length=16,
+        choices=Engine.choices,
+        blank=True,
+        help_text="The engine serving this worker (vllm, sglang, tgi): its /metrics feed the engine_aware and "
+        "prefix_aware strategies. Empty: none is read.",
+    )
+    # Encrypted like health_url: a metrics endpoint behind a proxy may carry a key in its query.
+    metrics_url = EncryptedQueryURLField(
+        "metrics URL",
+        max_length=4000,
+        blank=True,
+        validators=[MaxLengthValidator(2000), validators.validate_http_url],
+        help_text="The engine's Prometheus endpoint; empty is /metrics on the worker's host and port, where "
+        "vLLM, SGLang and TGI serve it.",
+    )
 
     # Health, written by the prober with conditional updates; never edited in forms.
     health_state = models.CharField(max_length=16, choices=HealthState.choices, default=HealthState.UNKNOWN)
@@ -229,7 +257,7 @@ class Worker(models.Model):
 
     def clean(self) -> None:
         errors: dict[str, str] = {}
-        for field in ("req_url_template", "health_url"):
+        for field in ("req_url_template", "health_url", "metrics_url"):
             refusal = validators.egress_refusal(getattr(self, field))
             if refusal:
                 errors[field] = refusal
@@ -303,6 +331,15 @@ class Worker(models.Model):
     def is_routable(self, now: datetime | None = None) -> bool:
         """The row form of WorkerQuerySet.routable."""
         return self.is_dispatchable(now) and self.health_state != HealthState.UNHEALTHY
+
+    @property
+    def effective_metrics_url(self) -> str:
+        """Where the scraper reads the engine's metrics: ``metrics_url``, or /metrics on the
+        worker's own scheme, host and port (vLLM, SGLang and TGI serve it beside their API)."""
+        if self.metrics_url:
+            return self.metrics_url
+        parts = urlsplit(self.req_url_template)
+        return urlunsplit((parts.scheme, parts.netloc, "/metrics", "", ""))
 
     @property
     def effective_timeout(self) -> float:

@@ -15,7 +15,7 @@ from urllib.parse import urlsplit
 
 from django.core.exceptions import ValidationError
 
-from registry.models import HttpMethod, WorkerKind
+from registry.models import Engine, HttpMethod, WorkerKind
 from registry.validators import validate_http_url
 
 
@@ -34,6 +34,7 @@ class Preset:
     # For an API whose paths depend on what the base URL names (fal: the app): base URL ->
     # (the worker's URL, its job_api). Raises ValidationError on a base URL it cannot read.
     job_api_from_url: Callable[[str], tuple[str, dict]] | None = None
+    engine: str = ""  # the engine whose /metrics the scraper reads (registry.models.Engine)
 
     def fill(self, *, base_url: str, api_key: str | None) -> dict[str, Any]:
         """The worker fields for a server of this API at ``base_url``."""
@@ -52,6 +53,7 @@ class Preset:
             "response_extract": self.response_extract,
             "job_api": job_api,
             "preset": self.name,
+            **({"engine": self.engine} if self.engine else {}),
         }
 
 
@@ -232,6 +234,19 @@ PRESETS: dict[str, Preset] = {
             name="openai",
             title="OpenAI-compatible server (OpenAI, vLLM, llama.cpp, LM Studio, ...): base URL ending in /v1",
             kind=WorkerKind.OPENAI,
+        ),
+        Preset(
+            name="vllm",
+            title="vLLM's OpenAI-compatible server, its queue and KV cache read from /metrics: base URL ending in /v1",
+            kind=WorkerKind.OPENAI,
+            engine=Engine.VLLM,
+        ),
+        Preset(
+            name="sglang",
+            title="SGLang's OpenAI-compatible server, its queue and KV cache read from /metrics "
+            "(start it with --enable-metrics): base URL ending in /v1",
+            kind=WorkerKind.OPENAI,
+            engine=Engine.SGLANG,
         ),
         Preset(
             name="ollama",

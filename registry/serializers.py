@@ -2,9 +2,11 @@
 
 from datetime import UTC, datetime
 
+from django.conf import settings
 from django.core.exceptions import ValidationError as ModelValidationError
 from rest_framework import serializers
 
+from inference.engine_signals import EngineSignals
 from inference.redaction import body_for_display, url_for_display
 from mmm.api_fields import (
     RefuseUnknownFieldsMixin,
@@ -13,7 +15,7 @@ from mmm.api_fields import (
     StrictIntegerField,
     StrictNumberField,
 )
-from registry.models import HEALTH_FIELDS, HttpMethod, RoutingPolicy, Strategy, Worker, WorkerKind
+from registry.models import HEALTH_FIELDS, Engine, HttpMethod, RoutingPolicy, Strategy, Worker, WorkerKind
 from registry.presets import PRESETS, preset_fields
 
 # The first implementation's names for fields that have a new name here.
@@ -50,6 +52,8 @@ class WorkerRegisterInput(WorkerKeyInput):
     ttl = StrictNumberField(required=False, allow_null=True, min_value=1, max_value=86400)
     job_api = serializers.JSONField(required=False, allow_null=True)
     capacity = StrictIntegerField(required=False, allow_null=True, min_value=1, max_value=10_000)
+    engine = serializers.ChoiceField(choices=Engine.values, required=False, allow_blank=True)
+    metrics_url = StrictCharField(required=False, allow_blank=True, max_length=2000)
     req_param = serializers.JSONField(required=False, allow_null=True)
     is_stream = StrictBooleanField(required=False)
     worker_type = StrictCharField(required=False, allow_blank=True, max_length=100)
@@ -93,24 +97,30 @@ class WorkerListQuery(serializers.Serializer):
     model_name = serializers.CharField(required=False, max_length=200)
 
 
-def _epoch_to_iso(seconds: float, now: float) -> str | None:
-    """A time from the routing state, or None when it has passed."""
-    if seconds <= now:
+def _epoch_to_iso_any(seconds: float) -> str | None:
+    """A time from the routing state, past or future; None for never (0)."""
+    if not seconds:
         return None
     return datetime.fromtimestamp(seconds, tz=UTC).isoformat().replace("+00:00", "Z")
+
+
+def _epoch_to_iso(seconds: float, now: float) -> str | None:
+    """A time from the routing state, or None when it has passed."""
+    return None if seconds <= now else _epoch_to_iso_any(seconds)
 
 
 class WorkerOutput(serializers.ModelSerializer):
     """A worker as registered, with its health and live traffic.
 
-    ``context["traffic"]`` maps worker ids to ``routing_state.Traffic`` and ``context["now"]``
-    is the routing state's clock.
+    ``context["traffic"]`` maps worker ids to ``routing_state.Traffic``, ``context["engines"]``
+    to ``engine_signals.EngineSignals``, and ``context["now"]`` is the routing state's clock.
     """
 
     # Header names only: values hold upstream API keys and never leave the gateway.
     header_names = serializers.SerializerMethodField()
     expired = serializers.SerializerMethodField()
     traffic = serializers.SerializerMethodField()
+    engine_state = serializers.SerializerMethodField()
 
     class Meta:
         model = Worker
@@ -135,10 +145,13 @@ class WorkerOutput(serializers.ModelSerializer):
             "ttl",
             "job_api",
             "capacity",
+            "engine",
+            "metrics_url",
             "heartbeat_expires_at",
             "expired",
             *HEALTH_FIELDS,
             "traffic",
+            "engine_state",
             "created_at",
             "updated_at",
         ]
@@ -151,6 +164,7 @@ class WorkerOutput(serializers.ModelSerializer):
         data = super().to_representation(worker)
         data["req_url_template"] = url_for_display(worker.req_url_template)
         data["health_url"] = url_for_display(worker.health_url) if worker.health_url else ""
+        data["metrics_url"] = url_for_display(worker.effective_metrics_url) if worker.engine else ""
         data["body"] = body_for_display(worker.body)
         return data
 
@@ -173,6 +187,25 @@ class WorkerOutput(serializers.ModelSerializer):
             "cooldown_until": _epoch_to_iso(seen.cooldown_until, now),
             "recent_requests": seen.recent_total,
             "recent_success_rate": None if seen.success_rate is None else round(seen.success_rate, 4),
+        }
+
+    def get_engine_state(self, worker: Worker) -> dict | None:
+        """What the worker's engine last said (manage.py scrape_engines); None without an engine."""
+        if not worker.engine or "now" not in self.context:
+            return None
+        signals = self.context.get("engines", {}).get(worker.pk) or EngineSignals(error="not scraped yet")
+        now = self.context["now"]
+        return {
+            "scraped": signals.scraped_at > 0,
+            "fresh": signals.is_fresh(now=now, stale_after=settings.MMM_ENGINE_SIGNALS_STALE_SECONDS),
+            "scraped_at": _epoch_to_iso_any(signals.scraped_at),
+            "queue": signals.waiting,
+            "running": signals.running,
+            "kv_cache_usage": None if signals.kv_cache_usage is None else round(signals.kv_cache_usage, 4),
+            "adapters": list(signals.adapters),
+            "scrape_error": signals.error,
+            "scrape_failed_at": _epoch_to_iso_any(signals.failed_at),
+            "scrape_failures": signals.consecutive_failures,
         }
 
 

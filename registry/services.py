@@ -44,6 +44,8 @@ def worker_register(
     ttl: float | None = NOT_GIVEN,
     job_api: dict | None = NOT_GIVEN,
     capacity: int | None = NOT_GIVEN,
+    engine: str = NOT_GIVEN,
+    metrics_url: str = NOT_GIVEN,
     legacy_options: dict[str, Any] = NOT_GIVEN,
     caller: Caller | None = None,
 ) -> tuple[Worker, bool]:
@@ -74,6 +76,8 @@ def worker_register(
             "ttl": ttl,
             "job_api": job_api,
             "capacity": capacity,
+            "engine": engine,
+            "metrics_url": metrics_url,
             "legacy_options": legacy_options,
         }.items()
         if value is not NOT_GIVEN

@@ -43,7 +43,9 @@ class WorkerListView(APIView):
         query.is_valid(raise_exception=True)
         workers = list(worker_list(**query.validated_data))
         state = routing_state()
-        context = {"traffic": state.snapshot([worker.pk for worker in workers]), "now": state.clock()}
+        ids = [worker.pk for worker in workers]
+        engines = state.engine_read([worker.pk for worker in workers if worker.engine])
+        context = {"traffic": state.snapshot(ids), "engines": engines, "now": state.clock()}
         return Response({"success": True, "data": WorkerOutput(workers, many=True, context=context).data})
 
 

@@ -153,3 +153,27 @@ def test_a_bad_file_changes_nothing_and_names_its_line(secrets, monkeypatch, mis
 
 def test_the_schema_knows_every_preset():
     assert set(SCHEMA["$defs"]["worker"]["properties"]["preset"]["enum"]) == set(PRESETS)
+
+
+def test_a_fleet_file_names_engines_and_picks_an_engine_strategy(monkeypatch):
+    text = """\
+version: 1
+models:
+  llama:
+    policy: {strategy: prefix_aware}
+    workers:
+      - preset: vllm
+        base_url: http://127.0.0.1:9011/v1
+      - preset: openai
+        base_url: http://127.0.0.1:9012/v1
+        engine: sglang
+        metrics_url: http://127.0.0.1:9013/metrics?token=${METRICS_TOKEN}
+"""
+    monkeypatch.setenv("METRICS_TOKEN", "mt-0123456789abc")
+    apply_text(text, monkeypatch=monkeypatch)
+
+    engines = dict(Worker.objects.values_list("req_url_template", "engine"))
+    assert engines == {"http://127.0.0.1:9011/v1": "vllm", "http://127.0.0.1:9012/v1": "sglang"}
+    assert RoutingPolicy.objects.get(model_name="llama").strategy == "prefix_aware"
+    exported = run("export")
+    assert "engine: sglang" in exported and "mt-0123456789abc" not in exported

@@ -79,3 +79,18 @@ def test_without_its_server_a_process_routes_on_its_own_state_and_limits_are_una
     assert away.breaker.is_open()
     with pytest.raises(HostStateUnavailable):
         away.rate_count(key="ratelimit:abc")
+
+
+def test_two_clients_share_engine_signals_claims_and_prefix_tables(server_path):
+    from inference.engine_signals import EngineSignals
+
+    a, b = client(server_path), client(server_path)
+    signals = EngineSignals(waiting=4, running=1, adapters=("sql-lora",), scraped_at=time.time())
+
+    a.engine_record(worker_id=1, signals=signals)
+    a.prefix_record(worker_id=1, hashes=["h1", "h2"], capacity=10)
+
+    assert b.engine_read([1, 2]) == {1: signals}
+    assert b.prefix_match(worker_ids=[1, 2], hashes=["h1", "h2", "h3"]) == {1: 2, 2: 0}
+    assert a.engine_claim(worker_id=1, seconds=60) is True
+    assert b.engine_claim(worker_id=1, seconds=60) is False

@@ -7,6 +7,7 @@ from concurrent.futures import ThreadPoolExecutor
 import pytest
 from django.conf import settings
 
+from inference.engine_signals import EngineSignals
 from inference.outcomes import Outcome
 from inference.routing_state import FAILURE_LATENCY_MS, Acquired, EjectionPolicy
 from inference.routing_state_local import LocalRoutingState
@@ -312,3 +313,38 @@ def test_a_failure_counts_as_a_slow_answer_so_a_fast_failing_worker_is_not_prefe
     finish(state, token="b", outcome=Outcome.FAILED, latency_ms=1.0)
 
     assert traffic(state).latency_ewma_ms == pytest.approx(FAILURE_LATENCY_MS, rel=1e-3)
+
+
+# --- Engine signals and prefix tables (engine_aware, prefix_aware) --------------------------
+
+
+def test_engine_signals_are_kept_per_worker(state):
+    signals = EngineSignals(waiting=3, running=2, kv_cache_usage=0.5, adapters=("a",), scraped_at=state.clock())
+
+    state.engine_record(worker_id=1, signals=signals)
+
+    assert state.engine_read([1, 2]) == {1: signals}
+
+
+def test_one_claim_per_worker_per_interval(state):
+    assert state.engine_claim(worker_id=1, seconds=60) is True
+    assert state.engine_claim(worker_id=1, seconds=60) is False
+    assert state.engine_claim(worker_id=2, seconds=60) is True
+
+
+def test_a_prefix_table_matches_a_chain_from_its_first_block(state):
+    state.prefix_record(worker_id=1, hashes=["a", "b", "c"], capacity=100)
+
+    matched = state.prefix_match(worker_ids=[1, 2], hashes=["a", "b", "x", "c"])
+
+    assert matched == {1: 2, 2: 0}
+
+
+def test_a_full_prefix_table_forgets_the_least_recently_used_chain_and_keeps_chain_starts(state):
+    state.prefix_record(worker_id=1, hashes=["old1", "old2"], capacity=3)
+    state.clock.now += 1
+    state.prefix_record(worker_id=1, hashes=["new1", "new2"], capacity=3)
+
+    matched = state.prefix_match(worker_ids=[1], hashes=["old1", "old2"])[1]
+    assert matched == 1  # the old chain lost its deepest block first, never its start
+    assert state.prefix_match(worker_ids=[1], hashes=["new1", "new2"])[1] == 2

@@ -11,13 +11,14 @@ from inference.openai_services import EVENT_STREAM, JSON, Answer, chat_completio
 __all__ = ["EVENT_STREAM", "JSON", "Answer", "answer_document", "chat_answer", "error_message"]
 
 
-def chat_answer(*, chat: dict) -> Answer:
+def chat_answer(*, chat: dict, session_id: str | None = None) -> Answer:
     """Route ``chat`` (already translated and validated) like a /v1/chat/completions request."""
     return chat_completion_answer(
         model_name=chat["model"],
         body=chat,
         messages=chat["messages"],
         stream=bool(chat.get("stream")),
+        session_id=session_id,
     )
 
 

@@ -98,7 +98,7 @@ class ModelView(OpenAIView):
 def _answered(request, chat: dict) -> Answer:
     prompt = templating.chat_values(chat["messages"])[templating.USER_PROMPT]
     with completion_logged(request, model_name=chat["model"], prompt=prompt, stream=bool(chat.get("stream"))) as entry:
-        return entry.answered(chat_answer(chat=chat))
+        return entry.answered(chat_answer(chat=chat, session_id=request.headers.get("X-Session-ID")))
 
 
 def _translated(

@@ -47,7 +47,7 @@ def fleet_export() -> str:
                 value = _headers(value, worker.model_name, secrets)
             elif name == "body":
                 value = _body(value, worker.model_name, secrets)
-            elif name == "health_url":
+            elif name in ("health_url", "metrics_url"):
                 value = _url(value, worker.model_name, secrets)
             entry[name] = value
         models.setdefault(worker.model_name, {}).setdefault("workers", []).append(entry)

@@ -35,10 +35,12 @@ WORKER_FIELDS = (
     "ttl",
     "job_api",
     "capacity",
+    "engine",
+    "metrics_url",
 )
 POLICY_FIELDS = ("strategy", "fallbacks", "max_attempts", "deadline", "per_try_timeout")
 # Shown as "changed", never with their values.
-SECRET_FIELDS = {"headers", "body", "health_url"}
+SECRET_FIELDS = {"headers", "body", "health_url", "metrics_url"}
 ACTOR = "manage.py apply"
 
 
