@@ -2,11 +2,15 @@ from django.contrib import admin
 from django.urls import include, path
 from drf_spectacular.views import SpectacularAPIView, SpectacularRedocView, SpectacularSwaggerView
 
+from usage.views import OwnUsageView
+
 urlpatterns = [
     path("", include("console.urls")),  # /healthz, /readyz, /metrics, /admin/dashboard/
     path("admin/", admin.site.urls),
     path("api/server/", include("registry.urls")),
     path("api/v1/", include("inference.urls")),
+    path("api/usage", include("usage.urls")),  # usage and cost, for operators (admin scope)
+    path("v1/usage", OwnUsageView.as_view()),  # a key's own usage and budgets
     path("v1/", include("inference.openai_urls")),  # the OpenAI-compatible API
     # The OpenAPI document (mmm/openapi/) and two readers of it, from local static files.
     path("api/schema/", SpectacularAPIView.as_view(), name="openapi-schema"),

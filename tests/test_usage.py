@@ -273,3 +273,65 @@ def test_a_threshold_is_crossed_by_exactly_one_settle(store):
         seen += crossed(budget, before=after - 15, after=after)
 
     assert seen == [80, 100]
+
+
+# --- what operators and keys read ----------------------------------------------------------
+
+
+def test_a_key_reads_its_own_usage_and_budgets_on_v1_usage(api, gpt, make_key):
+    key, other = make_key("inference"), make_key("inference")
+    Budget.objects.create(api_key=key_row(key), period="day", limit_tokens=100)
+    chat(api, key)
+    chat(api, other)
+    ledger()
+
+    own = api.get("/v1/usage", {"group_by": "model"}, **bearer(key))
+
+    assert own.status_code == 200, own.content
+    assert own.json()["data"] == [
+        {
+            "model": "gpt",
+            "requests": 1,
+            "input_tokens": 5,
+            "output_tokens": 6,
+            "cached_tokens": 0,
+            "total_tokens": 11,
+            "images": 0,
+            "video_seconds": "0",
+            "cost_usd": "0.000000000",
+            "estimated_requests": 0,
+        }
+    ]
+    [budget] = own.json()["budgets"]
+    assert (budget["limit"], budget["spent"], budget["left"], budget["unit"]) == (100, 11, 89, "tokens")
+
+
+def test_v1_usage_without_a_key_says_it_needs_one(api):
+    response = api.get("/v1/usage")
+
+    assert response.status_code == 401
+    assert "send that key" in response.json()["error"]["message"]
+
+
+def test_operators_filter_usage_by_team_and_export_it_as_csv(api, gpt, make_key, require_auth):
+    admin = make_key("admin")
+    team = Team.objects.create(name="research")
+    member, outsider = make_key("inference"), make_key("inference")
+    TeamMember.objects.create(api_key=key_row(member), team=team)
+    chat(api, member)
+    chat(api, outsider)
+    ledger()
+
+    by_team = api.get("/api/usage", {"team": "research", "group_by": "team,key"}, **bearer(admin))
+    exported = api.get("/api/usage", {"group_by": "model", "output": "csv"}, **bearer(admin))
+    unknown = api.get("/api/usage", {"group_by": "colour"}, **bearer(admin))
+    not_admin = api.get("/api/usage", **bearer(member))
+
+    assert by_team.status_code == 200, by_team.content
+    [row] = by_team.json()["data"]
+    assert (row["team"], row["key"], row["total_tokens"]) == ("research", key_row(member).prefix, 11)
+    assert exported["Content-Type"].startswith("text/csv")
+    lines = exported.content.decode().splitlines()
+    assert lines[0].startswith("day,hour,key,team,model,requests") and lines[1].split(",")[4:6] == ["gpt", "2"]
+    assert unknown.status_code == 400 and "colour" in unknown.json()["msg"]
+    assert not_admin.status_code == 403

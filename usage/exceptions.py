@@ -4,7 +4,7 @@ from rest_framework import status
 
 from mmm.api_errors import ApiError
 from usage.catalog import BudgetRule
-from usage.models import nanos_to_usd
+from usage.models import nanos_to_usd, usd_text
 
 
 class BudgetExceeded(ApiError):
@@ -30,8 +30,8 @@ class BudgetExceeded(ApiError):
                 "period": rule.period,
                 "window_seconds": rule.window_seconds or None,
                 "model": rule.model_name or None,
-                "limit": str(nanos_to_usd(rule.limit)) if rule.unit == "usd" else rule.limit,
-                "left": str(nanos_to_usd(left)) if rule.unit == "usd" else left,
+                "limit": usd_text(rule.limit) if rule.unit == "usd" else rule.limit,
+                "left": usd_text(left) if rule.unit == "usd" else left,
                 "resets_at": resets,
             },
         )

@@ -23,6 +23,11 @@ def nanos_to_usd(nanos: int) -> Decimal:
     return (Decimal(nanos) / NANOS_PER_USD).quantize(Decimal("0.000000001"))
 
 
+def usd_text(nanos: int) -> str:
+    """Nano-dollars as a plain decimal string ("0.000058000"), for JSON and CSV."""
+    return f"{nanos_to_usd(nanos):f}"
+
+
 class Team(models.Model):
     name = models.CharField(max_length=200, unique=True, help_text="A group of keys that shares budgets.")
     created_at = models.DateTimeField(auto_now_add=True)

@@ -28,7 +28,7 @@ from usage.catalog import BudgetRule, catalog
 from usage.exceptions import BudgetExceeded
 from usage.ledger import ledger_writer
 from usage.metering import Tokens, estimate_tokens, text_chars
-from usage.models import Kind, UsageRecord
+from usage.models import Budget, Kind, Team, TeamMember, UsageRecord
 from usage.pricing import amount_for, job_cost, token_cost
 from usage.reconcile import reconcile_all, reconcile_subject
 
@@ -257,3 +257,38 @@ def usage_reconcile_due() -> None:
 
 def store_is_shared(store) -> bool:
     return hasattr(store, "take_reconcile_turn")
+
+
+def team_join(*, api_key_id: int, team_name: str) -> Team:
+    """Put a key in a team (made if new); a key is in at most one team, so this moves it."""
+    team, _ = Team.objects.get_or_create(name=team_name)
+    TeamMember.objects.update_or_create(api_key_id=api_key_id, defaults={"team": team})
+    catalog.invalidate()
+    return team
+
+
+def budget_create(
+    *,
+    api_key_id: int | None = None,
+    team_id: int | None = None,
+    period: str,
+    limit_tokens: int | None = None,
+    limit_usd: Decimal | None = None,
+    window_seconds: int | None = None,
+    model_name: str = "",
+    thresholds: list[int] | None = None,
+) -> Budget:
+    budget = Budget(
+        api_key_id=api_key_id,
+        team_id=team_id,
+        period=period,
+        limit_tokens=limit_tokens,
+        limit_usd=limit_usd,
+        window_seconds=window_seconds,
+        model_name=model_name,
+        thresholds=[80, 100] if thresholds is None else thresholds,
+    )
+    budget.full_clean()
+    budget.save()
+    catalog.invalidate()
+    return budget
