@@ -223,7 +223,7 @@ def test_a_duplicate_settle_or_reserve_changes_nothing(store):
     again = store.settle(subject="k1", usage_id="a", charges=[(budget, 30)])
 
     assert (first.duplicate, again.duplicate) == (False, True)
-    assert store.spent(subject="k1", rules=[budget]) == {7: 30}
+    assert store.spent(subject="k1", rules=[budget]) == {7: (30, 0)}
     # Nothing is held any more: 70 fit, 71 do not.
     assert isinstance(store.reserve(subject="k1", usage_id="b", charges=[(budget, 70)], lease_seconds=60), Held)
     refused = store.reserve(subject="k1", usage_id="c", charges=[(budget, 1)], lease_seconds=60)
@@ -250,7 +250,7 @@ def test_reconciling_twice_sets_the_ledgers_figure_and_inflates_nothing(store):
     for _ in range(3):  # every host after a restart, or the same one again
         store.reconcile(subject="k1", cutoff=cutoff, counters=[(budget, label, 100)])
 
-    assert store.spent(subject="k1", rules=[budget]) == {7: 107}
+    assert store.spent(subject="k1", rules=[budget]) == {7: (107, 0)}
 
 
 def test_a_rolling_window_forgets_what_left_it(store):

@@ -45,7 +45,8 @@ class BudgetStore(Protocol):
 
     def settle(self, *, subject: str, usage_id: str, charges: list[tuple[BudgetRule, int]]) -> Settled: ...
 
-    def spent(self, *, subject: str, rules: list[BudgetRule]) -> dict[int, int]: ...
+    def spent(self, *, subject: str, rules: list[BudgetRule]) -> dict[int, tuple[int, int]]:
+        """rule id -> (spent in its current period, held by reservations in flight)."""
 
     def now(self) -> float: ...
 

@@ -46,14 +46,17 @@ class LocalBudgetStore:
             for rule_id, amount in hold[1].items():
                 self._reserved[(subject, rule_id)] = self._reserved.get((subject, rule_id), 0) - amount
 
+    def _release_expired(self, subject: str, t: float) -> None:
+        for key, (expires, _) in list(self._holds.items()):
+            if key[0] == subject and expires <= t:
+                self._release(*key)
+
     def reserve(
         self, *, subject: str, usage_id: str, charges: list[tuple[BudgetRule, int]], lease_seconds: float
     ) -> Held | Refused:
         t = self._clock()
         with self._lock:
-            for key, (expires, _) in list(self._holds.items()):
-                if key[0] == subject and expires <= t:
-                    self._release(*key)
+            self._release_expired(subject, t)
             seeded = subject in self._seeded
             if (subject, usage_id) in self._holds or usage_id in self._done.get(subject, {}):
                 return Held(seeded=seeded)
@@ -91,10 +94,14 @@ class LocalBudgetStore:
                 del done[old]
             return Settled(settled_at=t, duplicate=False, spent=spent)
 
-    def spent(self, *, subject: str, rules: list[BudgetRule]) -> dict[int, int]:
+    def spent(self, *, subject: str, rules: list[BudgetRule]) -> dict[int, tuple[int, int]]:
         t = self._clock()
         with self._lock:
-            return {rule.id: self._period(subject, rule, t)[1] for rule in rules}
+            self._release_expired(subject, t)
+            return {
+                rule.id: (self._period(subject, rule, t)[1], self._reserved.get((subject, rule.id), 0))
+                for rule in rules
+            }
 
     def reconcile(self, *, subject: str, cutoff: float, counters: list[tuple[BudgetRule, str, int]]) -> None:
         with self._lock:

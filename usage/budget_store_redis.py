@@ -97,6 +97,12 @@ local function release(rid)
   end
   redis.call('ZREM', base .. ':lease', rid)
 end
+-- Holds whose lease ran out belong to requests whose process died: give their room back.
+local function release_expired(t)
+  for _, expired in ipairs(redis.call('ZRANGEBYSCORE', base .. ':lease', '-inf', t, 'LIMIT', 0, 100)) do
+    release(expired)
+  end
+end
 """
 
 # ARGV: usage id, lease seconds, rule count, then per rule: id, kind, window, limit, amount.
@@ -105,9 +111,7 @@ _RESERVE = (
     + """
 local rid, lease, n = ARGV[1], tonumber(ARGV[2]), tonumber(ARGV[3])
 local t = now_s()
-for _, expired in ipairs(redis.call('ZRANGEBYSCORE', base .. ':lease', '-inf', t, 'LIMIT', 0, 100)) do
-  release(expired)
-end
+release_expired(t)
 local seeded = redis.call('EXISTS', base .. ':seeded')
 if redis.call('HEXISTS', base .. ':res', rid) == 1 or redis.call('ZSCORE', base .. ':done', rid) then
   return {1, '', '0', 0, seeded}
@@ -212,11 +216,13 @@ _SPENT = (
     _COMMON
     + """
 local t = now_s()
+release_expired(t)
 local result = {}
 for i = 0, tonumber(ARGV[1]) - 1 do
   local o = 2 + i * 3
   local _, spent = period_of(ARGV[o], ARGV[o + 1], tonumber(ARGV[o + 2]), t)
   result[#result + 1] = num(spent)
+  result[#result + 1] = num(tonumber(redis.call('GET', base .. ':r:' .. ARGV[o]) or 0))
 end
 return result
 """
@@ -327,7 +333,7 @@ class RedisBudgetStore:
         # Counted here alone; the ledger row carries it, and reconciliation gives it to Redis.
         return self.fallback.settle(subject=subject, usage_id=usage_id, charges=charges)
 
-    def spent(self, *, subject: str, rules: list[BudgetRule]) -> dict[int, int]:
+    def spent(self, *, subject: str, rules: list[BudgetRule]) -> dict[int, tuple[int, int]]:
         args: list = [len(rules)]
         for rule in rules:
             args += [rule.id, periods.KIND[rule.period], rule.window_seconds]
@@ -336,7 +342,7 @@ class RedisBudgetStore:
         except self.errors as exc:
             self._away("spent", exc)
             return self.fallback.spent(subject=subject, rules=rules)
-        return {rule.id: int(value) for rule, value in zip(rules, values, strict=True)}
+        return {rule.id: (int(values[2 * index]), int(values[2 * index + 1])) for index, rule in enumerate(rules)}
 
     def reconcile(self, *, subject: str, cutoff: float, counters: list[tuple[BudgetRule, str, int]]) -> None:
         args: list = [f"{cutoff:.6f}", len(counters)]

@@ -229,7 +229,8 @@ def record_job_usage(
 
 
 def budgets_left(*, api_key_id: int, model_name: str = "") -> list[dict]:
-    """Each budget of a key and its team, with what is spent in its current period."""
+    """Each budget of a key and its team, with what is spent in its current period and what
+    requests in flight hold."""
     team_id, _ = catalog.rules_for(api_key_id=api_key_id, model_name=model_name)
     snapshot = catalog.current()
     subjects = [f"k{api_key_id}"] + ([f"t{team_id}"] if team_id is not None else [])
@@ -239,9 +240,10 @@ def budgets_left(*, api_key_id: int, model_name: str = "") -> list[dict]:
         rules = snapshot.budgets.get(subject, [])
         if not rules:
             continue
-        spent = store.spent(subject=subject, rules=rules)
+        figures = store.spent(subject=subject, rules=rules)
         for rule in rules:
-            found.append({"rule": rule, "spent": spent.get(rule.id, 0)})
+            spent, held = figures.get(rule.id, (0, 0))
+            found.append({"rule": rule, "spent": spent, "held": held})
     return found
 
 

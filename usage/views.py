@@ -89,7 +89,7 @@ class AdminUsageView(APIView):
 
 
 def budget_view(entry: dict) -> dict:
-    rule, spent = entry["rule"], entry["spent"]
+    rule, spent, held = entry["rule"], entry["spent"], entry["held"]
     as_amount = (lambda value: usd_text(value)) if rule.unit == "usd" else (lambda value: value)
     return {
         "id": abs(rule.id),
@@ -100,7 +100,8 @@ def budget_view(entry: dict) -> dict:
         "model": rule.model_name or None,
         "limit": as_amount(rule.limit),
         "spent": as_amount(spent),
-        "left": as_amount(max(rule.limit - spent, 0)),
+        "held": as_amount(held),  # by requests in flight
+        "left": as_amount(max(rule.limit - spent - held, 0)),
     }
 
 
