@@ -144,7 +144,9 @@ class Budget(models.Model):
         return f"{self.window_seconds} s" if self.period == Period.ROLLING else self.period
 
     def clean(self) -> None:
-        if (self.api_key_id is None) == (self.team_id is None):
+        # A team may be new and unsaved yet (usage.config_file): the object, not only the id, counts.
+        has_team = self.team_id is not None or self._state.fields_cache.get("team") is not None
+        if (self.api_key_id is None) == (not has_team):
             raise ValidationError("a budget belongs to exactly one key or one team")
         if self.limit_tokens is None and self.limit_usd is None:
             raise ValidationError("set limit_tokens, limit_usd or both")
