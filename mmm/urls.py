@@ -2,10 +2,12 @@ from django.contrib import admin
 from django.urls import include, path
 from drf_spectacular.views import SpectacularAPIView, SpectacularRedocView, SpectacularSwaggerView
 
+from usage.dashboard_views import usage_dashboard
 from usage.views import OwnUsageView
 
 urlpatterns = [
     path("", include("console.urls")),  # /healthz, /readyz, /metrics, /admin/dashboard/
+    path("admin/dashboard/usage/", admin.site.admin_view(usage_dashboard), name="usage-dashboard"),
     path("admin/", admin.site.urls),
     path("api/server/", include("registry.urls")),
     path("api/v1/", include("inference.urls")),

@@ -335,3 +335,43 @@ def test_operators_filter_usage_by_team_and_export_it_as_csv(api, gpt, make_key,
     assert lines[0].startswith("day,hour,key,team,model,requests") and lines[1].split(",")[4:6] == ["gpt", "2"]
     assert unknown.status_code == 400 and "colour" in unknown.json()["msg"]
     assert not_admin.status_code == 403
+
+
+def test_the_usage_dashboard_charts_tokens_and_cost_per_model_and_lists_spenders(admin_client, api, gpt, make_key):
+    Price.objects.create(model_name="gpt", effective_from=timezone.now() - timedelta(days=1), input_per_million=1000)
+    team = Team.objects.create(name="research<b>")
+    key = make_key("inference")
+    TeamMember.objects.create(api_key=key_row(key), team=team)
+    chat(api, key)
+    ledger()
+
+    for window in ("day", "month"):
+        page = admin_client.get("/admin/dashboard/usage/", {"window": window})
+
+        assert page.status_code == 200
+        html = page.content.decode()
+        assert html.count('<svg class="chart"') == 2 and 'aria-label="Cost in USD"' in html
+        assert "research&lt;b&gt;" in html and "research<b>" not in html  # names are escaped
+        assert key_row(key).prefix in html and "0.005000000" in html
+        assert "output=csv" in html
+
+
+def test_prometheus_counts_tokens_and_cost_by_model(api, gpt, make_key):
+    from prometheus_client import REGISTRY
+
+    Price.objects.create(model_name="gpt", effective_from=timezone.now() - timedelta(days=1), output_per_million=1000)
+    before = (
+        REGISTRY.get_sample_value(
+            "mmm_usage_tokens_total", {"model": "gpt", "direction": "output", "estimated": "false"}
+        )
+        or 0
+    )
+    cost_before = REGISTRY.get_sample_value("mmm_usage_cost_usd_total", {"model": "gpt"}) or 0
+
+    chat(api, make_key("inference"))
+
+    after = REGISTRY.get_sample_value(
+        "mmm_usage_tokens_total", {"model": "gpt", "direction": "output", "estimated": "false"}
+    )
+    assert after - before == 6
+    assert REGISTRY.get_sample_value("mmm_usage_cost_usd_total", {"model": "gpt"}) - cost_before == pytest.approx(0.006)
