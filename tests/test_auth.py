@@ -27,6 +27,7 @@ ENDPOINTS = [
     ("post", "/api/server/policy", {"model_name": "proxyllm", "strategy": "random"}, "admin"),
     ("post", "/api/server/policy/delete", {"model_name": "proxyllm"}, "admin"),
     ("post", "/api/server/model/owner", {"model_name": "proxyllm", "owner": None}, "admin"),
+    ("get", "/api/usage", None, "admin"),
 ]
 OTHER_SCOPE = {"worker": "inference", "inference": "worker", "admin": "worker"}
 # The OpenAI-compatible endpoints answer errors in the OpenAI shape, which the SDKs read.
@@ -40,6 +41,7 @@ V1_ENDPOINTS = [
     ("get", "/v1/responses/resp_123", None),
     ("delete", "/v1/responses/resp_123", None),
     ("get", "/v1/models/proxyllm", None),
+    ("get", "/v1/usage", None),
 ]
 # The Anthropic Messages API answers errors in Anthropic's shape, which its SDK reads.
 MESSAGES_BODY = {"model": "proxyllm", "max_tokens": 10, "messages": [{"role": "user", "content": "hi"}]}

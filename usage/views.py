@@ -106,9 +106,7 @@ def budget_view(entry: dict) -> dict:
 
 
 class OwnUsageView(OpenAIView):
-    """A key's own usage and budgets (any scope: every key may see what it spent)."""
-
-    permission_classes = []
+    """A key's own usage and budgets (the inference scope, as every /v1 endpoint)."""
 
     def get(self, request):
         caller = request.auth
