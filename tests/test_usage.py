@@ -334,6 +334,8 @@ def test_operators_filter_usage_by_team_and_export_it_as_csv(api, gpt, make_key,
     lines = exported.content.decode().splitlines()
     assert lines[0].startswith("day,hour,key,team,model,requests") and lines[1].split(",")[4:6] == ["gpt", "2"]
     assert unknown.status_code == 400 and "colour" in unknown.json()["msg"]
+    blank = api.get("/api/usage", {"until": ""}, **bearer(admin))
+    assert blank.status_code == 400 and blank.json()["errors"] == {"until": ["must not be empty"]}
     assert not_admin.status_code == 403
 
 

@@ -95,7 +95,7 @@ def ask(gateway: GatewayProcess, key: str, payload: dict = ASK) -> int:
 
 def own_usage(gateway: GatewayProcess, key: str) -> dict:
     response = requests.get(
-        gateway.url + "/v1/usage", params={"group_by": ""}, headers={"Authorization": f"Bearer {key}"}, timeout=30
+        gateway.url + "/v1/usage", params={"group_by": "model"}, headers={"Authorization": f"Bearer {key}"}, timeout=30
     )
     assert response.status_code == 200, response.text
     body = response.json()

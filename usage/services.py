@@ -20,8 +20,10 @@ from datetime import UTC, datetime
 from decimal import Decimal
 
 from django.conf import settings
+from django.db import DatabaseError, connection
 from django.utils import timezone
 
+from mmm import database
 from usage import periods, thresholds
 from usage.budget_store import Held, budget_store
 from usage.catalog import BudgetRule, catalog
@@ -103,7 +105,16 @@ def _hold(store, subject: str, usage_id: str, charges):
     if isinstance(verdict, Held) and not verdict.seeded:
         # The counters are empty: Redis restarted (or this process has not seen the subject).
         # Set them from the ledger, then check this request again against the real figures.
-        reconcile_subject(store=store, subject=subject)
+        try:
+            with database.request_path(what="budget reconciliation"):
+                reconcile_subject(store=store, subject=subject)
+        except DatabaseError as exc:
+            # Counted from what the counters hold until the ledger answers (docs/usage.md).
+            logger.warning("budgets of %s could not be reconciled with the ledger: %s", subject, exc)
+            return verdict
+        finally:
+            if not connection.in_atomic_block:
+                connection.close()  # the request may now wait minutes on an upstream
         store.release(subject=subject, usage_id=usage_id)
         verdict = store.reserve(subject=subject, usage_id=usage_id, charges=charges, lease_seconds=lease)
     return verdict

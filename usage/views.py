@@ -47,6 +47,14 @@ class UsageQuery(serializers.Serializer):
     group_by = GroupByField(required=False, default=["day", "model"], help_text="Comma-separated: " + ", ".join(GROUPS))
 
 
+    def validate(self, attrs: dict) -> dict:
+        # A query parameter sent empty (?until=) is a mistake, not "no filter": say so.
+        blank = {name: "must not be empty" for name in self.fields if self.initial_data.get(name, None) == ""}
+        if blank:
+            raise serializers.ValidationError(blank)
+        return attrs
+
+
 class AdminUsageQuery(UsageQuery):
     key = serializers.CharField(required=False, max_length=16, help_text="A key's public prefix.")
     team = serializers.CharField(required=False, max_length=200, help_text="A team's name.")
