@@ -1,11 +1,14 @@
 """The dashboard: an admin page, every chart drawn on the server."""
 
+from datetime import timedelta
+
 from django.contrib import admin
 from django.shortcuts import render
 from django.utils import timezone
 
 from console import charts
 from console.dashboard import WINDOWS, Span, model_stats, unregistered_grouped, worker_stats
+from console.job_stats import job_stats
 from inference.routing_state import routing_state
 from registry.models import Worker
 from registry.worker_health import worker_health
@@ -60,6 +63,21 @@ def dashboard(request):
         }
         for stats in all_worker_stats
     ]
+    job_models = job_stats(starts=starts, bucket=timedelta(minutes=window.bucket_minutes), now=timezone.now())
+    job_series: dict[str, list] = {"queued": [], "running": [], "completed": [], "failed": []}
+    for index, stats in enumerate(job_models):
+        color = charts.color_for(index)
+        for name, values in job_series.items():
+            values.append(charts.Series(stats.model_name, color, getattr(stats, name)))
+    job_charts = [
+        (caption, charts.line_chart(title=caption, series=job_series[name], starts=starts, value_format=_number))
+        for name, caption in (
+            ("queued", "Jobs queued in the gateway"),
+            ("running", "Jobs running on workers"),
+            ("completed", f"Jobs completed per {window.bucket_minutes} min"),
+            ("failed", f"Jobs failed per {window.bucket_minutes} min"),
+        )
+    ]
     context = {
         **admin.site.each_context(request),
         "title": f"Dashboard — {window.label}",
@@ -78,6 +96,8 @@ def dashboard(request):
         "model_charts": model_charts,
         "legend": charts.legend(series["requests"]),
         "workers": workers,
+        "job_models": [{"stats": stats, "color": charts.color_for(index)} for index, stats in enumerate(job_models)],
+        "job_charts": job_charts if job_models else [],
         "state_colors": charts.STATE_COLORS,
         "first_start": starts[0],
         "bucket_minutes": window.bucket_minutes,

@@ -14,6 +14,8 @@ from prometheus_client import CollectorRegistry, Counter, Gauge, Histogram, gene
 from prometheus_client.core import GaugeMetricFamily
 from prometheus_client.registry import REGISTRY, Collector
 
+from console.job_metrics import JobStateCollector
+
 # Seconds; LLM calls run from tens of milliseconds (cached, tiny models) to minutes.
 LATENCY_BUCKETS = (0.025, 0.05, 0.1, 0.25, 0.5, 1, 2.5, 5, 10, 30, 60, 120, 300, float("inf"))
 
@@ -203,4 +205,5 @@ def metrics_text() -> bytes:
     else:
         registry.register(_ProcessRegistry())
     registry.register(WorkerStateCollector())
+    registry.register(JobStateCollector())
     return generate_latest(registry)

@@ -8,9 +8,9 @@ import contextlib
 import json
 import threading
 import time
-from collections.abc import Iterable
+from collections.abc import Iterable, Iterator
 from dataclasses import dataclass, field
-from typing import Any
+from typing import Any, BinaryIO
 
 import gevent
 import gevent.monkey
@@ -224,7 +224,19 @@ def _hard_deadline(seconds: float) -> gevent.Timeout | contextlib.nullcontext:
 
 
 def read_body(response: requests.Response, *, deadline: float, max_bytes: int) -> bytes:
-    """Read the body chunk by chunk, each read waiting at most until ``deadline``.
+    """Read the body chunk by chunk, each read waiting at most until ``deadline``."""
+    chunks: list[bytes] = []
+    size = 0
+    for chunk in body_chunks(response, deadline=deadline):
+        size += len(chunk)
+        if size > max_bytes:
+            raise UpstreamTooLarge(f"response body exceeds {max_bytes} bytes")
+        chunks.append(chunk)
+    return b"".join(chunks)
+
+
+def body_chunks(response: requests.Response, *, deadline: float) -> Iterator[bytes]:
+    """The body's chunks as they arrive, each read waiting at most until ``deadline``.
 
     read1() returns as soon as any bytes arrive, and the socket's timeout is set to the time
     left before each read, so a server sending a byte now and then cannot stretch the exchange
@@ -232,8 +244,6 @@ def read_body(response: requests.Response, *, deadline: float, max_bytes: int) -
     """
     raw = response.raw
     sock = getattr(raw.connection, "sock", None)
-    chunks: list[bytes] = []
-    size = 0
     while True:
         remaining = deadline - time.monotonic()
         if remaining <= 0:
@@ -247,11 +257,53 @@ def read_body(response: requests.Response, *, deadline: float, max_bytes: int) -
         except urllib3.exceptions.HTTPError as exc:
             raise requests.exceptions.ChunkedEncodingError(exc) from None
         if not chunk:
-            return b"".join(chunks)
-        size += len(chunk)
-        if size > max_bytes:
-            raise UpstreamTooLarge(f"response body exceeds {max_bytes} bytes")
-        chunks.append(chunk)
+            return
+        yield chunk
+
+
+@dataclass(frozen=True)
+class Downloaded:
+    status: int
+    content_type: str
+    size: int  # bytes written (a non-2xx answer's body is kept in ``error_body`` instead)
+    error_body: bytes = b""
+
+
+def download(
+    request: UpstreamRequest, *, into: BinaryIO, timeout: float, max_bytes: int, session: requests.Session | None = None
+) -> Downloaded:
+    """Send ``request`` and write a 2xx answer's body to ``into`` as it arrives (a video may be
+    far larger than is worth holding in memory), within ``timeout`` for the whole exchange.
+    Raises an UpstreamError as ``send`` does."""
+    session = session or shared_session()
+    connect_timeout = min(settings.MMM_CONNECT_TIMEOUT, timeout)
+    hard_deadline = _hard_deadline(timeout)
+    deadline = time.monotonic() + timeout
+    try:
+        with hard_deadline, upstream_errors(timeout=timeout, connect_timeout=connect_timeout):
+            response = start_exchange(
+                session, request, headers=outbound_headers(request), connect_timeout=connect_timeout, timeout=timeout
+            )
+            with response:
+                content_type = response.headers.get("Content-Type", "")
+                if not 200 <= response.status_code < 300:
+                    body = b""
+                    for chunk in body_chunks(response, deadline=deadline):
+                        body += chunk
+                        if len(body) >= 64 * 1024:  # enough for an error message
+                            break
+                    return Downloaded(status=response.status_code, content_type=content_type, size=0, error_body=body)
+                size = 0
+                for chunk in body_chunks(response, deadline=deadline):
+                    size += len(chunk)
+                    if size > max_bytes:
+                        raise UpstreamTooLarge(f"response body exceeds {max_bytes} bytes")
+                    into.write(chunk)
+    except gevent.Timeout as fired:
+        if fired is not hard_deadline:
+            raise
+        raise UpstreamTimedOut(f"no complete answer within {timeout:g} s") from None
+    return Downloaded(status=response.status_code, content_type=content_type, size=size)
 
 
 def is_read_timeout(exc: requests.RequestException) -> bool:

@@ -97,6 +97,7 @@ def on_starting(server) -> None:
     shutil.rmtree(directory, ignore_errors=True)
     directory.mkdir(parents=True, exist_ok=True)
     _start_host_state()
+    _start_job_runner()
 
 
 # --- Routing and limit state shared by the worker processes, without Redis -----------------
@@ -133,7 +134,35 @@ def _start_host_state() -> None:
         time.sleep(0.05)
 
 
+# --- The job runner (jobs/, docs/jobs.md) ----------------------------------------------------
+# Image and video jobs need a `manage.py run_jobs --loop` somewhere; `make serve` runs one beside
+# gunicorn so they work with the one command. It stops when this master does (--parent-pid),
+# however the master ends. Production runs it as its own service and sets MMM_JOB_RUNNER=false.
+_job_runner_process = None
+
+
+def _start_job_runner() -> None:
+    global _job_runner_process
+    if not env_bool("MMM_JOB_RUNNER", True):
+        return
+    _job_runner_process = subprocess.Popen(
+        [sys.executable, "manage.py", "run_jobs", "--loop", "--parent-pid", str(os.getpid())],
+        cwd=str(Path(__file__).resolve().parent.parent),
+        env={**os.environ, "DJANGO_SETTINGS_MODULE": "mmm.settings"},
+    )
+
+
+def _stop_job_runner() -> None:
+    if _job_runner_process is not None and _job_runner_process.poll() is None:
+        _job_runner_process.terminate()  # it finishes its pass: every claim it holds is recorded or runs out
+        try:
+            _job_runner_process.wait(timeout=15)
+        except subprocess.TimeoutExpired:
+            _job_runner_process.kill()
+
+
 def on_exit(server) -> None:
+    _stop_job_runner()
     if _host_state_process is not None and _host_state_process.poll() is None:
         _host_state_process.terminate()
         try:

@@ -9,6 +9,7 @@ import secrets
 from pathlib import Path
 
 import dj_database_url
+from django.core.exceptions import ImproperlyConfigured
 
 from mmm.env import env_bool, env_float, env_int, env_list, env_str
 
@@ -58,6 +59,8 @@ INSTALLED_APPS = [
     "console",
     "response_store",
     "usage",
+    "jobs",
+    "webhooks",
 ]
 
 MIDDLEWARE = [
@@ -152,6 +155,24 @@ STATIC_URL = "static/"
 STATIC_ROOT = VAR_DIR / "static"
 STORAGES = {
     "default": {"BACKEND": "django.core.files.storage.FileSystemStorage"},
+    # Finished jobs' images and videos (jobs.results): under var/ by default; S3-compatible
+    # storage through django-storages in production (docs/jobs.md).
+    "job_results": {
+        "BACKEND": env_str("MMM_JOB_STORAGE_BACKEND", "django.core.files.storage.FileSystemStorage"),
+        "OPTIONS": (
+            {"location": str(VAR_DIR / "job_results")}
+            if not env_str("MMM_JOB_STORAGE_BACKEND")
+            else {
+                name: value
+                for name, value in {
+                    "bucket_name": env_str("MMM_JOB_S3_BUCKET"),
+                    "endpoint_url": env_str("MMM_JOB_S3_ENDPOINT_URL"),
+                    "location": env_str("MMM_JOB_S3_PREFIX", "job_results"),
+                }.items()
+                if value
+            }
+        ),
+    },
     "staticfiles": {"BACKEND": "whitenoise.storage.CompressedStaticFilesStorage"},
 }
 
@@ -304,6 +325,15 @@ MMM_SECRET_KEYS = env_list("MMM_SECRET_KEYS", [])
 # addresses are refused unless ALLOW names their range explicitly.
 MMM_UPSTREAM_ALLOW = env_list("MMM_UPSTREAM_ALLOW", [])
 MMM_UPSTREAM_DENY = env_list("MMM_UPSTREAM_DENY", [])
+# Webhooks to client keys (webhooks/, docs/webhooks.md), sent by manage.py deliver_webhooks.
+# One attempt may take TIMEOUT seconds; a failed one is tried again after BACKOFF x 2^(n-1)
+# seconds (at most BACKOFF_MAX), MAX_ATTEMPTS times in all before the delivery is given up.
+MMM_WEBHOOK_TIMEOUT = env_float("MMM_WEBHOOK_TIMEOUT", 10.0, minimum=0.1, maximum=120.0)
+MMM_WEBHOOK_MAX_ATTEMPTS = env_int("MMM_WEBHOOK_MAX_ATTEMPTS", 8, minimum=1, maximum=100)
+MMM_WEBHOOK_BACKOFF_SECONDS = env_float("MMM_WEBHOOK_BACKOFF_SECONDS", 30.0, minimum=0.0, maximum=86400.0)
+MMM_WEBHOOK_BACKOFF_MAX_SECONDS = env_float(
+    "MMM_WEBHOOK_BACKOFF_MAX_SECONDS", 6 * 3600.0, minimum=0.0, maximum=7 * 86400.0
+)
 # Request log (console.request_log): rows are queued in the process and written in batches.
 MMM_REQUEST_LOG_FLUSH_SECONDS = env_float("MMM_REQUEST_LOG_FLUSH_SECONDS", 1.0, minimum=0.05, maximum=3600.0)
 MMM_REQUEST_LOG_BATCH = env_int("MMM_REQUEST_LOG_BATCH", 500, minimum=1, maximum=100_000)
@@ -336,3 +366,35 @@ MMM_USAGE_DEFAULT_OUTPUT_TOKENS = env_int("MMM_USAGE_DEFAULT_OUTPUT_TOKENS", 102
 # Stored /v1/responses answers (store: true, the default) are kept this long for
 # previous_response_id and GET /v1/responses/{id}; manage.py prune_responses deletes older ones.
 MMM_RESPONSES_RETENTION_DAYS = env_int("MMM_RESPONSES_RETENTION_DAYS", 30, minimum=1, maximum=3650)
+# --- Asynchronous image and video jobs (jobs/, docs/jobs.md) --------------------------------
+# A running job is polled at least this often, and at most this rarely: the interval grows with
+# the job's age (a tenth of it), so a 3 s image is seen done quickly and a 10 min video is not
+# asked about every half second.
+MMM_JOB_POLL_MIN_SECONDS = env_float("MMM_JOB_POLL_MIN_SECONDS", 0.25, minimum=0.05, maximum=600.0)
+MMM_JOB_POLL_MAX_SECONDS = env_float("MMM_JOB_POLL_MAX_SECONDS", 10.0, minimum=0.05, maximum=3600.0)
+# A client's GET of a running job polls its worker at once, at most this often per job.
+MMM_JOB_EARLY_POLL_SECONDS = env_float("MMM_JOB_EARLY_POLL_SECONDS", 1.0, minimum=0.0, maximum=3600.0)
+# A runner's claim on a job lasts its call's timeout plus this; a runner that died lets it run
+# out, and any other runner takes the job over.
+MMM_JOB_LEASE_SECONDS = env_float("MMM_JOB_LEASE_SECONDS", 30.0, minimum=1.0, maximum=3600.0)
+# A job whose worker has not answered for this long (or was removed) is failed, saying so.
+MMM_JOB_WORKER_LOST_SECONDS = env_float("MMM_JOB_WORKER_LOST_SECONDS", 300.0, minimum=1.0, maximum=7 * 86400.0)
+# A job that no worker took within this long is failed.
+MMM_JOB_MAX_QUEUE_SECONDS = env_float("MMM_JOB_MAX_QUEUE_SECONDS", 6 * 3600.0, minimum=1.0, maximum=30 * 86400.0)
+# Finished jobs and their results are kept this long, then prune_jobs (and run_jobs) delete them.
+MMM_JOB_RETENTION_SECONDS = env_float("MMM_JOB_RETENTION_SECONDS", 86400.0, minimum=1.0, maximum=365 * 86400.0)
+# "store" copies results into the job_results storage; "link" passes an upstream's output URL
+# on (a redirect from .../content) where the output is a URL, and stores the rest.
+MMM_JOB_RESULTS = env_str("MMM_JOB_RESULTS", "store")
+if MMM_JOB_RESULTS not in ("store", "link"):
+    raise ImproperlyConfigured(f"MMM_JOB_RESULTS={MMM_JOB_RESULTS!r}: use store or link")
+# Seconds a result's download from its worker may take (a video of a few hundred MB).
+MMM_JOB_FETCH_TIMEOUT = env_float("MMM_JOB_FETCH_TIMEOUT", 600.0, minimum=1.0, maximum=86400.0)
+MMM_JOB_MAX_RESULT_BYTES = env_int("MMM_JOB_MAX_RESULT_BYTES", 2 * 1024**3, minimum=1024)
+# An input_reference image a client uploads may be at most this large.
+MMM_JOB_MAX_INPUT_BYTES = env_int("MMM_JOB_MAX_INPUT_BYTES", 20 * 1024 * 1024, minimum=1024)
+# Calls to workers that one run_jobs process makes at once.
+MMM_JOB_RUNNER_THREADS = env_int("MMM_JOB_RUNNER_THREADS", 16, minimum=1, maximum=256)
+# gunicorn (mmm/gunicorn.conf.py) starts a `run_jobs --loop` beside itself; production runs it
+# as its own service and sets this to false.
+MMM_JOB_RUNNER = env_bool("MMM_JOB_RUNNER", True)

@@ -13,7 +13,9 @@ urlpatterns = [
     path("api/v1/", include("inference.urls")),
     path("api/usage", include("usage.urls")),  # usage and cost, for operators (admin scope)
     path("v1/usage", OwnUsageView.as_view()),  # a key's own usage and budgets
+    path("api/", include("webhooks.urls")),  # /api/webhooks: keys' webhook endpoints (admin scope)
     path("v1/", include("inference.openai_urls")),  # the OpenAI-compatible API
+    path("v1/", include("jobs.urls")),  # its asynchronous image and video jobs
     # The OpenAPI document (mmm/openapi/) and two readers of it, from local static files.
     path("api/schema/", SpectacularAPIView.as_view(), name="openapi-schema"),
     path("api/docs/", SpectacularSwaggerView.as_view(url_name="openapi-schema"), name="openapi-swagger"),

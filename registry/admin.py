@@ -35,6 +35,7 @@ WORKER_REQUEST_FIELDS = (
     "body",
     "response_extract",
     "usage_extract",
+    "job_api",
 )
 # The live traffic of the changelist page being rendered, read once for all its rows.
 _page_traffic: contextvars.ContextVar = contextvars.ContextVar("page_traffic", default=None)
@@ -181,7 +182,19 @@ class WorkerAdmin(WorkerConsoleAdmin):  # test prompt, probe now, drain, try bef
         ),
         (
             "Routing",
-            {"fields": ("owner", "owner_key", "weight", "enabled", "timeout", "max_inflight", "ttl", "health_url")},
+            {
+                "fields": (
+                    "owner",
+                    "owner_key",
+                    "weight",
+                    "enabled",
+                    "timeout",
+                    "max_inflight",
+                    "capacity",
+                    "ttl",
+                    "health_url",
+                )
+            },
         ),
         ("Health (probes and live traffic of all gateway processes)", {"fields": TRAFFIC_FIELDS}),
         ("Record", {"classes": ("collapse",), "fields": ("created_at", "updated_at")}),
@@ -310,7 +323,10 @@ class WorkerAdmin(WorkerConsoleAdmin):  # test prompt, probe now, drain, try bef
             None,
             {"fields": WORKER_REQUEST_FIELDS},
         ),
-        ("Routing", {"fields": ("owner", "weight", "enabled", "timeout", "max_inflight", "ttl", "health_url")}),
+        (
+            "Routing",
+            {"fields": ("owner", "weight", "enabled", "timeout", "max_inflight", "capacity", "ttl", "health_url")},
+        ),
     )
 
     def get_fieldsets(self, request, obj=None):

@@ -53,6 +53,7 @@ class WorkerKind(models.TextChoices):
     ANTHROPIC = "anthropic", "anthropic (Anthropic Messages API at a base URL)"
     OLLAMA = "ollama", "ollama (Ollama's /api/chat at a base URL)"
     TGI = "tgi", "tgi (text-generation-inference's Messages API at a base URL)"
+    JOB = "job", "job (an asynchronous image or video API: submit, poll, fetch, cancel; docs/jobs.md)"
 
 
 # Kinds whose request the gateway builds from the chat itself: no body template, a base URL.
@@ -179,6 +180,21 @@ class Worker(models.Model):
         help_text="Seconds a registration or heartbeat keeps the worker alive; empty never expires.",
     )
     heartbeat_expires_at = models.DateTimeField(null=True, blank=True, editable=False)
+    # Job workers only: how the asynchronous API is called (inference.protocols.job reads it).
+    job_api = models.JSONField(
+        "job API",
+        null=True,
+        blank=True,
+        validators=[validators.validate_job_api],
+        help_text="Job workers: the submit, poll, fetch and cancel paths, extract paths and status words "
+        "of the upstream's job API (docs/jobs.md); a preset fills it in.",
+    )
+    capacity = models.PositiveIntegerField(
+        null=True,
+        blank=True,
+        validators=[MinValueValidator(1), MaxValueValidator(10_000)],
+        help_text="Job workers: jobs this worker runs at once; more wait in the gateway's queue. Empty is 1.",
+    )
 
     # Health, written by the prober with conditional updates; never edited in forms.
     health_state = models.CharField(max_length=16, choices=HealthState.choices, default=HealthState.UNKNOWN)
@@ -220,7 +236,11 @@ class Worker(models.Model):
         clash = validators.password_and_authorization(self.req_url_template, self.headers)
         if clash:
             errors.setdefault("req_url_template", clash)
-        if self.kind in BASE_URL_KINDS:
+        if self.kind != WorkerKind.JOB and self.job_api is not None:
+            errors["job_api"] = "is only for job workers"
+        if self.kind == WorkerKind.JOB:
+            self._clean_job_worker(errors)
+        elif self.kind in BASE_URL_KINDS:
             # The request is built from the client's chat; a template would be silently ignored.
             if self.body is not None:
                 errors["body"] = f"must be empty for {self.kind} workers: their request is built from the client's chat"
@@ -251,6 +271,26 @@ class Worker(models.Model):
                 )
         if errors:
             raise ValidationError(errors)
+
+    def _clean_job_worker(self, errors: dict[str, str]) -> None:
+        """A job worker: a base URL, a submit body with the prompt, and its job API."""
+        if self.job_api is None:
+            errors["job_api"] = "is required for job workers (a preset such as comfyui or openai-videos fills it in)"
+        if templating.mentions(self.req_url_template, templating.USER_PROMPT):
+            errors.setdefault("req_url_template", "must be the server's base URL for job workers, without placeholders")
+        if self.method != HttpMethod.POST:
+            errors["method"] = "must be POST for job workers (the job API says how each call is sent)"
+        if self.body is None:
+            errors["body"] = "is required for job workers: the submission's body, with {USER_PROMPT}"
+        elif not templating.mentions(self.body, templating.USER_PROMPT):
+            errors["body"] = "must contain {USER_PROMPT} for job workers (the submission's prompt)"
+        for name in ("response_extract", "usage_extract"):
+            if getattr(self, name):
+                errors[name] = "must be empty for job workers: job_api says how their answers are read"
+
+    @property
+    def job_capacity(self) -> int:
+        return self.capacity or 1
 
     def is_expired(self, now: datetime | None = None) -> bool:
         """A heartbeat worker whose last registration or heartbeat has run out."""

@@ -48,6 +48,8 @@ class WorkerRegisterInput(WorkerKeyInput):
     health_url = StrictCharField(required=False, allow_blank=True, max_length=2000)
     max_inflight = StrictIntegerField(required=False, allow_null=True, min_value=1)
     ttl = StrictNumberField(required=False, allow_null=True, min_value=1, max_value=86400)
+    job_api = serializers.JSONField(required=False, allow_null=True)
+    capacity = StrictIntegerField(required=False, allow_null=True, min_value=1, max_value=10_000)
     req_param = serializers.JSONField(required=False, allow_null=True)
     is_stream = StrictBooleanField(required=False)
     worker_type = StrictCharField(required=False, allow_blank=True, max_length=100)
@@ -131,6 +133,8 @@ class WorkerOutput(serializers.ModelSerializer):
             "health_url",
             "max_inflight",
             "ttl",
+            "job_api",
+            "capacity",
             "heartbeat_expires_at",
             "expired",
             *HEALTH_FIELDS,

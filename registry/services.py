@@ -42,6 +42,8 @@ def worker_register(
     health_url: str = NOT_GIVEN,
     max_inflight: int | None = NOT_GIVEN,
     ttl: float | None = NOT_GIVEN,
+    job_api: dict | None = NOT_GIVEN,
+    capacity: int | None = NOT_GIVEN,
     legacy_options: dict[str, Any] = NOT_GIVEN,
     caller: Caller | None = None,
 ) -> tuple[Worker, bool]:
@@ -70,6 +72,8 @@ def worker_register(
             "health_url": health_url,
             "max_inflight": max_inflight,
             "ttl": ttl,
+            "job_api": job_api,
+            "capacity": capacity,
             "legacy_options": legacy_options,
         }.items()
         if value is not NOT_GIVEN

@@ -12,6 +12,7 @@ from urllib.parse import urlsplit
 from django.core.exceptions import ValidationError
 
 from inference import egress, extract, templating, upstream
+from inference.protocols.job import JobApi
 
 # RFC 9110 token characters for header names.
 _HEADER_NAME = re.compile(r"^[!#$%&'*+\-.^_`|~0-9A-Za-z]+$")
@@ -87,6 +88,16 @@ def validate_response_extract(value: str) -> None:
         extract.parse_path(value)
     except extract.PathSyntaxError as exc:
         raise ValidationError(f"invalid path {value!r}: {exc}", code="invalid_extract") from None
+
+
+def validate_job_api(value: Any) -> None:
+    if value is None:
+        return
+    try:
+        JobApi.from_json(value)
+    except ValueError as exc:
+        raise ValidationError(str(exc), code="invalid_job_api") from None
+    validate_no_nul(value)
 
 
 def validate_model_name_list(value: Any) -> None:

@@ -19,6 +19,7 @@ class Reply:
     status: int = 200
     json: Any = None
     text: str | None = None
+    body: bytes | None = None  # raw bytes (an image, a video), sent as they are
     headers: dict[str, str] = field(default_factory=dict)
     delay: float = 0.0  # seconds before answering; the wait ends early when the server stops
     trickle: float = 0.0  # seconds between the body's bytes, sent one at a time
@@ -114,16 +115,19 @@ def _make_handler(upstream: FakeUpstream):
             if reply.stream is not None:
                 self._stream(seen, reply)
                 return
-            if reply.json is not None:
+            if reply.body is not None:
+                payload, content_type = reply.body, "application/octet-stream"
+            elif reply.json is not None:
                 payload, content_type = json.dumps(reply.json).encode(), "application/json"
             else:
                 payload, content_type = (reply.text or "").encode(), "text/plain; charset=utf-8"
             try:
                 self.send_response(reply.status)
-                self.send_header("Content-Type", content_type)
+                self.send_header("Content-Type", reply.headers.get("Content-Type", content_type))
                 self.send_header("Content-Length", str(len(payload)))
                 for name, value in reply.headers.items():
-                    self.send_header(name, value)
+                    if name != "Content-Type":
+                        self.send_header(name, value)
                 self.end_headers()
                 if reply.trickle:
                     self._trickle(payload, reply.trickle)
@@ -162,7 +166,7 @@ def _make_handler(upstream: FakeUpstream):
                 if upstream._stopping.wait(pause):
                     return
 
-        do_GET = do_POST = do_PUT = _handle
+        do_GET = do_POST = do_PUT = do_DELETE = _handle
 
         def log_message(self, *args) -> None:
             pass

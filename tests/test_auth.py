@@ -28,6 +28,10 @@ ENDPOINTS = [
     ("post", "/api/server/policy/delete", {"model_name": "proxyllm"}, "admin"),
     ("post", "/api/server/model/owner", {"model_name": "proxyllm", "owner": None}, "admin"),
     ("get", "/api/usage", None, "admin"),
+    ("get", "/api/webhooks", None, "admin"),
+    ("post", "/api/webhooks", {"api_key": "abcd1234", "url": "http://127.0.0.1:9/hook"}, "admin"),
+    ("get", "/api/webhooks/1", None, "admin"),
+    ("delete", "/api/webhooks/1", None, "admin"),
 ]
 OTHER_SCOPE = {"worker": "inference", "inference": "worker", "admin": "worker"}
 # The OpenAI-compatible endpoints answer errors in the OpenAI shape, which the SDKs read.
@@ -42,6 +46,10 @@ V1_ENDPOINTS = [
     ("delete", "/v1/responses/resp_123", None),
     ("get", "/v1/models/proxyllm", None),
     ("get", "/v1/usage", None),
+    # The jobs API (merged from i12w, which lists them nowhere here yet).
+    ("get", "/v1/videos", None),
+    ("get", "/v1/videos/video_1", None),
+    ("get", "/v1/videos/video_1/content", None),
 ]
 # The Anthropic Messages API answers errors in Anthropic's shape, which its SDK reads.
 MESSAGES_BODY = {"model": "proxyllm", "max_tokens": 10, "messages": [{"role": "user", "content": "hi"}]}

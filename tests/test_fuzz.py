@@ -235,6 +235,7 @@ JSON_ENDPOINTS = [
     "/api/server/heartbeat",
     "/api/server/policy",
     "/api/server/policy/delete",
+    "/api/webhooks",
     "/api/v1/chat/completions",
     "/v1/chat/completions",
     "/v1/completions",

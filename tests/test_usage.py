@@ -377,3 +377,35 @@ def test_prometheus_counts_tokens_and_cost_by_model(api, gpt, make_key):
     )
     assert after - before == 6
     assert REGISTRY.get_sample_value("mmm_usage_cost_usd_total", {"model": "gpt"}) - cost_before == pytest.approx(0.006)
+
+
+def test_a_team_budget_crossing_80_and_100_percent_sends_one_signed_webhook_each(api, gpt, make_key):
+    from standardwebhooks import Webhook
+
+    from tests.fake_upstream import FakeUpstream
+    from webhooks.delivery import deliver_due
+    from webhooks.services import webhook_endpoint_create
+
+    receiver = FakeUpstream().start()
+    receiver.on("/hook", status=204, text="")
+    try:
+        team = Team.objects.create(name="research")
+        key = make_key("inference")
+        TeamMember.objects.create(api_key=key_row(key), team=team)
+        _, secret = webhook_endpoint_create(api_key=key_row(key), url=receiver.url("/hook"))
+        # 80 % is 88 tokens (the 8th answer), 100 % is 110 (the 10th).
+        budget = Budget.objects.create(
+            team=team, period="month", limit_tokens=10 * UPSTREAM_TOKENS, thresholds=[80, 100]
+        )
+
+        statuses = [chat(api, key).status_code for _ in range(11)]
+        assert deliver_due(limit=10) == 2
+
+        assert statuses == [200] * 10 + [429]
+        events = [Webhook(secret).verify(seen.body, seen.headers) for seen in receiver.hits("/hook")]
+        assert sorted(event["data"]["threshold_percent"] for event in events) == [80, 100]
+        assert {event["type"] for event in events} == {"budget.threshold"}
+        eighty = next(event["data"] for event in events if event["data"]["threshold_percent"] == 80)
+        assert (eighty["budget_id"], eighty["owner"], eighty["spent"], eighty["limit"]) == (budget.pk, "team", 88, 110)
+    finally:
+        receiver.stop()

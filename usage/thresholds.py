@@ -7,7 +7,11 @@ names the budget, the period and the threshold, so a redelivery is recognisable.
 
 import logging
 
+from mmm import database
 from usage.catalog import BudgetRule
+from webhooks.services import enqueue_event
+
+EVENT_TYPE = "budget.threshold"
 
 logger = logging.getLogger("mmm.usage")
 
@@ -36,13 +40,12 @@ def budget_threshold_event(*, api_key_id: int | None, rule: BudgetRule, percent:
     logger.warning("budget %s crossed %d%%: %s of %s %s", abs(rule.id), percent, spent, rule.limit, rule.unit)
     if api_key_id is None:
         return
-    try:
-        from webhooks.services import enqueue_event
-    except ImportError:  # the webhooks app is not installed here: the log line above is the signal
-        return
-    enqueue_event(
-        api_key_id=api_key_id,
-        event_type="budget.threshold",
-        data=data,
-        idempotency_key=f"budget:{rule.id}:{label}:{percent}",
-    )
+    # Once per budget, period and threshold: a crossing is seen by one settlement only, and the
+    # outbox writes an idempotency key once however often it is given.
+    with database.request_path(what="budget threshold webhook"):
+        enqueue_event(
+            api_key_id=api_key_id,
+            event_type=EVENT_TYPE,
+            data=data,
+            idempotency_key=f"budget:{rule.id}:{label}:{percent}",
+        )

@@ -46,7 +46,6 @@ class UsageQuery(serializers.Serializer):
     model = serializers.CharField(required=False, max_length=200)
     group_by = GroupByField(required=False, default=["day", "model"], help_text="Comma-separated: " + ", ".join(GROUPS))
 
-
     def validate(self, attrs: dict) -> dict:
         # A query parameter sent empty (?until=) is a mistake, not "no filter": say so.
         blank = {name: "must not be empty" for name in self.fields if self.initial_data.get(name, None) == ""}

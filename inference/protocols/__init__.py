@@ -9,6 +9,7 @@ from typing import TYPE_CHECKING
 
 from inference.protocols.anthropic import AnthropicProtocol
 from inference.protocols.base import WorkerProtocol
+from inference.protocols.job import JobProtocol
 from inference.protocols.ollama import OllamaProtocol
 from inference.protocols.openai import OpenAIProtocol
 from inference.protocols.template import TemplateProtocol
@@ -19,7 +20,14 @@ if TYPE_CHECKING:
 
 PROTOCOLS: dict[str, WorkerProtocol] = {
     protocol.kind: protocol
-    for protocol in (TemplateProtocol(), OpenAIProtocol(), AnthropicProtocol(), OllamaProtocol(), TGIProtocol())
+    for protocol in (
+        TemplateProtocol(),
+        OpenAIProtocol(),
+        AnthropicProtocol(),
+        OllamaProtocol(),
+        TGIProtocol(),
+        JobProtocol(),
+    )
 }
 
 

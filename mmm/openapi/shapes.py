@@ -3,6 +3,7 @@
 from rest_framework import serializers
 
 from registry.serializers import PolicyOutput, WorkerOutput
+from webhooks.serializers import WebhookEndpointOutput
 
 # --- Errors ---------------------------------------------------------------------------------
 
@@ -282,3 +283,75 @@ class OwnUsageAnswer(serializers.Serializer):
     group_by = serializers.ListField(child=serializers.CharField())
     data = UsageRow(many=True)
     budgets = BudgetState(many=True)
+
+
+# --- Jobs (/v1/videos, /v1/images/jobs) -------------------------------------------------------
+
+
+class JobError(serializers.Serializer):
+    code = serializers.CharField(help_text="upstream_rejected, generation_failed, worker_lost, no_worker, ...")
+    message = serializers.CharField()
+
+
+class JobObject(serializers.Serializer):
+    """OpenAI's video object; an image job has the same fields with object "image.job" and no
+    seconds or remixed_from_video_id."""
+
+    id = serializers.CharField(help_text="the gateway's own id: video_... or imgjob_...")
+    object = serializers.ChoiceField(choices=["video", "image.job"])
+    model = serializers.CharField()
+    status = serializers.ChoiceField(choices=["queued", "in_progress", "completed", "failed"])
+    progress = serializers.IntegerField(help_text="0 to 100, where the worker reports it")
+    created_at = serializers.IntegerField()
+    completed_at = serializers.IntegerField(allow_null=True)
+    expires_at = serializers.IntegerField(allow_null=True, help_text="when the job and its result are pruned")
+    prompt = serializers.CharField()
+    size = serializers.CharField(allow_null=True)
+    seconds = serializers.CharField(allow_null=True, required=False)
+    remixed_from_video_id = serializers.CharField(allow_null=True, required=False)
+    error = JobError(allow_null=True)
+    queue_position = serializers.IntegerField(
+        allow_null=True, help_text="while queued in the gateway: 1 is the next of its model to be submitted"
+    )
+
+
+class JobList(serializers.Serializer):
+    object = serializers.CharField()
+    data = JobObject(many=True)
+    first_id = serializers.CharField(allow_null=True)
+    last_id = serializers.CharField(allow_null=True)
+    has_more = serializers.BooleanField()
+
+
+class JobDeleted(serializers.Serializer):
+    id = serializers.CharField()
+    object = serializers.ChoiceField(choices=["video.deleted", "image.job.deleted"])
+    deleted = serializers.BooleanField()
+
+
+# --- Webhooks -------------------------------------------------------------------------------
+
+
+class WebhookEndpointWithSecret(WebhookEndpointOutput):
+    secret = serializers.CharField(
+        help_text="The Standard Webhooks signing secret (whsec_...), shown only in this answer."
+    )
+
+    class Meta(WebhookEndpointOutput.Meta):
+        fields = (*WebhookEndpointOutput.Meta.fields, "secret")
+
+
+class WebhookEndpointCreated(serializers.Serializer):
+    success = serializers.BooleanField(help_text="always true")
+    msg = serializers.CharField()
+    data = WebhookEndpointWithSecret()
+
+
+class WebhookEndpointAnswer(serializers.Serializer):
+    success = serializers.BooleanField(help_text="always true")
+    data = WebhookEndpointOutput()
+
+
+class WebhookEndpointListAnswer(serializers.Serializer):
+    success = serializers.BooleanField(help_text="always true")
+    data = WebhookEndpointOutput(many=True)

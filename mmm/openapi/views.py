@@ -19,6 +19,7 @@ from registry.serializers import (
     WorkerKeyInput,
     WorkerRegisterInput,
 )
+from webhooks.serializers import WebhookEndpointInput
 
 EVENT_STREAM = "text/event-stream"
 
@@ -294,4 +295,137 @@ _describe(
     summary="This key's own usage, and its and its team's budgets",
     parameters=_USAGE_PARAMETERS,
     responses={200: shapes.OwnUsageAnswer, **_openai_errors((400, 401, 403, 429, 503))},
+)
+_JOB_ERRORS = (401, 403, 404, 429, 503)
+
+
+class _JobDescription(OpenApiViewExtension):
+    """The jobs views serve /v1/videos and /v1/images/jobs alike (their ``kind``)."""
+
+    def _names(self) -> tuple[str, str]:
+        from jobs.models import JobKind
+
+        kind = self.target_callback.view_initkwargs.get("kind", JobKind.VIDEO)
+        return ("videos", "a video") if kind == JobKind.VIDEO else ("image_jobs", "an image job")
+
+
+class JobsDescription(_JobDescription):
+    target_class = "jobs.views.JobsView"
+
+    def view_replacement(self):
+        from jobs.views import JobInput, ListQuery
+
+        name, what = self._names()
+        return _described(
+            self.target,
+            by_method={
+                "post": {
+                    "tags": OPENAI,
+                    "operation_id": f"openai_{name}_create",
+                    "summary": f"Queue {what} (answers at once, status queued)",
+                    "description": "JSON, or multipart/form-data as the openai SDK sends it, with an optional "
+                    "`input_reference` file. A runner submits it to one of the model's job workers when one "
+                    "has a free slot (docs/jobs.md).",
+                    "request": {"application/json": JobInput, "multipart/form-data": JobInput},
+                    "responses": {200: shapes.JobObject, **_openai_errors((400, 401, 403, 404, 413, 429, 503))},
+                },
+                "get": {
+                    "tags": OPENAI,
+                    "operation_id": f"openai_{name}_list",
+                    "summary": f"This key's {name.replace('_', ' ')}, newest first, by cursor",
+                    "parameters": [ListQuery],
+                    "responses": {200: shapes.JobList, **_openai_errors((400, *_JOB_ERRORS))},
+                },
+            },
+        )
+
+
+class JobDescription(_JobDescription):
+    target_class = "jobs.views.JobView"
+
+    def view_replacement(self):
+        name, what = self._names()
+        return _described(
+            self.target,
+            by_method={
+                "get": {
+                    "tags": OPENAI,
+                    "operation_id": f"openai_{name}_retrieve",
+                    "summary": f"{what.capitalize()} of this key (may poll its worker early)",
+                    "responses": {200: shapes.JobObject, **_openai_errors(_JOB_ERRORS)},
+                },
+                "delete": {
+                    "tags": OPENAI,
+                    "operation_id": f"openai_{name}_delete",
+                    "summary": f"Cancel {what} on its worker and delete it and its result",
+                    "responses": {200: shapes.JobDeleted, **_openai_errors(_JOB_ERRORS)},
+                },
+            },
+        )
+
+
+class JobContentDescription(_JobDescription):
+    target_class = "jobs.views.JobContentView"
+
+    def view_replacement(self):
+        name, what = self._names()
+        return _described(
+            self.target,
+            tags=OPENAI,
+            operation_id=f"openai_{name}_content",
+            summary=f"The result of {what}, streamed (Range supported)",
+            parameters=[
+                OpenApiParameter("variant", str, description="video only (the default); others are not kept"),
+                OpenApiParameter("Range", str, location=OpenApiParameter.HEADER, description="bytes=first-last"),
+            ],
+            responses={
+                (200, "application/octet-stream"): OpenApiResponse(OpenApiTypes.BINARY, description="the whole file"),
+                (206, "application/octet-stream"): OpenApiResponse(OpenApiTypes.BINARY, description="the range asked"),
+                302: OpenApiResponse(description="MMM_JOB_RESULTS=link: to the upstream's URL of the output"),
+                409: OpenApiResponse(shapes.OpenAIErrorAnswer, description="the job has not completed"),
+                416: OpenApiResponse(description="the range is past the end"),
+                **_openai_errors(_JOB_ERRORS),
+            },
+        )
+
+
+WEBHOOKS = ["webhooks"]
+_describe(
+    "webhooks.views.WebhookEndpointListView",
+    by_method={
+        "get": {
+            "tags": WEBHOOKS,
+            "operation_id": "webhook_list",
+            "summary": "List the webhook endpoints of client keys",
+            "parameters": [OpenApiParameter("api_key", str, description="only this key's (its prefix)")],
+            "responses": {200: shapes.WebhookEndpointListAnswer, **_errors((401, 403, 429, 503))},
+        },
+        "post": {
+            "tags": WEBHOOKS,
+            "operation_id": "webhook_create",
+            "summary": "Register where a key's events are posted",
+            "description": "Needs the `admin` scope. The URL is checked against the egress policy (no cloud "
+            "metadata addresses). The answer carries the signing secret, shown only this once "
+            "(docs/webhooks.md).",
+            "request": WebhookEndpointInput,
+            "responses": {201: shapes.WebhookEndpointCreated, **_errors(_REGISTRY_ERRORS)},
+        },
+    },
+)
+_describe(
+    "webhooks.views.WebhookEndpointView",
+    by_method={
+        "get": {
+            "tags": WEBHOOKS,
+            "operation_id": "webhook_retrieve",
+            "summary": "One webhook endpoint (never its secret)",
+            "responses": {200: shapes.WebhookEndpointAnswer, **_errors((401, 403, 404, 429, 503))},
+        },
+        "delete": {
+            "tags": WEBHOOKS,
+            "operation_id": "webhook_delete",
+            "summary": "Remove a webhook endpoint and its pending deliveries",
+            "responses": {200: shapes.Success, **_errors((401, 403, 404, 429, 503))},
+        },
+    },
 )

@@ -33,6 +33,8 @@ WORKER_FIELDS = (
     "health_url",
     "max_inflight",
     "ttl",
+    "job_api",
+    "capacity",
 )
 POLICY_FIELDS = ("strategy", "fallbacks", "max_attempts", "deadline", "per_try_timeout")
 # Shown as "changed", never with their values.

@@ -6,7 +6,9 @@ from django.db import transaction
 
 from accounts.models import Scope
 from accounts.services import api_key_create
+from inference.redaction import url_for_display
 from usage.services import budget_create, team_join
+from webhooks.services import webhook_endpoint_create
 
 
 def _usd(value: str) -> Decimal:
@@ -38,12 +40,30 @@ class Command(BaseCommand):
         )
         parser.add_argument("--budget-window", type=int, default=None, help="A rolling budget's window in seconds.")
         parser.add_argument("--budget-model", default="", help="The model the budget counts (default: every model).")
+        parser.add_argument(
+            "--webhook-url", default=None, help="Post the key's events (video.completed, ...) to this URL, signed."
+        )
+        parser.add_argument(
+            "--webhook-events",
+            default="",
+            help='Comma-separated event types for the webhook ("video.*"; default: all).',
+        )
 
-    def handle(self, *args, name: str, scope: list[str], models: str, rpm: int | None, **options) -> None:
+    def handle(
+        self,
+        *args,
+        name: str,
+        scope: list[str],
+        models: str,
+        rpm: int | None,
+        webhook_url: str | None,
+        webhook_events: str,
+        **options,
+    ) -> None:
         allowed = [model.strip() for model in models.split(",") if model.strip()]
         budget = options["budget_tokens"] is not None or options["budget_usd"] is not None
         try:
-            with transaction.atomic():  # a key whose budget was refused is not made either
+            with transaction.atomic():  # no key without the team, budget and webhook it was asked with
                 key, secret = api_key_create(
                     name=name, scopes=sorted(set(scope)), allowed_models=allowed, rate_limit_per_minute=rpm
                 )
@@ -58,11 +78,19 @@ class Command(BaseCommand):
                         window_seconds=options["budget_window"],
                         model_name=options["budget_model"],
                     )
+                if webhook_url:
+                    events = [event.strip() for event in webhook_events.split(",") if event.strip()]
+                    endpoint, webhook_secret = webhook_endpoint_create(api_key=key, url=webhook_url, event_types=events)
         except ValidationError as exc:
             errors = exc.message_dict if hasattr(exc, "error_dict") else {"budget": exc.messages}
             raise CommandError(
                 "; ".join(f"{field}: {' '.join(messages)}" for field, messages in errors.items())
             ) from None
+        if webhook_url:
+            self.stdout.write(
+                f"Its events ({', '.join(endpoint.event_types) or 'all'}) go to {url_for_display(endpoint.url)}, "
+                f"signed with this secret (shown only now): {webhook_secret}"
+            )
         self.stdout.write(
             f"Created API key {key.name!r} ({key.prefix}…), scopes {', '.join(key.scopes)}, "
             f"models {', '.join(key.allowed_models) or 'all'}, "

@@ -1,0 +1,88 @@
+"""manage.py run_jobs: submit queued jobs and poll running ones, once (for cron) or in a loop."""
+
+import json
+import os
+import signal
+import threading
+import time
+from dataclasses import asdict
+
+from django.core.management.base import BaseCommand, CommandParser
+from django.db import DatabaseError, close_old_connections
+
+from jobs.runner import JobRunner
+from jobs.services import jobs_prune
+
+# Seconds between passes while there is nothing to do, and while there is.
+_IDLE_SECONDS = 0.2
+_BUSY_SECONDS = 0.05
+# Expired jobs are pruned this often by a looping runner (prune_jobs does it from cron too).
+_PRUNE_EVERY_SECONDS = 60.0
+
+
+class Command(BaseCommand):
+    help = (
+        "Submit queued image and video jobs to their models' job workers as slots free up, poll running "
+        "ones (each at its own backoff), and store finished results. Any number may run, on any number of "
+        "hosts: jobs are claimed with conditional updates and leases, so none is run twice or lost."
+    )
+
+    def add_arguments(self, parser: CommandParser) -> None:
+        parser.add_argument("--loop", action="store_true", help="Keep running passes until SIGTERM or SIGINT.")
+        parser.add_argument(
+            "--parent-pid",
+            type=int,
+            default=None,
+            help="Stop when this process is gone (gunicorn's master, which starts a runner beside it).",
+        )
+        parser.add_argument(
+            "--json", action="store_true", dest="as_json", help="Print one JSON object per pass instead of text."
+        )
+
+    def handle(self, *args, loop: bool, parent_pid: int | None, as_json: bool, **options) -> None:
+        runner = JobRunner()
+        stop = threading.Event()
+        if loop:
+            for signum in (signal.SIGTERM, signal.SIGINT):
+                signal.signal(signum, lambda *_: stop.set())
+        pruned_at = 0.0
+        try:
+            while True:
+                started = time.monotonic()
+                try:
+                    summary = runner.run_pass()
+                    if time.monotonic() - pruned_at > _PRUNE_EVERY_SECONDS or not loop:
+                        summary.pruned = jobs_prune()
+                        pruned_at = time.monotonic()
+                except DatabaseError as exc:
+                    # The database is away: nothing can be claimed or recorded. The jobs wait
+                    # in it, and the next pass goes on from there.
+                    self.stderr.write(f"jobs pass skipped, the database is unavailable: {type(exc).__name__}")
+                    summary = None
+                close_old_connections()
+                if summary is not None and (not loop or summary.did_work):
+                    self._report(summary, seconds=time.monotonic() - started, as_json=as_json)
+                if not loop:
+                    return
+                if parent_pid is not None and not _alive(parent_pid):
+                    return
+                if stop.wait(_BUSY_SECONDS if summary is not None and summary.did_work else _IDLE_SECONDS):
+                    return
+        finally:
+            runner.close()
+
+    def _report(self, summary, *, seconds: float, as_json: bool) -> None:
+        if as_json:
+            self.stdout.write(json.dumps({**asdict(summary), "seconds": round(seconds, 3)}))
+            return
+        self.stdout.write(
+            f"jobs: {summary.submitted} submitted, {summary.requeued} requeued, {summary.completed} completed, "
+            f"{summary.failed} failed, {summary.running} still running, {summary.unanswered} unanswered, "
+            f"{summary.released} taken over, {summary.pruned} pruned, in {seconds:.2f} s"
+        )
+        self.stdout.flush()
+
+
+def _alive(parent_pid: int) -> bool:
+    # A child whose parent died is re-parented (to init or a subreaper): its parent id changes.
+    return os.getppid() == parent_pid

@@ -1,0 +1,84 @@
+"""manage.py deliver_webhooks: send the webhooks that are due once (for cron), or keep sending."""
+
+import json
+import signal
+import threading
+import time
+
+from django.core.management.base import BaseCommand, CommandParser
+from django.db import DatabaseError, close_old_connections
+from django.utils import timezone
+
+from webhooks.delivery import deliver_due
+from webhooks.models import DeliveryStatus, WebhookDelivery
+
+
+class Command(BaseCommand):
+    help = (
+        "Post every webhook delivery that is due to its endpoint, signed per the Standard Webhooks "
+        "specification; a failed one is tried again later with a growing wait. Several may run at once, "
+        "on several hosts: each delivery is claimed by one of them."
+    )
+
+    def add_arguments(self, parser: CommandParser) -> None:
+        parser.add_argument("--loop", action="store_true", help="Keep sending until SIGTERM or SIGINT.")
+        parser.add_argument("--interval", type=float, default=1.0, help="Seconds between passes with --loop.")
+        parser.add_argument("--limit", type=int, default=100, help="Most deliveries attempted in one pass.")
+        parser.add_argument(
+            "--json", action="store_true", dest="as_json", help="Print one JSON object per pass instead of text."
+        )
+
+    def handle(self, *args, loop: bool, interval: float, limit: int, as_json: bool, **options) -> None:
+        if interval <= 0 or limit < 1:
+            self.stderr.write("--interval must be above 0 and --limit at least 1")
+            raise SystemExit(2)
+        stop = threading.Event()
+        if loop:
+            for signum in (signal.SIGTERM, signal.SIGINT):
+                signal.signal(signum, lambda *_: stop.set())
+        while True:
+            try:
+                attempted = self.run_pass(limit=limit, as_json=as_json)
+            except DatabaseError as exc:
+                if not loop:
+                    raise
+                # The outbox is in the database: nothing can be sent until it is back.
+                self.stderr.write(f"webhook pass skipped, the database is unavailable: {type(exc).__name__}")
+                attempted = 0
+            if not loop:
+                return
+            close_old_connections()
+            # A full pass means more may be due already: go on at once instead of waiting.
+            if attempted < limit and stop.wait(interval):
+                return
+            if stop.is_set():
+                return
+
+    def run_pass(self, *, limit: int, as_json: bool) -> int:
+        started = time.monotonic()
+        attempted = deliver_due(limit=limit)
+        pending = WebhookDelivery.objects.filter(status=DeliveryStatus.PENDING)
+        summary = {
+            "attempted": attempted,
+            "pending": pending.count(),
+            "due": WebhookDelivery.objects.due(now=timezone.now()).count(),
+            "failed": WebhookDelivery.objects.filter(status=DeliveryStatus.FAILED).count(),
+            "seconds": round(time.monotonic() - started, 3),
+        }
+        if as_json:
+            self.stdout.write(json.dumps(summary))
+        elif attempted or not self._quiet_pass(summary):
+            self.stdout.write(
+                f"attempted {attempted} webhook deliver{'y' if attempted == 1 else 'ies'}; "
+                f"{summary['pending']} pending ({summary['due']} due), {summary['failed']} given up, "
+                f"in {summary['seconds']:.2f} s"
+            )
+        return attempted
+
+    def _quiet_pass(self, summary: dict) -> bool:
+        # With --loop most passes find nothing; one line a second of that would bury the rest.
+        quiet = self._last_summary == (summary["pending"], summary["failed"])
+        self._last_summary = (summary["pending"], summary["failed"])
+        return quiet
+
+    _last_summary: tuple[int, int] | None = None
