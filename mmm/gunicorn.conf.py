@@ -97,7 +97,7 @@ def on_starting(server) -> None:
     shutil.rmtree(directory, ignore_errors=True)
     directory.mkdir(parents=True, exist_ok=True)
     _start_host_state()
-    _start_job_runner()
+    _start_sidecars()
 
 
 # --- Routing and limit state shared by the worker processes, without Redis -----------------
@@ -134,35 +134,40 @@ def _start_host_state() -> None:
         time.sleep(0.05)
 
 
-# --- The job runner (jobs/, docs/jobs.md) ----------------------------------------------------
-# Image and video jobs need a `manage.py run_jobs --loop` somewhere; `make serve` runs one beside
-# gunicorn so they work with the one command. It stops when this master does (--parent-pid),
-# however the master ends. Production runs it as its own service and sets MMM_JOB_RUNNER=false.
-_job_runner_process = None
+# --- Processes beside gunicorn: the job runner (docs/jobs.md) and the webhook sender ---------
+# Image and video jobs need a `manage.py run_jobs --loop` somewhere, and webhooks a
+# `manage.py deliver_webhooks --loop` (docs/webhooks.md); `make serve` runs both beside gunicorn
+# so they work with the one command. Each stops when this master does (--parent-pid), however
+# the master ends. Production runs them as services of their own and sets MMM_JOB_RUNNER=false
+# and MMM_WEBHOOK_SENDER=false.
+_sidecars: list[subprocess.Popen] = []
 
 
-def _start_job_runner() -> None:
-    global _job_runner_process
-    if not env_bool("MMM_JOB_RUNNER", True):
-        return
-    _job_runner_process = subprocess.Popen(
-        [sys.executable, "manage.py", "run_jobs", "--loop", "--parent-pid", str(os.getpid())],
-        cwd=str(Path(__file__).resolve().parent.parent),
-        env={**os.environ, "DJANGO_SETTINGS_MODULE": "mmm.settings"},
-    )
+def _start_sidecars() -> None:
+    for setting, command in (("MMM_JOB_RUNNER", "run_jobs"), ("MMM_WEBHOOK_SENDER", "deliver_webhooks")):
+        if env_bool(setting, True):
+            _sidecars.append(
+                subprocess.Popen(
+                    [sys.executable, "manage.py", command, "--loop", "--parent-pid", str(os.getpid())],
+                    cwd=str(Path(__file__).resolve().parent.parent),
+                    env={**os.environ, "DJANGO_SETTINGS_MODULE": "mmm.settings"},
+                )
+            )
 
 
-def _stop_job_runner() -> None:
-    if _job_runner_process is not None and _job_runner_process.poll() is None:
-        _job_runner_process.terminate()  # it finishes its pass: every claim it holds is recorded or runs out
+def _stop_sidecars() -> None:
+    for process in _sidecars:
+        if process.poll() is None:
+            process.terminate()  # each finishes its pass: every claim it holds is recorded or runs out
+    for process in _sidecars:
         try:
-            _job_runner_process.wait(timeout=15)
+            process.wait(timeout=15)
         except subprocess.TimeoutExpired:
-            _job_runner_process.kill()
+            process.kill()
 
 
 def on_exit(server) -> None:
-    _stop_job_runner()
+    _stop_sidecars()
     if _host_state_process is not None and _host_state_process.poll() is None:
         _host_state_process.terminate()
         try:

@@ -334,6 +334,9 @@ MMM_WEBHOOK_BACKOFF_SECONDS = env_float("MMM_WEBHOOK_BACKOFF_SECONDS", 30.0, min
 MMM_WEBHOOK_BACKOFF_MAX_SECONDS = env_float(
     "MMM_WEBHOOK_BACKOFF_MAX_SECONDS", 6 * 3600.0, minimum=0.0, maximum=7 * 86400.0
 )
+# gunicorn (mmm/gunicorn.conf.py) starts a `deliver_webhooks --loop` beside itself; production
+# runs it as its own service and sets this to false.
+MMM_WEBHOOK_SENDER = env_bool("MMM_WEBHOOK_SENDER", True)
 # Request log (console.request_log): rows are queued in the process and written in batches.
 MMM_REQUEST_LOG_FLUSH_SECONDS = env_float("MMM_REQUEST_LOG_FLUSH_SECONDS", 1.0, minimum=0.05, maximum=3600.0)
 MMM_REQUEST_LOG_BATCH = env_int("MMM_REQUEST_LOG_BATCH", 500, minimum=1, maximum=100_000)

@@ -28,8 +28,17 @@ class GatewayProcess:
         self.port = port or free_port()
         # The gateway's log goes to a file: a pipe that nobody reads fills up and blocks the gateway.
         self.log_path = log_path or Path(tempfile.mkstemp(prefix="mmm-gateway-", suffix=".log")[1])
-        # As `make serve` runs it: keys are optional unless the test's env says otherwise.
-        self.env = {**os.environ, "MMM_REQUIRE_AUTH": "false", **env, "HOST": "127.0.0.1", "PORT": str(self.port)}
+        # As `make serve` runs it: keys are optional unless the test's env says otherwise. The
+        # webhook sender it starts beside itself only where a test asks for it: one more Django
+        # process per gateway costs every other test a second of the machine's two cores.
+        self.env = {
+            **os.environ,
+            "MMM_REQUIRE_AUTH": "false",
+            "MMM_WEBHOOK_SENDER": "false",
+            **env,
+            "HOST": "127.0.0.1",
+            "PORT": str(self.port),
+        }
         self.process: subprocess.Popen | None = None
         self.headers: dict[str, str] = {}  # sent with post() and get(), e.g. an API key
 

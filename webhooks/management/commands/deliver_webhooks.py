@@ -1,6 +1,7 @@
 """manage.py deliver_webhooks: send the webhooks that are due once (for cron), or keep sending."""
 
 import json
+import os
 import signal
 import threading
 import time
@@ -25,10 +26,18 @@ class Command(BaseCommand):
         parser.add_argument("--interval", type=float, default=1.0, help="Seconds between passes with --loop.")
         parser.add_argument("--limit", type=int, default=100, help="Most deliveries attempted in one pass.")
         parser.add_argument(
+            "--parent-pid",
+            type=int,
+            default=None,
+            help="Stop when this process is gone (gunicorn's master, which starts a sender beside it).",
+        )
+        parser.add_argument(
             "--json", action="store_true", dest="as_json", help="Print one JSON object per pass instead of text."
         )
 
-    def handle(self, *args, loop: bool, interval: float, limit: int, as_json: bool, **options) -> None:
+    def handle(
+        self, *args, loop: bool, interval: float, limit: int, parent_pid: int | None, as_json: bool, **options
+    ) -> None:
         if interval <= 0 or limit < 1:
             self.stderr.write("--interval must be above 0 and --limit at least 1")
             raise SystemExit(2)
@@ -48,6 +57,9 @@ class Command(BaseCommand):
             if not loop:
                 return
             close_old_connections()
+            # A child whose parent died is re-parented (to init or a subreaper): its parent id changes.
+            if parent_pid is not None and os.getppid() != parent_pid:
+                return
             # A full pass means more may be due already: go on at once instead of waiting.
             if attempted < limit and stop.wait(interval):
                 return

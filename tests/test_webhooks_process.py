@@ -1,0 +1,76 @@
+"""A job's webhook through a real gateway: gunicorn with the job runner and the webhook sender
+it starts beside itself (as `make serve` runs), a Runway fake as the worker, and a receiver that
+checks the signature with the standardwebhooks package."""
+
+import pytest
+from standardwebhooks import Webhook
+
+from tests.fake_runway import RunwayServer
+from tests.fake_upstream import FakeUpstream, Reply
+from tests.gateway_process import GatewayProcess, gateway_database
+from tests.waiting import wait_until
+
+pytestmark = pytest.mark.e2e
+
+FAST = {
+    "MMM_WEB_WORKERS": "1",
+    "MMM_JOB_POLL_MIN_SECONDS": "0.1",
+    "MMM_JOB_POLL_MAX_SECONDS": "0.5",
+    "MMM_WEBHOOK_BACKOFF_SECONDS": "0.5",
+    "MMM_WEBHOOK_SENDER": "true",
+}
+
+
+@pytest.fixture
+def receiver():
+    server = FakeUpstream().start()
+    yield server
+    server.stop()
+
+
+@pytest.fixture
+def runway():
+    server = RunwayServer(duration=0.3).start()
+    yield server
+    server.stop()
+
+
+def test_a_finished_video_job_is_posted_to_its_keys_webhook_signed_and_retried_after_a_500(tmp_path, receiver, runway):
+    answers = iter([Reply(status=500, text="not yet")])
+    receiver.on("/hook", lambda seen: next(answers, Reply(status=204, text="")))
+    with gateway_database(tmp_path) as env:
+        gateway = GatewayProcess(env={**env, **FAST})
+        gateway.manage("migrate", "--noinput", "-v0").check_returncode()
+        made = gateway.manage(
+            "create_api_key", "--name", "video app", "--scope", "inference", "--webhook-url", receiver.url("/hook")
+        )
+        made.check_returncode()
+        lines = made.stdout.strip().splitlines()
+        key, secret = lines[-1], next(line for line in lines if "whsec_" in line).rsplit(" ", 1)[-1]
+        gateway.start()
+        try:
+            registered = gateway.post(
+                "/api/server/register",
+                {
+                    "model_name": "veo",
+                    "preset": "runway",
+                    "base_url": runway.url + "/v1",
+                    "api_key": runway.api_key,
+                    "upstream_model": "veo3.1",
+                },
+            )
+            assert registered.status_code == 200, registered.text
+            gateway.headers = {"Authorization": f"Bearer {key}"}
+            job = gateway.post("/v1/videos", {"model": "veo", "prompt": "a webhook at dusk"}).json()
+
+            def delivered():
+                return [seen for seen in receiver.hits("/hook") if seen.method == "POST"][1:]
+
+            [seen] = wait_until(delivered, timeout=60, what="the webhook, tried again after the receiver's 500")
+        finally:
+            gateway.stop()
+    event = Webhook(secret).verify(seen.body, seen.headers)
+    assert event["type"] == "video.completed" and event["data"]["id"] == job["id"]
+    assert event["data"]["status"] == "completed"
+    first, second = receiver.hits("/hook")
+    assert first.body == second.body and first.headers["webhook-id"] == second.headers["webhook-id"]
