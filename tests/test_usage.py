@@ -17,6 +17,7 @@ from usage.budget_store import Held, Refused
 from usage.budget_store_local import LocalBudgetStore
 from usage.catalog import BudgetRule, catalog
 from usage.ledger import ledger_writer
+from usage.metering import Tokens
 from usage.models import Budget, Price, Team, TeamMember, UsageRecord
 
 pytestmark = pytest.mark.django_db
@@ -409,3 +410,34 @@ def test_a_team_budget_crossing_80_and_100_percent_sends_one_signed_webhook_each
         assert (eighty["budget_id"], eighty["owner"], eighty["spent"], eighty["limit"]) == (budget.pk, "team", 88, 110)
     finally:
         receiver.stop()
+
+
+def test_while_redis_is_away_budgets_are_checked_by_this_process_from_the_ledger(db):
+    from tests.gateway_process import free_port
+    from usage.budget_store_redis import RedisBudgetStore
+    from usage.services import usage_reserve, usage_settle
+
+    key = ApiKey.objects.create(name="app", prefix="awaykey1", secret_hash="x", scopes=["inference"])
+    Budget.objects.create(api_key=key, period="day", limit_tokens=30)
+    UsageRecord.objects.create(
+        usage_id="before", settled_at=timezone.now(), started_at=timezone.now(), api_key_id=key.pk,
+        model_name="gpt", input_tokens=10, output_tokens=10,
+    )  # fmt: skip
+    away = RedisBudgetStore(url=f"redis://127.0.0.1:{free_port()}/0", prefix="mmm:away")
+    import usage.budget_store as budget_store_module
+
+    budget_store_module._store = away
+    body = {"messages": HI, "max_tokens": 4}  # holds 1 + 4 tokens
+
+    first = usage_reserve(api_key_id=key.pk, model_name="gpt", body=body)
+    usage_settle(reservation=first, tokens=Tokens(input=1, output=4), status=200)
+    second = usage_reserve(api_key_id=key.pk, model_name="gpt", body=body)
+    usage_settle(reservation=second, tokens=Tokens(input=1, output=4), status=200)
+
+    from usage.exceptions import BudgetExceeded
+
+    with pytest.raises(BudgetExceeded):  # 20 in the ledger + 10 settled here: the 30 are spent
+        usage_reserve(api_key_id=key.pk, model_name="gpt", body=body)
+    assert away.fallback.spent(
+        subject=f"k{key.pk}", rules=catalog.rules_for(api_key_id=key.pk, model_name="gpt")[1]
+    ) == {Budget.objects.get().pk: (30, 0)}

@@ -50,6 +50,9 @@ class BudgetStore(Protocol):
 
     def now(self) -> float: ...
 
+    def settled_ids(self, *, subject: str) -> frozenset[str]:
+        """The usage ids this store remembers settling for the subject."""
+
     def reconcile(self, *, subject: str, cutoff: float, counters: list[tuple[BudgetRule, str, int]]) -> None:
         """Set each (rule, label) counter to ``ledger amount`` (what the ledger holds settled
         before ``cutoff``) plus what this store settled since ``cutoff``: absolute, so running

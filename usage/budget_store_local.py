@@ -103,6 +103,10 @@ class LocalBudgetStore:
                 for rule in rules
             }
 
+    def settled_ids(self, *, subject: str) -> frozenset[str]:
+        with self._lock:
+            return frozenset(self._done.get(subject, ()))
+
     def reconcile(self, *, subject: str, cutoff: float, counters: list[tuple[BudgetRule, str, int]]) -> None:
         with self._lock:
             since: dict[tuple[int, str], int] = {}

@@ -357,6 +357,15 @@ class RedisBudgetStore:
             self._away("reconcile", exc)
             self.fallback.reconcile(subject=subject, cutoff=cutoff, counters=counters)
 
+    def settled_ids(self, *, subject: str) -> frozenset[str]:
+        if redis_breaker.is_open():
+            return self.fallback.settled_ids(subject=subject)
+        try:
+            return frozenset(self._redis.zrange(self.base(subject) + ":done", 0, -1))
+        except self.errors as exc:
+            self._away("settled ids", exc)
+            return self.fallback.settled_ids(subject=subject)
+
     def take_reconcile_turn(self, *, seconds: float) -> bool:
         """Whether this process reconciles now: the first to ask in each interval does."""
         try:

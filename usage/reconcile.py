@@ -35,12 +35,17 @@ def _rows_of(rule: BudgetRule):
     return rows
 
 
-def ledger_counters(rule: BudgetRule, *, now: float, cutoff: float) -> list[tuple[BudgetRule, str, int]]:
-    """(rule, label, ledger amount settled before ``cutoff``) for each counter of its period."""
+def ledger_counters(
+    rule: BudgetRule, *, now: float, cutoff: float, excluding: frozenset[str] = frozenset()
+) -> list[tuple[BudgetRule, str, int]]:
+    """(rule, label, ledger amount settled before ``cutoff``, less the ``excluding`` usage ids)
+    for each counter of its period."""
     spans = periods.labels(period=rule.period, window=rule.window_seconds, t=now)
     stamp = lambda t: datetime.fromtimestamp(t, UTC)  # noqa: E731
     amount = F("input_tokens") + F("output_tokens") if rule.unit == "tokens" else F("cost_nanos")
     rows = _rows_of(rule).filter(settled_at__gte=stamp(spans[0][1]), settled_at__lt=stamp(min(cutoff, spans[-1][2])))
+    if excluding:
+        rows = rows.exclude(usage_id__in=excluding)
     if len(spans) == 1:
         total = rows.aggregate(total=Sum(amount))["total"] or 0
         return [(rule, spans[0][0], int(total))]
@@ -52,13 +57,34 @@ def ledger_counters(rule: BudgetRule, *, now: float, cutoff: float) -> list[tupl
     return [(rule, label, total) for label, total in sums.items()]
 
 
-def reconcile_subject(*, store: BudgetStore, subject: str, lag_seconds: float | None = None) -> int:
-    """Reconcile every budget of one key or team; returns how many counters were set."""
+# Seeding excludes the settled ids a store remembers from the ledger's sums; past this many it
+# takes the lag's way instead (a list that long would make a slow query).
+_SEED_MAX_IDS = 20_000
+
+
+def reconcile_subject(*, store: BudgetStore, subject: str, lag_seconds: float | None = None, seed: bool = False) -> int:
+    """Reconcile every budget of one key or team; returns how many counters were set.
+
+    ``seed``: the store lost or never had this subject's figures (a Redis restart, a process
+    that has not seen it), so it holds only what it settled since. Then every ledger row counts,
+    less those the store settled itself: they are in the store's memory, settled before now,
+    and a row settled after now is not in the ledger's sum at all. Nothing is left to the lag.
+    """
     rules = catalog.current().budgets.get(subject, [])
     if not rules:
         return 0
-    lag = settings.MMM_USAGE_RECONCILE_LAG_SECONDS if lag_seconds is None else lag_seconds
     now = store.now()
+    if seed:
+        remembered = store.settled_ids(subject=subject)
+        if len(remembered) <= _SEED_MAX_IDS:
+            counters = [
+                counter
+                for rule in rules
+                for counter in ledger_counters(rule, now=now, cutoff=now, excluding=remembered)
+            ]
+            store.reconcile(subject=subject, cutoff=0.0, counters=counters)
+            return len(counters)
+    lag = settings.MMM_USAGE_RECONCILE_LAG_SECONDS if lag_seconds is None else lag_seconds
     cutoff = now - lag
     counters = [counter for rule in rules for counter in ledger_counters(rule, now=now, cutoff=cutoff)]
     store.reconcile(subject=subject, cutoff=cutoff, counters=counters)

@@ -128,7 +128,7 @@ def _hold(store, subject: str, usage_id: str, charges):
         # Set them from the ledger, then check this request again against the real figures.
         try:
             with database.request_path(what="budget reconciliation"):
-                reconcile_subject(store=store, subject=subject)
+                reconcile_subject(store=store, subject=subject, seed=True)
         except DatabaseError as exc:
             # Counted from what the counters hold until the ledger answers (docs/usage.md).
             logger.warning("budgets of %s could not be reconciled with the ledger: %s", subject, exc)
