@@ -25,6 +25,7 @@ class Target:
     json_body: dict
     # The gateway answers HTTP 200 with "success": true; a bare upstream needs only the 200.
     expect_success: bool = False
+    headers: tuple[tuple[str, str], ...] = ()  # e.g. (("Authorization", "Bearer mmm_..."),)
 
 
 @dataclass
@@ -59,7 +60,8 @@ def request_bytes(target: Target) -> bytes:
         f"POST {target.path} HTTP/1.1\r\n"
         f"Host: 127.0.0.1:{target.port}\r\n"
         "Content-Type: application/json\r\n"
-        f"Content-Length: {len(body)}\r\n\r\n"
+        + "".join(f"{name}: {value}\r\n" for name, value in target.headers)
+        + f"Content-Length: {len(body)}\r\n\r\n"
     )
     return head.encode() + body
 

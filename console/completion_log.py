@@ -32,6 +32,7 @@ from console.models import RequestLog, epoch_minute, latency_class
 from inference.outcomes import Outcome
 from inference.redaction import redact_url
 from mmm import tracing
+from usage import request_hooks
 
 # Where the entry waits on the Django request for the middleware to finish it.
 ENTRY_ATTRIBUTE = "mmm_completion_entry"
@@ -58,9 +59,12 @@ class CompletionEntry:
     # A stream has answered 200 before it ends; how it ended is the request's real outcome.
     status_override: int | None = None
     stream_in_progress: Any = None  # the relay of a stream still being read, if there is one
+    metered: Any = None  # usage.request_hooks.RequestUsage: its budgets' reservation and tokens
 
     def answered(self, completion: Any) -> Any:
-        """Note what the completion says about itself; returns it unchanged."""
+        """Note what the completion says about itself; returns it (a stream wrapped to be metered)."""
+        if self.metered is not None:
+            completion = request_hooks.answered(self.metered, completion)
         record = completion.record
         if record is not None:
             self._note_worker(record.worker)
@@ -201,6 +205,8 @@ def completion_logged(
     counted = metrics.InFlight(model_name=model_name)
     tracing.completion_started(model_name=model_name)
     try:
+        # Before any upstream call: a budget with no room refuses the request here.
+        entry.metered = request_hooks.reserve(request, model_name=model_name)
         yield entry
     except BaseException as exc:
         entry.failed(exc)

@@ -18,6 +18,7 @@ from console import metrics
 from console.completion_log import ENTRY_ATTRIBUTE, CompletionEntry, refused_entry
 from console.request_log import request_log_writer
 from mmm.request_id import HEADER, current_request_id, request_id_from
+from usage import request_hooks
 
 logger = logging.getLogger("mmm.request")
 
@@ -65,6 +66,11 @@ class RequestContextMiddleware:
         }
         if entry is not None:
             row = entry.finish(status=response.status_code, request_id=request.request_id)
+            if entry.metered is not None:
+                try:
+                    request_hooks.finished(entry.metered, status=response.status_code)
+                except Exception:  # the response has gone out; its reservation's lease ends the hold
+                    logger.exception("usage of request %s could not be settled", request.request_id)
             request_log_writer.add(row)
             metrics.observe_completion(
                 model_name=row.model_name,

@@ -26,6 +26,10 @@ logger = logging.getLogger("mmm.request_log")
 
 
 class RequestLogWriter:
+    model = RequestLog  # what it writes (usage.ledger writes the usage ledger the same way)
+    # Rows whose unique key may already be stored (the ledger's usage_id) are skipped, not failed.
+    always_ignore_conflicts = False
+
     def __init__(
         self,
         *,
@@ -39,7 +43,7 @@ class RequestLogWriter:
         self._batch_size = batch_size
         self._max_queue = max_queue
         self._background = background
-        self._queue: deque[RequestLog] = deque()
+        self._queue: deque = deque()
         self._wake = threading.Event()
         self._stopping = threading.Event()
         self._flush_lock = threading.Lock()
@@ -67,7 +71,7 @@ class RequestLogWriter:
     def __len__(self) -> int:
         return len(self._queue)
 
-    def add(self, row: RequestLog) -> None:
+    def add(self, row) -> None:
         """Queue one row; never blocks and never touches the database."""
         if len(self._queue) >= self.max_queue:
             self.dropped += 1
@@ -99,8 +103,10 @@ class RequestLogWriter:
                             # A row that has an id was inserted by a try whose commit may have
                             # happened unheard (the connection broke on the way back): it must
                             # not be written twice, nor fail its batch for ever.
-                            RequestLog.objects.bulk_create(
-                                batch, ignore_conflicts=any(row.pk is not None for row in batch)
+                            self.model.objects.bulk_create(
+                                batch,
+                                ignore_conflicts=self.always_ignore_conflicts
+                                or any(row.pk is not None for row in batch),
                             )
                     except Exception:
                         self._queue.extendleft(reversed(batch))

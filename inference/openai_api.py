@@ -27,6 +27,8 @@ def openai_exception_handler(exc: Exception, context: dict) -> Response:
         status=response.status_code,
         param=None if param == "non_field_errors" else param,
     )
+    if "budget" in seed:  # budget_exceeded: which budget, what is left, when it resets
+        response.data["error"]["budget"] = seed["budget"]
     return response
 
 

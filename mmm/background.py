@@ -1,8 +1,9 @@
 """What each gateway process refreshes off the request path: the routing table and API keys.
 
 gunicorn's post_worker_init starts one loop per worker process (a greenlet under gevent).
-It reloads the routing table (with policies) every MMM_ROUTING_REFRESH_SECONDS and the keys
-in use every half MMM_API_KEY_CACHE_SECONDS, so requests find both fresh and never wait on
+It reloads the routing table (with policies) every MMM_ROUTING_REFRESH_SECONDS, the keys
+in use every half MMM_API_KEY_CACHE_SECONDS, prices and budgets every MMM_USAGE_REFRESH_SECONDS
+(and reconciles budgets with the ledger every MMM_USAGE_RECONCILE_SECONDS), so requests find both fresh and never wait on
 the database for them. After a database failure it waits out the breaker's growing interval
 (mmm.database) before trying again, and its first success closes the breaker. Without the
 loop (tests, manage.py, runserver) the request that finds an entry stale reloads it.
@@ -38,10 +39,14 @@ def _run() -> None:
     from accounts.keys import key_cache
     from inference.routing import routing_table
     from mmm.database import breaker
+    from usage.catalog import catalog
+    from usage.services import usage_reconcile_due
 
     jobs = [
         (routing_table.refresh, lambda: max(settings.MMM_ROUTING_REFRESH_SECONDS, 0.1)),
         (key_cache.refresh, lambda: max(settings.MMM_API_KEY_CACHE_SECONDS / 2, 0.1)),
+        (catalog.refresh, lambda: max(settings.MMM_USAGE_REFRESH_SECONDS, 0.1)),
+        (usage_reconcile_due, lambda: max(settings.MMM_USAGE_RECONCILE_SECONDS, 1.0)),
     ]
     due = [0.0] * len(jobs)
     while running():

@@ -58,6 +58,7 @@ INSTALLED_APPS = [
     "inference",
     "console",
     "response_store",
+    "usage",
     "jobs",
     "webhooks",
 ]
@@ -362,6 +363,26 @@ MMM_REQUEST_LOG_MAX_QUEUE = env_int("MMM_REQUEST_LOG_MAX_QUEUE", 100_000, minimu
 MMM_REQUEST_LOG_BACKGROUND = env_bool("MMM_REQUEST_LOG_BACKGROUND", True)
 # Store prompts and answers in the request log. Off: they may hold personal or secret data.
 MMM_REQUEST_LOG_CONTENT = env_bool("MMM_REQUEST_LOG_CONTENT", False)
+# --- Usage, cost and budgets (usage/, docs/usage.md) -----------------------------------------
+# Off: no budget is checked or counted (usage rows are still written); for the benchmark.
+MMM_BUDGETS = env_bool("MMM_BUDGETS", True)
+# Prefix of the budget counters in Redis (each key's and team's share one hash tag).
+MMM_USAGE_PREFIX = env_str("MMM_USAGE_PREFIX", "mmm:usage")
+# How often each process reloads prices, budgets and teams.
+MMM_USAGE_REFRESH_SECONDS = env_float("MMM_USAGE_REFRESH_SECONDS", 5.0, minimum=0.0, maximum=3600.0)
+# A reservation whose process died is released after this long: longer than any request lives.
+MMM_USAGE_LEASE_SECONDS = env_float("MMM_USAGE_LEASE_SECONDS", MMM_STREAM_MAX_SECONDS + 60, minimum=1.0)
+# Settled requests are remembered this long (a duplicate settle is a no-op; reconciliation
+# reads what was charged since its cutoff): keep it well above the reconcile lag.
+MMM_USAGE_SETTLED_MEMORY_SECONDS = env_float("MMM_USAGE_SETTLED_MEMORY_SECONDS", 900.0, minimum=10.0)
+# Reconciliation trusts the ledger for what was settled longer ago than this (the batched
+# ledger writes have reached it by then), and Redis for what came after.
+MMM_USAGE_RECONCILE_LAG_SECONDS = env_float("MMM_USAGE_RECONCILE_LAG_SECONDS", 60.0, minimum=0.0)
+# How often the background loop reconciles every budget with the ledger (0: never; run
+# manage.py reconcile_usage instead).
+MMM_USAGE_RECONCILE_SECONDS = env_float("MMM_USAGE_RECONCILE_SECONDS", 300.0, minimum=0.0)
+# The output a reservation holds for a request that sets no max_tokens.
+MMM_USAGE_DEFAULT_OUTPUT_TOKENS = env_int("MMM_USAGE_DEFAULT_OUTPUT_TOKENS", 1024, minimum=0)
 # Stored /v1/responses answers (store: true, the default) are kept this long for
 # previous_response_id and GET /v1/responses/{id}; manage.py prune_responses deletes older ones.
 MMM_RESPONSES_RETENTION_DAYS = env_int("MMM_RESPONSES_RETENTION_DAYS", 30, minimum=1, maximum=3650)

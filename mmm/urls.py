@@ -2,11 +2,17 @@ from django.contrib import admin
 from django.urls import include, path
 from drf_spectacular.views import SpectacularAPIView, SpectacularRedocView, SpectacularSwaggerView
 
+from usage.dashboard_views import usage_dashboard
+from usage.views import OwnUsageView
+
 urlpatterns = [
     path("", include("console.urls")),  # /healthz, /readyz, /metrics, /admin/dashboard/
+    path("admin/dashboard/usage/", admin.site.admin_view(usage_dashboard), name="usage-dashboard"),
     path("admin/", admin.site.urls),
     path("api/server/", include("registry.urls")),
     path("api/v1/", include("inference.urls")),
+    path("api/usage", include("usage.urls")),  # usage and cost, for operators (admin scope)
+    path("v1/usage", OwnUsageView.as_view()),  # a key's own usage and budgets
     path("api/", include("webhooks.urls")),  # /api/webhooks: keys' webhook endpoints (admin scope)
     path("v1/", include("inference.openai_urls")),  # the OpenAI-compatible API
     path("v1/", include("jobs.urls")),  # its asynchronous image and video jobs

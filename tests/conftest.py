@@ -48,6 +48,23 @@ def fresh_routing_state():
 
 
 @pytest.fixture(autouse=True)
+def fresh_usage_state(settings):
+    """Budgets and prices as the test's database has them, on counters of the test's own."""
+    import uuid
+
+    from usage.budget_store import reset_budget_store
+    from usage.catalog import catalog
+    from usage.ledger import ledger_writer
+
+    settings.MMM_USAGE_PREFIX = f"mmm:test-usage:{uuid.uuid4().hex[:12]}"
+    catalog.invalidate()
+    reset_budget_store()
+    yield
+    ledger_writer.discard()
+    reset_budget_store()
+
+
+@pytest.fixture(autouse=True)
 def auth_not_required(settings):
     """The seed's contract is tested without keys, as `make serve` runs; tests of access
     control ask for ``require_auth``. A key that is sent counts either way."""

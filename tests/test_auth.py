@@ -27,6 +27,7 @@ ENDPOINTS = [
     ("post", "/api/server/policy", {"model_name": "proxyllm", "strategy": "random"}, "admin"),
     ("post", "/api/server/policy/delete", {"model_name": "proxyllm"}, "admin"),
     ("post", "/api/server/model/owner", {"model_name": "proxyllm", "owner": None}, "admin"),
+    ("get", "/api/usage", None, "admin"),
     ("get", "/api/webhooks", None, "admin"),
     ("post", "/api/webhooks", {"api_key": "abcd1234", "url": "http://127.0.0.1:9/hook"}, "admin"),
     ("get", "/api/webhooks/1", None, "admin"),
@@ -51,6 +52,7 @@ V1_ENDPOINTS = [
     ("get", "/v1/videos/video_123/content", None),
     ("post", "/v1/images/jobs", {"model": "proxyllm", "prompt": "a cat"}),
     ("get", "/v1/images/jobs/imgjob_123", None),
+    ("get", "/v1/usage", None),
 ]
 # The Anthropic Messages API answers errors in Anthropic's shape, which its SDK reads.
 MESSAGES_BODY = {"model": "proxyllm", "max_tokens": 10, "messages": [{"role": "user", "content": "hi"}]}

@@ -153,6 +153,18 @@ def test_the_worker_list_never_answers_500(api, params):
     assert api.get("/api/server/workers", params).status_code in (200, 400)
 
 
+USAGE_PARAMS = ["since", "until", "model", "key", "team", "group_by", "output"]
+
+
+@FUZZ
+@given(params=st.dictionaries(st.sampled_from(USAGE_PARAMS), st.text(max_size=30), max_size=4))
+def test_the_usage_report_never_answers_500(api, params):
+    response = api.get("/api/usage", params)
+    assert response.status_code in (200, 400), response.content
+    if response.status_code == 400:
+        assert response.json()["code"] == "invalid"
+
+
 @FUZZ
 @given(
     payload=st.fixed_dictionaries(

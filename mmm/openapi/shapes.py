@@ -237,6 +237,54 @@ class ResponseDeleted(serializers.Serializer):
     deleted = serializers.BooleanField()
 
 
+# --- Usage (usage/views.py) -------------------------------------------------------------------
+
+
+class UsageRow(serializers.Serializer):
+    """One group's sums; the group's own fields (day, hour, key, team, model) come first."""
+
+    day = serializers.DateTimeField(required=False, help_text="with group_by day: the UTC day")
+    hour = serializers.DateTimeField(required=False, help_text="with group_by hour")
+    key = serializers.CharField(required=False, help_text="with group_by key: the key's public prefix")
+    team = serializers.CharField(required=False, allow_null=True, help_text="with group_by team")
+    model = serializers.CharField(required=False, help_text="with group_by model")
+    requests = serializers.IntegerField()
+    input_tokens = serializers.IntegerField(help_text="cached input tokens included")
+    output_tokens = serializers.IntegerField()
+    cached_tokens = serializers.IntegerField()
+    total_tokens = serializers.IntegerField()
+    images = serializers.IntegerField()
+    video_seconds = serializers.CharField()
+    cost_usd = serializers.CharField(help_text="a decimal string, to the nano-dollar")
+    estimated_requests = serializers.IntegerField(help_text="rows whose tokens the gateway estimated")
+
+
+class AdminUsageAnswer(serializers.Serializer):
+    success = serializers.BooleanField()
+    group_by = serializers.ListField(child=serializers.CharField())
+    data = UsageRow(many=True)
+
+
+class BudgetState(serializers.Serializer):
+    id = serializers.IntegerField()
+    owner = serializers.ChoiceField(choices=["key", "team"])
+    unit = serializers.ChoiceField(choices=["tokens", "usd"])
+    period = serializers.ChoiceField(choices=["day", "month", "rolling"])
+    window_seconds = serializers.IntegerField(allow_null=True)
+    model = serializers.CharField(allow_null=True)
+    limit = serializers.JSONField(help_text="tokens (an integer) or USD (a decimal string)")
+    spent = serializers.JSONField(help_text="in the current period")
+    held = serializers.JSONField(help_text="held by this key's and its team's requests in flight")
+    left = serializers.JSONField()
+
+
+class OwnUsageAnswer(serializers.Serializer):
+    object = serializers.CharField(help_text='"usage"')
+    group_by = serializers.ListField(child=serializers.CharField())
+    data = UsageRow(many=True)
+    budgets = BudgetState(many=True)
+
+
 # --- Jobs (/v1/videos, /v1/images/jobs) -------------------------------------------------------
 
 

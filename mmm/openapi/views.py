@@ -30,7 +30,9 @@ _WHEN = {
     403: "the key lacks the scope, may not use the model, or does not own the worker",
     404: "not found: the model, worker or policy named",
     413: "the body is larger than MMM_MAX_REQUEST_BYTES",
-    429: "the key's requests per minute are used up (Retry-After says when to come back)",
+    429: "the key's requests per minute are used up, or (inference) a budget of the key or its team has no "
+    "room for the request: code `budget_exceeded`, with `budget` saying which, what is left and when it "
+    "resets (Retry-After says when to come back)",
     502: "every upstream attempt failed, refused the request or answered something unreadable",
     503: "no worker can take the request now, or the database or Redis does not answer",
     504: "the upstream or the routing policy's deadline timed out",
@@ -261,6 +263,39 @@ class PassthroughDescription(OpenApiViewExtension):
         )
 
 
+USAGE = ["usage"]
+_USAGE_PARAMETERS = [
+    OpenApiParameter("since", OpenApiTypes.DATETIME, description="from this time, inclusive"),
+    OpenApiParameter("until", OpenApiTypes.DATETIME, description="until this time, exclusive"),
+    OpenApiParameter("model", str, description="only this model"),
+    OpenApiParameter("group_by", str, description="comma-separated: day, hour, key, team, model (default day,model)"),
+]
+_describe(
+    "usage.views.AdminUsageView",
+    tags=USAGE,
+    operation_id="usage_list",
+    summary="Usage and cost per key, team and model over time",
+    description="Needs the `admin` scope. From the usage ledger, written in batches a second or so behind.",
+    parameters=[
+        *_USAGE_PARAMETERS,
+        OpenApiParameter("key", str, description="only the key with this public prefix"),
+        OpenApiParameter("team", str, description="only this team's keys"),
+        OpenApiParameter("output", str, enum=["json", "csv"], description="csv: the same rows as a CSV file"),
+    ],
+    responses={
+        (200, "application/json"): shapes.AdminUsageAnswer,
+        (200, "text/csv"): OpenApiResponse(OpenApiTypes.STR, description="with output=csv"),
+        **_errors((400, 401, 403, 429, 503)),
+    },
+)
+_describe(
+    "usage.views.OwnUsageView",
+    tags=USAGE,
+    operation_id="usage_own",
+    summary="This key's own usage, and its and its team's budgets",
+    parameters=_USAGE_PARAMETERS,
+    responses={200: shapes.OwnUsageAnswer, **_openai_errors((400, 401, 403, 429, 503))},
+)
 _JOB_ERRORS = (401, 403, 404, 429, 503)
 
 

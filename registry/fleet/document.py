@@ -48,6 +48,9 @@ class PolicySpec:
 class Fleet:
     workers: list[WorkerSpec]
     policies: list[PolicySpec]
+    # The file's prices, teams and budgets, checked against the schema; applied by usage.config_file.
+    usage: dict | None = None
+    usage_lines: "_Lines | None" = None
 
 
 def fleet_read(text: str, *, source: str = "fleet.yaml", environ: dict[str, str] | None = None) -> Fleet:
@@ -101,7 +104,7 @@ def _specs(document: dict, lines: "_Lines", source: str, environ) -> Fleet:
             workers.append(WorkerSpec(model_name, fields, lines.at(path)))
     if problems:
         raise FleetFileError(source, problems)
-    return Fleet(workers, policies)
+    return Fleet(workers, policies, usage=document.get("usage"), usage_lines=lines)
 
 
 def _resolved(value: Any, path: list, lines: "_Lines", environ) -> Any:
