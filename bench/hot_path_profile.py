@@ -1,4 +1,4 @@
-"""Where the gateway's CPU goes under load: ``python -m bench.profile`` (needs py-spy, dev-only).
+"""Where the gateway's CPU goes under load: ``python -m bench.hot_path_profile`` (needs py-spy, dev-only).
 
 Starts the fake upstream and the gateway as ``make serve`` does (bench.compare's setup), loads one
 endpoint with wrk at c=32, and samples every gunicorn worker with py-spy meanwhile (without
@@ -62,7 +62,7 @@ def read_collapsed(path: Path) -> Counter[tuple[str, ...]]:
 
 
 def main(argv: list[str] | None = None) -> int:
-    parser = argparse.ArgumentParser(prog="python -m bench.profile", description=__doc__.splitlines()[0])
+    parser = argparse.ArgumentParser(prog="python -m bench.hot_path_profile", description=__doc__.splitlines()[0])
     parser.add_argument("--endpoint", choices=("seed", "v1"), default="seed")
     parser.add_argument("--duration", type=int, default=10, help="seconds of load and sampling (10)")
     parser.add_argument("--top", type=int, default=25, help="functions to list (25)")
