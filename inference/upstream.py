@@ -4,6 +4,7 @@ Failures come back as typed exceptions so the caller can decide about retries; n
 carries a header value or a URL's query string, where upstream API keys live.
 """
 
+import base64
 import contextlib
 import json
 import threading
@@ -11,6 +12,7 @@ import time
 from collections.abc import Iterable
 from dataclasses import dataclass, field
 from typing import Any
+from urllib.parse import unquote, urlsplit
 
 import gevent
 import gevent.monkey
@@ -194,12 +196,32 @@ def outbound_headers(request: UpstreamRequest, *, accept: str | None = None) -> 
     defaults = DEFAULT_HEADERS if accept is None else {**DEFAULT_HEADERS, "Accept": accept}
     overridden = {name.lower() for name in headers}
     headers = {name: value for name, value in defaults.items() if name.lower() not in overridden} | headers
+    if "@" in request.url:
+        basic = url_credentials(request.url)
+        if basic is not None:
+            # As requests did: a user and password in the URL are sent as Basic auth, over any
+            # Authorization of the worker's headers (urllib3 would send them nowhere).
+            headers = {name: value for name, value in headers.items() if name.lower() != "authorization"}
+            headers["Authorization"] = basic
     request_id = current_request_id.get()
     if request_id and not any(name.lower() == "x-request-id" for name in headers):
         headers[REQUEST_ID_HEADER] = request_id  # one id from the client's log to the model server's
     if request.json_body is not None and not any(name.lower() == "content-type" for name in headers):
         headers["Content-Type"] = "application/json"
     return headers
+
+
+def url_credentials(url: str) -> str | None:
+    """The Basic Authorization value for the user and password in ``url``, None if it has none."""
+    parts = urlsplit(url)
+    if parts.username is None and parts.password is None:
+        return None
+    pair = f"{unquote(parts.username or '')}:{unquote(parts.password or '')}"
+    try:
+        raw = pair.encode("latin-1")  # what requests sent (RFC 7617's original charset)
+    except UnicodeEncodeError:
+        raw = pair.encode("utf-8")
+    return "Basic " + base64.b64encode(raw).decode("ascii")
 
 
 @contextlib.contextmanager
