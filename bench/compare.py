@@ -536,7 +536,7 @@ def run(args: argparse.Namespace) -> list[Row]:
             try:
                 with ExitStack() as stack:
                     if name_ == "mmm":
-                        systems = stack.enter_context(mmm(upstream, directory, {}))
+                        systems = stack.enter_context(mmm(upstream, directory, args.mmm_env))
                     else:
                         systems = (stack.enter_context(SYSTEMS[name_](upstream, directory)),)
                     rows += [measure(system, args, tmp, binary) for system in systems]
@@ -596,8 +596,16 @@ def parse_args(argv: list[str] | None) -> argparse.Namespace:
         default="nginx,mmm,portkey,litellm",
         help="which systems besides the direct calls, in order (nginx,mmm,portkey,litellm)",
     )
+    parser.add_argument(
+        "--mmm-env",
+        action="append",
+        default=[],
+        metavar="NAME=VALUE",
+        help="an environment variable for the gateway (e.g. MMM_SHARED_HOST_STATE=false); repeatable",
+    )
     parser.add_argument("--json", type=Path, metavar="PATH", help="also write the rows to this file")
     args = parser.parse_args(argv)
+    args.mmm_env = dict(pair.partition("=")[::2] for pair in args.mmm_env)
     args.systems = [name.strip() for name in args.systems.split(",") if name.strip()]
     unknown = set(args.systems) - {"mmm", *SYSTEMS}
     if unknown:
