@@ -547,8 +547,8 @@ def run(args: argparse.Namespace) -> list[Row]:
     return rows
 
 
-def cell(value: float, digits: int = 2, prefix: str = "") -> str:
-    return "" if math.isnan(value) else f"{prefix}{value:.{digits}f}"
+def cell(value: float, digits: int = 2, signed: bool = False) -> str:
+    return "" if math.isnan(value) else f"{value:{'+' if signed else ''}.{digits}f}"
 
 
 def table(rows: list[Row]) -> str:
@@ -563,9 +563,10 @@ def table(rows: list[Row]) -> str:
         if row.name.startswith("direct") or base is None:
             added, ttfb = cell(row.p50_c1) + " (p50)", f"{cell(row.ttfb_c1)} / {cell(row.ttfb_c16)} (itself)"
         else:
-            added = cell(row.p50_c1 - base.p50_c1, prefix="+")
+            added = cell(row.p50_c1 - base.p50_c1, signed=True)
             ttfb = (
-                f"+{cell(row.ttfb_c1 - streamed.ttfb_c1)} / +{cell(row.ttfb_c16 - streamed.ttfb_c16)}"
+                f"{cell(row.ttfb_c1 - streamed.ttfb_c1, signed=True)} / "
+                f"{cell(row.ttfb_c16 - streamed.ttfb_c16, signed=True)}"
                 if streamed is not None and not math.isnan(row.ttfb_c1)
                 else ""
             )
