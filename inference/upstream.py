@@ -14,6 +14,7 @@ from dataclasses import dataclass, field
 from typing import Any
 from urllib.parse import unquote, urlsplit
 
+import certifi
 import gevent
 import gevent.monkey
 import requests
@@ -120,7 +121,8 @@ def new_pool(*, pool_size: int) -> urllib3.PoolManager:
     on the same one; redirects are answers like any other (following one would send the
     worker's headers, its keys, wherever the upstream points). Every new connection is checked
     against the egress policy and goes to the checked address."""
-    return egress.CheckedPoolManager(num_pools=32, maxsize=pool_size, retries=False)
+    # certifi's CA bundle, as requests used: the same upstream certificates are trusted as before.
+    return egress.CheckedPoolManager(num_pools=32, maxsize=pool_size, retries=False, ca_certs=certifi.where())
 
 
 def send(
