@@ -59,6 +59,33 @@ def urllib3_client(base: str) -> Callable[[], bytes]:
     return call
 
 
+def urllib3_host_pool_client(base: str) -> Callable[[], bytes]:
+    """urllib3's pool of one host, called without the PoolManager's per-call pool lookup."""
+    import urllib3
+
+    pool = urllib3.PoolManager(maxsize=64, retries=False).connection_from_url(base)
+    timeout = urllib3.Timeout(connect=3, read=30)
+
+    def call() -> bytes:
+        response = pool.urlopen(
+            "POST",
+            "/fast",
+            body=BODY,
+            headers=HEADERS,
+            timeout=timeout,
+            redirect=False,
+            preload_content=False,
+            retries=False,
+            assert_same_host=False,
+        )
+        try:
+            return response.read(decode_content=True)
+        finally:
+            response.release_conn()
+
+    return call
+
+
 def geventhttpclient_client(base: str) -> Callable[[], bytes] | None:
     try:
         from geventhttpclient import URL, HTTPClient
@@ -93,7 +120,11 @@ def main(argv: list[str] | None = None) -> int:
     args = parser.parse_args(argv)
     with upstream_process("bench.upstream", fd_flag="--fd", args=["/fast=0"]) as port:
         base = f"http://127.0.0.1:{port}"
-        clients = {"requests.Session": requests_client(base), "urllib3.PoolManager": urllib3_client(base)}
+        clients = {
+            "requests.Session": requests_client(base),
+            "urllib3.PoolManager": urllib3_client(base),
+            "urllib3 HTTPConnectionPool": urllib3_host_pool_client(base),
+        }
         other = geventhttpclient_client(base)
         if other is not None:
             clients["geventhttpclient"] = other
