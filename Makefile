@@ -27,6 +27,7 @@ lint: $(DEV_STAMP)
 	$(BIN)/ruff format --check .
 
 bench: $(DEV_STAMP) $(STATIC_STAMP)
+	$(BIN)/python -m bench.compare $(COMPARE_ARGS)
 	$(BIN)/python -m bench.run $(BENCH_ARGS)
 	$(BIN)/python -m bench.propagation
 	$(BIN)/python -m bench.dashboard

@@ -7,7 +7,9 @@ requests wait at once without a thread each.
 
 ``--stream /v1/chat/completions=20:2`` makes a path answer as an OpenAI-compatible server
 streaming a chat completion: 20 ``chat.completion.chunk`` events spread over 2 s (the first at
-once), then ``data: [DONE]``, in HTTP chunked encoding.
+once), then ``data: [DONE]``, in HTTP chunked encoding. ``--chat /v1/chat/completions=3:0.05``
+makes a path answer as an OpenAI-compatible server both ways: a whole ``chat.completion`` at
+once, or, when the request's body says ``"stream": true``, a stream of that shape.
 
 Run as ``python -m bench.upstream --fd N /fast=0 /slow=1``: the parent binds and listens on
 the socket and passes it down, so its port is known and connectable before this starts.
@@ -72,6 +74,27 @@ def parse_streams(specs: list[str]) -> dict[str, tuple[int, float]]:
     return streams
 
 
+def chat_completion(prompt: object) -> dict:
+    """A whole chat completion answering ``prompt`` (the request's last message content)."""
+    return {
+        "id": "chatcmpl-bench",
+        "object": "chat.completion",
+        "created": 0,
+        "model": "bench",
+        "choices": [{"index": 0, "message": {"role": "assistant", "content": str(prompt)}, "finish_reason": "stop"}],
+        "usage": {"prompt_tokens": 1, "completion_tokens": 1, "total_tokens": 2},
+    }
+
+
+def chat_request(body: bytes) -> tuple[bool, object]:
+    """(whether it asks for a stream, the last message's content) of a chat request body."""
+    try:
+        document = json.loads(body)
+        return document.get("stream") is True, document["messages"][-1].get("content")
+    except (ValueError, KeyError, TypeError, IndexError, AttributeError):
+        return False, None
+
+
 def http_chunk(data: bytes) -> bytes:
     return b"%x\r\n%s\r\n" % (len(data), data)
 
@@ -105,6 +128,7 @@ async def serve_connection(
     writer: asyncio.StreamWriter,
     delays: dict[str, float],
     streams: dict[str, tuple[int, float]] | None = None,
+    chats: dict[str, tuple[int, float]] | None = None,
 ) -> None:
     """Answer requests on one keep-alive connection until the client closes it."""
     try:
@@ -114,8 +138,19 @@ async def serve_connection(
             method, path, _version = request_line.split(" ", 2)
             headers = dict(line.lower().split(": ", 1) for line in header_lines if ": " in line)
             body = await reader.readexactly(int(headers.get("content-length", "0")))
-            if streams and path.partition("?")[0] in streams:
-                await send_stream(writer, *streams[path.partition("?")[0]])
+            route = path.partition("?")[0]
+            if chats and route in chats:
+                wants_stream, prompt = chat_request(body)
+                if wants_stream:
+                    await send_stream(writer, *chats[route])
+                else:
+                    writer.write(response_bytes(200, chat_completion(prompt)))
+                    await writer.drain()
+                if headers.get("connection") == "close":
+                    break
+                continue
+            if streams and route in streams:
+                await send_stream(writer, *streams[route])
                 if headers.get("connection") == "close":
                     break
                 continue
@@ -132,8 +167,13 @@ async def serve_connection(
         writer.close()
 
 
-async def serve(sock: socket.socket, delays: dict[str, float], streams: dict[str, tuple[int, float]]) -> None:
-    server = await asyncio.start_server(lambda r, w: serve_connection(r, w, delays, streams), sock=sock)
+async def serve(
+    sock: socket.socket,
+    delays: dict[str, float],
+    streams: dict[str, tuple[int, float]],
+    chats: dict[str, tuple[int, float]] | None = None,
+) -> None:
+    server = await asyncio.start_server(lambda r, w: serve_connection(r, w, delays, streams, chats), sock=sock)
     async with server:
         await server.serve_forever()
 
@@ -142,9 +182,11 @@ def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--fd", type=int, required=True, help="listening socket inherited from the parent")
     parser.add_argument("--stream", action="append", default=[], metavar="PATH=CHUNKS:SECONDS")
+    parser.add_argument("--chat", action="append", default=[], metavar="PATH=CHUNKS:SECONDS")
     parser.add_argument("delays", nargs="*", metavar="PATH=SECONDS")
     args = parser.parse_args()
-    asyncio.run(serve(socket.socket(fileno=args.fd), parse_delays(args.delays), parse_streams(args.stream)))
+    sock = socket.socket(fileno=args.fd)
+    asyncio.run(serve(sock, parse_delays(args.delays), parse_streams(args.stream), parse_streams(args.chat)))
 
 
 if __name__ == "__main__":

@@ -49,6 +49,7 @@ class CompletionEntry:
     worker_id: int | None = None
     worker_url: str = ""
     response_model: str = ""  # the model name the answering worker's upstream knows
+    answered_by_model: str = ""  # the model of the answering worker: another one on a fallback
     attempts: int = 0
     upstream_ms: float | None = None
     usage: dict | None = None
@@ -107,6 +108,7 @@ class CompletionEntry:
             self.worker_id = worker.pk
             self.worker_url = redact_url(worker.req_url_template)[:2000]
             self.response_model = worker.sent_model_name
+            self.answered_by_model = worker.model_name
 
     def finish(self, *, status: int, request_id: str) -> RequestLog:
         """The row for this request, once the status the client gets is known."""

@@ -87,6 +87,8 @@ class RequestContextMiddleware:
                 upstream_ms=None if row.upstream_ms is None else round(row.upstream_ms, 1),
                 stream=row.stream,
             )
+            if entry.answered_by_model and entry.answered_by_model != row.model_name:
+                fields["answered_by_model"] = entry.answered_by_model  # a fallback model answered
             if row.error_code:
                 fields["error_code"] = row.error_code
         if request.path in _QUIET_PATHS and entry is None:

@@ -3,7 +3,11 @@
 A request only appends its row to an in-memory queue. A background thread (a greenlet where
 gunicorn's gevent worker has patched threading) writes what is queued in one bulk INSERT every
 MMM_REQUEST_LOG_FLUSH_SECONDS, or sooner once MMM_REQUEST_LOG_BATCH rows wait, so a slow
-database slows the log, never a completion. A clean shutdown (gunicorn's worker_exit hook, or
+database slows the log, never a completion. Under gevent a database driver that does not yield
+to other greenlets (SQLite, the default) would hold the worker's whole event loop for the length
+of the insert, every request in the process waiting on it: there the flusher hands each write to
+a native thread of gevent's thread pool and waits for it cooperatively. (psycopg2, patched by
+psycogreen, yields while PostgreSQL works, so its writes stay in the flusher's greenlet.) A clean shutdown (gunicorn's worker_exit hook, or
 atexit) writes what is left; a crash loses at most the last interval. While the database is
 down rows stay queued, up to MMM_REQUEST_LOG_MAX_QUEUE; past that the newest are dropped and
 counted, so memory stays bounded.
@@ -15,6 +19,8 @@ import os
 import threading
 from collections import deque
 
+import gevent
+import gevent.monkey
 from django.conf import settings
 from django.db import connection, transaction
 
@@ -140,6 +146,12 @@ class RequestLogWriter:
             except Exception:
                 logger.exception("request log: %d row(s) could not be written at shutdown", len(self._queue))
 
+    def _flush_off_the_loop(self) -> int:
+        """flush(), in a native thread when this flusher is a greenlet and the driver would block."""
+        if gevent.monkey.is_module_patched("threading") and connection.vendor == "sqlite":
+            return gevent.get_hub().threadpool.apply(self.flush)
+        return self.flush()
+
     def _ensure_flusher(self) -> None:
         # Started on first use: after gunicorn forked this process and gevent patched threading,
         # so the flusher is a greenlet of this process's hub, not a thread of the master.
@@ -160,7 +172,7 @@ class RequestLogWriter:
             if self._stopping.is_set():
                 return  # close() writes the rest in its own thread
             try:
-                self.flush()
+                self._flush_off_the_loop()
             except Exception as exc:
                 logger.error("request log: write failed, %d row(s) kept for the next try: %s", len(self._queue), exc)
                 # A full batch wakes the flusher on every new row; while the database is away

@@ -11,7 +11,6 @@ client, it does not.
 """
 
 import dataclasses
-import logging
 from collections.abc import Callable
 from typing import TYPE_CHECKING
 
@@ -25,7 +24,6 @@ from inference.router import Lease, routed_call
 if TYPE_CHECKING:
     from registry.models import Worker
 
-logger = logging.getLogger("mmm.openai")
 
 __all__ = ["EVENT_STREAM", "JSON", "Answer", "chat_completion_answer", "openai_passthrough_answer"]
 
@@ -90,14 +88,5 @@ def _answer_with_failover(
         return answer
 
     routed = routed_call(model_name=model_name, call=call, accept=accept, refuse=refuse, hints=hints)
-    answer = dataclasses.replace(routed.value, record=dataclasses.replace(routed.record, outcome=routed.value.outcome))
-    logger.info(
-        "model=%s answered_by_model=%s worker=%s attempts=%d status=%d stream=%s",
-        model_name,
-        routed.model_name,
-        routed.worker.pk,
-        routed.attempts,
-        answer.status,
-        answer.stream is not None,
-    )
-    return answer
+    # Logged once, by console.middleware's line for the request (answered_by_model on a fallback).
+    return dataclasses.replace(routed.value, record=dataclasses.replace(routed.record, outcome=routed.value.outcome))

@@ -9,6 +9,7 @@ from console.completion_log import completion_logged
 from inference import openai_api, templating
 from inference.openai_services import Answer, chat_completion_answer, openai_passthrough_answer
 from mmm.api_fields import StrictBooleanField, StrictCharField, StrictIntegerField, StrictNumberField
+from mmm.input_serializers import BoundOnceSerializer
 from registry.selectors import routable_models
 
 # A client's name for one conversation: prefix_aware keeps its turns on one worker.
@@ -22,13 +23,13 @@ class OpenAIView(APIView):
         return openai_api.openai_exception_handler
 
 
-class ModelRequestInput(serializers.Serializer):
+class ModelRequestInput(BoundOnceSerializer):
     # Every other field the client sends goes upstream as it is (openai workers).
     model = StrictCharField(max_length=200)
     stream = StrictBooleanField(required=False, default=False)
 
 
-class MessageInput(serializers.Serializer):
+class MessageInput(BoundOnceSerializer):
     role = StrictCharField(max_length=64)
     content = serializers.JSONField(required=False, allow_null=True)
 

@@ -22,7 +22,6 @@ import time
 from collections.abc import Callable, Iterator
 from dataclasses import dataclass
 
-import requests
 import urllib3
 from django.conf import settings
 
@@ -82,7 +81,7 @@ class UpstreamEventStream:
     next complete events (one read's worth), an empty list at the end of the body.
     """
 
-    def __init__(self, response: requests.Response, deadlines: StreamDeadlines, framing: Framing = SSE_OPENAI):
+    def __init__(self, response: urllib3.BaseHTTPResponse, deadlines: StreamDeadlines, framing: Framing = SSE_OPENAI):
         self.response = response
         self.deadlines = deadlines
         self.framing = framing
@@ -96,24 +95,24 @@ class UpstreamEventStream:
         request: UpstreamRequest,
         *,
         deadlines: StreamDeadlines,
-        session: requests.Session | None = None,
+        pool: urllib3.PoolManager | None = None,
         framing: Framing = SSE_OPENAI,
         accept: str = "text/event-stream",
     ) -> "UpstreamEventStream":
         """Send ``request``; raise an UpstreamError if no status line comes back in time."""
-        session = session or upstream.shared_session()
-        headers = {"Accept": accept, **upstream.outbound_headers(request)}
+        pool = pool or upstream.shared_pool()
+        headers = upstream.outbound_headers(request, accept=accept)
         wait = deadlines.next_wait()
         connect_timeout = min(settings.MMM_CONNECT_TIMEOUT, wait)
         with upstream.upstream_errors(timeout=wait, connect_timeout=connect_timeout):
             response = upstream.start_exchange(
-                session, request, headers=headers, connect_timeout=connect_timeout, timeout=wait
+                pool, request, headers=headers, connect_timeout=connect_timeout, timeout=wait
             )
         return cls(response, deadlines, framing)
 
     @property
     def status(self) -> int:
-        return self.response.status_code
+        return self.response.status
 
     @property
     def is_event_stream(self) -> bool:
@@ -131,10 +130,8 @@ class UpstreamEventStream:
             content = upstream.read_body(
                 self.response, deadline=self.deadlines.deadline, max_bytes=settings.MMM_MAX_RESPONSE_BYTES
             )
-        except requests.ReadTimeout:
+        except urllib3.exceptions.ReadTimeoutError:
             raise upstream.UpstreamTimedOut("the answer did not arrive in time") from None
-        except requests.RequestException as exc:
-            raise upstream.UpstreamUnreachable(upstream.describe_connection_error(exc)) from None
         self._ended = True
         return upstream.UpstreamResponse(
             status=self.status,
@@ -175,17 +172,16 @@ class UpstreamEventStream:
         """Give the connection back to the pool if the body was read to its end, else close it:
         a half-read connection cannot be reused, and closing it tells the upstream to stop."""
         if self._ended:
-            self.response.raw.release_conn()
+            self.response.release_conn()
         self.response.close()
 
     def _read_some(self) -> bytes:
-        raw = self.response.raw
         wait = self.deadlines.next_wait()
-        sock = getattr(raw.connection, "sock", None)
+        sock = getattr(self.response.connection, "sock", None)
         if sock is not None:
             sock.settimeout(wait)
         try:
-            return raw.read1(_CHUNK_BYTES, decode_content=True)
+            return self.response.read1(_CHUNK_BYTES, decode_content=True)
         except urllib3.exceptions.ReadTimeoutError:
             raise upstream.UpstreamTimedOut(f"the upstream sent nothing for {wait:g} s") from None
         except (urllib3.exceptions.HTTPError, OSError) as exc:

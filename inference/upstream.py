@@ -1,9 +1,10 @@
-"""Outbound HTTP to model servers: one pooled session per process, a timeout on every call.
+"""Outbound HTTP to model servers: urllib3's pools, one per process, a timeout on every call.
 
 Failures come back as typed exceptions so the caller can decide about retries; none of them
 carries a header value or a URL's query string, where upstream API keys live.
 """
 
+import base64
 import contextlib
 import json
 import threading
@@ -11,7 +12,9 @@ import time
 from collections.abc import Iterable, Iterator
 from dataclasses import dataclass, field
 from typing import Any, BinaryIO
+from urllib.parse import unquote, urlsplit
 
+import certifi
 import gevent
 import gevent.monkey
 import requests
@@ -22,11 +25,12 @@ from inference import egress
 
 # inference.redaction defines what is secret and how it is masked.
 from inference.redaction import mask_secrets
+from mmm import tracing
 from mmm.request_id import HEADER as REQUEST_ID_HEADER
 from mmm.request_id import current_request_id
 
 _CHUNK_BYTES = 64 * 1024
-# Headers that frame the message or route it: requests sets them for the body it sends, and a
+# Headers that frame the message or route it: urllib3 sets them for the body it sends, and a
 # stored second copy would make two parties read one request differently (request smuggling)
 # or send it to another virtual host than the URL names. Refused at registration; dropped here
 # from a worker stored before that.
@@ -93,30 +97,32 @@ class UpstreamTooLarge(UpstreamError):
     """The response body was larger than MMM_MAX_RESPONSE_BYTES."""
 
 
-_session_lock = threading.Lock()
-_session: requests.Session | None = None
+_pool_lock = threading.Lock()
+_pool: urllib3.PoolManager | None = None
+# The headers requests' Session sent by default before issue 16 took requests off this path,
+# kept so upstreams see the same request (computed once; a worker's own headers override them).
+DEFAULT_HEADERS: dict[str, str] = dict(requests.utils.default_headers())
 
 
-def shared_session() -> requests.Session:
-    """The process's pooled session, built on first use (after gunicorn forked and gevent patched)."""
-    global _session
-    if _session is None:
-        with _session_lock:
-            if _session is None:
-                _session = new_session(pool_size=settings.MMM_UPSTREAM_POOL_SIZE)
-    return _session
+def shared_pool() -> urllib3.PoolManager:
+    """The process's connection pools, built on first use (after gunicorn forked and gevent patched)."""
+    global _pool
+    if _pool is None:
+        with _pool_lock:
+            if _pool is None:
+                _pool = new_pool(pool_size=settings.MMM_UPSTREAM_POOL_SIZE)
+    return _pool
 
 
-def new_session(*, pool_size: int) -> requests.Session:
-    session = requests.Session()
-    # Proxies and .netrc from the environment would silently reroute calls or add credentials.
-    session.trust_env = False
-    # Retries are the balancer's decision (on another worker), never urllib3's on the same one.
-    # Every new connection is checked against the egress policy and goes to the checked address.
-    adapter = egress.CheckedAdapter(pool_connections=32, pool_maxsize=pool_size, max_retries=0)
-    session.mount("http://", adapter)
-    session.mount("https://", adapter)
-    return session
+def new_pool(*, pool_size: int) -> urllib3.PoolManager:
+    """urllib3's pools, which requests is built on, used directly: a request through them costs
+    half the CPU of one through a requests.Session (bench/clients.py), and no environment proxy
+    or .netrc applies. Retries are the balancer's decision (on another worker), never urllib3's
+    on the same one; redirects are answers like any other (following one would send the
+    worker's headers, its keys, wherever the upstream points). Every new connection is checked
+    against the egress policy and goes to the checked address."""
+    # certifi's CA bundle, as requests used: the same upstream certificates are trusted as before.
+    return egress.CheckedPoolManager(num_pools=32, maxsize=pool_size, retries=False, ca_certs=certifi.where())
 
 
 def send(
@@ -125,7 +131,7 @@ def send(
     timeout: float,
     connect_timeout: float | None = None,
     max_bytes: int | None = None,
-    session: requests.Session | None = None,
+    pool: urllib3.PoolManager | None = None,
 ) -> UpstreamResponse:
     """Send ``request`` and read the whole response, or raise an UpstreamError.
 
@@ -134,7 +140,7 @@ def send(
     waits. In plain threads (the prober, tests) every read of the body waits only until the
     deadline; the wait for the response headers is bounded per read by ``timeout``.
     """
-    session = session or shared_session()
+    pool = pool or shared_pool()
     connect_timeout = min(connect_timeout or settings.MMM_CONNECT_TIMEOUT, timeout)
     max_bytes = max_bytes or settings.MMM_MAX_RESPONSE_BYTES
     started = time.monotonic()
@@ -142,7 +148,7 @@ def send(
     try:
         with hard_deadline, upstream_errors(timeout=timeout, connect_timeout=connect_timeout):
             response = start_exchange(
-                session, request, headers=outbound_headers(request), connect_timeout=connect_timeout, timeout=timeout
+                pool, request, headers=outbound_headers(request), connect_timeout=connect_timeout, timeout=timeout
             )
             with response:
                 content = read_body(response, deadline=started + timeout, max_bytes=max_bytes)
@@ -151,7 +157,7 @@ def send(
             raise
         raise UpstreamTimedOut(f"no complete answer within {timeout:g} s") from None
     return UpstreamResponse(
-        status=response.status_code,
+        status=response.status,
         content=content,
         content_type=response.headers.get("Content-Type", ""),
         seconds=time.monotonic() - started,
@@ -160,33 +166,45 @@ def send(
 
 
 def start_exchange(
-    session: requests.Session,
+    pool: urllib3.PoolManager,
     request: UpstreamRequest,
     *,
     headers: dict[str, str],
     connect_timeout: float,
     timeout: float,
-) -> requests.Response:
-    """Send ``request``; return once the status line and headers are in, the body left to read.
-
-    Redirects are answers like any other: following one would send the worker's headers (its
-    keys) to wherever the upstream points.
-    """
+) -> urllib3.BaseHTTPResponse:
+    """Send ``request``; return once the status line and headers are in, the body left to read."""
     data = None if request.json_body is None else json.dumps(request.json_body, ensure_ascii=False).encode("utf-8")
-    return session.request(
-        request.method,
-        request.url,
-        data=data,
-        headers=headers,
-        timeout=(connect_timeout, timeout),
-        allow_redirects=False,
-        stream=True,
-    )
+    with tracing.http_client_span(request.method, request.url, headers) as span:
+        response = pool.urlopen(
+            request.method,
+            request.url,
+            body=data,
+            headers=headers,
+            timeout=urllib3.Timeout(connect=connect_timeout, read=timeout),
+            retries=False,
+            redirect=False,
+            preload_content=False,
+            decode_content=True,
+        )
+        tracing.http_client_answered(span, response.status)
+    return response
 
 
-def outbound_headers(request: UpstreamRequest) -> dict[str, str]:
-    """The headers an upstream request goes out with: the worker's, the request id, a JSON type."""
+def outbound_headers(request: UpstreamRequest, *, accept: str | None = None) -> dict[str, str]:
+    """The headers an upstream request goes out with: the worker's, the request id, a JSON type,
+    and the defaults (``accept`` as the Accept) that the worker's headers do not override."""
     headers = {name: value for name, value in request.headers.items() if name.lower() not in FRAMING_HEADERS}
+    defaults = DEFAULT_HEADERS if accept is None else {**DEFAULT_HEADERS, "Accept": accept}
+    overridden = {name.lower() for name in headers}
+    headers = {name: value for name, value in defaults.items() if name.lower() not in overridden} | headers
+    if "@" in request.url:
+        basic = url_credentials(request.url)
+        if basic is not None:
+            # As requests did: a user and password in the URL are sent as Basic auth, over any
+            # Authorization of the worker's headers (urllib3 would send them nowhere).
+            headers = {name: value for name, value in headers.items() if name.lower() != "authorization"}
+            headers["Authorization"] = basic
     request_id = current_request_id.get()
     if request_id and not any(name.lower() == "x-request-id" for name in headers):
         headers[REQUEST_ID_HEADER] = request_id  # one id from the client's log to the model server's
@@ -195,36 +213,50 @@ def outbound_headers(request: UpstreamRequest) -> dict[str, str]:
     return headers
 
 
+def url_credentials(url: str) -> str | None:
+    """The Basic Authorization value for the user and password in ``url``, None if it has none."""
+    parts = urlsplit(url)
+    if parts.username is None and parts.password is None:
+        return None
+    pair = f"{unquote(parts.username or '')}:{unquote(parts.password or '')}"
+    try:
+        raw = pair.encode("latin-1")  # what requests sent (RFC 7617's original charset)
+    except UnicodeEncodeError:
+        raw = pair.encode("utf-8")
+    return "Basic " + base64.b64encode(raw).decode("ascii")
+
+
 @contextlib.contextmanager
 def upstream_errors(*, timeout: float, connect_timeout: float):
-    """Turn what requests, urllib3 and the egress check raise into this module's UpstreamErrors."""
+    """Turn what urllib3 and the egress check raise into this module's UpstreamErrors."""
     try:
         yield
     except egress.EgressDenied as exc:
         raise UpstreamUnreachable(f"refused by the egress policy: {exc}") from None
-    except requests.ConnectTimeout:
+    except urllib3.exceptions.NewConnectionError as exc:  # a subclass of ConnectTimeoutError
+        raise UpstreamUnreachable(describe_connection_error(exc)) from None
+    except urllib3.exceptions.ConnectTimeoutError:
         raise UpstreamTimedOut(f"no connection within {connect_timeout:g} s") from None
-    except requests.Timeout:
+    except urllib3.exceptions.ReadTimeoutError:
         raise UpstreamTimedOut(f"no answer within {timeout:g} s") from None
-    except requests.RequestException as exc:
-        if is_read_timeout(exc):
-            raise UpstreamTimedOut(f"no answer within {timeout:g} s") from None
+    except (urllib3.exceptions.HTTPError, OSError) as exc:
         raise UpstreamUnreachable(describe_connection_error(exc)) from None
 
 
 def _hard_deadline(seconds: float) -> gevent.Timeout | contextlib.nullcontext:
     """A timer that interrupts the exchange after ``seconds``, where gevent runs the process.
 
-    gevent.Timeout is a BaseException, so no ``except Exception`` inside requests or urllib3
-    swallows it; urllib3 discards a connection left half-read.
+    gevent.Timeout is a BaseException, so no ``except Exception`` inside urllib3 swallows it;
+    urllib3 discards a connection left half-read.
     """
     if gevent.monkey.is_module_patched("socket"):
         return gevent.Timeout(seconds)
     return contextlib.nullcontext()
 
 
-def read_body(response: requests.Response, *, deadline: float, max_bytes: int) -> bytes:
-    """Read the body chunk by chunk, each read waiting at most until ``deadline``."""
+def read_body(response: urllib3.BaseHTTPResponse, *, deadline: float, max_bytes: int) -> bytes:
+    """Read the body chunk by chunk, each read waiting at most until ``deadline``; raises
+    UpstreamTooLarge past ``max_bytes`` and what ``body_chunks`` raises."""
     chunks: list[bytes] = []
     size = 0
     for chunk in body_chunks(response, deadline=deadline):
@@ -235,27 +267,27 @@ def read_body(response: requests.Response, *, deadline: float, max_bytes: int) -
     return b"".join(chunks)
 
 
-def body_chunks(response: requests.Response, *, deadline: float) -> Iterator[bytes]:
+def body_chunks(response: urllib3.BaseHTTPResponse, *, deadline: float) -> Iterator[bytes]:
     """The body's chunks as they arrive, each read waiting at most until ``deadline``.
 
     read1() returns as soon as any bytes arrive, and the socket's timeout is set to the time
     left before each read, so a server sending a byte now and then cannot stretch the exchange
-    past its timeout even outside gevent.
+    past its timeout even outside gevent. Raises urllib3's ReadTimeoutError when the time is up,
+    UpstreamUnreachable when the body is cut off.
     """
-    raw = response.raw
-    sock = getattr(raw.connection, "sock", None)
+    sock = getattr(response.connection, "sock", None)
     while True:
         remaining = deadline - time.monotonic()
         if remaining <= 0:
-            raise requests.ReadTimeout()
+            raise urllib3.exceptions.ReadTimeoutError(None, None, "the body did not arrive in time")
         if sock is not None:
             sock.settimeout(remaining)
         try:
-            chunk = raw.read1(_CHUNK_BYTES, decode_content=True)
+            chunk = response.read1(_CHUNK_BYTES, decode_content=True)
         except urllib3.exceptions.ReadTimeoutError:
-            raise requests.ReadTimeout() from None
-        except urllib3.exceptions.HTTPError as exc:
-            raise requests.exceptions.ChunkedEncodingError(exc) from None
+            raise
+        except (urllib3.exceptions.HTTPError, OSError):
+            raise UpstreamUnreachable("response cut off") from None
         if not chunk:
             return
         yield chunk
@@ -270,29 +302,34 @@ class Downloaded:
 
 
 def download(
-    request: UpstreamRequest, *, into: BinaryIO, timeout: float, max_bytes: int, session: requests.Session | None = None
+    request: UpstreamRequest,
+    *,
+    into: BinaryIO,
+    timeout: float,
+    max_bytes: int,
+    pool: urllib3.PoolManager | None = None,
 ) -> Downloaded:
     """Send ``request`` and write a 2xx answer's body to ``into`` as it arrives (a video may be
     far larger than is worth holding in memory), within ``timeout`` for the whole exchange.
     Raises an UpstreamError as ``send`` does."""
-    session = session or shared_session()
+    pool = pool or shared_pool()
     connect_timeout = min(settings.MMM_CONNECT_TIMEOUT, timeout)
     hard_deadline = _hard_deadline(timeout)
     deadline = time.monotonic() + timeout
     try:
         with hard_deadline, upstream_errors(timeout=timeout, connect_timeout=connect_timeout):
             response = start_exchange(
-                session, request, headers=outbound_headers(request), connect_timeout=connect_timeout, timeout=timeout
+                pool, request, headers=outbound_headers(request), connect_timeout=connect_timeout, timeout=timeout
             )
             with response:
                 content_type = response.headers.get("Content-Type", "")
-                if not 200 <= response.status_code < 300:
+                if not 200 <= response.status < 300:
                     body = b""
                     for chunk in body_chunks(response, deadline=deadline):
                         body += chunk
                         if len(body) >= 64 * 1024:  # enough for an error message
                             break
-                    return Downloaded(status=response.status_code, content_type=content_type, size=0, error_body=body)
+                    return Downloaded(status=response.status, content_type=content_type, size=0, error_body=body)
                 size = 0
                 for chunk in body_chunks(response, deadline=deadline):
                     size += len(chunk)
@@ -303,16 +340,11 @@ def download(
         if fired is not hard_deadline:
             raise
         raise UpstreamTimedOut(f"no complete answer within {timeout:g} s") from None
-    return Downloaded(status=response.status_code, content_type=content_type, size=size)
+    return Downloaded(status=response.status, content_type=content_type, size=size)
 
 
-def is_read_timeout(exc: requests.RequestException) -> bool:
-    # requests re-raises a read timeout met while streaming the body as a ConnectionError.
-    return bool(exc.args) and isinstance(exc.args[0], urllib3.exceptions.ReadTimeoutError)
-
-
-def describe_connection_error(exc: requests.RequestException) -> str:
-    """A short cause without the URL (requests puts the full URL, query string included, in its messages)."""
+def describe_connection_error(exc: BaseException) -> str:
+    """A short cause without the URL (urllib3 puts the host, and may put the URL, in its messages)."""
     text = str(exc).lower()
     for needle, said in (
         ("connection refused", "connection refused"),
@@ -321,12 +353,12 @@ def describe_connection_error(exc: requests.RequestException) -> str:
         ("name or service not known", "host name not found"),
         ("nodename nor servname", "host name not found"),
         ("temporary failure in name resolution", "host name not found"),
+        ("failed to resolve", "host name not found"),
         ("certificate", "TLS certificate error"),
         ("ssl", "TLS error"),
-        ("chunkedencodingerror", "response cut off"),
+        ("response ended prematurely", "response cut off"),
+        ("incompleteread", "response cut off"),
     ):
         if needle in text:
             return said
-    if isinstance(exc, requests.exceptions.ChunkedEncodingError):
-        return "response cut off"
     return f"connection failed ({type(exc).__name__})"

@@ -1,6 +1,5 @@
 """The seed's completion endpoint."""
 
-from rest_framework import serializers
 from rest_framework.response import Response
 from rest_framework.views import APIView
 
@@ -8,12 +7,13 @@ from accounts.permissions import InferenceAccess
 from console.completion_log import completion_logged
 from inference.services import completion_create
 from mmm.api_fields import StrictCharField, StrictNumberField
+from mmm.input_serializers import BoundOnceSerializer
 
 
 class CompletionView(APIView):
     permission_classes = [InferenceAccess]
 
-    class InputSerializer(serializers.Serializer):
+    class InputSerializer(BoundOnceSerializer):
         # Unknown fields are ignored here: completion clients of the seed send extras.
         input = StrictCharField(allow_blank=True, trim_whitespace=False)
         model_name = StrictCharField(max_length=200)

@@ -2,8 +2,9 @@
 
 On: a span per client request (opentelemetry-instrumentation-django, which also takes the
 client's W3C ``traceparent``), a span per upstream attempt (``upstream_attempt``, called once
-by the routing code) around the HTTP client span of opentelemetry-instrumentation-requests
-(which passes ``traceparent`` on to the upstream), GenAI semantic-convention attributes, and
+by the routing code) around the HTTP client span of the upstream call (``http_client_span``,
+which passes ``traceparent`` on to the upstream, as opentelemetry-instrumentation-requests did
+when the gateway called upstreams through requests), GenAI semantic-convention attributes, and
 export over OTLP http/protobuf by a BatchSpanProcessor.
 
 No prompt text and no secret leaves in a span: the upstream URL is recorded as the worker's
@@ -14,7 +15,8 @@ are cut out of exception messages. Off, every function here is a test of one boo
 import logging
 import os
 import re
-from collections.abc import Callable, Sequence
+from collections.abc import Callable, Iterator, Sequence
+from contextlib import contextmanager
 from contextvars import ContextVar
 from typing import TYPE_CHECKING, Any
 
@@ -55,7 +57,6 @@ def tracing_start() -> bool:
         return _enabled
     from opentelemetry import trace
     from opentelemetry.instrumentation.django import DjangoInstrumentor
-    from opentelemetry.instrumentation.requests import RequestsInstrumentor
     from opentelemetry.sdk.resources import Resource
     from opentelemetry.sdk.trace import TracerProvider
     from opentelemetry.sdk.trace.export import BatchSpanProcessor
@@ -65,7 +66,6 @@ def tracing_start() -> bool:
     provider.add_span_processor(BatchSpanProcessor(_Redacting(_exporter())))
     trace.set_tracer_provider(provider)
     DjangoInstrumentor().instrument()
-    RequestsInstrumentor().instrument(request_hook=_name_upstream_url)
     _tracer = trace.get_tracer("mmm.routing")
     _enabled = True
     logger.info(
@@ -169,6 +169,40 @@ def upstream_attempt(
         return value
 
 
+@contextmanager
+def http_client_span(method: str, url: str, headers: dict[str, str]) -> Iterator[Any]:
+    """The HTTP client span of one upstream call (the span opentelemetry-instrumentation-requests
+    made, by the same conventions: named by the method, ``http.method``, ``http.url``,
+    ``http.status_code``); ``traceparent`` goes into ``headers``. Yields None when tracing is off."""
+    if not _enabled:
+        yield None
+        return
+    from opentelemetry import propagate
+    from opentelemetry.trace import SpanKind
+
+    worker = _attempt_worker.get()
+    attributes = {"http.method": method, "http.url": _template_url(worker) if worker else _display_url(url)}
+    with _tracer.start_as_current_span(method, kind=SpanKind.CLIENT, attributes=attributes) as span:
+        propagate.inject(headers)
+        yield span
+
+
+def http_client_answered(span: Any, status: int) -> None:
+    if span is None:
+        return
+    from opentelemetry.trace import Status, StatusCode
+
+    span.set_attribute("http.status_code", status)
+    if status >= 400:
+        span.set_status(Status(StatusCode.ERROR))
+
+
+def _display_url(url: str) -> str:
+    from inference.redaction import url_for_display
+
+    return url_for_display(url)
+
+
 def _provider(worker: "Worker") -> str:
     if worker.preset:
         return worker.preset
@@ -201,18 +235,6 @@ def _template_url(worker: "Worker") -> str:
     from inference.redaction import url_for_display
 
     return url_for_display(worker.req_url_template)
-
-
-def _name_upstream_url(span, request) -> None:
-    """The HTTP client span's URL: the attempt's URL template (masked), not the rendered URL,
-    which may hold the prompt ({USER_PROMPT} in a query) or a key (?key=...)."""
-    from inference.redaction import url_for_display
-
-    worker = _attempt_worker.get()
-    shown = _template_url(worker) if worker is not None else url_for_display(request.url)
-    for name in ("url.full", "http.url"):
-        if name in span.attributes:
-            span.set_attribute(name, shown)
 
 
 def _redacted_text(text: str) -> str:

@@ -32,7 +32,7 @@ def dns(monkeypatch):
 
     monkeypatch.setattr(egress, "getaddrinfo", resolve)
     yield answers
-    upstream_module.shared_session().close()  # pooled connections to addresses of this test
+    upstream_module.shared_pool().clear()  # pooled connections to addresses of this test
 
 
 @pytest.mark.parametrize(
@@ -118,7 +118,7 @@ def test_the_connection_goes_to_the_checked_address_and_a_rebound_name_is_refuse
     assert upstream.hits("/gen")[0].headers["Host"] == f"model.test:{upstream.port}"
 
     dns["model.test"] = ["169.254.169.254"]  # the name now points at the metadata service
-    upstream_module.shared_session().close()  # a new connection, as after keep-alive ends
+    upstream_module.shared_pool().clear()  # a new connection, as after keep-alive ends
     refused = api.post("/api/v1/chat/completions", ASK, format="json")
 
     assert refused.status_code == 502
@@ -161,7 +161,7 @@ def test_a_v1_stream_to_a_rebound_name_fails_over_to_another_worker(api, upstrea
         }
         assert api.post(REGISTER, registration, format="json").status_code == 200
     dns["rebound.test"] = ["169.254.169.254"]
-    upstream_module.shared_session().close()
+    upstream_module.shared_pool().clear()
     ask = {"model": "gpt", "messages": [{"role": "user", "content": "hi"}], "stream": True}
 
     for _ in range(4):  # whichever worker comes first, the stream is answered

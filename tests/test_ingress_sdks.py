@@ -365,7 +365,7 @@ def test_a_client_that_leaves_a_translated_stream_makes_the_gateway_close_the_up
     seen = upstream.hits("/v1/chat/completions")[-1]
     assert seen.answered.wait(10), "the upstream kept streaming to a client that had gone"
     assert seen.aborted
-    assert logged_line(gateway, f"model={model} ", "stream ended: client_gone"), (
+    assert logged_line(gateway, f"model={model} ", "error_code=client_gone"), (
         "the attempt was not settled as client_gone"
     )
 

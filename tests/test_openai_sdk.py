@@ -210,6 +210,6 @@ def test_a_client_that_disconnects_mid_stream_makes_the_gateway_close_the_upstre
     assert seen.aborted
     # The attempt was settled, and the worker's in-flight slot given back.
     wait_for_log(gateway, f"model={model} worker=")
-    wait_for_log(gateway, "stream ended: client_gone")
+    wait_for_log(gateway, "error_code=client_gone")
     [worker] = gateway.get("/api/server/workers", model_name=model).json()["data"]
     assert worker["traffic"]["in_flight"] == 0

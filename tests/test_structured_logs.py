@@ -6,7 +6,7 @@ import logging
 import pytest
 
 from console.log_format import JsonFormatter
-from tests.conftest import seed_registration
+from tests.conftest import SEED_ANSWER, seed_registration
 from tests.fake_upstream import Reply
 
 pytestmark = pytest.mark.django_db
@@ -86,3 +86,19 @@ def test_mmm_log_json_makes_every_line_a_json_object(tmp_path):
         "request_id": "r1",
         "status": 200,
     }
+
+
+def test_a_fallback_answer_is_one_line_naming_the_model_that_answered(api, upstream, caplog):
+    api.post("/api/server/register", seed_registration(upstream.on("/main", status=500, json={})), format="json")
+    spare = seed_registration(upstream.on("/spare", json=SEED_ANSWER), model_name="spare")
+    api.post("/api/server/register", spare, format="json")
+    api.post("/api/server/policy", {"model_name": "proxyllm", "fallbacks": ["spare"]}, format="json")
+    caplog.clear()
+    caplog.set_level(logging.INFO)
+
+    answer = api.post("/api/v1/chat/completions", {"model_name": "proxyllm", "input": "hi"}, format="json")
+
+    assert answer.status_code == 200
+    [record] = request_lines(caplog)
+    assert "model=proxyllm " in record.getMessage() and "answered_by_model=spare" in record.getMessage()
+    assert [r for r in caplog.records if r.levelno == logging.INFO and r.name != "mmm.request"] == []

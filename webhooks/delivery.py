@@ -16,7 +16,7 @@ import secrets
 import threading
 from datetime import UTC, datetime, timedelta
 
-import requests
+import urllib3
 from django.conf import settings
 from django.db import transaction
 from django.db.models import Subquery
@@ -34,20 +34,20 @@ LEASE_MARGIN_SECONDS = 60.0
 # A receiver's answer is read only to show its start in last_error.
 MAX_ANSWER_BYTES = 64 * 1024
 
-_session_lock = threading.Lock()
-_session: requests.Session | None = None
+_pool_lock = threading.Lock()
+_pool: urllib3.PoolManager | None = None
 
 
-def webhook_session() -> requests.Session:
-    """The sender's pooled session; every connection it opens is checked against the egress policy."""
-    global _session
-    with _session_lock:
-        if _session is None:
-            _session = upstream.new_session(pool_size=8)
-    return _session
+def webhook_pool() -> urllib3.PoolManager:
+    """The sender's connection pools; every connection they open is checked against the egress policy."""
+    global _pool
+    with _pool_lock:
+        if _pool is None:
+            _pool = upstream.new_pool(pool_size=8)
+    return _pool
 
 
-def deliver_due(*, limit: int, now: datetime | None = None, session: requests.Session | None = None) -> int:
+def deliver_due(*, limit: int, now: datetime | None = None, pool: urllib3.PoolManager | None = None) -> int:
     """Send up to ``limit`` deliveries whose time has come; return how many were attempted.
 
     ``now`` is when "due" is judged and leases are counted from (tests move it on to reach a
@@ -61,7 +61,7 @@ def deliver_due(*, limit: int, now: datetime | None = None, session: requests.Se
         # delivery whose lease ran out meanwhile may have been taken over by another sender.
         if not _renew(delivery, now=clock()):
             continue
-        _attempt(delivery, now=clock(), session=session or webhook_session())
+        _attempt(delivery, now=clock(), pool=pool or webhook_pool())
         attempted += 1
     return attempted
 
@@ -109,7 +109,7 @@ def signed_headers(*, secret: str, event_id: str, body: str, sent_at: datetime) 
     }
 
 
-def _attempt(delivery: WebhookDelivery, *, now: datetime, session: requests.Session) -> None:
+def _attempt(delivery: WebhookDelivery, *, now: datetime, pool: urllib3.PoolManager) -> None:
     endpoint = delivery.endpoint
     where = redact_url(endpoint.url)
     if not endpoint.enabled:
@@ -130,9 +130,7 @@ def _attempt(delivery: WebhookDelivery, *, now: datetime, session: requests.Sess
     headers["User-Agent"] = "mmm-webhooks"
     request = upstream.UpstreamRequest("POST", endpoint.url, headers=headers, json_body=delivery.payload)
     try:
-        answer = upstream.send(
-            request, timeout=settings.MMM_WEBHOOK_TIMEOUT, max_bytes=MAX_ANSWER_BYTES, session=session
-        )
+        answer = upstream.send(request, timeout=settings.MMM_WEBHOOK_TIMEOUT, max_bytes=MAX_ANSWER_BYTES, pool=pool)
     except upstream.UpstreamError as exc:
         _retry_or_give_up(delivery, now=now, status_code=None, error=str(exc))
         logger.info("webhook %s %s to %s failed: %s", delivery.event_type, delivery.event_id, where, exc)

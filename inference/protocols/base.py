@@ -463,7 +463,6 @@ class Relayed:
 
     def __post_init__(self) -> None:
         self._worker = self.attempt.worker
-        self._started_at = time.monotonic()
         self._chunks = relay(
             self.events, first_events=self.first_events, on_end=self._settle, translator=self.translator
         )
@@ -495,15 +494,9 @@ class Relayed:
                 "model=%s worker=%s stream %s: %s", self._worker.model_name, self._worker.pk, outcome.value, error
             )
         self.attempt.settle(outcome, error)
+        # How it ended is in the request's one line (console.middleware), written once it closes.
         for observer in self._observers:
             observer(outcome=outcome, error=error)
-        logger.info(
-            "model=%s worker=%s stream ended: %s after %.1f s",
-            self._worker.model_name,
-            self._worker.pk,
-            outcome.value,
-            time.monotonic() - self._started_at,
-        )
 
 
 def open_stream(

@@ -1,0 +1,33 @@
+"""The upstream client (urllib3's pools): what an upstream receives, as it did through requests."""
+
+import pytest
+
+from inference import upstream as upstream_module
+from tests.conftest import SEED_ANSWER, seed_registration
+
+pytestmark = pytest.mark.django_db
+
+
+def test_an_upstream_gets_the_default_headers_and_the_workers_own_win(api, upstream):
+    url = upstream.on("/gen", json=SEED_ANSWER)
+    headers = {"accept": "application/x-ndjson", "X-Team": "a"}
+    assert api.post("/api/server/register", seed_registration(url, headers=headers), format="json").status_code == 200
+
+    answer = api.post("/api/v1/chat/completions", {"model_name": "proxyllm", "input": "hi"}, format="json")
+
+    assert answer.status_code == 200
+    seen = {name.lower(): value for name, value in upstream.hits("/gen")[0].headers.items()}
+    assert seen["accept"] == "application/x-ndjson"  # one Accept: the worker's, whatever its case
+    assert seen["x-team"] == "a" and seen["content-type"] == "application/json"
+    assert seen["user-agent"] == upstream_module.DEFAULT_HEADERS["User-Agent"]
+    assert seen["accept-encoding"] == upstream_module.DEFAULT_HEADERS["Accept-Encoding"]
+
+
+def test_a_redirect_is_an_answer_and_is_not_followed(upstream):
+    target = upstream.on("/elsewhere", json=SEED_ANSWER)
+    url = upstream.on("/gen", status=302, json={}, headers={"Location": target})
+
+    answer = upstream_module.send(upstream_module.UpstreamRequest("POST", url, json_body={}), timeout=5)
+
+    assert answer.status == 302
+    assert upstream.hits("/elsewhere") == []
