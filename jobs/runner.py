@@ -28,7 +28,7 @@ from inference.exceptions import RetryableWorkerError
 from inference.protocols import protocol_for
 from inference.protocols.job import COMPLETED, FAILED, Polled, Submission, job_api_of
 from inference.redaction import redact_url
-from jobs import notify, results, scheduler
+from jobs import billing, notify, results, scheduler
 from jobs.models import Job, JobStatus
 from jobs.shapes import job_object
 from mmm.api_errors import ApiError
@@ -280,6 +280,7 @@ def record_fetch(job: Job, outcome: Stored | Unanswered | Refused, *, runner_id:
         if applied:
             job.status, job.progress, job.completed_at, job.expires_at = JobStatus.COMPLETED, 100, now, expires
             notify.job_ended_event(job=job, data=job_object(job))
+            transaction.on_commit(lambda: billing.bill_completed_job(job=job))
     if not applied:
         results.result_delete(outcome.name)  # deleted by its owner meanwhile, or taken over
         return ""

@@ -399,6 +399,8 @@ MMM_JOB_EARLY_POLL_SECONDS = env_float("MMM_JOB_EARLY_POLL_SECONDS", 1.0, minimu
 MMM_JOB_LEASE_SECONDS = env_float("MMM_JOB_LEASE_SECONDS", 30.0, minimum=1.0, maximum=3600.0)
 # A job whose worker has not answered for this long (or was removed) is failed, saying so.
 MMM_JOB_WORKER_LOST_SECONDS = env_float("MMM_JOB_WORKER_LOST_SECONDS", 300.0, minimum=1.0, maximum=7 * 86400.0)
+# A video job asked for no length is charged for this many seconds (OpenAI's /v1/videos default).
+MMM_JOB_DEFAULT_VIDEO_SECONDS = env_float("MMM_JOB_DEFAULT_VIDEO_SECONDS", 4.0, minimum=0.1, maximum=3600.0)
 # A job that no worker took within this long is failed.
 MMM_JOB_MAX_QUEUE_SECONDS = env_float("MMM_JOB_MAX_QUEUE_SECONDS", 6 * 3600.0, minimum=1.0, maximum=30 * 86400.0)
 # Finished jobs and their results are kept this long, then prune_jobs (and run_jobs) delete them.

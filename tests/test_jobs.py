@@ -413,3 +413,26 @@ def test_the_dashboard_has_a_jobs_panel_with_counts_per_model(api, servers, runn
     assert "Jobs queued in the gateway" in page and "Jobs failed per 1 min" in page
     assert admin_client.get("/admin/jobs/job/").status_code == 200
     assert done["id"] in admin_client.get("/admin/jobs/job/").content.decode()
+
+
+def test_a_completed_video_job_is_charged_once_for_its_seconds_and_a_failed_one_not_at_all(api, servers, runner):
+    from decimal import Decimal
+
+    from usage.models import Price, UsageRecord
+
+    Price.objects.create(
+        model_name="wan-video", effective_from=timezone.now() - timedelta(days=1), per_video_second="0.10"
+    )
+    videos = servers(OpenAIVideosServer(duration=0.2))
+    register_videos(api, videos)
+    done = create(api, model="wan-video", prompt="a fox in snow", seconds=8)
+    run_until(runner, lambda: status_of(done["id"]) == JobStatus.COMPLETED, what="the video job to complete")
+    videos.book.fail_next = 1
+    failed = create(api, model="wan-video", prompt="a storm")
+    run_until(runner, lambda: status_of(failed["id"]) == JobStatus.FAILED, what="the second job to fail")
+    for _ in range(3):
+        runner.run_pass()  # more passes charge nothing again
+
+    [row] = UsageRecord.objects.filter(model_name="wan-video")
+    assert row.request_id == done["id"]
+    assert (row.kind, row.video_seconds, row.cost_usd) == ("video", Decimal(8), Decimal("0.80"))
