@@ -16,11 +16,21 @@ from jobs.models import Job, JobKind
 logger = logging.getLogger("mmm.jobs")
 
 
-def job_charge(*, job: Job) -> tuple[int, Decimal]:
-    """(images, video seconds) that ``job`` is charged for."""
-    if job.kind == JobKind.VIDEO:
-        return 0, Decimal(str(job.params.get("seconds") or settings.MMM_JOB_DEFAULT_VIDEO_SECONDS))
+def job_charge(*, kind: str, params: dict) -> tuple[int, Decimal]:
+    """(images, video seconds) that a job of ``kind`` asked with ``params`` is charged for."""
+    if kind == JobKind.VIDEO:
+        return 0, Decimal(str(params.get("seconds") or settings.MMM_JOB_DEFAULT_VIDEO_SECONDS))
     return 1, Decimal(0)
+
+
+def refuse_over_budget(*, api_key_id: int | None, model_name: str, kind: str, params: dict) -> None:
+    """Raise usage's BudgetExceeded (a 429) when the job would start over a budget of its key."""
+    if not apps.is_installed("usage"):
+        return
+    from usage.services import usage_check_job
+
+    images, seconds = job_charge(kind=kind, params=params)
+    usage_check_job(api_key_id=api_key_id, model_name=model_name, images=images, video_seconds=seconds)
 
 
 def bill_completed_job(*, job: Job) -> None:
@@ -31,7 +41,7 @@ def bill_completed_job(*, job: Job) -> None:
     from usage.ledger import ledger_writer
     from usage.services import record_job_usage
 
-    images, seconds = job_charge(job=job)
+    images, seconds = job_charge(kind=job.kind, params=job.params)
     try:
         record_job_usage(
             api_key_id=job.api_key_id,

@@ -18,7 +18,7 @@ from rest_framework.parsers import FormParser, MultiPartParser
 
 from inference import openai_api
 from inference.openai_views import OpenAIView
-from jobs import services
+from jobs import billing, services
 from jobs.exceptions import InvalidJobRequest, JobNotFound, JobNotReady
 from jobs.models import JobKind, JobStatus
 from jobs.results import result_response
@@ -91,6 +91,12 @@ class JobsView(OpenAIView):
         reference = _input_reference(request.data.get("input_reference"))
         if reference:
             params["input_reference"] = reference
+        billing.refuse_over_budget(
+            api_key_id=getattr(request.auth, "api_key_id", None),
+            model_name=data["model"],
+            kind=self.kind,
+            params=params,
+        )
         job = services.job_create(
             kind=self.kind, model_name=data["model"], prompt=data["prompt"], params=params, caller=request.auth
         )

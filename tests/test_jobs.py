@@ -436,3 +436,31 @@ def test_a_completed_video_job_is_charged_once_for_its_seconds_and_a_failed_one_
     [row] = UsageRecord.objects.filter(model_name="wan-video")
     assert row.request_id == done["id"]
     assert (row.kind, row.video_seconds, row.cost_usd) == ("video", Decimal(8), Decimal("0.80"))
+
+
+def test_a_video_job_that_would_start_over_its_keys_money_budget_is_a_429_and_is_not_queued(
+    api, servers, require_auth, make_key
+):
+    from decimal import Decimal
+
+    from accounts.models import ApiKey
+    from usage.models import Budget, Price
+
+    Price.objects.create(
+        model_name="wan-video", effective_from=timezone.now() - timedelta(days=1), per_video_second="0.10"
+    )
+    admin = make_key("admin")
+    api.credentials(HTTP_AUTHORIZATION=f"Bearer {admin}")
+    register_videos(api, servers(OpenAIVideosServer()))
+    api.credentials()
+    key = make_key("inference", name="film crew")
+    Budget.objects.create(api_key=ApiKey.objects.get(name="film crew"), period="day", limit_usd=Decimal("0.50"))
+
+    refused = api.post(
+        "/v1/videos", {"model": "wan-video", "prompt": "a long take", "seconds": 8}, format="json", **bearer(key)
+    )
+    assert refused.status_code == 429, refused.content
+    error = refused.json()["error"]
+    assert error["code"] == "budget_exceeded" and "0.50" in error["message"]
+    assert not Job.objects.filter(prompt="a long take").exists()
+    create(api, headers=bearer(key), model="wan-video", prompt="a short take", seconds=4)  # 0.40 fits

@@ -120,6 +120,36 @@ def usage_reserve(
     return reservation
 
 
+def usage_check_job(
+    *, api_key_id: int | None, model_name: str, images: int = 0, video_seconds: Decimal = Decimal(0)
+) -> None:
+    """Raise BudgetExceeded when a budget of the key or its team has no room for a job of this
+    size at its model's price. A check, not a hold: a job may wait in the queue far longer than
+    a reservation's lease, so it is charged when it completes (record_job_usage), and jobs created
+    at the same moment may together pass a budget by what they cost (docs/usage.md)."""
+    team_id, rules = catalog.rules_for(api_key_id=api_key_id, model_name=model_name)
+    if not settings.MMM_BUDGETS or not rules:
+        return
+    reservation = Reservation(
+        model_name=model_name,
+        api_key_id=api_key_id,
+        api_key_prefix="",
+        team_id=team_id,
+        rules=rules,
+        input_estimate=0,
+    )
+    price = catalog.price_at(model_name, reservation.started_at)
+    cost = job_cost(images=images, video_seconds=video_seconds, price=price)
+    store = budget_store()
+    for subject, subject_rules in reservation.subjects().items():
+        charges = [(rule, amount_for(rule, tokens=0, cost_nanos=cost)) for rule in subject_rules]
+        verdict = _hold(store, subject, reservation.usage_id, charges)
+        store.release(subject=subject, usage_id=reservation.usage_id)
+        if not isinstance(verdict, Held):
+            rule = next(rule for rule in subject_rules if rule.id == verdict.rule_id)
+            raise BudgetExceeded(rule=rule, left=verdict.left, resets_at=verdict.resets_at, now=store.now())
+
+
 def _hold(store, subject: str, usage_id: str, charges):
     lease = settings.MMM_USAGE_LEASE_SECONDS
     verdict = store.reserve(subject=subject, usage_id=usage_id, charges=charges, lease_seconds=lease)
