@@ -103,7 +103,8 @@ class JobsView(OpenAIView):
         return _json(job_object(job, queue_position=queue_position(job)))
 
     def get(self, request):
-        query = ListQuery(data=request.query_params)
+        # A plain dict: a QueryDict's "order=" would count as absent, not as a wrong value.
+        query = ListQuery(data=request.query_params.dict())
         query.is_valid(raise_exception=True)
         page, has_more = services.jobs_list(kind=self.kind, caller=request.auth, **query.validated_data)
         positions = queue_positions(page)

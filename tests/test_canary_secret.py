@@ -183,6 +183,8 @@ def form_as_shown(admin_client, worker, **changes) -> dict:
             "weight": "1",
             "timeout": "",
             "max_inflight": "",
+            "capacity": "",
+            "job_api": "",
             "ttl": "",
             **changes,
         }
