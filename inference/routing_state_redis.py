@@ -23,6 +23,7 @@ from inference.traffic import (
     _minute,
 )
 from mmm.breaker import redis_breaker
+from mmm.redis_client import redis_away_errors, shared_state_redis
 
 logger = logging.getLogger("mmm.routing")
 
@@ -144,32 +145,10 @@ class RedisRoutingState:
     """The state in Redis, shared by every process and host that uses the same Redis."""
 
     def __init__(self, *, url: str, prefix: str, clock: Callable[[], float] = time.time):
-        import redis
-        from redis.backoff import NoBackoff
-        from redis.retry import Retry
-
         self.clock = clock
         self._prefix = prefix
-        timeout = settings.MMM_ROUTING_STATE_TIMEOUT
-        # No retries: redis-py's default retries a timeout up to 10 times with backoff, which
-        # turned a 0.5 s timeout into seconds per call while Redis was frozen.
-        self._redis = redis.Redis.from_url(
-            url,
-            socket_timeout=timeout,
-            socket_connect_timeout=timeout,
-            decode_responses=True,
-            retry=Retry(NoBackoff(), 0),
-        )
-        # Only "Redis is away": a script error is a bug and must not pass as an outage.
-        self._errors = (
-            redis.ConnectionError,
-            redis.TimeoutError,
-            OSError,
-            # Redis is there but cannot serve: failing over, loading, or out of memory.
-            redis.exceptions.ReadOnlyError,
-            redis.exceptions.BusyLoadingError,
-            redis.exceptions.OutOfMemoryError,
-        )
+        self._redis = shared_state_redis(url=url, timeout=settings.MMM_ROUTING_STATE_TIMEOUT)
+        self._errors = redis_away_errors()
         self._acquire = self._redis.register_script(_ACQUIRE)
         self._finish = self._redis.register_script(_FINISH)
         self._cool_down = self._redis.register_script(_COOL_DOWN)

@@ -23,6 +23,7 @@ import time
 from django.conf import settings
 
 from mmm.breaker import redis_breaker
+from mmm.redis_client import redis_away_errors, shared_state_redis
 from usage import periods
 from usage.budget_store import Held, Refused, Settled
 from usage.budget_store_local import LocalBudgetStore
@@ -231,29 +232,10 @@ return result
 
 class RedisBudgetStore:
     def __init__(self, *, url: str, prefix: str):
-        import redis
-        from redis.backoff import NoBackoff
-        from redis.retry import Retry
-
-        timeout = settings.MMM_REDIS_TIMEOUT
-        # No retries (as the routing state): a Redis that does not answer costs one timeout.
-        self._redis = redis.Redis.from_url(
-            url,
-            socket_timeout=timeout,
-            socket_connect_timeout=timeout,
-            decode_responses=True,
-            retry=Retry(NoBackoff(), 0),
-        )
+        self._redis = shared_state_redis(url=url, timeout=settings.MMM_REDIS_TIMEOUT)
         self._prefix = prefix
         # Only "Redis is away" falls back; a script error is a bug and must surface.
-        self.errors = (
-            redis.ConnectionError,
-            redis.TimeoutError,
-            OSError,
-            redis.exceptions.ReadOnlyError,
-            redis.exceptions.BusyLoadingError,
-            redis.exceptions.OutOfMemoryError,
-        )
+        self.errors = redis_away_errors()
         self._reserve = self._redis.register_script(_RESERVE)
         self._release = self._redis.register_script(_RELEASE)
         self._settle = self._redis.register_script(_SETTLE)

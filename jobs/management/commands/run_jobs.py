@@ -1,8 +1,6 @@
 """manage.py run_jobs: submit queued jobs and poll running ones, once (for cron) or in a loop."""
 
 import json
-import os
-import signal
 import threading
 import time
 from dataclasses import asdict
@@ -12,6 +10,7 @@ from django.db import DatabaseError, close_old_connections
 
 from jobs.runner import JobRunner
 from jobs.services import jobs_prune
+from mmm.command_loop import parent_gone, stop_on_signals
 
 # Seconds between passes while there is nothing to do, and while there is.
 _IDLE_SECONDS = 0.2
@@ -41,10 +40,7 @@ class Command(BaseCommand):
 
     def handle(self, *args, loop: bool, parent_pid: int | None, as_json: bool, **options) -> None:
         runner = JobRunner()
-        stop = threading.Event()
-        if loop:
-            for signum in (signal.SIGTERM, signal.SIGINT):
-                signal.signal(signum, lambda *_: stop.set())
+        stop = stop_on_signals() if loop else threading.Event()
         pruned_at = 0.0
         try:
             while True:
@@ -64,7 +60,7 @@ class Command(BaseCommand):
                     self._report(summary, seconds=time.monotonic() - started, as_json=as_json)
                 if not loop:
                     return
-                if parent_pid is not None and not _alive(parent_pid):
+                if parent_gone(parent_pid):
                     return
                 if stop.wait(_BUSY_SECONDS if summary is not None and summary.did_work else _IDLE_SECONDS):
                     return
@@ -81,8 +77,3 @@ class Command(BaseCommand):
             f"{summary.released} taken over, {summary.pruned} pruned, in {seconds:.2f} s"
         )
         self.stdout.flush()
-
-
-def _alive(parent_pid: int) -> bool:
-    # A child whose parent died is re-parented (to init or a subreaper): its parent id changes.
-    return os.getppid() == parent_pid

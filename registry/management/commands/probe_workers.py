@@ -1,7 +1,6 @@
 """manage.py probe_workers: check every enabled worker once (for cron), or keep checking."""
 
 import json
-import signal
 import threading
 import time
 
@@ -10,6 +9,7 @@ from django.core.management.base import BaseCommand, CommandParser
 from django.db import DatabaseError, close_old_connections
 
 from inference.redaction import redact_url
+from mmm.command_loop import stop_on_signals
 from registry.health import workers_probe
 from registry.models import HealthState, Worker
 from registry.services import workers_remove_expired
@@ -34,10 +34,7 @@ class Command(BaseCommand):
         if interval <= 0:
             self.stderr.write("--interval must be above 0")
             raise SystemExit(2)
-        stop = threading.Event()
-        if loop:
-            for signum in (signal.SIGTERM, signal.SIGINT):
-                signal.signal(signum, lambda *_: stop.set())
+        stop = stop_on_signals() if loop else threading.Event()
         while True:
             if not loop:
                 raise SystemExit(0 if self.run_pass(model=model, as_json=as_json) else 1)

@@ -1,9 +1,6 @@
 """manage.py scrape_engines: read every named engine's /metrics once, or keep reading."""
 
 import json
-import os
-import signal
-import threading
 import time
 
 from django.conf import settings
@@ -11,6 +8,7 @@ from django.core.management.base import BaseCommand, CommandParser
 from django.db import DatabaseError, close_old_connections
 
 from inference.routing_state import routing_state
+from mmm.command_loop import parent_gone, stop_on_signals
 from registry.engine_scrape import EngineFleet, engines_scrape
 
 
@@ -60,13 +58,11 @@ class Command(BaseCommand):
             results = engines_scrape(fleet=EngineFleet.load(model_name=model), state=routing_state(), interval=interval)
             self._report(results, as_json=as_json)
             raise SystemExit(0 if all(result.ok for result in results) else 1)
-        stop = threading.Event()
-        for signum in (signal.SIGTERM, signal.SIGINT):
-            signal.signal(signum, lambda *_: stop.set())
+        stop = stop_on_signals()
         fleet, loaded_at = None, float("-inf")
         failing: dict[int, str] = {}
         while not stop.is_set():
-            if parent_pid is not None and os.getppid() != parent_pid:
+            if parent_gone(parent_pid):
                 return  # the gunicorn that started this scraper is gone
             started = time.monotonic()
             try:

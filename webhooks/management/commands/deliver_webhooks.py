@@ -1,8 +1,6 @@
 """manage.py deliver_webhooks: send the webhooks that are due once (for cron), or keep sending."""
 
 import json
-import os
-import signal
 import threading
 import time
 
@@ -10,6 +8,7 @@ from django.core.management.base import BaseCommand, CommandParser
 from django.db import DatabaseError, close_old_connections
 from django.utils import timezone
 
+from mmm.command_loop import parent_gone, stop_on_signals
 from webhooks.delivery import deliver_due
 from webhooks.models import DeliveryStatus, WebhookDelivery
 
@@ -41,10 +40,7 @@ class Command(BaseCommand):
         if interval <= 0 or limit < 1:
             self.stderr.write("--interval must be above 0 and --limit at least 1")
             raise SystemExit(2)
-        stop = threading.Event()
-        if loop:
-            for signum in (signal.SIGTERM, signal.SIGINT):
-                signal.signal(signum, lambda *_: stop.set())
+        stop = stop_on_signals() if loop else threading.Event()
         while True:
             try:
                 attempted = self.run_pass(limit=limit, as_json=as_json)
@@ -57,8 +53,7 @@ class Command(BaseCommand):
             if not loop:
                 return
             close_old_connections()
-            # A child whose parent died is re-parented (to init or a subreaper): its parent id changes.
-            if parent_pid is not None and os.getppid() != parent_pid:
+            if parent_gone(parent_pid):
                 return
             # A full pass means more may be due already: go on at once instead of waiting.
             if attempted < limit and stop.wait(interval):
