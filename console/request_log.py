@@ -35,6 +35,10 @@ class RequestLogWriter:
     model = RequestLog  # what it writes (usage.ledger writes the usage ledger the same way)
     # Rows whose unique key may already be stored (the ledger's usage_id) are skipped, not failed.
     always_ignore_conflicts = False
+    # Whether each batch goes to the database (whose SQLite driver would hold gevent's loop).
+    writes_database = True
+    # Whether every new row wakes the flusher, not only a full batch (usage.settlement).
+    wakes_on_every_row = False
 
     def __init__(
         self,
@@ -90,7 +94,7 @@ class RequestLogWriter:
         self._queue.append(row)
         if self.background:
             self._ensure_flusher()
-            if len(self._queue) >= self.batch_size:
+            if self.wakes_on_every_row or len(self._queue) >= self.batch_size:
                 self._wake.set()
 
     def flush(self) -> int:
@@ -104,16 +108,7 @@ class RequestLogWriter:
                 while self._queue:
                     batch = [self._queue.popleft() for _ in range(min(self.batch_size, len(self._queue)))]
                     try:
-                        # A savepoint of its own: a refused batch leaves a caller's transaction usable.
-                        with deadline(background_bound(), what="request log write"), transaction.atomic():
-                            # A row that has an id was inserted by a try whose commit may have
-                            # happened unheard (the connection broke on the way back): it must
-                            # not be written twice, nor fail its batch for ever.
-                            self.model.objects.bulk_create(
-                                batch,
-                                ignore_conflicts=self.always_ignore_conflicts
-                                or any(row.pk is not None for row in batch),
-                            )
+                        self.write(batch)
                     except Exception:
                         self._queue.extendleft(reversed(batch))
                         raise
@@ -124,6 +119,17 @@ class RequestLogWriter:
                 if not connection.in_atomic_block:
                     connection.close()
         return written
+
+    def write(self, batch: list) -> None:
+        """Store one batch of rows (or raise, and they are tried again)."""
+        # A savepoint of its own: a refused batch leaves a caller's transaction usable.
+        with deadline(background_bound(), what="request log write"), transaction.atomic():
+            # A row that has an id was inserted by a try whose commit may have happened unheard
+            # (the connection broke on the way back): it must not be written twice, nor fail
+            # its batch for ever.
+            self.model.objects.bulk_create(
+                batch, ignore_conflicts=self.always_ignore_conflicts or any(row.pk is not None for row in batch)
+            )
 
     def discard(self) -> int:
         """Drop every queued row unwritten; return how many (for tests)."""
@@ -148,7 +154,7 @@ class RequestLogWriter:
 
     def _flush_off_the_loop(self) -> int:
         """flush(), in a native thread when this flusher is a greenlet and the driver would block."""
-        if gevent.monkey.is_module_patched("threading") and connection.vendor == "sqlite":
+        if self.writes_database and gevent.monkey.is_module_patched("threading") and connection.vendor == "sqlite":
             return gevent.get_hub().threadpool.apply(self.flush)
         return self.flush()
 

@@ -197,6 +197,9 @@ def worker_exit(server, worker) -> None:
     request_log = sys.modules.get("console.request_log")
     if request_log is not None:
         request_log.request_log_writer.close()
+    settlement = sys.modules.get("usage.settlement")
+    if settlement is not None:  # before the ledger: settling queues ledger rows
+        settlement.settle_writer.close()
     ledger = sys.modules.get("usage.ledger")
     if ledger is not None:
         ledger.ledger_writer.close()

@@ -383,6 +383,9 @@ MMM_USAGE_RECONCILE_LAG_SECONDS = env_float("MMM_USAGE_RECONCILE_LAG_SECONDS", 6
 MMM_USAGE_RECONCILE_SECONDS = env_float("MMM_USAGE_RECONCILE_SECONDS", 300.0, minimum=0.0)
 # The output a reservation holds for a request that sets no max_tokens.
 MMM_USAGE_DEFAULT_OUTPUT_TOKENS = env_int("MMM_USAGE_DEFAULT_OUTPUT_TOKENS", 1024, minimum=0)
+# Settle a request's usage in a flusher beside the worker, batched into one Redis round trip,
+# instead of in the request (usage.settlement). False settles in the request (the test suite).
+MMM_USAGE_SETTLE_BEHIND = env_bool("MMM_USAGE_SETTLE_BEHIND", True)
 # Stored /v1/responses answers (store: true, the default) are kept this long for
 # previous_response_id and GET /v1/responses/{id}; manage.py prune_responses deletes older ones.
 MMM_RESPONSES_RETENTION_DAYS = env_int("MMM_RESPONSES_RETENTION_DAYS", 30, minimum=1, maximum=3650)

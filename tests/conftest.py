@@ -94,8 +94,10 @@ def bearer(key: str) -> dict:
 @pytest.fixture(autouse=True)
 def request_log_in_foreground(settings):
     """Request-log rows wait in the queue until a test flushes them, in the test's own thread
-    (and so inside its transaction); none is carried over to the next test."""
+    (and so inside its transaction); none is carried over to the next test. Usage is settled
+    in the request, so a test reads the counters as soon as its request is answered."""
     settings.MMM_REQUEST_LOG_BACKGROUND = False
+    settings.MMM_USAGE_SETTLE_BEHIND = False
     yield
     request_log_writer.discard()
 

@@ -231,6 +231,27 @@ def test_a_duplicate_settle_or_reserve_changes_nothing(store):
     assert isinstance(refused, Refused) and refused.left == 0
 
 
+def test_settling_many_at_once_charges_each_once_whatever_the_batch_holds(store):
+    key_budget, team_budget = rule(1000), rule(1000, id=8, subject="t1")
+    for usage_id in ("a", "b"):
+        store.reserve(subject="k1", usage_id=usage_id, charges=[(key_budget, 100)], lease_seconds=60)
+    store.reserve(subject="t1", usage_id="a", charges=[(team_budget, 100)], lease_seconds=60)
+
+    settled = store.settle_many(
+        [
+            ("k1", "a", [(key_budget, 10)]),
+            ("k1", "b", [(key_budget, 20)]),
+            ("k1", "a", [(key_budget, 10)]),  # the same settle twice in one batch
+            ("t1", "a", [(team_budget, 10)]),
+        ]
+    )
+
+    assert [result.duplicate for result in settled] == [False, False, True, False]
+    assert [result.spent.get(7) for result in settled[:2]] == [10, 30]
+    assert store.spent(subject="k1", rules=[key_budget]) == {7: (30, 0)}  # and nothing still held
+    assert store.spent(subject="t1", rules=[team_budget]) == {8: (10, 0)}
+
+
 def test_a_reservation_whose_process_died_is_released_when_its_lease_expires(store):
     budget = rule(10)
     store.reserve(subject="k1", usage_id="dead", charges=[(budget, 10)], lease_seconds=0.2)
@@ -441,3 +462,23 @@ def test_while_redis_is_away_budgets_are_checked_by_this_process_from_the_ledger
     assert away.fallback.spent(
         subject=f"k{key.pk}", rules=catalog.rules_for(api_key_id=key.pk, model_name="gpt")[1]
     ) == {Budget.objects.get().pk: (30, 0)}
+
+
+def test_usage_settled_behind_the_response_is_charged_once_and_holds_nothing(api, gpt, make_key, settings):
+    from tests.waiting import wait_until
+    from usage.services import budgets_left
+    from usage.settlement import settle_writer
+
+    settings.MMM_USAGE_SETTLE_BEHIND = True
+    key = make_key("inference")
+    Budget.objects.create(api_key=key_row(key), period="day", limit_tokens=10_000, thresholds=[])
+
+    for _ in range(5):
+        assert chat(api, key).status_code == 200
+    # The flusher (a thread here, a greenlet under gunicorn) settles them, then queues their rows.
+    wait_until(lambda: len(ledger_writer) == 5, timeout=30, what="the five settlements to reach the ledger's queue")
+
+    assert len(settle_writer) == 0
+    assert sum(row.total_tokens for row in ledger()) == 5 * UPSTREAM_TOKENS
+    [figures] = budgets_left(api_key_id=key_row(key).pk)
+    assert (figures["spent"], figures["held"]) == (5 * UPSTREAM_TOKENS, 0)

@@ -283,3 +283,21 @@ def test_after_a_redis_restart_mid_load_reconciliation_makes_spend_equal_the_led
         assert reconciled.returncode == 0, reconciled.stderr
 
     assert own_usage(before, key)["spent"] == answered * TOKENS_PER_ANSWER
+
+
+def test_settling_in_one_pipeline_after_redis_lost_its_scripts(own_redis):
+    from usage.budget_store_redis import RedisBudgetStore
+    from usage.catalog import BudgetRule
+
+    budget = BudgetRule(
+        id=7, subject="k1", model_name="", period="day", window_seconds=0, unit="tokens", limit=100, thresholds=()
+    )
+    store = RedisBudgetStore(url=own_redis.url, prefix="mmm:noscript")
+    store.settle_many([("k1", "before", [(budget, 1)])])
+    own_redis.stop()
+    own_redis.start()  # empty: no data, no scripts
+
+    settled = store.settle_many([("k1", "a", [(budget, 5)]), ("k1", "b", [(budget, 6)])])
+
+    assert [result.duplicate for result in settled] == [False, False]
+    assert store.spent(subject="k1", rules=[budget]) == {7: (11, 0)}

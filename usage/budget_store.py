@@ -45,6 +45,9 @@ class BudgetStore(Protocol):
 
     def settle(self, *, subject: str, usage_id: str, charges: list[tuple[BudgetRule, int]]) -> Settled: ...
 
+    def settle_many(self, items: list[tuple[str, str, list[tuple[BudgetRule, int]]]]) -> list[Settled]:
+        """``settle`` of each (subject, usage id, charges), in one round trip where the store has them."""
+
     def spent(self, *, subject: str, rules: list[BudgetRule]) -> dict[int, tuple[int, int]]:
         """rule id -> (spent in its current period, held by reservations in flight)."""
 

@@ -94,6 +94,11 @@ class LocalBudgetStore:
                 del done[old]
             return Settled(settled_at=t, duplicate=False, spent=spent)
 
+    def settle_many(self, items: list[tuple[str, str, list[tuple[BudgetRule, int]]]]) -> list[Settled]:
+        return [
+            self.settle(subject=subject, usage_id=usage_id, charges=charges) for subject, usage_id, charges in items
+        ]
+
     def spent(self, *, subject: str, rules: list[BudgetRule]) -> dict[int, tuple[int, int]]:
         t = self._clock()
         with self._lock:

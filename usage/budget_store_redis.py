@@ -21,6 +21,7 @@ import logging
 import time
 
 from django.conf import settings
+from redis.exceptions import NoScriptError
 
 from mmm.breaker import redis_breaker
 from mmm.redis_client import redis_away_errors, shared_state_redis
@@ -296,24 +297,58 @@ class RedisBudgetStore:
             self._away("release", exc)  # the hold's lease drops it
 
     def settle(self, *, subject: str, usage_id: str, charges: list[tuple[BudgetRule, int]]) -> Settled:
+        return self.settle_many([(subject, usage_id, charges)])[0]
+
+    def settle_many(self, items: list[tuple[str, str, list[tuple[BudgetRule, int]]]]) -> list[Settled]:
+        """Settle each (subject, usage id, charges) in one round trip: the settle scripts go in one
+        pipeline (not a transaction: each script is atomic on its own, and is all a settle needs)."""
         if not redis_breaker.is_open():
-            args: list = [usage_id, settings.MMM_USAGE_SETTLED_MEMORY_SECONDS, len(charges)]
-            for rule, amount in charges:
-                args += [rule.id, periods.KIND[rule.period], rule.window_seconds, amount]
             try:
-                ok, settled_at, *spent = self._settle(keys=[self.base(subject)], args=args)
+                replies = self._settle_pipelined(items)
             except self.errors as exc:
                 self._away("settle", exc)
             else:
                 redis_breaker.succeeded()
-                self.fallback.release(subject=subject, usage_id=usage_id)
-                return Settled(
-                    settled_at=float(settled_at),
-                    duplicate=not ok,
-                    spent={rule.id: int(value) for (rule, _), value in zip(charges, spent, strict=False)},
-                )
-        # Counted here alone; the ledger row carries it, and reconciliation gives it to Redis.
-        return self.fallback.settle(subject=subject, usage_id=usage_id, charges=charges)
+                settled = []
+                for (subject, usage_id, charges), (ok, settled_at, *spent) in zip(items, replies, strict=True):
+                    self.fallback.release(subject=subject, usage_id=usage_id)
+                    settled.append(
+                        Settled(
+                            settled_at=float(settled_at),
+                            duplicate=not ok,
+                            spent={rule.id: int(value) for (rule, _), value in zip(charges, spent, strict=False)},
+                        )
+                    )
+                return settled
+        # Counted here alone; the ledger rows carry them, and reconciliation gives them to Redis.
+        return [
+            self.fallback.settle(subject=subject, usage_id=usage_id, charges=charges)
+            for subject, usage_id, charges in items
+        ]
+
+    def _settle_pipelined(self, items: list[tuple[str, str, list[tuple[BudgetRule, int]]]]) -> list:
+        memory = settings.MMM_USAGE_SETTLED_MEMORY_SECONDS
+        calls = []
+        for subject, usage_id, charges in items:
+            args: list = [usage_id, memory, len(charges)]
+            for rule, amount in charges:
+                args += [rule.id, periods.KIND[rule.period], rule.window_seconds, amount]
+            calls.append((self.base(subject), args))
+        # EVALSHA by hand: redis-py's pipeline asks SCRIPT EXISTS first (a round trip of its own).
+        pipeline = self._redis.pipeline(transaction=False)
+        for key, args in calls:
+            pipeline.execute_command("EVALSHA", self._settle.sha, 1, key, *args)
+        replies = pipeline.execute(raise_on_error=False)
+        if any(isinstance(reply, NoScriptError) for reply in replies):
+            self._redis.script_load(_SETTLE)  # Redis restarted (or flushed its scripts) since
+            replies = [
+                self._settle(keys=[key], args=args) if isinstance(reply, NoScriptError) else reply
+                for (key, args), reply in zip(calls, replies, strict=True)
+            ]
+        for reply in replies:
+            if isinstance(reply, Exception):
+                raise reply
+        return replies
 
     def spent(self, *, subject: str, rules: list[BudgetRule]) -> dict[int, tuple[int, int]]:
         args: list = [len(rules)]

@@ -58,4 +58,4 @@ def finished(usage: RequestUsage, *, status: int) -> None:
         tokens = usage.meter.tokens(input_estimate=usage.reservation.input_estimate)
     elif status >= 400 and tokens is not None and tokens.estimated:
         tokens = None  # refused, and the upstream reported nothing used: nothing to bill
-    usage_settle(reservation=usage.reservation, tokens=tokens, status=status)
+    usage_settle(reservation=usage.reservation, tokens=tokens, status=status, behind=True)

@@ -18,7 +18,7 @@ import logging
 import os
 import uuid
 from dataclasses import dataclass, field
-from datetime import UTC, datetime
+from datetime import datetime
 from decimal import Decimal
 
 from django.conf import settings
@@ -26,15 +26,14 @@ from django.db import DatabaseError, connection
 from django.utils import timezone
 
 from mmm import database
-from usage import periods, thresholds
 from usage.budget_store import Held, budget_store
 from usage.catalog import BudgetRule, catalog
 from usage.exceptions import BudgetExceeded
-from usage.ledger import ledger_writer
 from usage.metering import Tokens, estimate_tokens, text_chars
 from usage.models import Budget, Kind, Team, TeamMember, UsageRecord
 from usage.pricing import amount_for, job_cost, token_cost
 from usage.reconcile import reconcile_all, reconcile_subject
+from usage.settlement import Charge, settle, settle_writer
 
 logger = logging.getLogger("mmm.usage")
 
@@ -180,9 +179,11 @@ def usage_settle(
     images: int = 0,
     video_seconds: Decimal = Decimal(0),
     cost_nanos: int | None = None,
+    behind: bool = False,
 ) -> UsageRecord | None:
     """Charge what the request used (once: a second call for the same reservation is a no-op)
-    and queue its ledger row; None when it used nothing."""
+    and queue its ledger row; None when it used nothing. ``behind``: hand the charge to the
+    settlement flusher (usage.settlement) and return None, where one runs."""
     if reservation.settled:
         return None
     reservation.settled = True
@@ -190,66 +191,26 @@ def usage_settle(
     price = catalog.price_at(reservation.model_name, reservation.started_at)
     if cost_nanos is None:
         cost_nanos = token_cost(tokens, price)
-    used = tokens.total > 0 or cost_nanos > 0
-    store = budget_store() if reservation.rules else None
-    settled_at = None
-    if store is not None and not used:
-        for subject in reservation.subjects():
-            store.release(subject=subject, usage_id=reservation.usage_id)
+    if tokens.total <= 0 and cost_nanos <= 0:
+        if reservation.rules:
+            store = budget_store()
+            for subject in reservation.subjects():
+                store.release(subject=subject, usage_id=reservation.usage_id)
         return None
-    if not used:
-        return None
-    if store is not None:
-        settled_at = _charge(store, reservation, tokens=tokens.total, cost_nanos=cost_nanos)
-    row = UsageRecord(
-        usage_id=reservation.usage_id,
-        request_id=reservation.request_id[:64],
-        settled_at=settled_at or timezone.now(),
-        started_at=reservation.started_at,
-        api_key_id=reservation.api_key_id,
-        api_key_prefix=reservation.api_key_prefix,
-        team_id=reservation.team_id,
-        model_name=reservation.model_name[:200],
+    charge = Charge(
+        reservation=reservation,
+        tokens=tokens,
+        cost_nanos=cost_nanos,
+        price=price,
+        status=status,
         kind=kind,
-        input_tokens=tokens.input,
-        output_tokens=tokens.output,
-        cached_tokens=tokens.cached,
         images=images,
         video_seconds=video_seconds,
-        estimated=tokens.estimated,
-        cost_nanos=cost_nanos,
-        price_id=price.id if price else None,
-        status=status,
     )
-    ledger_writer.add(row)
-    from usage import metrics
-
-    metrics.observe_usage(row)
-    return row
-
-
-def _charge(store, reservation: Reservation, *, tokens: int, cost_nanos: int) -> datetime | None:
-    settled_at = None
-    for subject, rules in reservation.subjects().items():
-        charges = [(rule, amount_for(rule, tokens=tokens, cost_nanos=cost_nanos)) for rule in rules]
-        settled = store.settle(subject=subject, usage_id=reservation.usage_id, charges=charges)
-        if settled_at is None:
-            settled_at = datetime.fromtimestamp(settled.settled_at, UTC)
-        if settled.duplicate:
-            continue
-        for rule, amount in charges:
-            after = settled.spent.get(rule.id)
-            if after is None or not rule.thresholds:
-                continue
-            for percent in thresholds.crossed(rule, before=after - amount, after=after):
-                label = periods.charge_label(period=rule.period, window=rule.window_seconds, t=settled.settled_at)
-                try:
-                    thresholds.budget_threshold_event(
-                        api_key_id=reservation.api_key_id, rule=rule, percent=percent, spent=after, label=label
-                    )
-                except Exception:
-                    logger.exception("budget threshold event for budget %s could not be queued", abs(rule.id))
-    return settled_at
+    if behind and reservation.rules and settle_writer.background:
+        settle_writer.add(charge)
+        return None
+    return settle([charge])[0]
 
 
 def record_job_usage(
