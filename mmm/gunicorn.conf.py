@@ -14,6 +14,7 @@ import tempfile
 import time
 from pathlib import Path
 
+from mmm import connection_balance
 from mmm.env import env_bool, env_int, env_str
 
 _host = env_str("HOST", "127.0.0.1")
@@ -184,11 +185,21 @@ def on_exit(server) -> None:
         shutil.rmtree(os.path.dirname(path), ignore_errors=True)
 
 
+# Each worker counts its connections where the others see them (mmm.connection_balance); room
+# for the workers gunicorn may add on TTIN.
+connection_balance.share(slots=max(64, workers * 4))
+
+
+def pre_fork(server, worker) -> None:
+    connection_balance.assign(worker, live_workers=list(server.WORKERS.values()))
+
+
 def child_exit(server, worker) -> None:
     # The dead process's in-flight gauge must stop counting; its counters stay in the sum.
     from prometheus_client import multiprocess
 
     multiprocess.mark_process_dead(worker.pid)
+    connection_balance.release(worker)
 
 
 def worker_exit(server, worker) -> None:

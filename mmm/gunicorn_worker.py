@@ -1,4 +1,5 @@
-"""gunicorn's gevent worker, answering the requests gunicorn refuses itself in the API's JSON.
+"""gunicorn's gevent worker, answering the requests gunicorn refuses itself in the API's JSON,
+and taking its share of the host's connections (mmm.connection_balance).
 
 gunicorn answers a request it cannot parse, or one over its limits (mmm/gunicorn.conf.py), before
 the application sees it, with a small HTML page. This worker lets gunicorn decide, log and count
@@ -8,8 +9,12 @@ the refusal as it always does, and sends the same status as a JSON error instead
 
 import json
 
+from gevent.server import StreamServer
 from gunicorn import util
+from gunicorn.workers import ggevent
 from gunicorn.workers.ggevent import GeventWorker as _GeventWorker
+
+from mmm import connection_balance
 
 # gunicorn's status -> (code, message); the message never echoes what the client sent.
 _REFUSALS = {
@@ -39,7 +44,40 @@ class _Captured:
         self.written += data
 
 
+class _BalancedStreamServer(StreamServer):
+    """Accepts as gevent's server does, after a pause when this worker is ahead of the others."""
+
+    _paused_once = False
+
+    def _do_read(self):
+        if not self._paused_once and connection_balance.ahead_of_the_others():
+            self._paused_once = True
+            self.stop_accepting()  # (it also drops a timer of gevent's own: set ours after)
+            self._timer = self.loop.timer(connection_balance.PAUSE_SECONDS)
+            self._timer.start(self._start_accepting_if_started)
+            return
+        self._paused_once = False  # waited once: accept whoever is still waiting
+        super()._do_read()
+
+
 class GeventWorker(_GeventWorker):
+    def init_process(self):
+        connection_balance.start_counting(self)
+        super().init_process()
+
+    def run(self):
+        # gunicorn's run() builds its listening servers by this module name; only this worker
+        # process runs it.
+        ggevent.StreamServer = _BalancedStreamServer
+        super().run()
+
+    def handle(self, listener, client, addr):
+        connection_balance.opened()
+        try:
+            super().handle(listener, client, addr)
+        finally:
+            connection_balance.closed()
+
     def handle_error(self, req, client, addr, exc):
         captured = _Captured()
         super().handle_error(req, captured, addr, exc)

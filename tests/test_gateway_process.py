@@ -3,6 +3,7 @@ several processes that share nothing but the database."""
 
 import http.client
 import json
+import os
 import socket
 
 import pytest
@@ -220,3 +221,56 @@ def test_what_gunicorn_refuses_itself_is_a_json_error_that_closes_the_connection
     assert headers["Content-Type"] == "application/json"
     assert json.loads(body)["code"] == code
     assert says in json.loads(body)["msg"]
+
+
+def _established_per_process(root_pid: int, port: int) -> dict[int, int]:
+    """pid -> client connections it holds on ``port``, for each child of ``root_pid`` (from /proc)."""
+    established = set()
+    for table in ("/proc/net/tcp", "/proc/net/tcp6"):
+        with open(table) as rows:
+            for row in list(rows)[1:]:
+                fields = row.split()
+                if int(fields[1].rsplit(":", 1)[1], 16) == port and fields[3] == "01":
+                    established.add(fields[9])  # the socket's inode
+    held = {}
+    with open(f"/proc/{root_pid}/task/{root_pid}/children") as children:
+        for pid in map(int, children.read().split()):
+            links = []
+            for fd in os.listdir(f"/proc/{pid}/fd"):
+                try:
+                    links.append(os.readlink(f"/proc/{pid}/fd/{fd}"))
+                except OSError:
+                    continue  # closed meanwhile
+            held[pid] = sum(link[len("socket:[") : -1] in established for link in links if link.startswith("socket:["))
+    return held
+
+
+def test_a_burst_of_keep_alive_connections_is_shared_by_both_workers(gateway_env):
+    gateway = GatewayProcess(env={**gateway_env, "MMM_WEB_WORKERS": "2"}).start()
+    clients = []
+    try:
+        # All at once, as a load balancer or a client pool opens its connections.
+        clients = [socket.create_connection(("127.0.0.1", gateway.port), timeout=30) for _ in range(32)]
+        seen: list[dict] = []
+
+        def all_accepted() -> dict | None:
+            seen.append(_established_per_process(gateway.process.pid, gateway.port))
+            return seen[-1] if sum(seen[-1].values()) == 32 else None
+
+        try:
+            held = wait_until(all_accepted, timeout=30, what="the workers to accept all 32 connections")
+        except AssertionError as exc:
+            raise AssertionError(f"{exc}; connections held per process: {seen[-1]}") from None
+
+        workers = sorted(count for count in held.values() if count)
+        # Without balancing, 25 and 7 (or worse) were common: one worker did most of the work.
+        assert len(workers) == 2 and workers[0] >= 12, f"connections per worker: {workers}"
+        for client in clients:
+            client.sendall(b"GET /api/server/workers HTTP/1.1\r\nHost: 127.0.0.1\r\n\r\n")
+        for client in clients:
+            answer = client.recv(65536)
+            assert answer.startswith(b"HTTP/1.1 200"), f"a request on a new connection was answered {answer[:200]!r}"
+    finally:
+        for client in clients:
+            client.close()
+        gateway.stop()
