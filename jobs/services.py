@@ -10,6 +10,7 @@ import logging
 from datetime import timedelta
 
 from django.conf import settings
+from django.db import transaction
 from django.utils import timezone
 
 from accounts.caller import Caller
@@ -19,6 +20,7 @@ from jobs import results, scheduler
 from jobs.exceptions import JobNotFound
 from jobs.models import ACTIVE, Job, JobStatus, new_public_id
 from jobs.runner import JobRunner
+from jobs.wake import notify_runner
 from mmm.api_errors import ApiError
 from registry.models import Worker, WorkerKind
 
@@ -37,7 +39,7 @@ def job_create(*, kind: str, model_name: str, prompt: str, params: dict, caller:
                 model_name=model_name,
             )
         raise ModelNotFound(model_name)
-    return Job.objects.create(
+    job = Job.objects.create(
         public_id=new_public_id(kind),
         kind=kind,
         model_name=model_name,
@@ -46,6 +48,8 @@ def job_create(*, kind: str, model_name: str, prompt: str, params: dict, caller:
         prompt=prompt,
         params=params,
     )
+    transaction.on_commit(notify_runner)  # the runner then finds it in the database
+    return job
 
 
 def job_get(*, public_id: str, kind: str, caller: Caller | None) -> Job:

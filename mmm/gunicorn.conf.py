@@ -149,6 +149,9 @@ _sidecars: list[subprocess.Popen] = []
 
 def _start_sidecars() -> None:
     shared_state = bool(env_str("REDIS_URL") or env_str("MMM_HOST_STATE_SOCKET"))
+    if env_bool("MMM_JOB_RUNNER", True) and not env_str("MMM_JOB_WAKE_SOCKET"):
+        # Where the runner hears from the web workers (forked after this) that a job was queued.
+        os.environ["MMM_JOB_WAKE_SOCKET"] = os.path.join(tempfile.mkdtemp(prefix="mmm-jobs-"), "wake.sock")
     for setting, command, wanted in (
         ("MMM_JOB_RUNNER", "run_jobs", True),
         ("MMM_WEBHOOK_SENDER", "deliver_webhooks", True),
@@ -180,9 +183,10 @@ def _stop(processes: list, *, timeout: float) -> None:
 def on_exit(server) -> None:
     _stop(_sidecars, timeout=15)
     _stop([_host_state_process], timeout=5)
-    path = env_str("MMM_HOST_STATE_SOCKET")
-    if path and os.path.basename(os.path.dirname(path)).startswith("mmm-state-"):
-        shutil.rmtree(os.path.dirname(path), ignore_errors=True)
+    for name, prefix in (("MMM_HOST_STATE_SOCKET", "mmm-state-"), ("MMM_JOB_WAKE_SOCKET", "mmm-jobs-")):
+        path = env_str(name)
+        if path and os.path.basename(os.path.dirname(path)).startswith(prefix):  # made above
+            shutil.rmtree(os.path.dirname(path), ignore_errors=True)
 
 
 # Each worker counts its connections where the others see them (mmm.connection_balance); room

@@ -423,3 +423,8 @@ MMM_JOB_RUNNER_THREADS = env_int("MMM_JOB_RUNNER_THREADS", 16, minimum=1, maximu
 # gunicorn (mmm/gunicorn.conf.py) starts a `run_jobs --loop` beside itself; production runs it
 # as its own service and sets this to false.
 MMM_JOB_RUNNER = env_bool("MMM_JOB_RUNNER", True)
+# Where this host's runner listens for "a job was queued" (jobs/wake.py); the gunicorn config
+# sets it for the runner it starts. Empty: the runner only polls.
+MMM_JOB_WAKE_SOCKET = env_str("MMM_JOB_WAKE_SOCKET")
+# The longest an idle runner waits between passes (it backs off to this while it finds nothing).
+MMM_JOB_IDLE_MAX_SECONDS = env_float("MMM_JOB_IDLE_MAX_SECONDS", 1.0, minimum=0.05, maximum=60.0)

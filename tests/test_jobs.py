@@ -464,3 +464,22 @@ def test_a_video_job_that_would_start_over_its_keys_money_budget_is_a_429_and_is
     assert error["code"] == "budget_exceeded" and "0.50" in error["message"]
     assert not Job.objects.filter(prompt="a long take").exists()
     create(api, headers=bearer(key), model="wan-video", prompt="a short take", seconds=4)  # 0.40 fits
+
+
+def test_queueing_a_job_wakes_the_runner_listening_on_this_host(api, servers, settings, tmp_path):
+    import threading
+
+    from jobs.wake import RunnerWake
+
+    settings.MMM_JOB_WAKE_SOCKET = str(tmp_path / "wake.sock")
+    queued = threading.Event()
+    wake = RunnerWake(path=settings.MMM_JOB_WAKE_SOCKET, event=queued)
+    try:
+        register_comfyui(api, servers(ComfyUIServer()))
+        assert not queued.is_set()
+
+        create(api, "/v1/images/jobs", model="sdxl", prompt="a lighthouse")
+
+        wait_until(queued.is_set, timeout=10, what="the runner's wake socket to hear of the queued job")
+    finally:
+        wake.close()

@@ -5,18 +5,32 @@ import threading
 import time
 from dataclasses import asdict
 
+from django.conf import settings
 from django.core.management.base import BaseCommand, CommandParser
 from django.db import DatabaseError, close_old_connections
 
 from jobs.runner import JobRunner
 from jobs.services import jobs_prune
+from jobs.wake import RunnerWake
 from mmm.command_loop import parent_gone, stop_on_signals
 
-# Seconds between passes while there is nothing to do, and while there is.
-_IDLE_SECONDS = 0.2
+# Seconds between passes while there is work, and the first wait once there is none (it then
+# doubles up to MMM_JOB_IDLE_MAX_SECONDS; a job queued on this host wakes the runner at once).
 _BUSY_SECONDS = 0.05
+_IDLE_SECONDS = 0.2
 # Expired jobs are pruned this often by a looping runner (prune_jobs does it from cron too).
 _PRUNE_EVERY_SECONDS = 60.0
+
+
+def _wait_for(stop: threading.Event, look_now: threading.Event, *, seconds: float) -> bool:
+    """Wait ``seconds``, less if a job is queued meanwhile; whether to stop (SIGTERM or SIGINT)."""
+    deadline = time.monotonic() + seconds
+    while not stop.is_set() and not look_now.is_set():
+        left = deadline - time.monotonic()
+        if left <= 0:
+            break
+        look_now.wait(min(left, 0.1))  # and look at the stop signal ten times a second
+    return stop.is_set()
 
 
 class Command(BaseCommand):
@@ -41,7 +55,10 @@ class Command(BaseCommand):
     def handle(self, *args, loop: bool, parent_pid: int | None, as_json: bool, **options) -> None:
         runner = JobRunner()
         stop = stop_on_signals() if loop else threading.Event()
+        look_now = threading.Event()
+        wake = RunnerWake(path=settings.MMM_JOB_WAKE_SOCKET if loop else "", event=look_now)
         pruned_at = 0.0
+        idle_wait = _IDLE_SECONDS
         try:
             while True:
                 started = time.monotonic()
@@ -62,9 +79,17 @@ class Command(BaseCommand):
                     return
                 if parent_gone(parent_pid):
                     return
-                if stop.wait(_BUSY_SECONDS if summary is not None and summary.did_work else _IDLE_SECONDS):
+                if summary is not None and summary.did_work:
+                    wait, idle_wait = _BUSY_SECONDS, _IDLE_SECONDS
+                else:
+                    wait, idle_wait = idle_wait, min(idle_wait * 2, settings.MMM_JOB_IDLE_MAX_SECONDS)
+                if _wait_for(stop, look_now, seconds=wait):
                     return
+                if look_now.is_set():
+                    look_now.clear()
+                    idle_wait = _IDLE_SECONDS
         finally:
+            wake.close()
             runner.close()
 
     def _report(self, summary, *, seconds: float, as_json: bool) -> None:
