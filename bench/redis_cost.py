@@ -19,6 +19,7 @@ import sys
 import tempfile
 import threading
 import time
+from concurrent.futures import ThreadPoolExecutor
 from pathlib import Path
 
 import redis
@@ -74,7 +75,16 @@ def redis_cpu(client: redis.Redis) -> float:
 
 def main(argv: list[str] | None = None) -> int:
     parser = argparse.ArgumentParser(prog="python -m bench.redis_cost", description=__doc__.splitlines()[0])
-    parser.add_argument("--requests", type=int, default=2000, help="sequential seed completions (2000)")
+    parser.add_argument("--requests", type=int, default=2000, help="seed completions (2000)")
+    parser.add_argument(
+        "--concurrency", type=int, default=1, help="clients sending them at once, each on its own connection (1)"
+    )
+    parser.add_argument(
+        "--direct",
+        action="store_true",
+        help="the gateway talks to Redis directly, without the round-trip counting proxy (whose CPU "
+        "then does not compete with Redis's on a small machine); round trips are not counted",
+    )
     args = parser.parse_args(argv)
     binary = shutil.which("redis-server")
     if binary is None:
@@ -85,33 +95,48 @@ def main(argv: list[str] | None = None) -> int:
         port = free_port()
         command = [binary, "--port", str(port), "--bind", "127.0.0.1", "--save", "", "--appendonly", "no"]
         command += ["--dir", str(tmp)]
-        counter = TurnCounter(port)  # it connects to Redis only once the gateway connects to it
+        counter = None if args.direct else TurnCounter(port)  # it connects to Redis once the gateway does
+        redis_port = port if counter is None else counter.port
         try:
             with (
                 started(command, what="redis-server", port=port, log=tmp / "redis.log"),
                 upstream_process("bench.upstream", fd_flag="--fd", args=[f"{SEED_PATH}=0"]) as upstream,
-                mmm(upstream, tmp, {"REDIS_URL": f"redis://127.0.0.1:{counter.port}/0"}) as (seed, _v1),
+                mmm(upstream, tmp, {"REDIS_URL": f"redis://127.0.0.1:{redis_port}/0"}) as (seed, _v1),
             ):
                 client = redis.Redis(host="127.0.0.1", port=port)
-                connection = http.client.HTTPConnection("127.0.0.1", seed.port, timeout=30)
                 body = json.dumps(SEED_BODY)
                 headers = {"Content-Type": "application/json"}
+                connections = [
+                    http.client.HTTPConnection("127.0.0.1", seed.port, timeout=30) for _ in range(args.concurrency)
+                ]
 
-                def complete() -> None:
+                def complete(connection: http.client.HTTPConnection) -> None:
                     connection.request("POST", seed.whole.path, body=body, headers=headers)
                     response = connection.getresponse()
                     answer = response.read()
                     if response.status != 200:
                         raise SetupError(f"the gateway answered {response.status}: {answer[:200]!r}")
 
-                for _ in range(200):
-                    complete()  # warm: routing table, connections, scripts loaded
+                def send(count: int) -> None:
+                    """``count`` completions, shared out between the clients."""
+                    shares = [
+                        count // len(connections) + (n < count % len(connections)) for n in range(len(connections))
+                    ]
+
+                    def client_sends(n: int) -> None:
+                        for _ in range(shares[n]):
+                            complete(connections[n])
+
+                    with ThreadPoolExecutor(len(connections)) as pool:
+                        list(pool.map(client_sends, range(len(connections))))
+
+                send(200)  # warm: routing table, connections, scripts loaded
                 client.config_resetstat()
-                began, cpu_before, turns_before = time.monotonic(), redis_cpu(client), counter.turns
-                for _ in range(args.requests):
-                    complete()
+                turns_before = counter.turns if counter else 0
+                began, cpu_before = time.monotonic(), redis_cpu(client)
+                send(args.requests)
                 seconds, cpu_run = time.monotonic() - began, redis_cpu(client) - cpu_before
-                turns = counter.turns - turns_before
+                turns = counter.turns - turns_before if counter else None
                 stats = client.info("commandstats")
                 idle_before = redis_cpu(client)
                 time.sleep(min(seconds, 10.0))
@@ -119,19 +144,26 @@ def main(argv: list[str] | None = None) -> int:
         except (SetupError, subprocess.SubprocessError, redis.RedisError) as exc:
             print(f"setup failed: {exc}", file=sys.stderr)
             return 1
-    calls = {name.removeprefix("cmdstat_").upper(): int(value["calls"]) for name, value in stats.items()}
-    calls = {name: count for name, count in calls.items() if not name.startswith(("CONFIG", "INFO"))}
+    stats = {name.removeprefix("cmdstat_").upper(): value for name, value in stats.items()}
+    stats = {name: value for name, value in stats.items() if not name.startswith(("CONFIG", "INFO"))}
+    calls = {name: int(value["calls"]) for name, value in stats.items()}
+    # Redis's own time in each command (a script's commands counted in it too), not the I/O.
+    evalsha_usec = float(stats.get("EVALSHA", {}).get("usec", 0))
     total = sum(calls.values())
-    print(f"{args.requests} sequential seed completions in {seconds:.1f} s, Redis of its own:\n")
+    how = "sequential" if args.concurrency == 1 else f"at concurrency {args.concurrency}"
+    print(f"{args.requests} {how} seed completions in {seconds:.1f} s, Redis of its own:\n")
     print(f"commands per request: {total / args.requests:.1f}")
-    print(f"round trips per request: {turns / args.requests:.1f} (the gateway's, through a counting proxy)")
+    if turns is not None:
+        print(f"round trips per request: {turns / args.requests:.2f} (the gateway's, through a counting proxy)")
     print(
         f"Redis CPU per request: {(cpu_run - idle) / args.requests * 1e6:.0f} µs "
         f"({cpu_run / args.requests * 1e6:.0f} µs before subtracting {idle * 1e3:.0f} ms of idle cron)"
     )
-    print("\n| command | per request |\n|---|---:|")
+    print(f"of which in scripts: {evalsha_usec / args.requests:.0f} µs (EVALSHA's own time, its commands included)")
+    print("\n| command | per request | µs per call |\n|---|---:|---:|")
     for command_name, count in sorted(calls.items(), key=lambda item: -item[1]):
-        print(f"| {command_name} | {count / args.requests:.2f} |")
+        per_call = float(stats[command_name]["usec_per_call"])
+        print(f"| {command_name} | {count / args.requests:.2f} | {per_call:.2f} |")
     return 0
 
 

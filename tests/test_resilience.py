@@ -393,8 +393,8 @@ def test_a_worker_ejected_between_the_look_and_the_pick_is_still_tried_in_panic_
     class EjectedBehindItsBack(LocalRoutingState):
         raced = False
 
-        def snapshot(self, worker_ids):
-            seen = super().snapshot(worker_ids)
+        def snapshot(self, worker_ids, **looking):
+            seen = super().snapshot(worker_ids, **looking)
             if not self.raced:
                 self.raced = True
                 for worker_id in worker_ids:
