@@ -13,13 +13,16 @@ import argparse
 import asyncio
 import http.client
 import json
+import os
 import shutil
 import subprocess
 import sys
 import tempfile
 import threading
 import time
+from collections.abc import Callable
 from concurrent.futures import ThreadPoolExecutor
+from dataclasses import dataclass
 from pathlib import Path
 
 import redis
@@ -73,6 +76,75 @@ def redis_cpu(client: redis.Redis) -> float:
     return float(info["used_cpu_sys"]) + float(info["used_cpu_user"])
 
 
+def replay(*, port: int, floor: bool = False) -> Callable[[], None]:
+    """The router's own calls to the routing state for one seed completion (``routed_call`` on
+    one worker, the upstream call left out), against the Redis on ``port``, with no gateway.
+
+    With ``floor``, each call of the state is a PING instead (the state kept in this process):
+    what as many round trips cost Redis with nothing to do, at the same pace."""
+    os.environ.setdefault("DJANGO_SETTINGS_MODULE", "mmm.settings")
+    import django
+
+    django.setup()
+    from inference.router import routed_call
+    from inference.routing import RoutingTable
+    from inference.routing_state_local import LocalRoutingState
+    from inference.routing_state_redis import RedisRoutingState
+    from registry.models import Worker
+
+    class PingingState(LocalRoutingState):
+        pinged = redis.Redis(host="127.0.0.1", port=port)
+
+        def __getattribute__(self, name: str):
+            if name in ("snapshot", "acquire", "finish", "budget_record_request"):
+                type(self).pinged.ping()
+            return super().__getattribute__(name)
+
+    worker = Worker(id=1, model_name=SEED_BODY["model_name"], enabled=True, weight=1, timeout=30)
+    table = RoutingTable(loader=lambda name: [worker] if name in (None, worker.model_name) else [])
+    state = PingingState() if floor else RedisRoutingState(url=f"redis://127.0.0.1:{port}/1", prefix="bench-replay")
+
+    def complete() -> None:
+        routed_call(model_name=worker.model_name, call=lambda worker, lease: None, table=table, state=state)
+
+    return complete
+
+
+def measure(client: redis.Redis, send: Callable[[int], None], requests: int) -> tuple[float, float, dict]:
+    """(seconds, Redis CPU seconds, INFO commandstats) over ``send(requests)``."""
+    client.config_resetstat()
+    began, cpu_before = time.monotonic(), redis_cpu(client)
+    send(requests)
+    return time.monotonic() - began, redis_cpu(client) - cpu_before, client.info("commandstats")
+
+
+@dataclass
+class Run:
+    requests: int
+    seconds: float
+    redis_cpu: float  # seconds, the idle cron's share taken off
+    stats: dict  # INFO commandstats
+    turns: int | None  # round trips, where counted
+
+    def report(self) -> None:
+        stats = {name.removeprefix("cmdstat_").upper(): value for name, value in self.stats.items()}
+        stats = {name: value for name, value in stats.items() if not name.startswith(("CONFIG", "INFO"))}
+        calls = {name: int(value["calls"]) for name, value in stats.items()}
+        # Redis's own time in a script, its commands included (commandstats also counts each of
+        # them on its own line): what is not in commands is reading and writing sockets.
+        in_scripts = float(stats.get("EVALSHA", {}).get("usec", 0)) / self.requests
+        print(f"  {self.requests / self.seconds:.0f} completions a second")
+        print(f"  commands per request: {sum(calls.values()) / self.requests:.1f}")
+        if self.turns is not None:
+            print(f"  round trips per request: {self.turns / self.requests:.2f} (counted by a proxy)")
+        print(
+            f"  Redis CPU per request: {self.redis_cpu / self.requests * 1e6:.0f} µs, of which scripts {in_scripts:.0f} µs"
+        )
+        print("\n  | command | per request | µs per call |\n  |---|---:|---:|")
+        for name, count in sorted(calls.items(), key=lambda item: -item[1]):
+            print(f"  | {name} | {count / self.requests:.2f} | {float(stats[name]['usec_per_call']):.2f} |")
+
+
 def main(argv: list[str] | None = None) -> int:
     parser = argparse.ArgumentParser(prog="python -m bench.redis_cost", description=__doc__.splitlines()[0])
     parser.add_argument("--requests", type=int, default=2000, help="seed completions (2000)")
@@ -84,6 +156,14 @@ def main(argv: list[str] | None = None) -> int:
         action="store_true",
         help="the gateway talks to Redis directly, without the round-trip counting proxy (whose CPU "
         "then does not compete with Redis's on a small machine); round trips are not counted",
+    )
+    parser.add_argument(
+        "--replay",
+        type=int,
+        default=0,
+        metavar="N",
+        help="then N completions' worth of the router's own calls from this process, the gateway idle: "
+        "the Redis CPU of the same work when Redis does not share its cores with a loaded gateway",
     )
     args = parser.parse_args(argv)
     binary = shutil.which("redis-server")
@@ -131,39 +211,34 @@ def main(argv: list[str] | None = None) -> int:
                         list(pool.map(client_sends, range(len(connections))))
 
                 send(200)  # warm: routing table, connections, scripts loaded
-                client.config_resetstat()
                 turns_before = counter.turns if counter else 0
-                began, cpu_before = time.monotonic(), redis_cpu(client)
-                send(args.requests)
-                seconds, cpu_run = time.monotonic() - began, redis_cpu(client) - cpu_before
+                seconds, cpu_run, stats = measure(client, send, args.requests)
                 turns = counter.turns - turns_before if counter else None
-                stats = client.info("commandstats")
                 idle_before = redis_cpu(client)
                 time.sleep(min(seconds, 10.0))
-                idle = (redis_cpu(client) - idle_before) * seconds / min(seconds, 10.0)
+                idle_per_second = (redis_cpu(client) - idle_before) / min(seconds, 10.0)
+                gateway = Run(args.requests, seconds, cpu_run - idle_per_second * seconds, stats, turns)
+                replayed = []
+                for floor in (False, True) if args.replay else ():
+                    one = replay(port=port, floor=floor)
+                    for _ in range(200):
+                        one()
+                    seconds, cpu_run, stats = measure(
+                        client, lambda count, one=one: [one() for _ in range(count)], args.replay
+                    )
+                    replayed.append(Run(args.replay, seconds, cpu_run - idle_per_second * seconds, stats, None))
         except (SetupError, subprocess.SubprocessError, redis.RedisError) as exc:
             print(f"setup failed: {exc}", file=sys.stderr)
             return 1
-    stats = {name.removeprefix("cmdstat_").upper(): value for name, value in stats.items()}
-    stats = {name: value for name, value in stats.items() if not name.startswith(("CONFIG", "INFO"))}
-    calls = {name: int(value["calls"]) for name, value in stats.items()}
-    # Redis's own time in each command (a script's commands counted in it too), not the I/O.
-    evalsha_usec = float(stats.get("EVALSHA", {}).get("usec", 0))
-    total = sum(calls.values())
     how = "sequential" if args.concurrency == 1 else f"at concurrency {args.concurrency}"
-    print(f"{args.requests} {how} seed completions in {seconds:.1f} s, Redis of its own:\n")
-    print(f"commands per request: {total / args.requests:.1f}")
-    if turns is not None:
-        print(f"round trips per request: {turns / args.requests:.2f} (the gateway's, through a counting proxy)")
-    print(
-        f"Redis CPU per request: {(cpu_run - idle) / args.requests * 1e6:.0f} µs "
-        f"({cpu_run / args.requests * 1e6:.0f} µs before subtracting {idle * 1e3:.0f} ms of idle cron)"
-    )
-    print(f"of which in scripts: {evalsha_usec / args.requests:.0f} µs (EVALSHA's own time, its commands included)")
-    print("\n| command | per request | µs per call |\n|---|---:|---:|")
-    for command_name, count in sorted(calls.items(), key=lambda item: -item[1]):
-        per_call = float(stats[command_name]["usec_per_call"])
-        print(f"| {command_name} | {count / args.requests:.2f} | {per_call:.2f} |")
+    print(f"{args.requests} {how} seed completions through the gateway, Redis of its own:")
+    gateway.report()
+    if replayed:
+        print(f"\nThe router's calls for {args.replay} completions from one process, no gateway running:")
+        replayed[0].report()
+        print("\nThe same with a PING for each of those calls (the state kept in the process): the round trips alone")
+        replayed[1].report()
+    print(f"\n(Redis's idle cron, {idle_per_second * 1e3:.1f} ms a second, is subtracted.)")
     return 0
 
 

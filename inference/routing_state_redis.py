@@ -49,26 +49,30 @@ logger = logging.getLogger("mmm.routing")
 
 _KEEP_SECONDS = 86400  # a worker unused for a day is forgotten
 _RENEW_SECONDS = 3600  # how often an active worker's TTL is renewed
+# A worker's success counts, by minute parity: (minute, successes, verdicts) fields of its hash.
+_STATS_FIELDS = (("m0", "ok0", "n0"), ("m1", "ok1", "n1"))
 
-# KEYS: in-flight set, worker hash.
+# KEYS: in-flight set, worker hash. Besides its tokens the set holds one member, '~', scored
+# +inf: so the set outlives its last token (Redis drops an empty set, and making it again, with
+# its TTL, cost every request to an idle worker), and counts are the members less one.
 _ACQUIRE = """
-local now, token, hold_until = tonumber(ARGV[1]), ARGV[2], tonumber(ARGV[3])
-local cap, panic = tonumber(ARGV[4]), ARGV[5] == '1'
+local now = tonumber(ARGV[1])
 local h = redis.call('HMGET', KEYS[2], 'ejected_until', 'ejections', 'trial_until', 'kept')
-local renew = tonumber(h[4] or 0) < now
-if cap > 0 or renew then redis.call('ZREMRANGEBYSCORE', KEYS[1], '-inf', now) end
-local running = redis.call('ZCARD', KEYS[1])
-if cap > 0 and running >= cap then return -1 end
-if not panic then
-  if tonumber(h[1] or 0) > now then return -3 end
-  if tonumber(h[2] or 0) > 0 then
-    if tonumber(h[3] or 0) > now then return -2 end
-    redis.call('HSET', KEYS[2], 'trial_until', hold_until, 'trial_token', token)
+local renew = not h[4] or tonumber(h[4]) < now
+local capped = ARGV[4] ~= '0'
+if capped or renew then redis.call('ZREMRANGEBYSCORE', KEYS[1], '-inf', now) end
+if capped and redis.call('ZCARD', KEYS[1]) - 1 >= tonumber(ARGV[4]) then return -1 end
+if ARGV[5] ~= '1' then
+  if h[1] and tonumber(h[1]) > now then return -3 end
+  if h[2] and h[2] ~= '0' then
+    if h[3] and tonumber(h[3]) > now then return -2 end
+    redis.call('HSET', KEYS[2], 'trial_until', ARGV[3], 'trial_token', ARGV[2])
   end
 end
-redis.call('ZADD', KEYS[1], hold_until, token)
--- A new set (Redis drops an empty one) gets its TTL once; a running one had it since then.
-if running == 0 or renew then redis.call('EXPIRE', KEYS[1], ARGV[6]) end
+-- Two new members: the set is new, and gets its TTL (renewed with the worker's, hourly).
+if redis.call('ZADD', KEYS[1], '+inf', '~', ARGV[3], ARGV[2]) == 2 or renew then
+  redis.call('EXPIRE', KEYS[1], ARGV[6])
+end
 if renew then
   redis.call('HSET', KEYS[2], 'kept', now + tonumber(ARGV[7]))
   redis.call('EXPIRE', KEYS[2], ARGV[6])
@@ -78,42 +82,45 @@ return 1
 
 # KEYS: in-flight set, worker hash, then the hashes of the model's other workers.
 # The success counts are two slots in the worker's hash, one per minute parity: slot k holds
-# minute ``mk`` (``okk`` of ``nk``); writing a minute into a slot that holds another starts it over.
+# minute ``mk`` (``okk`` of ``nk``; the caller names the three fields of this minute's slot);
+# writing a minute into a slot that holds another starts it over. The path of a success, by
+# far the most common, runs three commands and converts as few values as it can.
 _FINISH = """
-local now, token, outcome = tonumber(ARGV[1]), ARGV[2], ARGV[3]
-local w, minute = KEYS[2], ARGV[12]
-local slot = tostring(tonumber(minute) % 2)
+local w, token, minute = KEYS[2], ARGV[2], ARGV[12]
 redis.call('ZREM', KEYS[1], token)
 local h = redis.call('HMGET', w, 'trial_token', 'ewma', 'ewma_at', 'ejected_until', 'ejections', 'fails',
-  'm' .. slot, 'ok' .. slot, 'n' .. slot, 'kept')
+  ARGV[15], ARGV[16], ARGV[17], 'kept')
 if h[1] == token then redis.call('HDEL', w, 'trial_token', 'trial_until') end
+local outcome = ARGV[3]
 if outcome == 'neutral' then return 0 end
+local now = tonumber(ARGV[1])
 local ok, n = 0, 1
 if h[7] == minute then ok, n = tonumber(h[8] or 0), tonumber(h[9] or 0) + 1 end
-local set = {'m' .. slot, minute, 'n' .. slot, n}
-local renew = tonumber(h[10] or 0) < now
-if renew then set[#set + 1], set[#set + 2] = 'kept', now + tonumber(ARGV[14]) end
-local latency, ewma, ewma_at = tonumber(ARGV[4]), tonumber(h[2]), tonumber(h[3] or now)
-local ejections, fails = tonumber(h[5] or 0), tonumber(h[6] or 0)
+local renew = not h[10] or tonumber(h[10]) < now
+local ewma = tonumber(h[2])
 if outcome == 'ok' then
-  if ewma == nil or latency > ewma then ewma = latency
-  else
-    local weight = math.exp(-math.max(now - ewma_at, 0) / tonumber(ARGV[6]))
-    ewma = ewma * weight + latency * (1 - weight)
+  local latency = tonumber(ARGV[4])
+  if ewma ~= nil and latency <= ewma then
+    local weight = math.exp(-math.max(now - tonumber(h[3] or now), 0) / tonumber(ARGV[6]))
+    latency = ewma * weight + latency * (1 - weight)
   end
-  redis.call('HSET', w, 'ok' .. slot, ok + 1, 'ewma', ewma, 'ewma_at', now, unpack(set))
+  redis.call('HSET', w, 'ewma', latency, 'ewma_at', ARGV[1], ARGV[15], minute, ARGV[16], ok + 1, ARGV[17], n)
   -- Without an ejection on record, fails is all there is to clear (the reason goes with one).
-  if ejections > 0 then redis.call('HSET', w, 'fails', 0, 'ejections', 0, 'ejected_until', 0, 'reason', '')
-  elseif fails > 0 then redis.call('HSET', w, 'fails', 0) end
-  if renew then redis.call('EXPIRE', w, ARGV[13]) end
+  if h[5] and h[5] ~= '0' then redis.call('HSET', w, 'fails', 0, 'ejections', 0, 'ejected_until', 0, 'reason', '')
+  elseif h[6] and h[6] ~= '0' then redis.call('HSET', w, 'fails', 0) end
+  if renew then
+    redis.call('HSET', w, 'kept', now + tonumber(ARGV[14]))
+    redis.call('EXPIRE', w, ARGV[13])
+  end
   return 0
 end
-set[#set + 1], set[#set + 2] = 'ok' .. slot, ok
-local penalty = math.max(latency or 0, tonumber(ARGV[11]))
+local set = {ARGV[15], minute, ARGV[16], ok, ARGV[17], n}
+if renew then set[#set + 1], set[#set + 2] = 'kept', now + tonumber(ARGV[14]) end
+local penalty = math.max(tonumber(ARGV[4]) or 0, tonumber(ARGV[11]))
 if ewma == nil or penalty > ewma then
   set[#set + 1], set[#set + 2], set[#set + 3], set[#set + 4] = 'ewma', penalty, 'ewma_at', now
 end
-fails = fails + 1
+local fails, ejections = tonumber(h[6] or 0) + 1, tonumber(h[5] or 0)
 set[#set + 1], set[#set + 2] = 'fails', fails
 local result = 0
 if tonumber(h[4] or 0) <= now and (ejections > 0 or fails >= tonumber(ARGV[7])) then
@@ -310,9 +317,9 @@ class RedisRoutingState:
         result = {}
         for index, worker_id in enumerate(worker_ids):
             h, in_flight = replies[index * 2 : index * 2 + 2]
-            recent = [slot for slot in "01" if h.get(f"m{slot}") in minutes]
+            recent = [fields for fields in _STATS_FIELDS if h.get(fields[0]) in minutes]
             result[worker_id] = Traffic(
-                in_flight=int(in_flight),
+                in_flight=max(int(in_flight) - 1, 0),  # '~' is not a request
                 latency_ewma_ms=_decayed(float(h["ewma"]), float(h.get("ewma_at", now)), now) if "ewma" in h else None,
                 consecutive_failures=int(h.get("fails", 0)),
                 ejections=int(h.get("ejections", 0)),
@@ -320,8 +327,8 @@ class RedisRoutingState:
                 ejection_reason=h.get("reason", ""),
                 cooldown_until=float(h.get("cooldown_until", 0)),
                 trial_until=float(h.get("trial_until", 0)),
-                recent_ok=sum(int(h.get(f"ok{slot}", 0)) for slot in recent),
-                recent_total=sum(int(h.get(f"n{slot}", 0)) for slot in recent),
+                recent_ok=sum(int(h.get(ok, 0)) for _, ok, _ in recent),
+                recent_total=sum(int(h.get(total, 0)) for _, _, total in recent),
             )
         return result
 
@@ -383,6 +390,7 @@ class RedisRoutingState:
                 policy=policy,
             )
         now = self.clock()
+        minute = _minute(now)
         model = self._model(worker_id, model_name)
         others = [self._model_key(model, "w", other) for other in model_worker_ids if other != worker_id]
         try:
@@ -400,9 +408,10 @@ class RedisRoutingState:
                     policy.max_seconds,
                     policy.allowed(len(model_worker_ids)),
                     FAILURE_LATENCY_MS,
-                    _minute(now),
+                    minute,
                     _KEEP_SECONDS,
                     _RENEW_SECONDS,
+                    *_STATS_FIELDS[minute % 2],
                 ],
             )
         except self._errors as exc:
