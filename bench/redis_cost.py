@@ -2,11 +2,19 @@
 
 Starts a Redis of its own (a free port, nothing saved to disk: the machine's Redis serves other
 work whose commands would be counted too), the fake upstream, and the gateway as ``make serve``
-runs it with ``REDIS_URL`` pointing at that Redis; sends ``--requests`` seed completions one
-after another over one keep-alive connection, then reads Redis's ``INFO commandstats`` and
-``INFO cpu`` (reset and read around the run) and prints the commands and the Redis CPU time per
-request. The Redis CPU of an idle interval as long as the run is subtracted (its own cron). The
-gateway reaches Redis through a small proxy here that counts its round trips.
+runs it with ``REDIS_URL`` pointing at that Redis; sends ``--requests`` seed completions (one
+after another over one keep-alive connection, or from ``--concurrency`` clients), then reads
+Redis's ``INFO commandstats`` and ``INFO cpu`` (reset and read around the run) and prints the
+commands and the Redis CPU time per request. The Redis CPU of an idle interval as long as the
+run is subtracted (its own cron). The gateway reaches Redis through a small proxy here that
+counts its round trips (``--direct``: without it).
+
+A Redis that waits between requests pays for every wake-up, and on a small machine it shares
+its cores with the gateway, so the figure above is the most a request costs it. Two more show
+what one costs a Redis with a core to itself: ``--replay N`` sends N completions' worth of the
+router's own calls from this process with the gateway idle (and then as many PINGs: the round
+trips alone), and ``--saturate`` drives each phase (the snapshot's pipeline, the acquire and
+finish scripts with the arguments the state sends) with redis-benchmark's 50 connections.
 """
 
 import argparse
@@ -76,16 +84,20 @@ def redis_cpu(client: redis.Redis) -> float:
     return float(info["used_cpu_sys"]) + float(info["used_cpu_user"])
 
 
+def _django() -> None:
+    os.environ.setdefault("DJANGO_SETTINGS_MODULE", "mmm.settings")
+    import django
+
+    django.setup()
+
+
 def replay(*, port: int, floor: bool = False) -> Callable[[], None]:
     """The router's own calls to the routing state for one seed completion (``routed_call`` on
     one worker, the upstream call left out), against the Redis on ``port``, with no gateway.
 
     With ``floor``, each call of the state is a PING instead (the state kept in this process):
     what as many round trips cost Redis with nothing to do, at the same pace."""
-    os.environ.setdefault("DJANGO_SETTINGS_MODULE", "mmm.settings")
-    import django
-
-    django.setup()
+    _django()
     from inference.router import routed_call
     from inference.routing import RoutingTable
     from inference.routing_state_local import LocalRoutingState
@@ -108,6 +120,52 @@ def replay(*, port: int, floor: bool = False) -> Callable[[], None]:
         routed_call(model_name=worker.model_name, call=lambda worker, lease: None, table=table, state=state)
 
     return complete
+
+
+def saturate(*, port: int, client: redis.Redis) -> list[str]:
+    """Each phase of a completion alone, driven by redis-benchmark (C, 50 connections) so Redis
+    is busy: its CPU per completion when it never waits for work, the figure a Redis core's
+    capacity follows from. Sequential runs cost Redis more per request (it wakes for each)."""
+    _django()
+    from inference.routing_state_redis import _ACQUIRE, _FINISH, _KEEP_SECONDS, _RENEW_SECONDS, _STATS_FIELDS
+    from inference.traffic import FAILURE_LATENCY_MS, _minute
+
+    binary = shutil.which("redis-benchmark")
+    if binary is None:
+        return ["\n(no redis-benchmark: the busy Redis is not measured)"]
+    now = time.time()
+    minute = _minute(now)
+    worker, in_flight, other = "{bench:m}:w:1", "{bench:m}:if:1", "{bench:m}:w:2"
+    # The arguments the state sends (routing_state_redis), a random token each call.
+    acquire = ["EVALSHA", client.script_load(_ACQUIRE), "2", in_flight, worker, repr(now), "t__rand_int__"]
+    acquire += [repr(now + 60), "0", "0", str(_KEEP_SECONDS), str(_RENEW_SECONDS)]
+    finish = ["EVALSHA", client.script_load(_FINISH), "3", in_flight, worker, other, repr(now), "t__rand_int__"]
+    finish += ["ok", "5.0", "", "10", "5", "30", "300", "1", str(FAILURE_LATENCY_MS), str(minute)]
+    finish += [str(_KEEP_SECONDS), str(_RENEW_SECONDS), *_STATS_FIELDS[minute % 2]]
+    phases = {
+        # The snapshot is HINCRBY, HGETALL, ZCOUNT in one pipeline: measured as three HGETALLs a trip.
+        "snapshot (3 commands, one trip)": (["HGETALL", worker], 3),
+        "acquire (script)": (acquire, 1),
+        "finish (script, a success)": (finish, 1),
+    }
+    lines = ["\nEach phase driven alone by redis-benchmark, 50 connections (Redis busy):"]
+    total = 0.0
+    for name, (command, pipeline) in phases.items():
+        calls = 100_000 * pipeline
+        cpu_before, began = redis_cpu(client), time.monotonic()
+        options = ["-p", str(port), "-c", "50", "-n", str(calls), "-r", "100000000", "-P", str(pipeline), "-q"]
+        subprocess.run(
+            [binary, *options, *command],
+            capture_output=True,
+            timeout=300,
+            check=True,
+        )
+        seconds, cpu = time.monotonic() - began, redis_cpu(client) - cpu_before
+        per_trip = cpu / calls * pipeline
+        total += per_trip
+        lines.append(f"  {name}: {per_trip * 1e6:.1f} µs of Redis CPU a trip (Redis busy {cpu / seconds:.0%})")
+    lines.append(f"  one completion: {total * 1e6:.1f} µs, so {1 / total:,.0f} completions a second per Redis core")
+    return lines
 
 
 def measure(client: redis.Redis, send: Callable[[int], None], requests: int) -> tuple[float, float, dict]:
@@ -164,6 +222,9 @@ def main(argv: list[str] | None = None) -> int:
         metavar="N",
         help="then N completions' worth of the router's own calls from this process, the gateway idle: "
         "the Redis CPU of the same work when Redis does not share its cores with a loaded gateway",
+    )
+    parser.add_argument(
+        "--saturate", action="store_true", help="then each phase alone with redis-benchmark, Redis busy"
     )
     args = parser.parse_args(argv)
     binary = shutil.which("redis-server")
@@ -227,6 +288,7 @@ def main(argv: list[str] | None = None) -> int:
                         client, lambda count, one=one: [one() for _ in range(count)], args.replay
                     )
                     replayed.append(Run(args.replay, seconds, cpu_run - idle_per_second * seconds, stats, None))
+                busy = saturate(port=port, client=client) if args.saturate else []
         except (SetupError, subprocess.SubprocessError, redis.RedisError) as exc:
             print(f"setup failed: {exc}", file=sys.stderr)
             return 1
@@ -239,6 +301,7 @@ def main(argv: list[str] | None = None) -> int:
         print("\nThe same with a PING for each of those calls (the state kept in the process): the round trips alone")
         replayed[1].report()
     print(f"\n(Redis's idle cron, {idle_per_second * 1e3:.1f} ms a second, is subtracted.)")
+    print("\n".join(busy))
     return 0
 
 
