@@ -246,21 +246,23 @@ class RedisRoutingState:
         return self._models([worker_id])[worker_id]
 
     def _models(self, worker_ids: Sequence[int]) -> dict[int, str]:
-        unknown = [worker_id for worker_id in worker_ids if worker_id not in self._model_of]
+        resolved = {worker_id: self._model_of.get(worker_id) for worker_id in worker_ids}
+        unknown = [worker_id for worker_id, model in resolved.items() if model is None]
         if not unknown:
-            return {worker_id: self._model_of[worker_id] for worker_id in worker_ids}
+            return resolved
         try:
             found = self._models_of(unknown)
         except Exception:
             # The registry cannot say now (its database is away): this call reads and writes the
             # keys of no model, and the next one asks again.
             logger.warning("routing state: the models of workers %s could not be read", unknown, exc_info=True)
-            return {worker_id: self._model_of.get(worker_id, "") for worker_id in worker_ids}
-        if len(self._model_of) > 100_000:  # removed workers must not grow memory without end
-            self._model_of.clear()
+            return {worker_id: model or "" for worker_id, model in resolved.items()}
         # A worker the registry does not know (removed) has no model: its keys share one tag.
-        self._model_of.update({worker_id: found.get(worker_id, "") for worker_id in unknown})
-        return {worker_id: self._model_of[worker_id] for worker_id in worker_ids}
+        learned = {worker_id: found.get(worker_id, "") for worker_id in unknown}
+        if len(self._model_of) > 100_000:  # removed workers must not grow memory without end
+            self._model_of = {}
+        self._model_of.update(learned)
+        return {**resolved, **learned}
 
     def worker_keys(self, worker_id: int, model_name: str | None = None) -> tuple[str, str]:
         """The worker's in-flight set and hash."""

@@ -62,6 +62,20 @@ def test_two_clients_share_in_flight_counts_ejections_and_rotation(server_path):
     assert picks == [1, 2, 1, 2]  # one rotation over both clients
 
 
+def test_requests_counted_by_any_client_make_one_retry_budget(server_path, settings):
+    settings.MMM_RETRY_BUDGET_RATIO = 0.2
+    settings.MMM_RETRY_BUDGET_MIN = 0
+    settings.MMM_RETRY_BUDGET_WINDOW_SECONDS = 3600  # the test does not straddle two windows
+    a, b = client(server_path), client(server_path)
+    for looking in (a, b) * 5:  # ten requests, each counted on its first look
+        looking.snapshot([1], model_name="m", record_request=True)
+        looking.snapshot([1], model_name="m")  # a second look counts nothing
+
+    granted = [b.budget_take_retry(model_name="m", token=f"r{n}", hold_until=time.time() + 60) for n in range(3)]
+
+    assert granted == [True, True, False]  # 20% of ten, over both clients
+
+
 def test_the_rate_count_is_one_window_for_every_client(server_path):
     a, b = client(server_path), client(server_path)
     counts = [(a if n % 2 else b).rate_count(key="ratelimit:abc")[0] for n in range(6)]
