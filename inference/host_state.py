@@ -266,7 +266,19 @@ class HostRoutingState:
         if record_request and model_name is not None:
             args.update(model_name=model_name, record_request=True)
         result, local = self._or_local("snapshot", **args)
-        return result if local else {worker_id: Traffic(*values) for worker_id, *values in result}
+        if local:
+            return result
+        if result and isinstance(result[0][1], dict):
+            # A server started by the master before this code: a SIGHUP reload gives the workers
+            # new code but keeps the master's server. It answers as it did, and counts a request
+            # only when asked to on its own (a fourth call, until the master restarts).
+            if "record_request" in args:
+                try:
+                    self.call("budget_record_request", model_name=model_name)
+                except HostStateUnavailable:
+                    pass
+            return {worker_id: Traffic(**fields) for worker_id, fields in result}
+        return {worker_id: Traffic(*values) for worker_id, *values in result}
 
     def acquire(
         self,
@@ -299,17 +311,15 @@ class HostRoutingState:
         model_name: str | None = None,
     ) -> Finished:
         try:
-            return Finished(
-                *self.call(
-                    "finish",
-                    worker_id=worker_id,
-                    token=token,
-                    outcome=outcome.value,
-                    latency_ms=latency_ms,
-                    reason=reason,
-                    model_worker_ids=list(model_worker_ids),
-                    policy=asdict(policy),
-                )
+            finished = self.call(
+                "finish",
+                worker_id=worker_id,
+                token=token,
+                outcome=outcome.value,
+                latency_ms=latency_ms,
+                reason=reason,
+                model_worker_ids=list(model_worker_ids),
+                policy=asdict(policy),
             )
         except HostStateUnavailable:
             return self._fallback.finish(
@@ -321,6 +331,8 @@ class HostRoutingState:
                 model_worker_ids=model_worker_ids,
                 policy=policy,
             )
+        # A dict from a server older than this code (see snapshot).
+        return Finished(**finished) if isinstance(finished, dict) else Finished(*finished)
 
     def cool_down(self, *, worker_id: int, seconds: float, model_name: str | None = None) -> None:
         self._or_local("cool_down", worker_id=worker_id, seconds=seconds)
