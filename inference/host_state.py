@@ -23,7 +23,7 @@ import sys
 import threading
 import time
 from collections.abc import Sequence
-from dataclasses import asdict
+from dataclasses import asdict, fields
 
 from inference.engine_signals import EngineSignals
 from inference.outcomes import Outcome
@@ -34,6 +34,9 @@ from mmm.breaker import Breaker
 logger = logging.getLogger("mmm.routing")
 
 WINDOW_SECONDS = 60  # the rate limit's window (accounts.ratelimit)
+# A snapshot's traffic goes over the socket as a list of values in this order, not a dict per
+# worker: dataclasses.asdict deep-copies, and the names would be most of the line.
+_TRAFFIC_FIELDS = tuple(field.name for field in fields(Traffic))
 
 
 class HostStateUnavailable(Exception):
@@ -65,13 +68,18 @@ class _State:
         if method == "rate_count":
             return self.rate_count(**args)
         if method == "snapshot":
-            return [[worker_id, asdict(traffic)] for worker_id, traffic in routing.snapshot(args["worker_ids"]).items()]
+            seen = routing.snapshot(**args)
+            return [
+                [worker_id, *(getattr(traffic, name) for name in _TRAFFIC_FIELDS)]
+                for worker_id, traffic in seen.items()
+            ]
         if method == "acquire":
             return int(routing.acquire(**args))
         if method == "finish":
             args["outcome"] = Outcome(args["outcome"])
             args["policy"] = EjectionPolicy(**args["policy"])
-            return asdict(routing.finish(**args))
+            finished = routing.finish(**args)
+            return [finished.ejected, finished.ejection_refused]
         if method == "round_robin_pick":
             return routing.round_robin_pick(group=args["group"], weights={int(k): v for k, v in args["weights"]})
         if method == "engine_record":
@@ -88,7 +96,6 @@ class _State:
             "extend",
             "cool_down",
             "readmit",
-            "budget_record_request",
             "budget_take_retry",
             "budget_release_retry",
             "reset",
@@ -246,24 +253,49 @@ class HostRoutingState:
         except HostStateUnavailable:
             return getattr(self._fallback, method)(**args), True
 
-    # The RoutingState interface.
+    # The RoutingState interface. One host has one state for all models, so ``model_name`` (the
+    # Redis state's hash tag) is not sent; a snapshot's ``record_request`` is.
 
     def reset(self) -> None:
         self.call("reset")
 
-    def snapshot(self, worker_ids: Sequence[int]) -> dict[int, Traffic]:
-        result, local = self._or_local("snapshot", worker_ids=list(worker_ids))
-        return result if local else {worker_id: Traffic(**fields) for worker_id, fields in result}
+    def snapshot(
+        self, worker_ids: Sequence[int], *, model_name: str | None = None, record_request: bool = False
+    ) -> dict[int, Traffic]:
+        args: dict = {"worker_ids": list(worker_ids)}
+        if record_request and model_name is not None:
+            args.update(model_name=model_name, record_request=True)
+        result, local = self._or_local("snapshot", **args)
+        if local:
+            return result
+        if result and isinstance(result[0][1], dict):
+            # A server started by the master before this code: a SIGHUP reload gives the workers
+            # new code but keeps the master's server. It answers as it did, and counts a request
+            # only when asked to on its own (a fourth call, until the master restarts).
+            if "record_request" in args:
+                try:
+                    self.call("budget_record_request", model_name=model_name)
+                except HostStateUnavailable:
+                    pass
+            return {worker_id: Traffic(**fields) for worker_id, fields in result}
+        return {worker_id: Traffic(*values) for worker_id, *values in result}
 
     def acquire(
-        self, *, worker_id: int, token: str, hold_until: float, max_inflight: int | None, panic: bool
+        self,
+        *,
+        worker_id: int,
+        token: str,
+        hold_until: float,
+        max_inflight: int | None,
+        panic: bool,
+        model_name: str | None = None,
     ) -> Acquired:
         result, _ = self._or_local(
             "acquire", worker_id=worker_id, token=token, hold_until=hold_until, max_inflight=max_inflight, panic=panic
         )
         return Acquired(result)
 
-    def extend(self, *, worker_id: int, token: str, hold_until: float) -> None:
+    def extend(self, *, worker_id: int, token: str, hold_until: float, model_name: str | None = None) -> None:
         self._or_local("extend", worker_id=worker_id, token=token, hold_until=hold_until)
 
     def finish(
@@ -276,19 +308,18 @@ class HostRoutingState:
         reason: str,
         model_worker_ids: Sequence[int],
         policy: EjectionPolicy,
+        model_name: str | None = None,
     ) -> Finished:
         try:
-            return Finished(
-                **self.call(
-                    "finish",
-                    worker_id=worker_id,
-                    token=token,
-                    outcome=outcome.value,
-                    latency_ms=latency_ms,
-                    reason=reason,
-                    model_worker_ids=list(model_worker_ids),
-                    policy=asdict(policy),
-                )
+            finished = self.call(
+                "finish",
+                worker_id=worker_id,
+                token=token,
+                outcome=outcome.value,
+                latency_ms=latency_ms,
+                reason=reason,
+                model_worker_ids=list(model_worker_ids),
+                policy=asdict(policy),
             )
         except HostStateUnavailable:
             return self._fallback.finish(
@@ -300,11 +331,13 @@ class HostRoutingState:
                 model_worker_ids=model_worker_ids,
                 policy=policy,
             )
+        # A dict from a server older than this code (see snapshot).
+        return Finished(**finished) if isinstance(finished, dict) else Finished(*finished)
 
-    def cool_down(self, *, worker_id: int, seconds: float) -> None:
+    def cool_down(self, *, worker_id: int, seconds: float, model_name: str | None = None) -> None:
         self._or_local("cool_down", worker_id=worker_id, seconds=seconds)
 
-    def readmit(self, *, worker_id: int) -> None:
+    def readmit(self, *, worker_id: int, model_name: str | None = None) -> None:
         self._or_local("readmit", worker_id=worker_id)
 
     def round_robin_pick(self, *, group: str, weights: dict[int, int]) -> int:
@@ -312,9 +345,6 @@ class HostRoutingState:
             return self.call("round_robin_pick", group=group, weights=list(weights.items()))
         except HostStateUnavailable:
             return self._fallback.round_robin_pick(group=group, weights=weights)
-
-    def budget_record_request(self, *, model_name: str) -> None:
-        self._or_local("budget_record_request", model_name=model_name)
 
     def budget_take_retry(self, *, model_name: str, token: str, hold_until: float) -> bool:
         return bool(self._or_local("budget_take_retry", model_name=model_name, token=token, hold_until=hold_until)[0])

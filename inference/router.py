@@ -103,7 +103,9 @@ class Lease:
         ``for_seconds``): until then the worker's in-flight slot stays taken."""
         self.kept = True
         hold_until = self._state.clock() + for_seconds + _TOKEN_GRACE_SECONDS
-        self._state.extend(worker_id=self.worker.id, token=self._token, hold_until=hold_until)
+        self._state.extend(
+            worker_id=self.worker.id, token=self._token, hold_until=hold_until, model_name=self.worker.model_name
+        )
 
     def answer_began(self) -> None:
         """The worker's answer has begun (a stream's first event): that, not the length of the
@@ -126,6 +128,7 @@ class Lease:
             reason=reason,
             model_worker_ids=self._model_worker_ids,
             policy=EjectionPolicy.from_settings(),
+            model_name=worker.model_name,
         )
         if finished.ejected:
             logger.warning(
@@ -241,7 +244,9 @@ def _route_on_model(
     routable_ids = {worker.id for worker in dispatchable if worker.is_routable(now)}
     policy = table.policy_for(model_name)
     model_worker_ids = [worker.id for worker in dispatchable]
-    state.budget_record_request(model_name=model_name)
+    # The retry budget counts requests: this one counts with its first look at the traffic (one
+    # round trip for both), however many looks and attempts follow.
+    counted = False
 
     attempts = 0
     tried: set[int] = set()
@@ -265,7 +270,8 @@ def _route_on_model(
         pool = [worker for worker in dispatchable if worker.id not in tried]
         if not pool:
             break
-        traffic = state.snapshot([worker.id for worker in pool])
+        traffic = state.snapshot([worker.id for worker in pool], model_name=model_name, record_request=not counted)
+        counted = True
         try:
             worker, panic = _choose(
                 pool=pool,
@@ -284,7 +290,12 @@ def _route_on_model(
         token = uuid.uuid4().hex
         hold_until = state.clock() + remaining + _TOKEN_GRACE_SECONDS
         acquired = state.acquire(
-            worker_id=worker.id, token=token, hold_until=hold_until, max_inflight=worker.max_inflight, panic=panic
+            worker_id=worker.id,
+            token=token,
+            hold_until=hold_until,
+            max_inflight=worker.max_inflight,
+            panic=panic,
+            model_name=worker.model_name,
         )
         if acquired is not Acquired.YES:
             # Another request took its last slot or its trial, or ejected it, since the snapshot:
@@ -303,6 +314,7 @@ def _route_on_model(
                 reason="",
                 model_worker_ids=model_worker_ids,
                 policy=EjectionPolicy.from_settings(),
+                model_name=worker.model_name,
             )
             logger.warning("model=%s retry budget spent; not retrying after: %s", model_name, last_error.detail)
             break
@@ -331,7 +343,7 @@ def _route_on_model(
             last_error = exc.error
             failures.append(exc.error)
             if exc.cool_down_seconds is not None:
-                state.cool_down(worker_id=worker.id, seconds=exc.cool_down_seconds)
+                state.cool_down(worker_id=worker.id, seconds=exc.cool_down_seconds, model_name=worker.model_name)
             else:
                 outcome, reason = Outcome.FAILED, str(exc)
             logger.warning("model=%s worker=%s attempt=%d failed: %s", model_name, worker.id, attempts, exc)

@@ -38,21 +38,38 @@ __all__ = ["FAILURE_LATENCY_MS", "Acquired", "EjectionPolicy", "Finished", "Rout
 
 
 class RoutingState(Protocol):
-    """What the router asks of the shared state. Every method is one atomic step."""
+    """What the router asks of the shared state. Every method is one atomic step.
+
+    A seed completion that succeeds on its first try is three calls (three Redis round trips,
+    or three to the host's server): ``snapshot`` (which also counts the request for the retry
+    budget), ``acquire``, ``finish``. ``model_name`` is the worker's model: the Redis state keeps
+    a model's keys in one hash slot (so each script stays on one Redis Cluster node), and a
+    caller that knows only worker ids may leave it out.
+    """
 
     clock: Callable[[], float]
 
     def reset(self) -> None: ...
 
-    def snapshot(self, worker_ids: Sequence[int]) -> dict[int, Traffic]:
-        """The traffic of each worker as it is now."""
+    def snapshot(
+        self, worker_ids: Sequence[int], *, model_name: str | None = None, record_request: bool = False
+    ) -> dict[int, Traffic]:
+        """The traffic of each worker as it is now; with ``record_request``, the request also
+        counts towards ``model_name``'s retry budget (once per request, on its first look)."""
 
     def acquire(
-        self, *, worker_id: int, token: str, hold_until: float, max_inflight: int | None, panic: bool
+        self,
+        *,
+        worker_id: int,
+        token: str,
+        hold_until: float,
+        max_inflight: int | None,
+        panic: bool,
+        model_name: str | None = None,
     ) -> Acquired:
         """Take an in-flight slot on the worker (its half-open trial, if one is due), until ``hold_until``."""
 
-    def extend(self, *, worker_id: int, token: str, hold_until: float) -> None:
+    def extend(self, *, worker_id: int, token: str, hold_until: float, model_name: str | None = None) -> None:
         """Hold a taken slot longer (a stream that is still being relayed)."""
 
     def finish(
@@ -65,18 +82,17 @@ class RoutingState(Protocol):
         reason: str,
         model_worker_ids: Sequence[int],
         policy: EjectionPolicy,
+        model_name: str | None = None,
     ) -> Finished:
         """Give the slot back and record ``outcome.verdict``; eject the worker if it keeps failing."""
 
-    def cool_down(self, *, worker_id: int, seconds: float) -> None:
+    def cool_down(self, *, worker_id: int, seconds: float, model_name: str | None = None) -> None:
         """Rest a worker that said "too many requests", without holding it against it."""
 
-    def readmit(self, *, worker_id: int) -> None:
+    def readmit(self, *, worker_id: int, model_name: str | None = None) -> None:
         """End an ejection (a probe has just seen the worker answer)."""
 
     def round_robin_pick(self, *, group: str, weights: dict[int, int]) -> int: ...
-
-    def budget_record_request(self, *, model_name: str) -> None: ...
 
     def budget_take_retry(self, *, model_name: str, token: str, hold_until: float) -> bool: ...
 

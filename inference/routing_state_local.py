@@ -30,7 +30,9 @@ class LocalRoutingState:
         self._lock = threading.Lock()
         self._workers: dict[int, dict] = {}
         self._in_flight: dict[int, dict[str, float]] = {}
-        self._stats: dict[tuple[int, int], list[int]] = {}
+        # Per worker, the success counts of two minutes, one slot per minute parity (as in Redis):
+        # [minute, ok, total]; writing a minute into a slot that holds another starts it over.
+        self._stats: dict[int, list[list[int]]] = {}
         self._rr: dict[str, dict[int, int]] = {}
         self._budget: dict[tuple[str, int], list[int]] = {}
         self._retries: dict[str, dict[str, float]] = {}  # retries running now, by model
@@ -60,7 +62,11 @@ class LocalRoutingState:
             del tokens[token]
         return tokens
 
-    def snapshot(self, worker_ids: Sequence[int]) -> dict[int, Traffic]:
+    def snapshot(
+        self, worker_ids: Sequence[int], *, model_name: str | None = None, record_request: bool = False
+    ) -> dict[int, Traffic]:
+        if record_request and model_name is not None:
+            self._record_request(model_name=model_name)
         now = self.clock()
         minute = _minute(now)
         result = {}
@@ -68,10 +74,10 @@ class LocalRoutingState:
             for worker_id in worker_ids:
                 h = self._workers.get(worker_id, {})
                 ok = total = 0
-                for bucket in (minute, minute - 1):
-                    counts = self._stats.get((worker_id, bucket), [0, 0])
-                    ok += counts[0]
-                    total += counts[1]
+                for slot_minute, slot_ok, slot_total in self._stats.get(worker_id, ()):
+                    if slot_minute in (minute, minute - 1):
+                        ok += slot_ok
+                        total += slot_total
                 result[worker_id] = Traffic(
                     in_flight=len(self._live_tokens(worker_id, now)),
                     latency_ewma_ms=_decayed(h.get("ewma"), h.get("ewma_at", now), now),
@@ -87,7 +93,14 @@ class LocalRoutingState:
         return result
 
     def acquire(
-        self, *, worker_id: int, token: str, hold_until: float, max_inflight: int | None, panic: bool
+        self,
+        *,
+        worker_id: int,
+        token: str,
+        hold_until: float,
+        max_inflight: int | None,
+        panic: bool,
+        model_name: str | None = None,
     ) -> Acquired:
         now = self.clock()
         with self._lock:
@@ -106,7 +119,7 @@ class LocalRoutingState:
             tokens[token] = hold_until
             return Acquired.YES
 
-    def extend(self, *, worker_id: int, token: str, hold_until: float) -> None:
+    def extend(self, *, worker_id: int, token: str, hold_until: float, model_name: str | None = None) -> None:
         """Keep a running request's token (and its trial, if it is one) until ``hold_until``."""
         with self._lock:
             tokens = self._in_flight.get(worker_id, {})
@@ -126,6 +139,7 @@ class LocalRoutingState:
         reason: str,
         model_worker_ids: Sequence[int],
         policy: EjectionPolicy,
+        model_name: str | None = None,
     ) -> Finished:
         now = self.clock()
         with self._lock:
@@ -137,10 +151,14 @@ class LocalRoutingState:
             verdict = outcome.verdict
             if verdict == "neutral":
                 return Finished()
-            stats = self._stats.setdefault((worker_id, _minute(now)), [0, 0])
-            stats[1] += 1
+            minute = _minute(now)
+            slots = self._stats.setdefault(worker_id, [[0, 0, 0], [0, 0, 0]])
+            stats = slots[minute % 2]
+            if stats[0] != minute:
+                stats[:] = [minute, 0, 0]
+            stats[2] += 1
             if verdict == "ok":
-                stats[0] += 1
+                stats[1] += 1
                 h["ewma"] = _peak_ewma(
                     h.get("ewma"), h.get("ewma_at", now), latency_ms, now, settings.MMM_LATENCY_DECAY_SECONDS
                 )
@@ -169,13 +187,13 @@ class LocalRoutingState:
             h["reason"] = reason[:300]
             return Finished(ejected=True)
 
-    def cool_down(self, *, worker_id: int, seconds: float) -> None:
+    def cool_down(self, *, worker_id: int, seconds: float, model_name: str | None = None) -> None:
         until = self.clock() + seconds
         with self._lock:
             h = self._workers.setdefault(worker_id, {})
             h["cooldown_until"] = max(h.get("cooldown_until", 0.0), until)
 
-    def readmit(self, *, worker_id: int) -> None:
+    def readmit(self, *, worker_id: int, model_name: str | None = None) -> None:
         with self._lock:
             h = self._workers.setdefault(worker_id, {})
             for name in ("ejected_until", "ejections", "fails", "trial_until", "trial_token", "reason"):
@@ -186,9 +204,13 @@ class LocalRoutingState:
             scores = self._rr.setdefault(group, {})
             return _smooth_weighted_pick(scores, weights)
 
-    def budget_record_request(self, *, model_name: str) -> None:
+    def _record_request(self, *, model_name: str) -> None:
         key = (model_name, self._window())
         with self._lock:
+            if key not in self._budget and len(self._budget) > 10_000:
+                # Ended windows must not grow memory without end; only this window is read.
+                window = key[1]
+                self._budget = {k: v for k, v in self._budget.items() if k[1] == window}
             self._budget.setdefault(key, [0, 0])[0] += 1
 
     def budget_take_retry(self, *, model_name: str, token: str, hold_until: float) -> bool:

@@ -31,65 +31,115 @@ logger = logging.getLogger("mmm.routing")
 # Each script is one atomic step on the server. Times are the caller's clock (seconds since the
 # epoch); the gateway hosts are expected to keep time with NTP, and a second of skew only moves
 # when an ejection ends by a second.
+#
+# Keys (P is MMM_ROUTING_STATE_PREFIX, m the model): ``{P:m}:w:<id>`` a worker's hash (latency,
+# failures, ejection, cool-down, trial, and its success counts of this minute and the one before),
+# ``{P:m}:if:<id>`` its in-flight tokens (a sorted set scored by hold-until), ``{P:m}:budget:<n>``
+# and ``{P:m}:retrying`` the model's retry budget, ``{P:m}:rr`` its round-robin scores. The
+# braces are a Redis Cluster hash tag: every key of one model is in one slot, so each script
+# below touches one slot and the state can be sharded by model.
+#
+# Redis CPU per request is mostly per round trip and per command a script runs (a Lua call
+# costs about a microsecond; a table Lua builds from HGETALL several), so the hot scripts run a
+# handful of commands and the snapshot is a plain pipelined read.
+#
+# TTLs are for keys nobody uses any more (a removed worker): a worker's keys get a day, renewed
+# at most once an hour (the ``kept`` field says until when the renewal holds), not one EXPIRE
+# after every write.
 
+_KEEP_SECONDS = 86400  # a worker unused for a day is forgotten
+_RENEW_SECONDS = 3600  # how often an active worker's TTL is renewed
+# A worker's success counts, by minute parity: (minute, successes, verdicts) fields of its hash.
+_STATS_FIELDS = (("m0", "ok0", "n0"), ("m1", "ok1", "n1"))
+
+# KEYS: in-flight set, worker hash. Besides its tokens the set holds one member, '~', scored
+# +inf: so the set outlives its last token (Redis drops an empty set, and making it again, with
+# its TTL, cost every request to an idle worker), and counts are the members less one.
 _ACQUIRE = """
-local now, token, hold_until = tonumber(ARGV[1]), ARGV[2], tonumber(ARGV[3])
-local cap, panic = tonumber(ARGV[4]), ARGV[5] == '1'
-redis.call('ZREMRANGEBYSCORE', KEYS[1], '-inf', now)
-if cap > 0 and redis.call('ZCARD', KEYS[1]) >= cap then return -1 end
-if not panic then
-  local h = redis.call('HMGET', KEYS[2], 'ejected_until', 'ejections', 'trial_until')
-  if tonumber(h[1] or 0) > now then return -3 end
-  if tonumber(h[2] or 0) > 0 then
-    if tonumber(h[3] or 0) > now then return -2 end
-    redis.call('HSET', KEYS[2], 'trial_until', hold_until, 'trial_token', token)
+local now = tonumber(ARGV[1])
+local h = redis.call('HMGET', KEYS[2], 'ejected_until', 'ejections', 'trial_until', 'kept')
+local renew = not h[4] or tonumber(h[4]) < now
+local capped = ARGV[4] ~= '0'
+if capped or renew then redis.call('ZREMRANGEBYSCORE', KEYS[1], '-inf', now) end
+if capped and redis.call('ZCARD', KEYS[1]) - 1 >= tonumber(ARGV[4]) then return -1 end
+if ARGV[5] ~= '1' then
+  if h[1] and tonumber(h[1]) > now then return -3 end
+  if h[2] and h[2] ~= '0' then
+    if h[3] and tonumber(h[3]) > now then return -2 end
+    redis.call('HSET', KEYS[2], 'trial_until', ARGV[3], 'trial_token', ARGV[2])
   end
 end
-redis.call('ZADD', KEYS[1], hold_until, token)
-local ttl = math.ceil(hold_until - now) + 60
-if redis.call('TTL', KEYS[1]) < ttl then redis.call('EXPIRE', KEYS[1], ttl) end
-redis.call('EXPIRE', KEYS[2], 86400)
+-- Two new members: the set is new, and gets its TTL (renewed with the worker's, hourly).
+if redis.call('ZADD', KEYS[1], '+inf', '~', ARGV[3], ARGV[2]) == 2 or renew then
+  redis.call('EXPIRE', KEYS[1], ARGV[6])
+end
+if renew then
+  redis.call('HSET', KEYS[2], 'kept', now + tonumber(ARGV[7]))
+  redis.call('EXPIRE', KEYS[2], ARGV[6])
+end
 return 1
 """
 
-# KEYS: in-flight set, worker hash, stats bucket, then the hashes of the model's other workers.
+# KEYS: in-flight set, worker hash, then the hashes of the model's other workers.
+# The success counts are two slots in the worker's hash, one per minute parity: slot k holds
+# minute ``mk`` (``okk`` of ``nk``; the caller names the three fields of this minute's slot);
+# writing a minute into a slot that holds another starts it over. The path of a success, by
+# far the most common, runs three commands and converts as few values as it can.
 _FINISH = """
-local now, token, outcome = tonumber(ARGV[1]), ARGV[2], ARGV[3]
-local latency, reason, decay = tonumber(ARGV[4]), ARGV[5], tonumber(ARGV[6])
-local after, base, max_s, allowed = tonumber(ARGV[7]), tonumber(ARGV[8]), tonumber(ARGV[9]), tonumber(ARGV[10])
+local w, token, minute = KEYS[2], ARGV[2], ARGV[12]
 redis.call('ZREM', KEYS[1], token)
-local w = KEYS[2]
-if redis.call('HGET', w, 'trial_token') == token then redis.call('HDEL', w, 'trial_token', 'trial_until') end
+local h = redis.call('HMGET', w, 'trial_token', 'ewma', 'ewma_at', 'ejected_until', 'ejections', 'fails',
+  ARGV[15], ARGV[16], ARGV[17], 'kept')
+if h[1] == token then redis.call('HDEL', w, 'trial_token', 'trial_until') end
+local outcome = ARGV[3]
 if outcome == 'neutral' then return 0 end
-redis.call('HINCRBY', KEYS[3], 'total', 1)
-redis.call('EXPIRE', KEYS[3], 180)
-redis.call('EXPIRE', w, 86400)
-local h = redis.call('HMGET', w, 'ewma', 'ewma_at', 'ejected_until', 'ejections')
-local ewma, ewma_at = tonumber(h[1]), tonumber(h[2] or now)
+local now = tonumber(ARGV[1])
+local ok, n = 0, 1
+if h[7] == minute then ok, n = tonumber(h[8] or 0), tonumber(h[9] or 0) + 1 end
+local renew = not h[10] or tonumber(h[10]) < now
+local ewma = tonumber(h[2])
 if outcome == 'ok' then
-  redis.call('HINCRBY', KEYS[3], 'ok', 1)
-  if ewma == nil or latency > ewma then ewma = latency
-  else
-    local weight = math.exp(-math.max(now - ewma_at, 0) / decay)
-    ewma = ewma * weight + latency * (1 - weight)
+  local latency = tonumber(ARGV[4])
+  if ewma ~= nil and latency <= ewma then
+    local weight = math.exp(-math.max(now - tonumber(h[3] or now), 0) / tonumber(ARGV[6]))
+    latency = ewma * weight + latency * (1 - weight)
   end
-  redis.call('HSET', w, 'ewma', ewma, 'ewma_at', now, 'fails', 0, 'ejections', 0, 'ejected_until', 0, 'reason', '')
+  redis.call('HSET', w, 'ewma', latency, 'ewma_at', ARGV[1], ARGV[15], minute, ARGV[16], ok + 1, ARGV[17], n)
+  -- Without an ejection on record, fails is all there is to clear (the reason goes with one).
+  if h[5] and h[5] ~= '0' then redis.call('HSET', w, 'fails', 0, 'ejections', 0, 'ejected_until', 0, 'reason', '')
+  elseif h[6] and h[6] ~= '0' then redis.call('HSET', w, 'fails', 0) end
+  if renew then
+    redis.call('HSET', w, 'kept', now + tonumber(ARGV[14]))
+    redis.call('EXPIRE', w, ARGV[13])
+  end
   return 0
 end
-local penalty = math.max(latency or 0, tonumber(ARGV[11]))
-if ewma == nil or penalty > ewma then redis.call('HSET', w, 'ewma', penalty, 'ewma_at', now) end
-local fails = redis.call('HINCRBY', w, 'fails', 1)
-if tonumber(h[3] or 0) > now then return 0 end
-local ejections = tonumber(h[4] or 0)
-if ejections == 0 and fails < after then return 0 end
-local ejected = 0
-for i = 4, #KEYS do
-  if tonumber(redis.call('HGET', KEYS[i], 'ejected_until') or 0) > now then ejected = ejected + 1 end
+local set = {ARGV[15], minute, ARGV[16], ok, ARGV[17], n}
+if renew then set[#set + 1], set[#set + 2] = 'kept', now + tonumber(ARGV[14]) end
+local penalty = math.max(tonumber(ARGV[4]) or 0, tonumber(ARGV[11]))
+if ewma == nil or penalty > ewma then
+  set[#set + 1], set[#set + 2], set[#set + 3], set[#set + 4] = 'ewma', penalty, 'ewma_at', now
 end
-if ejected >= allowed then return 2 end
-ejections = ejections + 1
-redis.call('HSET', w, 'ejections', ejections, 'ejected_until', now + math.min(base * ejections, max_s), 'reason', reason)
-return 1
+local fails, ejections = tonumber(h[6] or 0) + 1, tonumber(h[5] or 0)
+set[#set + 1], set[#set + 2] = 'fails', fails
+local result = 0
+if tonumber(h[4] or 0) <= now and (ejections > 0 or fails >= tonumber(ARGV[7])) then
+  local ejected = 0
+  for i = 3, #KEYS do
+    if tonumber(redis.call('HGET', KEYS[i], 'ejected_until') or 0) > now then ejected = ejected + 1 end
+  end
+  if ejected >= tonumber(ARGV[10]) then result = 2
+  else
+    ejections = ejections + 1
+    local until_ = now + math.min(tonumber(ARGV[8]) * ejections, tonumber(ARGV[9]))
+    set[#set + 1], set[#set + 2], set[#set + 3], set[#set + 4] = 'ejections', ejections, 'ejected_until', until_
+    set[#set + 1], set[#set + 2] = 'reason', ARGV[5]
+    result = 1
+  end
+end
+redis.call('HSET', w, unpack(set))
+if renew then redis.call('EXPIRE', w, ARGV[13]) end
+return result
 """
 
 # KEYS: in-flight set, worker hash. Only a token still there is kept longer (XX).
@@ -108,7 +158,7 @@ local cool_until = tonumber(ARGV[1])
 if tonumber(redis.call('HGET', KEYS[1], 'cooldown_until') or 0) < cool_until then
   redis.call('HSET', KEYS[1], 'cooldown_until', cool_until)
 end
-redis.call('EXPIRE', KEYS[1], 86400)
+redis.call('EXPIRE', KEYS[1], ARGV[2])
 return 0
 """
 
@@ -140,11 +190,27 @@ redis.call('EXPIRE', KEYS[2], math.ceil(hold_until - now) + 60)
 return 1
 """
 
+# The scripts that touch more than one key, and so must keep to one slot (tests check it).
+MULTI_KEY_SCRIPTS = ("acquire", "finish", "extend", "take_retry")
+
+
+def _models_from_registry(worker_ids: Sequence[int]) -> dict[int, str]:
+    from registry.models import Worker  # registry's models import this package
+
+    return dict(Worker.objects.filter(pk__in=list(worker_ids)).values_list("pk", "model_name"))
+
 
 class RedisRoutingState:
     """The state in Redis, shared by every process and host that uses the same Redis."""
 
-    def __init__(self, *, url: str, prefix: str, clock: Callable[[], float] = time.time):
+    def __init__(
+        self,
+        *,
+        url: str,
+        prefix: str,
+        clock: Callable[[], float] = time.time,
+        models_of: Callable[[Sequence[int]], dict[int, str]] = _models_from_registry,
+    ):
         self.clock = clock
         self._prefix = prefix
         self._redis = shared_state_redis(url=url, timeout=settings.MMM_ROUTING_STATE_TIMEOUT)
@@ -159,9 +225,49 @@ class RedisRoutingState:
         # routes on its own state: per process, as without Redis, never blocked on it.
         self._fallback = LocalRoutingState(clock=clock)
         self._last_warning = 0.0
+        # A worker's keys are under its model's hash tag. The router names the model; callers
+        # that know only worker ids (the dashboard, probes, the engine scraper) get it from what
+        # the router said last, or else from the registry (a worker's model does not change
+        # while it is registered, so what is learned once holds).
+        self._models_of = models_of
+        self._model_of: dict[int, str] = {}
 
     def _key(self, *parts: object) -> str:
         return ":".join([self._prefix, *map(str, parts)])
+
+    def _model_key(self, model_name: str, *parts: object) -> str:
+        return ":".join([f"{{{self._prefix}:{model_name}}}", *map(str, parts)])
+
+    def _model(self, worker_id: int, model_name: str | None) -> str:
+        if model_name is not None:
+            if self._model_of.get(worker_id) != model_name:
+                self._model_of[worker_id] = model_name
+            return model_name
+        return self._models([worker_id])[worker_id]
+
+    def _models(self, worker_ids: Sequence[int]) -> dict[int, str]:
+        resolved = {worker_id: self._model_of.get(worker_id) for worker_id in worker_ids}
+        unknown = [worker_id for worker_id, model in resolved.items() if model is None]
+        if not unknown:
+            return resolved
+        try:
+            found = self._models_of(unknown)
+        except Exception:
+            # The registry cannot say now (its database is away): this call reads and writes the
+            # keys of no model, and the next one asks again.
+            logger.warning("routing state: the models of workers %s could not be read", unknown, exc_info=True)
+            return {worker_id: model or "" for worker_id, model in resolved.items()}
+        # A worker the registry does not know (removed) has no model: its keys share one tag.
+        learned = {worker_id: found.get(worker_id, "") for worker_id in unknown}
+        if len(self._model_of) > 100_000:  # removed workers must not grow memory without end
+            self._model_of = {}
+        self._model_of.update(learned)
+        return {**resolved, **learned}
+
+    def worker_keys(self, worker_id: int, model_name: str | None = None) -> tuple[str, str]:
+        """The worker's in-flight set and hash."""
+        model = self._model(worker_id, model_name)
+        return self._model_key(model, "if", worker_id), self._model_key(model, "w", worker_id)
 
     def _away(self) -> bool:
         return redis_breaker.is_open()
@@ -176,32 +282,46 @@ class RedisRoutingState:
             )
 
     def reset(self) -> None:
-        keys = list(self._redis.scan_iter(match=self._key("*"), count=1000))
-        if keys:
-            self._redis.delete(*keys)
+        for pattern in (self._key("*"), f"{{{self._prefix}:*"):
+            keys = list(self._redis.scan_iter(match=pattern, count=1000))
+            if keys:
+                self._redis.delete(*keys)
 
-    def snapshot(self, worker_ids: Sequence[int]) -> dict[int, Traffic]:
+    def snapshot(
+        self, worker_ids: Sequence[int], *, model_name: str | None = None, record_request: bool = False
+    ) -> dict[int, Traffic]:
         if self._away():
-            return self._fallback.snapshot(worker_ids)
+            return self._fallback.snapshot(worker_ids, model_name=model_name, record_request=record_request)
         now = self.clock()
-        minute = _minute(now)
+        models = dict.fromkeys(worker_ids, model_name) if model_name else self._models(worker_ids)
+        # One round trip, no script: a pipelined read costs Redis a fraction of a script that
+        # builds Lua tables from the same replies. The retry budget's request count rides along.
         pipe = self._redis.pipeline(transaction=False)
+        budget_key = self._budget_key(model_name) if record_request and model_name else None
+        if budget_key:
+            pipe.hincrby(budget_key, "requests", 1)
         for worker_id in worker_ids:
-            pipe.hgetall(self._key("w", worker_id))
-            pipe.zcount(self._key("if", worker_id), f"({now}", "+inf")
-            pipe.hgetall(self._key("st", worker_id, minute))
-            pipe.hgetall(self._key("st", worker_id, minute - 1))
+            in_flight, worker = self.worker_keys(worker_id, models[worker_id])
+            pipe.hgetall(worker)
+            pipe.zcount(in_flight, f"({now}", "+inf")
         try:
             replies = pipe.execute()
+            if budget_key and replies[0] == 1:
+                # A new window (once per window and model, not per request): it must end.
+                self._redis.expire(budget_key, settings.MMM_RETRY_BUDGET_WINDOW_SECONDS * 2)
         except self._errors as exc:
             self._unavailable("snapshot", exc)
-            return self._fallback.snapshot(worker_ids)
+            return self._fallback.snapshot(worker_ids, model_name=model_name, record_request=record_request)
         redis_breaker.succeeded()
+        if budget_key:
+            replies = replies[1:]
+        minutes = {str(_minute(now)), str(_minute(now) - 1)}
         result = {}
         for index, worker_id in enumerate(worker_ids):
-            h, in_flight, this_minute, last_minute = replies[index * 4 : index * 4 + 4]
+            h, in_flight = replies[index * 2 : index * 2 + 2]
+            recent = [fields for fields in _STATS_FIELDS if h.get(fields[0]) in minutes]
             result[worker_id] = Traffic(
-                in_flight=int(in_flight),
+                in_flight=max(int(in_flight) - 1, 0),  # '~' is not a request
                 latency_ewma_ms=_decayed(float(h["ewma"]), float(h.get("ewma_at", now)), now) if "ewma" in h else None,
                 consecutive_failures=int(h.get("fails", 0)),
                 ejections=int(h.get("ejections", 0)),
@@ -209,13 +329,20 @@ class RedisRoutingState:
                 ejection_reason=h.get("reason", ""),
                 cooldown_until=float(h.get("cooldown_until", 0)),
                 trial_until=float(h.get("trial_until", 0)),
-                recent_ok=int(this_minute.get("ok", 0)) + int(last_minute.get("ok", 0)),
-                recent_total=int(this_minute.get("total", 0)) + int(last_minute.get("total", 0)),
+                recent_ok=sum(int(h.get(ok, 0)) for _, ok, _ in recent),
+                recent_total=sum(int(h.get(total, 0)) for _, _, total in recent),
             )
         return result
 
     def acquire(
-        self, *, worker_id: int, token: str, hold_until: float, max_inflight: int | None, panic: bool
+        self,
+        *,
+        worker_id: int,
+        token: str,
+        hold_until: float,
+        max_inflight: int | None,
+        panic: bool,
+        model_name: str | None = None,
     ) -> Acquired:
         if self._away():
             return self._fallback.acquire(
@@ -223,8 +350,16 @@ class RedisRoutingState:
             )
         try:
             reply = self._acquire(
-                keys=[self._key("if", worker_id), self._key("w", worker_id)],
-                args=[repr(self.clock()), token, repr(hold_until), max_inflight or 0, "1" if panic else "0"],
+                keys=list(self.worker_keys(worker_id, model_name)),
+                args=[
+                    repr(self.clock()),
+                    token,
+                    repr(hold_until),
+                    max_inflight or 0,
+                    "1" if panic else "0",
+                    _KEEP_SECONDS,
+                    _RENEW_SECONDS,
+                ],
             )
         except self._errors as exc:
             self._unavailable("acquire", exc)
@@ -244,6 +379,7 @@ class RedisRoutingState:
         reason: str,
         model_worker_ids: Sequence[int],
         policy: EjectionPolicy,
+        model_name: str | None = None,
     ) -> Finished:
         if self._away():
             return self._fallback.finish(
@@ -256,15 +392,12 @@ class RedisRoutingState:
                 policy=policy,
             )
         now = self.clock()
-        others = [self._key("w", other) for other in model_worker_ids if other != worker_id]
+        minute = _minute(now)
+        model = self._model(worker_id, model_name)
+        others = [self._model_key(model, "w", other) for other in model_worker_ids if other != worker_id]
         try:
             reply = self._finish(
-                keys=[
-                    self._key("if", worker_id),
-                    self._key("w", worker_id),
-                    self._key("st", worker_id, _minute(now)),
-                    *others,
-                ],
+                keys=[*self.worker_keys(worker_id, model), *others],
                 args=[
                     repr(now),
                     token,
@@ -277,6 +410,10 @@ class RedisRoutingState:
                     policy.max_seconds,
                     policy.allowed(len(model_worker_ids)),
                     FAILURE_LATENCY_MS,
+                    minute,
+                    _KEEP_SECONDS,
+                    _RENEW_SECONDS,
+                    *_STATS_FIELDS[minute % 2],
                 ],
             )
         except self._errors as exc:
@@ -284,29 +421,37 @@ class RedisRoutingState:
             return Finished()
         return Finished(ejected=reply == 1, ejection_refused=reply == 2)
 
-    def extend(self, *, worker_id: int, token: str, hold_until: float) -> None:
+    def extend(self, *, worker_id: int, token: str, hold_until: float, model_name: str | None = None) -> None:
         if self._away():
             return self._fallback.extend(worker_id=worker_id, token=token, hold_until=hold_until)
         try:
             self._extend(
-                keys=[self._key("if", worker_id), self._key("w", worker_id)],
+                keys=list(self.worker_keys(worker_id, model_name)),
                 args=[token, repr(hold_until), repr(self.clock())],
             )
         except self._errors as exc:
             self._unavailable("extend", exc)
 
-    def cool_down(self, *, worker_id: int, seconds: float) -> None:
+    def cool_down(self, *, worker_id: int, seconds: float, model_name: str | None = None) -> None:
         if self._away():
             return self._fallback.cool_down(worker_id=worker_id, seconds=seconds)
         try:
-            self._cool_down(keys=[self._key("w", worker_id)], args=[repr(self.clock() + seconds)])
+            self._cool_down(
+                keys=[self.worker_keys(worker_id, model_name)[1]], args=[repr(self.clock() + seconds), _KEEP_SECONDS]
+            )
         except self._errors as exc:
             self._unavailable("cool_down", exc)
 
-    def readmit(self, *, worker_id: int) -> None:
+    def readmit(self, *, worker_id: int, model_name: str | None = None) -> None:
         try:
             self._redis.hdel(
-                self._key("w", worker_id), "ejected_until", "ejections", "fails", "trial_until", "trial_token", "reason"
+                self.worker_keys(worker_id, model_name)[1],
+                "ejected_until",
+                "ejections",
+                "fails",
+                "trial_until",
+                "trial_token",
+                "reason",
             )
         except self._errors as exc:
             self._unavailable("readmit", exc)
@@ -316,25 +461,14 @@ class RedisRoutingState:
             return self._fallback.round_robin_pick(group=group, weights=weights)
         args = [value for worker_id, weight in weights.items() for value in (worker_id, weight)]
         try:
-            return int(self._round_robin(keys=[self._key("rr", group)], args=args))
+            return int(self._round_robin(keys=[self._model_key(group, "rr")], args=args))
         except self._errors as exc:
             self._unavailable("round_robin", exc)
             return self._fallback.round_robin_pick(group=group, weights=weights)
 
     def _budget_key(self, model_name: str) -> str:
-        return self._key("budget", model_name, int(self.clock() // settings.MMM_RETRY_BUDGET_WINDOW_SECONDS))
-
-    def budget_record_request(self, *, model_name: str) -> None:
-        if self._away():
-            return self._fallback.budget_record_request(model_name=model_name)
-        key = self._budget_key(model_name)
-        try:
-            pipe = self._redis.pipeline(transaction=False)
-            pipe.hincrby(key, "requests", 1)
-            pipe.expire(key, settings.MMM_RETRY_BUDGET_WINDOW_SECONDS * 2)
-            pipe.execute()
-        except self._errors as exc:
-            self._unavailable("budget", exc)
+        window = int(self.clock() // settings.MMM_RETRY_BUDGET_WINDOW_SECONDS)
+        return self._model_key(model_name, "budget", window)
 
     def budget_take_retry(self, *, model_name: str, token: str, hold_until: float) -> bool:
         if self._away():
@@ -342,7 +476,7 @@ class RedisRoutingState:
         try:
             return bool(
                 self._take_retry(
-                    keys=[self._budget_key(model_name), self._key("retrying", model_name)],
+                    keys=[self._budget_key(model_name), self._model_key(model_name, "retrying")],
                     args=[
                         repr(self.clock()),
                         token,
@@ -362,7 +496,7 @@ class RedisRoutingState:
         if self._away():
             return
         try:
-            self._redis.zrem(self._key("retrying", model_name), token)
+            self._redis.zrem(self._model_key(model_name, "retrying"), token)
         except self._errors as exc:
             self._unavailable("budget", exc)
 
@@ -393,7 +527,11 @@ class RedisRoutingState:
         if self._away() or not worker_ids:
             return self._fallback.engine_read(worker_ids)
         try:
-            replies = self._redis.mget([self._key("eng", worker_id) for worker_id in worker_ids])
+            # GETs in a pipeline rather than one MGET: each worker's key may be in its own slot.
+            pipe = self._redis.pipeline(transaction=False)
+            for worker_id in worker_ids:
+                pipe.get(self._key("eng", worker_id))
+            replies = pipe.execute()
         except self._errors as exc:
             self._unavailable("engine_read", exc)
             return self._fallback.engine_read(worker_ids)

@@ -4,13 +4,14 @@ processes of one gunicorn without Redis use it."""
 import tempfile
 import threading
 import time
+from dataclasses import asdict
 from pathlib import Path
 
 import pytest
 
-from inference.host_state import HostRoutingState, HostStateUnavailable, StateServer
+from inference.host_state import HostRoutingState, HostStateUnavailable, StateServer, _State
 from inference.outcomes import Outcome
-from inference.traffic import Acquired, EjectionPolicy
+from inference.traffic import Acquired, EjectionPolicy, Finished
 
 POLICY = EjectionPolicy(after_failures=2, base_seconds=30, max_seconds=300, max_percent=50)
 
@@ -60,6 +61,66 @@ def test_two_clients_share_in_flight_counts_ejections_and_rotation(server_path):
 
     picks = [(a if n % 2 else b).round_robin_pick(group="m", weights={1: 1, 2: 1}) for n in range(4)]
     assert picks == [1, 2, 1, 2]  # one rotation over both clients
+
+
+def test_requests_counted_by_any_client_make_one_retry_budget(server_path, settings):
+    settings.MMM_RETRY_BUDGET_RATIO = 0.2
+    settings.MMM_RETRY_BUDGET_MIN = 0
+    settings.MMM_RETRY_BUDGET_WINDOW_SECONDS = 3600  # the test does not straddle two windows
+    a, b = client(server_path), client(server_path)
+    for looking in (a, b) * 5:  # ten requests, each counted on its first look
+        looking.snapshot([1], model_name="m", record_request=True)
+        looking.snapshot([1], model_name="m")  # a second look counts nothing
+
+    granted = [b.budget_take_retry(model_name="m", token=f"r{n}", hold_until=time.time() + 60) for n in range(3)]
+
+    assert granted == [True, True, False]  # 20% of ten, over both clients
+
+
+class AsBeforeTheChange(_State):
+    """The server's answers before 2026-12-01 (dicts, and the request count a call of its own),
+    as a master started then keeps answering workers that a SIGHUP reload gave new code."""
+
+    def call(self, method: str, args: dict):
+        if method == "snapshot":
+            return [[worker_id, asdict(seen)] for worker_id, seen in self.routing.snapshot(args["worker_ids"]).items()]
+        if method == "budget_record_request":
+            return self.routing.snapshot([], model_name=args["model_name"], record_request=True) and None
+        answer = super().call(method, args)
+        return asdict(Finished(*answer)) if method == "finish" else answer
+
+
+def test_a_server_started_before_this_code_is_still_understood(server_path, settings):
+    settings.MMM_RETRY_BUDGET_WINDOW_SECONDS = 3600  # the test does not straddle two windows
+    directory = tempfile.mkdtemp(prefix="mmm-test-state-")
+    server = StateServer(str(Path(directory) / "state.sock"))
+    server.state = AsBeforeTheChange()
+    thread = threading.Thread(target=server.serve_forever, kwargs={"poll_interval": 0.05}, daemon=True)
+    thread.start()
+    try:
+        new = client(server.path)
+        hold = time.time() + 60
+        new.acquire(worker_id=1, token="t", hold_until=hold, max_inflight=None, panic=False, model_name="m")
+
+        seen = new.snapshot([1], model_name="m", record_request=True)[1]
+        finished = new.finish(
+            worker_id=1,
+            token="t",
+            outcome=Outcome.FAILED,
+            latency_ms=None,
+            reason="500",
+            model_worker_ids=[1, 2],
+            policy=POLICY,
+            model_name="m",
+        )
+
+        assert seen.in_flight == 1
+        assert finished == Finished(ejected=False, ejection_refused=False)
+        assert server.state.routing._budget == {("m", server.state.routing._window()): [1, 0]}
+    finally:
+        server.shutdown()
+        thread.join(timeout=5)
+        server.close()
 
 
 def test_the_rate_count_is_one_window_for_every_client(server_path):

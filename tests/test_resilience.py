@@ -393,8 +393,8 @@ def test_a_worker_ejected_between_the_look_and_the_pick_is_still_tried_in_panic_
     class EjectedBehindItsBack(LocalRoutingState):
         raced = False
 
-        def snapshot(self, worker_ids):
-            seen = super().snapshot(worker_ids)
+        def snapshot(self, worker_ids, **looking):
+            seen = super().snapshot(worker_ids, **looking)
             if not self.raced:
                 self.raced = True
                 for worker_id in worker_ids:
@@ -407,6 +407,32 @@ def test_a_worker_ejected_between_the_look_and_the_pick_is_still_tried_in_panic_
     completion = completion_create(model_name="proxyllm", prompt="hi", state=EjectedBehindItsBack())
 
     assert completion.result == "I am a fake model."
+
+
+def test_a_completion_answered_on_its_first_try_asks_the_state_three_times(api, upstream):
+    """Each call is a Redis round trip (or one to the host's state server): look, take, give back.
+    The retry budget's count of requests rides on the look."""
+    from inference.routing_state_local import LocalRoutingState
+
+    class Counting(LocalRoutingState):
+        def __init__(self):
+            super().__init__()
+            self.calls = []
+
+        def __getattribute__(self, name):
+            if not name.startswith("_") and name not in ("calls", "clock"):
+                self.calls.append(name)
+            return super().__getattribute__(name)
+
+    register(api, upstream.on("/gen", json=SEED_ANSWER))
+    register(api, upstream.on("/gen2", json=SEED_ANSWER))
+    state = Counting()
+
+    completion_create(model_name="proxyllm", prompt="hi", state=state)
+    completion_create(model_name="proxyllm", prompt="hi", state=state)
+
+    assert state.calls == ["snapshot", "acquire", "finish"] * 2
+    assert state._budget == {("proxyllm", state._window()): [2, 0]}  # both requests counted, once each
 
 
 def test_a_model_whose_only_worker_has_expired_is_not_listed_in_v1_models(api, upstream):

@@ -15,6 +15,13 @@ from inference.routing_state_redis import RedisRoutingState
 
 POLICY = EjectionPolicy(after_failures=3, base_seconds=30, max_seconds=75, max_percent=50)
 WORKERS = [1, 2, 3, 4]
+MODEL = "m"
+PREFIX = "mmm:test-state"
+
+
+def model_of(worker_ids):
+    """The registry's answer for the workers of these tests (there is no database here)."""
+    return dict.fromkeys(worker_ids, MODEL)
 
 
 class Clock:
@@ -31,7 +38,7 @@ def state(request):
     if request.param == "local":
         yield LocalRoutingState(clock=clock)
         return
-    redis_state = RedisRoutingState(url=settings.REDIS_URL, prefix="mmm:test-state", clock=clock)
+    redis_state = RedisRoutingState(url=settings.REDIS_URL, prefix=PREFIX, clock=clock, models_of=model_of)
     redis_state.reset()
     yield redis_state
     redis_state.reset()
@@ -39,7 +46,12 @@ def state(request):
 
 def take(state, worker_id=1, token="t", *, cap=None, panic=False, hold=60.0):
     return state.acquire(
-        worker_id=worker_id, token=token, hold_until=state.clock() + hold, max_inflight=cap, panic=panic
+        worker_id=worker_id,
+        token=token,
+        hold_until=state.clock() + hold,
+        max_inflight=cap,
+        panic=panic,
+        model_name=MODEL,
     )
 
 
@@ -52,6 +64,7 @@ def finish(state, worker_id=1, token="t", outcome=Outcome.OK, latency_ms=10.0, r
         reason=reason,
         model_worker_ids=WORKERS,
         policy=POLICY,
+        model_name=MODEL,
     )
 
 
@@ -233,6 +246,23 @@ def test_success_rate_counts_recent_verdicts(state):
     assert traffic(state).success_rate is None
 
 
+def test_the_success_rate_counts_this_minute_and_the_one_before_only(state):
+    def verdict(outcome):
+        take(state, token="t")
+        finish(state, token="t", outcome=outcome)
+
+    state.clock.now -= state.clock.now % 60  # the start of a minute
+    verdict(Outcome.OK)
+    state.clock.now += 60
+    verdict(Outcome.FAILED)
+    assert traffic(state).success_rate == pytest.approx(0.5)
+
+    state.clock.now += 60  # the first minute is now too old to count, and its place is reused
+    assert traffic(state).recent_total == 1
+    verdict(Outcome.OK)
+    assert (traffic(state).recent_ok, traffic(state).recent_total) == (1, 2)
+
+
 def test_round_robin_is_smooth_and_weighted(state):
     picks = [state.round_robin_pick(group="m", weights={1: 5, 2: 1, 3: 1}) for _ in range(7)]
 
@@ -255,7 +285,8 @@ def test_the_retry_budget_allows_a_share_of_requests_or_a_few_running_retries(st
     settings.MMM_RETRY_BUDGET_RATIO = 0.2
     settings.MMM_RETRY_BUDGET_MIN = 3
     for _ in range(20):
-        state.budget_record_request(model_name="m")
+        state.snapshot([1], model_name="m", record_request=True)
+    state.snapshot([1], model_name="m")  # a second look of the same request counts nothing
 
     # 20 requests allow 4 retries by ratio; after that only while fewer than 3 are running.
     granted = [state.budget_take_retry(model_name="m", token=f"r{n}", hold_until=state.clock() + 60) for n in range(10)]
@@ -272,7 +303,9 @@ def test_the_retry_budget_allows_a_share_of_requests_or_a_few_running_retries(st
 def test_without_redis_requests_go_on_with_this_process_state(caplog):
     from tests.gateway_process import free_port
 
-    away = RedisRoutingState(url=f"redis://127.0.0.1:{free_port()}/0", prefix="mmm:away", clock=Clock())
+    away = RedisRoutingState(
+        url=f"redis://127.0.0.1:{free_port()}/0", prefix="mmm:away", clock=Clock(), models_of=model_of
+    )
 
     assert take(away) is Acquired.YES
     assert traffic(away).in_flight == 1  # counted in this process while Redis is away

@@ -132,10 +132,12 @@ def test_redis_calls_to_a_frozen_server_end_and_routing_goes_on_with_local_state
         "from inference.routing_state import routing_state\n"
         "from mmm.breaker import redis_breaker\n"
         "state = routing_state()\n"
-        "acquired = state.acquire(worker_id=1, token='t', hold_until=time.time() + 60, max_inflight=None, panic=False)\n"
+        "acquired = state.acquire(\n"
+        "    worker_id=1, token='t', hold_until=time.time() + 60, max_inflight=None, panic=False, model_name='m'\n"
+        ")\n"
         "try:\n    cache.incr('x'); cache_outcome = 'answered'\n"
         "except Exception as exc:\n    cache_outcome = type(exc).__name__\n"
-        "print(acquired.name, state.snapshot([1])[1].in_flight, redis_breaker.is_open(), cache_outcome)\n",
+        "print(acquired.name, state.snapshot([1], model_name='m')[1].in_flight, redis_breaker.is_open(), cache_outcome)\n",
         {"REDIS_URL": through(url, proxy), "MMM_REDIS_TIMEOUT": "0.3"},
     )
 
