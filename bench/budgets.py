@@ -4,8 +4,9 @@
 
 One gateway as `make serve` starts it (SQLite, REDIS_URL from the environment, default the
 local Redis's db 15), a key with a token budget and a money budget and a price for the model,
-loaded at concurrency 32 on the seed endpoint against a fast upstream. "on" reserves and
-settles each request in Redis (two scripts) and queues its ledger row; "off" (MMM_BUDGETS=
+loaded at concurrency 32 on the seed endpoint against a fast upstream. "on" reserves each request
+in Redis (a script before the upstream call) and settles it behind the response (batched with the
+other requests' settles, usage/settlement.py) and queues its ledger row; "off" (MMM_BUDGETS=
 false) still writes the ledger row but touches no counter. Rounds alternate off and on so
 the machine's load drifts into both alike; the ratio is of the summed throughputs. The gateway's
 CPU time per request (master and workers, from /proc) is printed too: on a machine shared
@@ -114,7 +115,7 @@ _PRICE = (
 )
 
 # The hooks alone, in one process, without HTTP: what a request with budgets spends in
-# usage_reserve + usage_settle (two Redis scripts, the row queued), against a key without any.
+# usage_reserve + usage_settle (two Redis scripts: settled in the caller here), against a key without any.
 _IN_PROCESS = """
 import time
 from accounts.models import ApiKey
