@@ -74,3 +74,45 @@ def test_a_finished_video_job_is_posted_to_its_keys_webhook_signed_and_retried_a
     assert event["data"]["status"] == "completed"
     first, second = receiver.hits("/hook")
     assert first.body == second.body and first.headers["webhook-id"] == second.headers["webhook-id"]
+
+
+def test_a_budget_crossing_80_percent_is_posted_once_when_usage_is_settled_behind_the_response(tmp_path, receiver):
+    from tests.fake_model_apis import OpenAIServer
+
+    receiver.on("/hook", lambda seen: Reply(status=204, text=""))
+    base_url = OpenAIServer().install(receiver)  # the fake reports 11 tokens per answer
+    with gateway_database(tmp_path) as env:
+        # Settled in each worker's flusher, as a production gateway settles (not in the request).
+        gateway = GatewayProcess(env={**env, **FAST, "MMM_USAGE_SETTLE_BEHIND": "true"})
+        gateway.manage("migrate", "--noinput", "-v0").check_returncode()
+        made = gateway.manage(
+            "create_api_key", "--name", "budgeted app", "--scope", "inference", "--webhook-url", receiver.url("/hook"),
+            "--budget-tokens", "40", "--budget-period", "day",
+        )  # fmt: skip
+        made.check_returncode()
+        lines = made.stdout.strip().splitlines()
+        key, secret = lines[-1], next(line for line in lines if "whsec_" in line).rsplit(" ", 1)[-1]
+        gateway.start()
+        try:
+            registered = gateway.post(
+                "/api/server/register",
+                {"model_name": "gpt", "kind": "openai", "req_url_template": base_url, "upstream_model": "up-model"},
+            )
+            assert registered.status_code == 200, registered.text
+            gateway.headers = {"Authorization": f"Bearer {key}"}
+            ask = {"model": "gpt", "messages": [{"role": "user", "content": "Hi"}], "max_tokens": 10}
+            # 11, 22, then 33 of 40 tokens: the third crosses 80 %; a fourth has no room for its estimate.
+            statuses = [gateway.post("/v1/chat/completions", ask).status_code for _ in range(3)]
+            assert statuses == [200, 200, 200]
+
+            def posted():
+                return [seen for seen in receiver.hits("/hook") if seen.method == "POST"]
+
+            [seen] = wait_until(posted, timeout=60, what="the budget.threshold webhook")
+            refused = gateway.post("/v1/chat/completions", ask)
+        finally:
+            gateway.stop()
+    event = Webhook(secret).verify(seen.body, seen.headers)
+    assert event["type"] == "budget.threshold"
+    assert (event["data"]["threshold_percent"], event["data"]["spent"], event["data"]["limit"]) == (80, 33, 40)
+    assert refused.status_code == 429 and refused.json()["error"]["code"] == "budget_exceeded"
