@@ -44,6 +44,7 @@ from bench.run import (
     running_gateway,
     stop_process,
     upstream_process,
+    vm_rss,
 )
 
 VAR_BENCH = ROOT / "var" / "bench"
@@ -114,11 +115,8 @@ def gunicorn_rss(root_pid: int) -> int:
     total = 0
     for pid in process_tree(root_pid):
         with suppress(OSError):
-            if b"gunicorn" not in Path(f"/proc/{pid}/cmdline").read_bytes():
-                continue
-            for line in Path(f"/proc/{pid}/status").read_text().splitlines():
-                if line.startswith("VmRSS:"):
-                    total += int(line.split()[1]) * 1024
+            if b"gunicorn" in Path(f"/proc/{pid}/cmdline").read_bytes():
+                total += vm_rss(pid)
     return total
 
 

@@ -263,12 +263,18 @@ def process_tree_rss(root_pid: int) -> tuple[int, int]:
     while pending:
         pid = pending.pop()
         with suppress(OSError):
-            for line in Path(f"/proc/{pid}/status").read_text().splitlines():
-                if line.startswith("VmRSS:"):
-                    total += int(line.split()[1]) * 1024
+            total += vm_rss(pid)
             count += 1
         pending.extend(children.get(pid, []))
     return total, count
+
+
+def vm_rss(pid: int) -> int:
+    """The resident memory of process ``pid`` in bytes (raises OSError once it is gone)."""
+    for line in Path(f"/proc/{pid}/status").read_text().splitlines():
+        if line.startswith("VmRSS:"):
+            return int(line.split()[1]) * 1024
+    return 0  # a zombie has no VmRSS line
 
 
 # --- Measuring and reporting ----------------------------------------------------------------

@@ -33,6 +33,7 @@ logger = logging.getLogger("mmm.request_log")
 
 class RequestLogWriter:
     model = RequestLog  # what it writes (usage.ledger writes the usage ledger the same way)
+    name = "request log"  # in its log lines
     # Rows whose unique key may already be stored (the ledger's usage_id) are skipped, not failed.
     always_ignore_conflicts = False
     # Whether each batch goes to the database (whose SQLite driver would hold gevent's loop).
@@ -88,7 +89,7 @@ class RequestLogWriter:
             metrics.LOG_DROPPED.inc()
             if self.dropped == 1 or self.dropped % 1000 == 0:
                 logger.error(
-                    "request log queue is full (%d rows): %d row(s) dropped so far", self.max_queue, self.dropped
+                    "%s queue is full (%d rows): %d row(s) dropped so far", self.name, self.max_queue, self.dropped
                 )
             return
         self._queue.append(row)
@@ -123,7 +124,7 @@ class RequestLogWriter:
     def write(self, batch: list) -> None:
         """Store one batch of rows (or raise, and they are tried again)."""
         # A savepoint of its own: a refused batch leaves a caller's transaction usable.
-        with deadline(background_bound(), what="request log write"), transaction.atomic():
+        with deadline(background_bound(), what=f"{self.name} write"), transaction.atomic():
             # A row that has an id was inserted by a try whose commit may have happened unheard
             # (the connection broke on the way back): it must not be written twice, nor fail
             # its batch for ever.
@@ -148,9 +149,9 @@ class RequestLogWriter:
         if self._queue:
             try:
                 written = self.flush()
-                logger.info("request log: wrote %d row(s) at shutdown", written)
+                logger.info("%s: wrote %d row(s) at shutdown", self.name, written)
             except Exception:
-                logger.exception("request log: %d row(s) could not be written at shutdown", len(self._queue))
+                logger.exception("%s: %d row(s) could not be written at shutdown", self.name, len(self._queue))
 
     def _flush_off_the_loop(self) -> int:
         """flush(), in a native thread when this flusher is a greenlet and the driver would block."""
@@ -180,7 +181,7 @@ class RequestLogWriter:
             try:
                 self._flush_off_the_loop()
             except Exception as exc:
-                logger.error("request log: write failed, %d row(s) kept for the next try: %s", len(self._queue), exc)
+                logger.error("%s: write failed, %d row(s) kept for the next try: %s", self.name, len(self._queue), exc)
                 # A full batch wakes the flusher on every new row; while the database is away
                 # the next try waits the interval instead of following each row.
                 self._stopping.wait(self.flush_seconds)

@@ -1,17 +1,40 @@
 """What the looping management commands (probe_workers, run_jobs, deliver_webhooks,
-scrape_engines) share: a stop on SIGTERM or SIGINT, and noticing that the gunicorn master that
-started one beside itself is gone."""
+scrape_engines) share: their --loop, --parent-pid and --json arguments, a stop on SIGTERM or
+SIGINT, and noticing that the gunicorn master that started one beside itself is gone."""
 
 import os
 import signal
 import threading
 
 
-def stop_on_signals() -> threading.Event:
-    """An event set by SIGTERM or SIGINT, so a loop ends after its pass instead of mid-write."""
+def add_loop_arguments(parser, *, keeps: str, beside_gunicorn: bool = True) -> None:
+    """--loop ("Keep <keeps> until SIGTERM or SIGINT."), --json, and, for a command the gunicorn
+    config starts beside itself, --parent-pid."""
+    parser.add_argument("--loop", action="store_true", help=f"Keep {keeps} until SIGTERM or SIGINT.")
+    parser.add_argument(
+        "--json", action="store_true", dest="as_json", help="Print one JSON object per pass instead of text."
+    )
+    if beside_gunicorn:
+        parser.add_argument(
+            "--parent-pid",
+            type=int,
+            default=None,
+            help="With --loop, stop when this process is gone (gunicorn's master, which starts one beside it).",
+        )
+
+
+def stop_on_signals(*, wake: threading.Event | None = None) -> threading.Event:
+    """An event set by SIGTERM or SIGINT, so a loop ends after its pass instead of mid-write;
+    ``wake``, which the loop may be waiting on, is set with it."""
     stop = threading.Event()
+
+    def stopped(*_) -> None:
+        stop.set()
+        if wake is not None:
+            wake.set()
+
     for signum in (signal.SIGTERM, signal.SIGINT):
-        signal.signal(signum, lambda *_: stop.set())
+        signal.signal(signum, stopped)
     return stop
 
 

@@ -148,7 +148,10 @@ def test_an_operator_adds_a_worker_tries_it_and_sees_the_traffic(gateway, page, 
     # Two workers of one model, one always failing: live traffic ejects it, the other answers.
     upstream.on("/down", Reply(status=500, json={"error": "down"}))
     upstream.on("/up", Reply(json={"out": "fine"}))
-    for path in ("/down", "/up"):
+    # The answering worker first: a gunicorn worker whose routing table has not reloaded yet
+    # (each reloads every MMM_ROUTING_REFRESH_SECONDS, later on a busy machine) knows either
+    # none, /up alone, or both; never /down without /up to fail over to.
+    for path in ("/up", "/down"):
         gateway.post(
             "/api/server/register",
             {

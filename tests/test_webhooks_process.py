@@ -2,6 +2,8 @@
 it starts beside itself (as `make serve` runs), a Runway fake as the worker, and a receiver that
 checks the signature with the standardwebhooks package."""
 
+import uuid
+
 import pytest
 from standardwebhooks import Webhook
 
@@ -19,6 +21,14 @@ FAST = {
     "MMM_WEBHOOK_BACKOFF_SECONDS": "0.5",
     "MMM_WEBHOOK_SENDER": "true",
 }
+
+
+def key_with_webhook(gateway: GatewayProcess, url: str, *options: str) -> tuple[str, str]:
+    """(key, webhook secret) of an inference key made by create_api_key with a webhook to ``url``."""
+    made = gateway.manage("create_api_key", "--scope", "inference", "--webhook-url", url, *options)
+    made.check_returncode()
+    lines = made.stdout.strip().splitlines()
+    return lines[-1], next(line for line in lines if "whsec_" in line).rsplit(" ", 1)[-1]
 
 
 @pytest.fixture
@@ -41,12 +51,7 @@ def test_a_finished_video_job_is_posted_to_its_keys_webhook_signed_and_retried_a
     with gateway_database(tmp_path) as env:
         gateway = GatewayProcess(env={**env, **FAST})
         gateway.manage("migrate", "--noinput", "-v0").check_returncode()
-        made = gateway.manage(
-            "create_api_key", "--name", "video app", "--scope", "inference", "--webhook-url", receiver.url("/hook")
-        )
-        made.check_returncode()
-        lines = made.stdout.strip().splitlines()
-        key, secret = lines[-1], next(line for line in lines if "whsec_" in line).rsplit(" ", 1)[-1]
+        key, secret = key_with_webhook(gateway, receiver.url("/hook"), "--name", "video app")
         gateway.start()
         try:
             registered = gateway.post(
@@ -83,15 +88,19 @@ def test_a_budget_crossing_80_percent_is_posted_once_when_usage_is_settled_behin
     base_url = OpenAIServer().install(receiver)  # the fake reports 11 tokens per answer
     with gateway_database(tmp_path) as env:
         # Settled in each worker's flusher, as a production gateway settles (not in the request).
-        gateway = GatewayProcess(env={**env, **FAST, "MMM_USAGE_SETTLE_BEHIND": "true"})
+        gateway = GatewayProcess(
+            env={
+                **env,
+                **FAST,
+                "MMM_USAGE_SETTLE_BEHIND": "true",
+                # Counters of its own in a shared Redis: a new database numbers its keys from 1 again.
+                "MMM_USAGE_PREFIX": f"mmm:test-usage:{uuid.uuid4().hex[:8]}",
+            }
+        )
         gateway.manage("migrate", "--noinput", "-v0").check_returncode()
-        made = gateway.manage(
-            "create_api_key", "--name", "budgeted app", "--scope", "inference", "--webhook-url", receiver.url("/hook"),
-            "--budget-tokens", "40", "--budget-period", "day",
-        )  # fmt: skip
-        made.check_returncode()
-        lines = made.stdout.strip().splitlines()
-        key, secret = lines[-1], next(line for line in lines if "whsec_" in line).rsplit(" ", 1)[-1]
+        key, secret = key_with_webhook(
+            gateway, receiver.url("/hook"), "--name", "budgeted app", "--budget-tokens", "40", "--budget-period", "day"
+        )
         gateway.start()
         try:
             registered = gateway.post(

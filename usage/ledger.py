@@ -10,6 +10,7 @@ from usage.models import UsageRecord
 
 class LedgerWriter(RequestLogWriter):
     model = UsageRecord
+    name = "usage ledger"
     always_ignore_conflicts = True
 
 

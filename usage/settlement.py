@@ -139,6 +139,8 @@ def _ledger_row(charge: Charge, *, settled_at: datetime) -> UsageRecord:
 class SettleWriter(RequestLogWriter):
     """The queue of settlements the request path hands off, and its flusher."""
 
+    name = "usage settlement"
+
     writes_database = False  # Redis, which yields under gevent; the rows go on to the ledger's queue
     wakes_on_every_row = True  # settle as soon as the flusher runs: the hold is the estimate until then
 

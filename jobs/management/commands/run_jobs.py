@@ -12,7 +12,7 @@ from django.db import DatabaseError, close_old_connections
 from jobs.runner import JobRunner
 from jobs.services import jobs_prune
 from jobs.wake import RunnerWake
-from mmm.command_loop import parent_gone, stop_on_signals
+from mmm.command_loop import add_loop_arguments, parent_gone, stop_on_signals
 
 # Seconds between passes while there is work, and the first wait once there is none (it then
 # doubles up to MMM_JOB_IDLE_MAX_SECONDS; a job queued on this host wakes the runner at once).
@@ -20,17 +20,6 @@ _BUSY_SECONDS = 0.05
 _IDLE_SECONDS = 0.2
 # Expired jobs are pruned this often by a looping runner (prune_jobs does it from cron too).
 _PRUNE_EVERY_SECONDS = 60.0
-
-
-def _wait_for(stop: threading.Event, look_now: threading.Event, *, seconds: float) -> bool:
-    """Wait ``seconds``, less if a job is queued meanwhile; whether to stop (SIGTERM or SIGINT)."""
-    deadline = time.monotonic() + seconds
-    while not stop.is_set() and not look_now.is_set():
-        left = deadline - time.monotonic()
-        if left <= 0:
-            break
-        look_now.wait(min(left, 0.1))  # and look at the stop signal ten times a second
-    return stop.is_set()
 
 
 class Command(BaseCommand):
@@ -41,21 +30,12 @@ class Command(BaseCommand):
     )
 
     def add_arguments(self, parser: CommandParser) -> None:
-        parser.add_argument("--loop", action="store_true", help="Keep running passes until SIGTERM or SIGINT.")
-        parser.add_argument(
-            "--parent-pid",
-            type=int,
-            default=None,
-            help="Stop when this process is gone (gunicorn's master, which starts a runner beside it).",
-        )
-        parser.add_argument(
-            "--json", action="store_true", dest="as_json", help="Print one JSON object per pass instead of text."
-        )
+        add_loop_arguments(parser, keeps="running passes")
 
     def handle(self, *args, loop: bool, parent_pid: int | None, as_json: bool, **options) -> None:
         runner = JobRunner()
-        stop = stop_on_signals() if loop else threading.Event()
-        look_now = threading.Event()
+        look_now = threading.Event()  # a job was queued on this host, or a stop signal came
+        stop = stop_on_signals(wake=look_now) if loop else threading.Event()
         wake = RunnerWake(path=settings.MMM_JOB_WAKE_SOCKET if loop else "", event=look_now)
         pruned_at = 0.0
         idle_wait = _IDLE_SECONDS
@@ -83,11 +63,11 @@ class Command(BaseCommand):
                     wait, idle_wait = _BUSY_SECONDS, _IDLE_SECONDS
                 else:
                     wait, idle_wait = idle_wait, min(idle_wait * 2, settings.MMM_JOB_IDLE_MAX_SECONDS)
-                if _wait_for(stop, look_now, seconds=wait):
-                    return
-                if look_now.is_set():
+                if look_now.wait(wait):
                     look_now.clear()
                     idle_wait = _IDLE_SECONDS
+                if stop.is_set():
+                    return
         finally:
             wake.close()
             runner.close()

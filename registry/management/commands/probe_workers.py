@@ -9,7 +9,7 @@ from django.core.management.base import BaseCommand, CommandParser
 from django.db import DatabaseError, close_old_connections
 
 from inference.redaction import redact_url
-from mmm.command_loop import stop_on_signals
+from mmm.command_loop import add_loop_arguments, stop_on_signals
 from registry.health import workers_probe
 from registry.models import HealthState, Worker
 from registry.services import workers_remove_expired
@@ -24,11 +24,8 @@ class Command(BaseCommand):
 
     def add_arguments(self, parser: CommandParser) -> None:
         parser.add_argument("--model", help="Probe only the workers of this model name.")
-        parser.add_argument("--loop", action="store_true", help="Keep probing until SIGTERM or SIGINT.")
+        add_loop_arguments(parser, keeps="probing", beside_gunicorn=False)
         parser.add_argument("--interval", type=float, default=30.0, help="Seconds between passes with --loop.")
-        parser.add_argument(
-            "--json", action="store_true", dest="as_json", help="Print one JSON object per pass instead of text."
-        )
 
     def handle(self, *args, model: str | None, loop: bool, interval: float, as_json: bool, **options) -> None:
         if interval <= 0:

@@ -8,7 +8,7 @@ from django.core.management.base import BaseCommand, CommandParser
 from django.db import DatabaseError, close_old_connections
 
 from inference.routing_state import routing_state
-from mmm.command_loop import parent_gone, stop_on_signals
+from mmm.command_loop import add_loop_arguments, parent_gone, stop_on_signals
 from registry.engine_scrape import EngineFleet, engines_scrape
 
 
@@ -23,21 +23,12 @@ class Command(BaseCommand):
 
     def add_arguments(self, parser: CommandParser) -> None:
         parser.add_argument("--model", help="Read only the engines of this model name's workers.")
-        parser.add_argument("--loop", action="store_true", help="Keep reading until SIGTERM or SIGINT.")
+        add_loop_arguments(parser, keeps="reading")
         parser.add_argument(
             "--interval",
             type=float,
             default=None,
             help="Seconds between passes with --loop (default MMM_ENGINE_SCRAPE_INTERVAL).",
-        )
-        parser.add_argument(
-            "--json", action="store_true", dest="as_json", help="Print one JSON object per pass instead of text."
-        )
-        parser.add_argument(
-            "--parent-pid",
-            type=int,
-            default=None,
-            help="With --loop, stop when this process is gone (gunicorn's master).",
         )
 
     def handle(

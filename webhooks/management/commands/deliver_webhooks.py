@@ -8,7 +8,7 @@ from django.core.management.base import BaseCommand, CommandParser
 from django.db import DatabaseError, close_old_connections
 from django.utils import timezone
 
-from mmm.command_loop import parent_gone, stop_on_signals
+from mmm.command_loop import add_loop_arguments, parent_gone, stop_on_signals
 from webhooks.delivery import deliver_due
 from webhooks.models import DeliveryStatus, WebhookDelivery
 
@@ -21,18 +21,9 @@ class Command(BaseCommand):
     )
 
     def add_arguments(self, parser: CommandParser) -> None:
-        parser.add_argument("--loop", action="store_true", help="Keep sending until SIGTERM or SIGINT.")
+        add_loop_arguments(parser, keeps="sending")
         parser.add_argument("--interval", type=float, default=1.0, help="Seconds between passes with --loop.")
         parser.add_argument("--limit", type=int, default=100, help="Most deliveries attempted in one pass.")
-        parser.add_argument(
-            "--parent-pid",
-            type=int,
-            default=None,
-            help="Stop when this process is gone (gunicorn's master, which starts a sender beside it).",
-        )
-        parser.add_argument(
-            "--json", action="store_true", dest="as_json", help="Print one JSON object per pass instead of text."
-        )
 
     def handle(
         self, *args, loop: bool, interval: float, limit: int, parent_pid: int | None, as_json: bool, **options
