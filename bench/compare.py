@@ -122,12 +122,30 @@ def gunicorn_rss(root_pid: int) -> int:
 
 def cpu_seconds(root_pid: int) -> float:
     """User + system CPU time of ``root_pid`` and its live descendants, in seconds."""
-    total = 0
+    return sum(cpu_by_role(root_pid).values())
+
+
+# A process of mmm's tree, by what its command line holds (the first that matches).
+_ROLES = (
+    ("host state", b"inference.host_state"),
+    ("job runner", b"run_jobs"),
+    ("webhook sender", b"deliver_webhooks"),
+    ("engine scraper", b"scrape_engines"),
+    ("gunicorn", b"gunicorn"),
+)
+
+
+def cpu_by_role(root_pid: int) -> dict[str, float]:
+    """User + system CPU seconds of ``root_pid``'s live tree, summed by role (``_ROLES``; else "other")."""
+    seconds: dict[str, float] = {}
     for pid in process_tree(root_pid):
         with suppress(OSError, ValueError, IndexError):
             fields = Path(f"/proc/{pid}/stat").read_text().rsplit(")", 1)[1].split()
-            total += int(fields[11]) + int(fields[12])  # utime, stime (fields 14 and 15 of stat)
-    return total / CLOCK_TICKS
+            cmdline = Path(f"/proc/{pid}/cmdline").read_bytes()
+            role = next((name for name, needle in _ROLES if needle in cmdline), "other")
+            # utime, stime (fields 14 and 15 of stat)
+            seconds[role] = seconds.get(role, 0.0) + (int(fields[11]) + int(fields[12])) / CLOCK_TICKS
+    return seconds
 
 
 def wait_for_port(port: int, process: subprocess.Popen, *, what: str, log: Path, timeout: float) -> None:
@@ -497,10 +515,17 @@ def measure(system: System, args: argparse.Namespace, tmp: Path, binary: str) ->
     row.p50_c1, row.p99_c1, row.errors = single.p50_ms, single.p99_ms, single.errors
     print(f"  {system.name}: c=32 ...", file=sys.stderr, flush=True)
     wrk(binary, system.port, system.whole, connections=32, seconds=args.warmup, tmp=tmp)
-    cpu_before = cpu_seconds(system.pid) if system.pid else 0.0
+    cpu_before = cpu_by_role(system.pid) if system.pid else {}
     busy = wrk(binary, system.port, system.whole, connections=32, seconds=args.duration, tmp=tmp)
     if system.pid:
-        row.cpu_ms = (cpu_seconds(system.pid) - cpu_before) * 1000 / max(busy.requests, 1)
+        spent = {role: seconds - cpu_before.get(role, 0.0) for role, seconds in cpu_by_role(system.pid).items()}
+        row.cpu_ms = sum(spent.values()) * 1000 / max(busy.requests, 1)
+        if system.name.startswith("mmm"):
+            row.note += (
+                "CPU ms per request by process: "
+                + ", ".join(f"{role} {s * 1000 / max(busy.requests, 1):.3f}" for role, s in sorted(spent.items()))
+                + "; "
+            )
         row.rss_mib = process_tree_rss(system.pid)[0] / 2**20
         if system.name.startswith("mmm"):
             # The issue's figure is gunicorn's master and workers; the host-state server and the

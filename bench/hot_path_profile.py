@@ -67,6 +67,12 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--duration", type=int, default=10, help="seconds of load and sampling (10)")
     parser.add_argument("--top", type=int, default=25, help="functions to list (25)")
     parser.add_argument("--keep", type=Path, metavar="DIR", help="also copy py-spy's collapsed stacks here")
+    parser.add_argument(
+        "--gil",
+        action="store_true",
+        help="sample only the thread holding the GIL: Python's CPU, without a thread waiting in SQLite or "
+        "fsync (which py-spy counts as busy otherwise), and without the syscalls that release the GIL",
+    )
     args = parser.parse_args(argv)
     binary = shutil.which("wrk")
     if not PY_SPY.exists() or binary is None:
@@ -87,6 +93,7 @@ def main(argv: list[str] | None = None) -> int:
                     subprocess.Popen(
                         [
                             *SAMPLER,
+                            *(["--gil"] if args.gil else []),
                             "--duration",
                             str(args.duration),
                             "--pid",
