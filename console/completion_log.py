@@ -31,7 +31,7 @@ from console import metrics
 from console.models import RequestLog, epoch_minute, latency_class
 from inference.outcomes import Outcome
 from inference.redaction import redact_url
-from mmm import tracing
+from mmm import bulk_rows, tracing
 from usage import request_hooks
 
 # Where the entry waits on the Django request for the middleware to finish it.
@@ -115,7 +115,8 @@ class CompletionEntry:
         latency_ms = (time.monotonic() - self.started) * 1000
         status = self.status_override or status
         keep_content = settings.MMM_REQUEST_LOG_CONTENT
-        return RequestLog(
+        return bulk_rows.unsaved(
+            RequestLog,
             created_at=self.started_at,
             minute=epoch_minute(self.started_at),
             request_id=request_id,

@@ -26,6 +26,7 @@ from django.db import connection, transaction
 
 from console import metrics
 from console.models import RequestLog
+from mmm import bulk_rows
 from mmm.database import background_bound, deadline
 
 logger = logging.getLogger("mmm.request_log")
@@ -127,9 +128,9 @@ class RequestLogWriter:
         with deadline(background_bound(), what=f"{self.name} write"), transaction.atomic():
             # A row that has an id was inserted by a try whose commit may have happened unheard
             # (the connection broke on the way back): it must not be written twice, nor fail
-            # its batch for ever.
-            self.model.objects.bulk_create(
-                batch, ignore_conflicts=self.always_ignore_conflicts or any(row.pk is not None for row in batch)
+            # its batch for ever (bulk_rows writes it with its id, skipped if taken).
+            bulk_rows.insert(
+                self.model, batch, ignore_conflicts=self.always_ignore_conflicts, using=self.model.objects.db
             )
 
     def discard(self) -> int:

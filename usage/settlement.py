@@ -25,6 +25,7 @@ from django.conf import settings
 from django.utils import timezone
 
 from console.request_log import RequestLogWriter
+from mmm import bulk_rows
 from usage import periods, thresholds
 from usage.budget_store import Settled, budget_store
 from usage.catalog import PriceRow
@@ -114,7 +115,8 @@ def _send_thresholds(charge: Charge, pairs: list, settled: Settled) -> None:
 
 def _ledger_row(charge: Charge, *, settled_at: datetime) -> UsageRecord:
     reservation, tokens = charge.reservation, charge.tokens
-    return UsageRecord(
+    return bulk_rows.unsaved(
+        UsageRecord,
         usage_id=reservation.usage_id,
         request_id=reservation.request_id[:64],
         settled_at=settled_at,
