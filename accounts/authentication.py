@@ -46,6 +46,10 @@ class StaffSessionAuthentication(SessionAuthentication):
     """
 
     def authenticate(self, request):
+        if settings.SESSION_COOKIE_NAME not in request._request.COOKIES:
+            # No session, no staff user: without this, every API call would load the lazy user
+            # (a session lookup and an AnonymousUser) to learn as much.
+            return None
         user = getattr(request._request, "user", None)
         if not user or not user.is_active or not user.is_staff:
             return None

@@ -44,6 +44,7 @@ def main() -> None:
     parser.add_argument("--rounds", type=int, default=7, help="rounds per scenario (7)")
     parser.add_argument("--only", help="run only the scenarios whose name contains this")
     parser.add_argument("--profile", action="store_true", help="print cProfile's top functions instead")
+    parser.add_argument("--callees", metavar="FUNCTION", help="with --profile: also what FUNCTION (a name) calls")
     args = parser.parse_args()
 
     setup_test_environment()
@@ -102,7 +103,10 @@ def main() -> None:
 
                 profile = cProfile.Profile()
                 profile.runcall(lambda call=call: [call() for _ in range(args.requests)])
-                pstats.Stats(profile).sort_stats("cumulative").print_stats(45)
+                stats = pstats.Stats(profile).sort_stats("cumulative")
+                stats.print_stats(45)
+                if args.callees:
+                    stats.print_callees(args.callees)
                 continue
             rounds = []
             for _ in range(args.rounds):

@@ -218,6 +218,9 @@ def worker_exit(server, worker) -> None:
     ledger = sys.modules.get("usage.ledger")
     if ledger is not None:
         ledger.ledger_writer.close()
+    log_handler = sys.modules.get("console.log_handler")
+    if log_handler is not None:  # last: the writers above may log
+        log_handler.close_all()
 
 
 def post_worker_init(worker) -> None:
@@ -227,6 +230,10 @@ def post_worker_init(worker) -> None:
         from psycogreen.gevent import patch_psycopg
 
         patch_psycopg()
+    # The request's log line is queued; a native thread beside the loop writes it.
+    from console import log_handler
+
+    log_handler.go_background()
     # Keys, the routing table and policies are refreshed off the request path from now on.
     from mmm import background
 

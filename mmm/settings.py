@@ -197,6 +197,7 @@ if env_bool("MMM_BEHIND_TLS_PROXY", False):
 REST_FRAMEWORK = {
     "DEFAULT_RENDERER_CLASSES": ["rest_framework.renderers.JSONRenderer"],
     "DEFAULT_PARSER_CLASSES": ["mmm.parsers.StrictJSONParser"],
+    "DEFAULT_CONTENT_NEGOTIATION_CLASS": "mmm.negotiation.JsonFirstContentNegotiation",
     # Every endpoint needs a key (or a staff session) unless MMM_REQUIRE_AUTH is off; views
     # outside inference name the scope they need (accounts/permissions.py).
     "DEFAULT_AUTHENTICATION_CLASSES": [
@@ -241,6 +242,8 @@ SPECTACULAR_SETTINGS = {
 # --- Logging --------------------------------------------------------------------------------
 # MMM_LOG_JSON=true prints one JSON object per line (console.log_format), for log pipelines.
 MMM_LOG_JSON = env_bool("MMM_LOG_JSON", False)
+# How often a gunicorn worker's log thread writes the lines queued (console.log_handler).
+MMM_LOG_FLUSH_SECONDS = env_float("MMM_LOG_FLUSH_SECONDS", 0.05, minimum=0.001, maximum=10.0)
 LOGGING = {
     "version": 1,
     "disable_existing_loggers": False,
@@ -248,7 +251,14 @@ LOGGING = {
         "plain": {"format": "%(asctime)s %(levelname)s %(name)s %(message)s"},
         "json": {"()": "console.log_format.JsonFormatter"},
     },
-    "handlers": {"console": {"class": "logging.StreamHandler", "formatter": "json" if MMM_LOG_JSON else "plain"}},
+    "handlers": {
+        "console": {
+            # In a gunicorn worker its lines are written by a thread beside the event loop.
+            "class": "console.log_handler.BackgroundStreamHandler",
+            "formatter": "json" if MMM_LOG_JSON else "plain",
+            "flush_seconds": MMM_LOG_FLUSH_SECONDS,
+        }
+    },
     "root": {"handlers": ["console"], "level": env_str("MMM_LOG_LEVEL", "INFO").upper()},
     "loggers": {"urllib3": {"level": "WARNING"}},
 }

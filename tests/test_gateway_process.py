@@ -274,3 +274,29 @@ def test_a_burst_of_keep_alive_connections_is_shared_by_both_workers(gateway_env
         for client in clients:
             client.close()
         gateway.stop()
+
+
+def test_each_completion_gets_its_one_log_line_from_the_workers_log_thread(gateway, upstream):
+    # The worker queues the line; its log thread writes it (console.log_handler). It must reach
+    # the gateway's log whole, once, with what the request did.
+    upstream.on("/api/generate", json=SEED_ANSWER)
+    gateway.post("/api/server/register", seed_registration(upstream.url("/api/generate"))).raise_for_status()
+    ids = []
+    for _ in range(5):
+        response = gateway.post("/api/v1/chat/completions", {"input": "hello", "model_name": "proxyllm"})
+        assert response.status_code == 200
+        ids.append(response.headers["X-Request-ID"])
+
+    def lines_of(request_id: str) -> list[str]:
+        return [line for line in gateway.log_path.read_text().splitlines() if f"request_id={request_id} " in line]
+
+    wait_until(
+        lambda: all(lines_of(request_id) for request_id in ids),
+        timeout=10,
+        poll=0.05,
+        what="a log line for each of the 5 completions in the gateway's log",
+    )
+    for request_id in ids:
+        (line,) = lines_of(request_id)
+        assert "path=/api/v1/chat/completions status=200" in line
+        assert "model=proxyllm" in line and "attempts=1" in line
