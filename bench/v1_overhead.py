@@ -45,6 +45,9 @@ def main() -> None:
     parser.add_argument("--only", help="run only the scenarios whose name contains this")
     parser.add_argument("--profile", action="store_true", help="print cProfile's top functions instead")
     parser.add_argument("--callees", metavar="FUNCTION", help="with --profile: also what FUNCTION (a name) calls")
+    parser.add_argument(
+        "--by-package", action="store_true", help="with --profile: also the calls per request of each package"
+    )
     args = parser.parse_args()
 
     setup_test_environment()
@@ -107,6 +110,8 @@ def main() -> None:
                 stats.print_stats(45)
                 if args.callees:
                     stats.print_callees(args.callees)
+                if args.by_package:
+                    print_calls_by_package(stats, requests=args.requests)
                 continue
             rounds = []
             for _ in range(args.rounds):
@@ -117,6 +122,28 @@ def main() -> None:
             print(f"| {name} | {statistics.median(rounds):.3f} | {min(rounds):.3f} |", flush=True)
     finally:
         upstream.stop()
+
+
+def print_calls_by_package(stats, *, requests: int) -> None:
+    """Function calls per request, by where the function is (a site package, the stdlib, mmm's apps)."""
+    counts: dict[str, int] = {}
+    for (filename, _, _), (_, calls, *_rest) in stats.stats.items():
+        if "site-packages/" in filename:
+            where = filename.split("site-packages/")[1].split("/")[0]
+        elif filename.startswith(os.getcwd()):
+            where = "mmm: " + filename[len(os.getcwd()) + 1 :].split("/")[0]
+        elif filename.startswith(("~", "<")):
+            where = "builtins"
+        else:
+            where = "stdlib: " + os.path.basename(filename)
+        counts[where] = counts.get(where, 0) + calls
+    top = sorted(stats.stats.items(), key=lambda item: -item[1][1])[:60]
+    if os.environ.get("BENCH_TOP_CALLS"):
+        for (filename, line, name), (_, calls, *_rest) in top:
+            print(f"{calls / requests:6.1f}  {name}  {filename.split('site-packages/')[-1]}:{line}")
+    print("\n| where | calls per request |\n|---|---:|")
+    for where, calls in sorted(counts.items(), key=lambda item: -item[1])[:30]:
+        print(f"| {where} | {calls / requests:.0f} |")
 
 
 if __name__ == "__main__":
