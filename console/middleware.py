@@ -17,7 +17,7 @@ from django.utils import timezone
 from console import metrics
 from console.completion_log import ENTRY_ATTRIBUTE, CompletionEntry, refused_entry
 from console.request_log import request_log_writer
-from mmm.request_id import HEADER, current_request_id, request_id_from
+from mmm.request_id import HEADER, META_KEY, current_request_id, request_id_from
 from usage import request_hooks
 
 logger = logging.getLogger("mmm.request")
@@ -33,7 +33,7 @@ class RequestContextMiddleware:
 
     def __call__(self, request: HttpRequest) -> HttpResponse:
         started, started_at = time.monotonic(), timezone.now()
-        request_id = request_id_from(request.headers.get(HEADER))
+        request_id = request_id_from(request.META.get(META_KEY))  # not request.headers: it parses every header
         request.request_id = request_id
         token = current_request_id.set(request_id)
         try:

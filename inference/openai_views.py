@@ -8,12 +8,12 @@ from rest_framework.views import APIView
 from console.completion_log import completion_logged
 from inference import openai_api, templating
 from inference.openai_services import Answer, chat_completion_answer, openai_passthrough_answer
+from inference.prefixes import SESSION_META_KEY
 from mmm.api_fields import StrictBooleanField, StrictCharField, StrictIntegerField, StrictNumberField
 from mmm.input_serializers import BoundOnceSerializer
 from registry.selectors import routable_models
 
 # A client's name for one conversation: prefix_aware keeps its turns on one worker.
-SESSION_HEADER = "X-Session-ID"
 
 
 class OpenAIView(APIView):
@@ -75,7 +75,7 @@ class ChatCompletionsView(OpenAIView):
                     # The messages as sent: content parts and tool calls included.
                     messages=request.data["messages"],
                     stream=data["stream"],
-                    session_id=request.headers.get(SESSION_HEADER),
+                    session_id=request.META.get(SESSION_META_KEY),
                 )
             )
         return _respond(answer)
@@ -97,7 +97,7 @@ class OpenAIPassthroughView(OpenAIView):
                     endpoint=self.endpoint,
                     body=request.data,
                     stream=data["stream"],
-                    session_id=request.headers.get(SESSION_HEADER),
+                    session_id=request.META.get(SESSION_META_KEY),
                 )
             )
         return _respond(answer)

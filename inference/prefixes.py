@@ -19,6 +19,10 @@ from functools import cached_property
 import xxhash
 from django.conf import settings
 
+# The client's X-Session-ID (its session key), as the WSGI environ holds it: read from there,
+# since request.headers would parse every header of the request to find it.
+SESSION_META_KEY = "HTTP_X_SESSION_ID"
+
 # Leading messages of these roles are the system prompt; tools come right after them.
 _SYSTEM_ROLES = ("system", "developer")
 

@@ -10,6 +10,7 @@ import uuid
 from contextvars import ContextVar
 
 HEADER = "X-Request-ID"
+META_KEY = "HTTP_X_REQUEST_ID"  # the header in a WSGI environ
 _ACCEPTABLE = re.compile(r"[A-Za-z0-9._:-]{1,128}")
 
 current_request_id: ContextVar[str | None] = ContextVar("mmm_request_id", default=None)

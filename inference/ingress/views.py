@@ -15,6 +15,7 @@ from inference.ingress.chat import EVENT_STREAM, JSON, Answer, answer_document, 
 from inference.ingress.chat_stream import ChatEvents, TranslatedStream, named_sse, replay_completion
 from inference.ingress.checks import a_bool, a_dict, optional_string
 from inference.openai_views import OpenAIView
+from inference.prefixes import SESSION_META_KEY
 from mmm.api_errors import api_exception_handler
 from registry.selectors import routable_models
 from response_store.services import conversation_before, owner_of, response_delete, response_store, stored_response
@@ -98,7 +99,7 @@ class ModelView(OpenAIView):
 def _answered(request, chat: dict) -> Answer:
     prompt = templating.chat_values(chat["messages"])[templating.USER_PROMPT]
     with completion_logged(request, model_name=chat["model"], prompt=prompt, stream=bool(chat.get("stream"))) as entry:
-        return entry.answered(chat_answer(chat=chat, session_id=request.headers.get("X-Session-ID")))
+        return entry.answered(chat_answer(chat=chat, session_id=request.META.get(SESSION_META_KEY)))
 
 
 def _translated(
