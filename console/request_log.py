@@ -99,12 +99,17 @@ class RequestLogWriter:
             if self.wakes_on_every_row or len(self._queue) >= self.batch_size:
                 self._wake.set()
 
-    def flush(self) -> int:
+    def flush(self, *, keep_connection: bool = False) -> int:
         """Write every queued row now, in batches; return how many were written.
 
         Rows a failed write could not store go back to the front of the queue for the next try.
+        ``keep_connection`` (the flusher's own passes) leaves the database connection open for
+        the next pass while writes succeed: opening one costs more CPU than a small batch's
+        insert (SQLite's registers its functions on every connect), and the flusher writes
+        several times a second. A failed write closes it, so a broken connection is never kept.
         """
         written = 0
+        failed = True
         with self._flush_lock:
             try:
                 while self._queue:
@@ -115,10 +120,11 @@ class RequestLogWriter:
                         self._queue.extendleft(reversed(batch))
                         raise
                     written += len(batch)
+                failed = False
             finally:
-                # The flusher runs forever; under CONN_MAX_AGE=0 it would otherwise keep its
-                # connection open, or hold a broken one after the database restarts.
-                if not connection.in_atomic_block:
+                # Under CONN_MAX_AGE=0 nothing else would close the connection of a caller that
+                # runs forever, or drop a broken one after the database restarts.
+                if not connection.in_atomic_block and (failed or not keep_connection):
                     connection.close()
         return written
 
@@ -157,8 +163,8 @@ class RequestLogWriter:
     def _flush_off_the_loop(self) -> int:
         """flush(), in a native thread when this flusher is a greenlet and the driver would block."""
         if self.writes_database and gevent.monkey.is_module_patched("threading") and connection.vendor == "sqlite":
-            return gevent.get_hub().threadpool.apply(self.flush)
-        return self.flush()
+            return gevent.get_hub().threadpool.apply(self.flush, kwds={"keep_connection": True})
+        return self.flush(keep_connection=True)
 
     def _ensure_flusher(self) -> None:
         # Started on first use: after gunicorn forked this process and gevent patched threading,

@@ -347,3 +347,22 @@ def test_requests_refused_before_the_view_are_logged_with_their_key_prefix(api, 
         (401, "not_authenticated", "", "proxyllm"),
         (401, "authentication_failed", revoked.split("_")[1], "proxyllm"),
     ]
+
+
+def test_the_flushers_passes_keep_their_connection_while_writes_succeed_and_drop_it_when_one_fails(transactional_db):
+    # Django never closes an in-memory SQLite database (the test database on SQLite): there the
+    # closes below are no-ops, and the test says something on PostgreSQL (CI runs it there).
+    closes = not (connection.vendor == "sqlite" and connection.is_in_memory_db())
+    writer = RequestLogWriter(batch_size=10, background=False)
+    writer.add(row())
+    assert writer.flush(keep_connection=True) == 1
+    assert connection.connection is not None  # kept for the next pass
+    writer.add(row())
+    assert writer.flush() == 1
+    assert connection.connection is None or not closes  # a caller's flush leaves nothing open
+
+    writer.add(row(model_name=None))  # NOT NULL: the write fails
+    with pytest.raises(IntegrityError):
+        writer.flush(keep_connection=True)
+    assert connection.connection is None or not closes  # a connection that failed is not kept
+    assert len(writer) == 1
