@@ -1,6 +1,7 @@
 """The routing state's semantics, the same for the in-process state, the Redis one and the one in
 the memory a host's gunicorn processes share."""
 
+import os
 import tempfile
 import threading
 from collections import Counter
@@ -61,6 +62,7 @@ def state(request):
         host = HostRoutingState(path=request.getfixturevalue("host_state_path"), timeout=2.0)
         memory = routing_state_memory.create(columns=4)
         yield SharedRoutingState(memory=memory, column=1, fallback=host, clock=clock)
+        os.close(memory.fd)
         return
     redis_state = RedisRoutingState(url=settings.REDIS_URL, prefix=PREFIX, clock=clock, models_of=model_of)
     redis_state.reset()
