@@ -5,7 +5,10 @@ limit counters, in-flight counts, ejections and retry budget, so a 5-a-minute ke
 process. Instead the gunicorn master starts this small server (mmm/gunicorn.conf.py) on a
 unix socket, holding one LocalRoutingState and the rate-limit windows, and every worker
 process asks it: one state per host, each change one step under its lock, as exact as Redis.
-Several hosts still need Redis.
+Several hosts still need Redis. The hot calls (snapshot, acquire, finish...) the workers make
+in the master's shared memory instead (inference.routing_state_shared); this server is given
+that memory too and answers them from it, for the processes that ask it (the engine scraper, a
+prober, a worker whose code expects another layout after a reload).
 
 The protocol is one JSON line each way per call on a persistent connection (a few per
 process). A call waits at most MMM_REDIS_TIMEOUT; if the server does not answer, the process
@@ -49,6 +52,19 @@ class HostStateUnavailable(Exception):
 class _State:
     def __init__(self):
         self.routing = LocalRoutingState()
+        memory_fd = os.environ.get("MMM_ROUTING_MEMORY_FD")
+        if memory_fd:
+            # The master's shared memory (inference.routing_state_shared): what the workers change
+            # in it themselves is what clients of this server (the engine scraper, a prober, a
+            # worker without the memory) must see and change too.
+            from inference import routing_state_memory
+            from inference.routing_state_shared import SharedRoutingState
+
+            memory = routing_state_memory.attach(int(memory_fd))
+            if memory is not None:
+                self.routing = SharedRoutingState(
+                    memory=memory, column=routing_state_memory.SERVER_COLUMN, fallback=self.routing
+                )
         self._windows: dict[str, tuple[float, int]] = {}  # key prefix -> (window start, count)
         self._lock = threading.Lock()
 

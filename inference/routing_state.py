@@ -4,9 +4,10 @@ A gateway runs several gunicorn processes on several hosts. If each kept its own
 each would see only its own share of the traffic: least-busy counts that drift, an ejection
 the other processes never hear of. So the state lives in Redis when ``REDIS_URL`` is set, and
 every change is one atomic step there (a Lua script or a single command, never read, modify,
-write from Python). Without Redis the processes of one gunicorn share one LocalRoutingState
-held by a small server the master starts (inference.host_state), and a lone process (tests,
-runserver) keeps its own.
+write from Python). Without Redis the processes of one gunicorn share the hot part of the state
+(in-flight counts, latency, ejections, the retry budget) in memory the master made before forking
+them (inference.routing_state_shared), and the rest in a small server the master starts
+(inference.host_state); a lone process (tests, runserver) keeps its own.
 
 In-flight requests are kept as a set of request tokens, each with the time by which its
 request must have ended; a token past that time no longer counts. So a process that dies with
@@ -14,7 +15,8 @@ requests in flight cannot leave a count behind that never goes down, and a reque
 times out or is cancelled gives back its token in a ``finally``.
 
 The interface is ``RoutingState`` below; ``inference.routing_state_local`` and
-``inference.routing_state_redis`` implement it, and the tests run over both.
+``inference.routing_state_redis`` implement it (and ``inference.routing_state_shared``,
+``inference.host_state``), and the tests run over them.
 
 If Redis stops answering (each call is bounded by MMM_ROUTING_STATE_TIMEOUT, with no retry),
 requests go on with this process's own state rather than fail, and for the breaker's growing
@@ -131,9 +133,15 @@ def routing_state() -> RoutingState:
                 elif settings.MMM_HOST_STATE_SOCKET:
                     from inference.host_state import HostRoutingState  # the processes of one gunicorn
 
-                    _state = HostRoutingState(
+                    host = HostRoutingState(
                         path=settings.MMM_HOST_STATE_SOCKET, timeout=settings.MMM_ROUTING_STATE_TIMEOUT
                     )
+                    shared = None
+                    if settings.MMM_SHARED_MEMORY_STATE:
+                        from inference.routing_state_shared import shared_routing_state
+
+                        shared = shared_routing_state(fallback=host)  # None outside a gunicorn worker
+                    _state = shared or host
                 else:
                     _state = LocalRoutingState()
     return _state

@@ -14,6 +14,7 @@ import tempfile
 import time
 from pathlib import Path
 
+from inference import routing_state_memory
 from mmm import connection_balance
 from mmm.env import env_bool, env_int, env_str
 
@@ -118,15 +119,31 @@ if (
     os.environ["MMM_HOST_STATE_SOCKET"] = os.path.join(tempfile.mkdtemp(prefix="mmm-state-"), "state.sock")
 
 
+# The hot part of that state (in-flight counts, latency, ejections, the retry budget) lives in
+# memory made here, before any worker is forked, that every worker changes itself
+# (inference.routing_state_shared): no round trip to the server per call. The server is given
+# it too, for the processes that ask it. A SIGHUP reload keeps this memory (and the server).
+_routing_memory = None
+if env_str("MMM_HOST_STATE_SOCKET") and not env_str("REDIS_URL") and env_bool("MMM_SHARED_MEMORY_STATE", True):
+    # A column per worker process (its in-flight counts), with room for the workers TTIN adds.
+    _routing_memory = routing_state_memory.share(columns=max(64, workers * 4 + 1))
+
+
 def _start_host_state() -> None:
     global _host_state_process
     path = env_str("MMM_HOST_STATE_SOCKET")
     if not path or env_str("REDIS_URL"):
         return
+    env = {**os.environ, "DJANGO_SETTINGS_MODULE": "mmm.settings"}
+    pass_fds: tuple[int, ...] = ()
+    if _routing_memory is not None:
+        env["MMM_ROUTING_MEMORY_FD"] = str(_routing_memory.fd)
+        pass_fds = (_routing_memory.fd,)
     _host_state_process = subprocess.Popen(
         [sys.executable, "-m", "inference.host_state", path],
         cwd=str(Path(__file__).resolve().parent.parent),
-        env={**os.environ, "DJANGO_SETTINGS_MODULE": "mmm.settings"},
+        env=env,
+        pass_fds=pass_fds,
     )
     deadline = time.monotonic() + 15
     while not os.path.exists(path):
@@ -196,6 +213,11 @@ connection_balance.share(slots=max(64, workers * 4))
 
 def pre_fork(server, worker) -> None:
     connection_balance.assign(worker, live_workers=list(server.WORKERS.values()))
+    routing_state_memory.assign(worker, live_workers=list(server.WORKERS.values()))
+
+
+def post_fork(server, worker) -> None:
+    routing_state_memory.start(worker)
 
 
 def child_exit(server, worker) -> None:
@@ -204,6 +226,8 @@ def child_exit(server, worker) -> None:
 
     multiprocess.mark_process_dead(worker.pid)
     connection_balance.release(worker)
+    # Its in-flight requests and running retries too, even if it was SIGKILLed with them.
+    routing_state_memory.release(worker)
 
 
 def worker_exit(server, worker) -> None:

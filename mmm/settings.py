@@ -337,6 +337,10 @@ MMM_HEARTBEAT_REMOVE_AFTER = env_float("MMM_HEARTBEAT_REMOVE_AFTER", 3600.0, min
 # gunicorn share (inference.host_state); mmm/gunicorn.conf.py sets it for its workers.
 MMM_HOST_STATE_SOCKET = env_str("MMM_HOST_STATE_SOCKET")
 MMM_ROUTING_STATE_TIMEOUT = env_float("MMM_ROUTING_STATE_TIMEOUT", MMM_REDIS_TIMEOUT, minimum=0.01, maximum=10.0)
+# With that server, the hot part of the routing state (in-flight counts, latency, ejections, the
+# retry budget) lives in memory the master shares with its workers (inference.routing_state_shared):
+# no round trip per call. False asks the server for everything, as before.
+MMM_SHARED_MEMORY_STATE = env_bool("MMM_SHARED_MEMORY_STATE", True)
 # --- Access control and secrets (accounts/, mmm/encryption.py, inference/egress.py) ----------
 # Off only for local use: `make serve` turns it off unless set, and refuses a non-loopback bind.
 MMM_REQUIRE_AUTH = env_bool("MMM_REQUIRE_AUTH", True)

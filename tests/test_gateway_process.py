@@ -4,11 +4,14 @@ several processes that share nothing but the database."""
 import http.client
 import json
 import os
+import signal
 import socket
+import threading
 
 import pytest
 
 from tests.conftest import SEED_ANSWER, seed_registration
+from tests.fake_upstream import Reply
 from tests.gateway_process import GatewayProcess, gateway_database
 from tests.waiting import wait_until
 
@@ -300,3 +303,110 @@ def test_each_completion_gets_its_one_log_line_from_the_workers_log_thread(gatew
         (line,) = lines_of(request_id)
         assert "path=/api/v1/chat/completions status=200" in line
         assert "model=proxyllm" in line and "attempts=1" in line
+
+
+def _children(pid: int) -> list[int]:
+    with open(f"/proc/{pid}/task/{pid}/children") as children:
+        return [int(child) for child in children.read().split()]
+
+
+def _holder_of(*, root_pid: int, port: int, client_port: int) -> int | None:
+    """The child of ``root_pid`` holding the gateway's end of the connection from ``client_port``."""
+    inode = None
+    for table in ("/proc/net/tcp", "/proc/net/tcp6"):
+        with open(table) as rows:
+            for row in list(rows)[1:]:
+                fields = row.split()
+                local, remote = int(fields[1].rsplit(":", 1)[1], 16), int(fields[2].rsplit(":", 1)[1], 16)
+                if (local, remote) == (port, client_port) and fields[3] == "01":
+                    inode = fields[9]
+    for pid in _children(root_pid):
+        for fd in os.listdir(f"/proc/{pid}/fd"):
+            try:
+                if os.readlink(f"/proc/{pid}/fd/{fd}") == f"socket:[{inode}]":
+                    return pid
+            except OSError:
+                continue  # closed meanwhile
+    return None
+
+
+def test_the_workers_of_one_gunicorn_share_in_flight_counts_without_the_host_state_server(gateway_env, upstream):
+    answering = threading.Event()
+    answering.set()
+
+    def held_while_the_test_says(seen):
+        answering.wait(timeout=30)
+        return Reply(json=SEED_ANSWER)
+
+    gateway = GatewayProcess(env={**gateway_env, "MMM_WEB_WORKERS": "2"}).start()
+    connections = []
+    try:
+        url = upstream.on("/held", held_while_the_test_says)
+        gateway.post("/api/server/register", seed_registration(url, max_inflight=1)).raise_for_status()
+        # Without its server, a process that still asked it would count on its own from now on.
+        server = [pid for pid in _children(gateway.process.pid) if b"inference.host_state" in _cmdline(pid)]
+        assert len(server) == 1, f"the gateway's host-state server processes: {server}"
+        os.kill(server[0], signal.SIGKILL)
+
+        # One keep-alive connection held by each of the two gunicorn workers.
+        by_worker: dict[int, http.client.HTTPConnection] = {}
+        for _ in range(40):
+            connection = http.client.HTTPConnection("127.0.0.1", gateway.port, timeout=30)
+            connection.connect()
+            connections.append(connection)
+            holder = wait_until(
+                lambda c=connection: _holder_of(
+                    root_pid=gateway.process.pid, port=gateway.port, client_port=c.sock.getsockname()[1]
+                ),
+                timeout=10,
+                what="a gunicorn worker to accept the connection",
+            )
+            by_worker.setdefault(holder, connection)
+            if len(by_worker) == 2:
+                break
+        assert len(by_worker) == 2, f"40 connections all went to {list(by_worker)}"
+        first, second = by_worker.values()
+        ask = json.dumps({"input": "hi", "model_name": "proxyllm"})
+
+        def send(connection) -> None:
+            connection.request("POST", "/api/v1/chat/completions", ask, {"Content-Type": "application/json"})
+
+        def answer(connection) -> tuple[int, bytes]:
+            response = connection.getresponse()
+            return response.status, response.read()
+
+        for connection in (first, second):  # each process reloads its routing table within a second
+            wait_until(
+                lambda c=connection: send(c) or answer(c)[0] == 200,
+                timeout=15,
+                poll=0.2,
+                what="each gunicorn worker to route to the registered worker",
+            )
+
+        answering.clear()
+        hits = len(upstream.hits("/held"))
+        send(first)
+        wait_until(
+            lambda: len(upstream.hits("/held")) > hits, timeout=15, what="the first request to reach the upstream"
+        )
+        send(second)
+        status, body = answer(second)
+        answering.set()
+
+        assert status == 503 and b"workers_at_capacity" in body, (status, body[:300])
+        assert answer(first)[0] == 200
+        send(second)
+        assert answer(second)[0] == 200  # the first process gave its slot back where the second sees it
+    finally:
+        answering.set()
+        for connection in connections:
+            connection.close()
+        gateway.stop()
+
+
+def _cmdline(pid: int) -> bytes:
+    try:
+        with open(f"/proc/{pid}/cmdline", "rb") as cmdline:
+            return cmdline.read()
+    except OSError:
+        return b""

@@ -1,16 +1,21 @@
 """The host-local routing and limit state (inference.host_state) over its unix socket, as the
 processes of one gunicorn without Redis use it."""
 
+import os
 import tempfile
 import threading
 import time
+from contextlib import contextmanager
 from dataclasses import asdict
 from pathlib import Path
 
 import pytest
 
+from inference import routing_state_memory
 from inference.host_state import HostRoutingState, HostStateUnavailable, StateServer, _State
 from inference.outcomes import Outcome
+from inference.routing_state_local import LocalRoutingState
+from inference.routing_state_shared import SharedRoutingState
 from inference.traffic import Acquired, EjectionPolicy, Finished
 
 POLICY = EjectionPolicy(after_failures=2, base_seconds=30, max_seconds=300, max_percent=50)
@@ -18,15 +23,24 @@ POLICY = EjectionPolicy(after_failures=2, base_seconds=30, max_seconds=300, max_
 
 @pytest.fixture
 def server_path():
+    with serving() as path:
+        yield path
+
+
+@contextmanager
+def serving():
+    """A server on a unix socket of its own, in a thread."""
     directory = tempfile.mkdtemp(prefix="mmm-test-state-")
     path = str(Path(directory) / "state.sock")
     server = StateServer(path)
     thread = threading.Thread(target=server.serve_forever, kwargs={"poll_interval": 0.05}, daemon=True)
     thread.start()
-    yield path
-    server.shutdown()
-    thread.join(timeout=5)
-    server.close()
+    try:
+        yield path
+    finally:
+        server.shutdown()
+        thread.join(timeout=5)
+        server.close()
 
 
 def client(path: str) -> HostRoutingState:
@@ -155,3 +169,34 @@ def test_two_clients_share_engine_signals_claims_and_prefix_tables(server_path):
     assert b.prefix_match(worker_ids=[1, 2], hashes=["h1", "h2", "h3"]) == {1: 2, 2: 0}
     assert a.engine_claim(worker_id=1, seconds=60) is True
     assert b.engine_claim(worker_id=1, seconds=60) is False
+
+
+def test_a_server_given_the_masters_shared_memory_answers_from_it(monkeypatch):
+    # As the gunicorn master starts it: what its clients (the engine scraper, a prober) change
+    # is what the workers see in the memory, and the other way round.
+    memory = routing_state_memory.create(columns=4)
+    monkeypatch.setenv("MMM_ROUTING_MEMORY_FD", str(memory.fd))
+    worker = SharedRoutingState(memory=memory, column=1, fallback=LocalRoutingState())
+    try:
+        with serving() as path:
+            scraper = client(path)
+            assert worker.acquire(worker_id=1, token="w", hold_until=time.time() + 60, max_inflight=None, panic=False)
+            assert scraper.snapshot([1])[1].in_flight == 1
+            for _ in range(2):
+                scraper.finish(
+                    worker_id=1,
+                    token="scrape",
+                    outcome=Outcome.FAILED,
+                    latency_ms=None,
+                    reason="metrics URL: refused",
+                    model_worker_ids=[1, 2],
+                    policy=POLICY,
+                )
+            seen = worker.snapshot([1])[1]
+            assert seen.is_ejected(time.time()) and seen.ejection_reason == "metrics URL: refused"
+
+            scraper.readmit(worker_id=1)
+
+            assert not worker.snapshot([1])[1].is_ejected(time.time())
+    finally:
+        os.close(memory.fd)

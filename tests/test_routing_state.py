@@ -1,17 +1,24 @@
-"""The routing state's semantics, the same for the in-process state and the Redis one."""
+"""The routing state's semantics, the same for the in-process state, the Redis one and the one in
+the memory a host's gunicorn processes share."""
 
+import os
+import tempfile
 import threading
 from collections import Counter
 from concurrent.futures import ThreadPoolExecutor
+from pathlib import Path
 
 import pytest
 from django.conf import settings
 
+from inference import routing_state_memory
 from inference.engine_signals import EngineSignals
+from inference.host_state import HostRoutingState, StateServer
 from inference.outcomes import Outcome
 from inference.routing_state import FAILURE_LATENCY_MS, Acquired, EjectionPolicy
 from inference.routing_state_local import LocalRoutingState
 from inference.routing_state_redis import RedisRoutingState
+from inference.routing_state_shared import SharedRoutingState
 
 POLICY = EjectionPolicy(after_failures=3, base_seconds=30, max_seconds=75, max_percent=50)
 WORKERS = [1, 2, 3, 4]
@@ -32,11 +39,30 @@ class Clock:
         return self.now
 
 
-@pytest.fixture(params=["local", pytest.param("redis", marks=pytest.mark.redis)])
+@pytest.fixture
+def host_state_path():
+    """A host-state server on a unix socket, in a thread: what a shared state's other calls ask."""
+    path = str(Path(tempfile.mkdtemp(prefix="mmm-test-state-")) / "state.sock")
+    server = StateServer(path)
+    thread = threading.Thread(target=server.serve_forever, kwargs={"poll_interval": 0.05}, daemon=True)
+    thread.start()
+    yield path
+    server.shutdown()
+    thread.join(timeout=5)
+    server.close()
+
+
+@pytest.fixture(params=["local", "shared", pytest.param("redis", marks=pytest.mark.redis)])
 def state(request):
     clock = Clock()
     if request.param == "local":
         yield LocalRoutingState(clock=clock)
+        return
+    if request.param == "shared":
+        host = HostRoutingState(path=request.getfixturevalue("host_state_path"), timeout=2.0)
+        memory = routing_state_memory.create(columns=4)
+        yield SharedRoutingState(memory=memory, column=1, fallback=host, clock=clock)
+        os.close(memory.fd)
         return
     redis_state = RedisRoutingState(url=settings.REDIS_URL, prefix=PREFIX, clock=clock, models_of=model_of)
     redis_state.reset()
