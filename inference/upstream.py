@@ -303,11 +303,13 @@ def body_chunks(response: Response, *, deadline: float) -> Iterator[bytes]:
     past its timeout even outside gevent. Raises urllib3's ReadTimeoutError when the time is up,
     UpstreamUnreachable when the body is cut off.
     """
-    sock = getattr(response.connection, "sock", None)
     while True:
         remaining = deadline - time.monotonic()
         if remaining <= 0:
             raise urllib3.exceptions.ReadTimeoutError(None, None, "the body did not arrive in time")
+        # Looked up before each read: once the body's last byte is in, the connection is back in
+        # its pool (the response has none), and its timeout is another call's to set.
+        sock = getattr(response.connection, "sock", None)
         if sock is not None:
             sock.settimeout(remaining)
         try:

@@ -37,8 +37,8 @@ from inference import egress
 MAX_HOSTS = 32
 _BLOCK_BYTES = 64 * 1024
 _BODY_METHODS = frozenset(("POST", "PUT", "PATCH"))  # urllib3 sends Content-Length: 0 without a body
-# What http.client refuses in a header (a name with a colon or whitespace, a line break not
-# followed by folding whitespace): the checks urllib3 made before this client existed.
+# What http.client refuses in a header on urllib3's path (a name with a colon or whitespace, a
+# line break not followed by folding whitespace), refused here alike.
 _LEGAL_NAME = re.compile(r"\A[^:\s][^:\r\n]*\Z")
 _ILLEGAL_VALUE = re.compile(r"\n(?![ \t])|\r(?![ \t\n])")
 
