@@ -1,9 +1,12 @@
 """CPU per upstream call of three pooled HTTP clients under gevent: ``python -m bench.clients``.
 
 requests' ``Session`` (what the gateway used until issue 16), urllib3's ``PoolManager`` (what
-requests is built on, the gateway's client now) and ``geventhttpclient`` (Locust's client for the
-same reason, if it is installed: it is not a dependency), each calling bench.upstream's ``/fast``
-with the seed's JSON body from 32 greenlets of one process, as a gunicorn gevent worker would.
+requests is built on, the gateway's client outside gevent), ``geventhttpclient``'s own
+``HTTPClient`` (Locust's client for the same reason), and the gateway's ``upstream.send`` over
+each of its two pools (``inference.upstream_gevent``'s, which its gevent workers use, and
+urllib3's): what one call costs with the egress check, the headers, the deadlines and the
+typed errors on top. Each calls bench.upstream's ``/fast`` with the seed's JSON body from 32
+greenlets of one process, as a gunicorn gevent worker would.
 The figure is this process's CPU time (``time.process_time``) per call; the upstream runs in its
 own process. Each client runs ``--rounds`` times, interleaved, and the median round is printed.
 """
@@ -86,17 +89,38 @@ def urllib3_host_pool_client(base: str) -> Callable[[], bytes]:
     return call
 
 
-def geventhttpclient_client(base: str) -> Callable[[], bytes] | None:
-    try:
-        from geventhttpclient import URL, HTTPClient
-    except ImportError:
-        return None
+def geventhttpclient_client(base: str) -> Callable[[], bytes]:
+    from geventhttpclient import URL, HTTPClient
+
     url = URL(f"{base}/fast")
     client = HTTPClient.from_url(url, concurrency=64, connection_timeout=3, network_timeout=30)
 
     def call() -> bytes:
         response = client.post(url.request_uri, body=BODY, headers=HEADERS)
         return response.read()
+
+    return call
+
+
+def gateway_client(base: str, *, client: str) -> Callable[[], bytes]:
+    """``inference.upstream.send`` as the hot path calls it, over the pools ``client`` names."""
+    import os
+
+    import certifi
+    import django
+
+    os.environ.setdefault("DJANGO_SETTINGS_MODULE", "mmm.settings")
+    django.setup()
+    from inference import upstream, upstream_gevent
+
+    if client == "geventhttpclient":
+        pool = upstream_gevent.GeventPools(pool_size=64, ca_certs=certifi.where())
+    else:
+        pool = upstream.new_pool(pool_size=64)
+    request = upstream.UpstreamRequest("POST", f"{base}/fast", json_body=json.loads(BODY))
+
+    def call() -> bytes:
+        return upstream.send(request, timeout=30, pool=pool).content
 
     return call
 
@@ -124,10 +148,10 @@ def main(argv: list[str] | None = None) -> int:
             "requests.Session": requests_client(base),
             "urllib3.PoolManager": urllib3_client(base),
             "urllib3 HTTPConnectionPool": urllib3_host_pool_client(base),
+            "geventhttpclient": geventhttpclient_client(base),
+            "upstream.send, urllib3 (outside gevent)": gateway_client(base, client="urllib3"),
+            "upstream.send, geventhttpclient (gevent workers)": gateway_client(base, client="geventhttpclient"),
         }
-        other = geventhttpclient_client(base)
-        if other is not None:
-            clients["geventhttpclient"] = other
         for call in clients.values():
             assert b'"answer": "hello"' in call(), "the upstream did not answer as expected"
             round_cpu(call, calls=200, concurrency=args.concurrency)  # warm: connections, caches
@@ -139,8 +163,6 @@ def main(argv: list[str] | None = None) -> int:
     print("|---|---:|---:|")
     for name, values in rounds.items():
         print(f"| {name} | {statistics.median(values) * 1e6:.0f} | {min(values) * 1e6:.0f} |")
-    if "geventhttpclient" not in clients:
-        print("(geventhttpclient is not installed: pip install geventhttpclient to compare it too)")
     return 0
 
 

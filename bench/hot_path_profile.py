@@ -3,8 +3,8 @@
 Starts the fake upstream and the gateway as ``make serve`` does (bench.compare's setup), loads one
 endpoint with wrk at c=32, and samples every gunicorn worker with py-spy meanwhile (without
 pausing them). Each sample is put in one layer, the first that matches among: the request log,
-metrics, log lines, the upstream client (requests, urllib3, http.client, inference.upstream),
-then from the innermost frame out: DRF, Django, gunicorn and gevent, the gateway's own code. It
+metrics, log lines, the upstream client (requests, urllib3, http.client, geventhttpclient,
+inference.upstream), then from the innermost frame out: DRF, Django, gunicorn and gevent, the gateway's own code. It
 prints each layer's share of the samples and the functions that cost most themselves.
 """
 
@@ -29,7 +29,18 @@ ANYWHERE = (
     ("request log", ("console/request_log.py",)),
     ("metrics", ("prometheus_client/",)),
     ("log lines", ("logging/__init__.py", "console/log_format.py")),
-    ("upstream client", ("requests/", "urllib3/", "http/client.py", "inference/upstream.py", "inference/egress.py")),
+    (
+        "upstream client",
+        (
+            "requests/",
+            "urllib3/",
+            "http/client.py",
+            "geventhttpclient/",
+            "inference/upstream.py",
+            "inference/upstream_gevent.py",
+            "inference/egress.py",
+        ),
+    ),
 )
 # (layer, the innermost frame's file contains one of these).
 INNERMOST = (

@@ -188,6 +188,7 @@ def carried(address: IPAddress) -> list[IPAddress]:
 
 
 # --- Connections that go to the checked address -----------------------------------------------
+# urllib3's; inference/upstream_gevent.py's HostPool does the same for geventhttpclient.
 
 
 class _CheckedConnectionMixin:

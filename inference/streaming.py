@@ -81,7 +81,7 @@ class UpstreamEventStream:
     next complete events (one read's worth), an empty list at the end of the body.
     """
 
-    def __init__(self, response: urllib3.BaseHTTPResponse, deadlines: StreamDeadlines, framing: Framing = SSE_OPENAI):
+    def __init__(self, response: upstream.Response, deadlines: StreamDeadlines, framing: Framing = SSE_OPENAI):
         self.response = response
         self.deadlines = deadlines
         self.framing = framing
@@ -95,7 +95,7 @@ class UpstreamEventStream:
         request: UpstreamRequest,
         *,
         deadlines: StreamDeadlines,
-        pool: urllib3.PoolManager | None = None,
+        pool: upstream.Pool | None = None,
         framing: Framing = SSE_OPENAI,
         accept: str = "text/event-stream",
     ) -> "UpstreamEventStream":

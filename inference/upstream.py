@@ -1,4 +1,10 @@
-"""Outbound HTTP to model servers: urllib3's pools, one per process, a timeout on every call.
+"""Outbound HTTP to model servers: one set of pools per process, a timeout on every call.
+
+Under gevent's monkey patching (gunicorn's gevent workers) the pools are
+``inference.upstream_gevent``'s, geventhttpclient's parser at a third of urllib3's CPU per
+call; elsewhere (the prober's threads, tests, management commands) and with
+MMM_UPSTREAM_GEVENTHTTPCLIENT off, urllib3's. Both connect only where ``inference.egress``
+allows and never retry or follow a redirect.
 
 Failures come back as typed exceptions so the caller can decide about retries; none of them
 carries a header value or a URL's query string, where upstream API keys live.
@@ -7,6 +13,7 @@ carries a header value or a URL's query string, where upstream API keys live.
 import base64
 import contextlib
 import json
+import logging
 import threading
 import time
 from collections.abc import Iterable, Iterator
@@ -21,7 +28,7 @@ import requests
 import urllib3
 from django.conf import settings
 
-from inference import egress
+from inference import egress, upstream_gevent
 
 # inference.redaction defines what is secret and how it is masked.
 from inference.redaction import mask_secrets
@@ -97,20 +104,31 @@ class UpstreamTooLarge(UpstreamError):
     """The response body was larger than MMM_MAX_RESPONSE_BYTES."""
 
 
+# What the hot path sends through: urllib3's pools, or geventhttpclient's under gevent; and
+# the answers they give, both read through the same read1/sock/release_conn surface.
+Pool = urllib3.PoolManager | upstream_gevent.GeventPools
+Response = urllib3.BaseHTTPResponse | upstream_gevent.GeventResponse
 _pool_lock = threading.Lock()
-_pool: urllib3.PoolManager | None = None
+_pool: Pool | None = None
+logger = logging.getLogger("mmm.upstream")
 # The headers requests' Session sent by default before issue 16 took requests off this path,
 # kept so upstreams see the same request (computed once; a worker's own headers override them).
 DEFAULT_HEADERS: dict[str, str] = dict(requests.utils.default_headers())
 
 
-def shared_pool() -> urllib3.PoolManager:
+def shared_pool() -> Pool:
     """The process's connection pools, built on first use (after gunicorn forked and gevent patched)."""
     global _pool
     if _pool is None:
         with _pool_lock:
             if _pool is None:
-                _pool = new_pool(pool_size=settings.MMM_UPSTREAM_POOL_SIZE)
+                if settings.MMM_UPSTREAM_GEVENTHTTPCLIENT and gevent.monkey.is_module_patched("socket"):
+                    pool_size, client = settings.MMM_UPSTREAM_POOL_SIZE, "geventhttpclient"
+                    _pool = upstream_gevent.GeventPools(pool_size=pool_size, ca_certs=certifi.where())
+                else:
+                    _pool, client = new_pool(pool_size=settings.MMM_UPSTREAM_POOL_SIZE), "urllib3"
+                # Once per process, so an operator (and a test) can tell which client is in use.
+                logger.info("upstream calls go through %s", client)
     return _pool
 
 
@@ -131,7 +149,7 @@ def send(
     timeout: float,
     connect_timeout: float | None = None,
     max_bytes: int | None = None,
-    pool: urllib3.PoolManager | None = None,
+    pool: Pool | None = None,
 ) -> UpstreamResponse:
     """Send ``request`` and read the whole response, or raise an UpstreamError.
 
@@ -166,27 +184,37 @@ def send(
 
 
 def start_exchange(
-    pool: urllib3.PoolManager,
+    pool: Pool,
     request: UpstreamRequest,
     *,
     headers: dict[str, str],
     connect_timeout: float,
     timeout: float,
-) -> urllib3.BaseHTTPResponse:
+) -> Response:
     """Send ``request``; return once the status line and headers are in, the body left to read."""
     data = None if request.json_body is None else json.dumps(request.json_body, ensure_ascii=False).encode("utf-8")
     with tracing.http_client_span(request.method, request.url, headers) as span:
-        response = pool.urlopen(
-            request.method,
-            request.url,
-            body=data,
-            headers=headers,
-            timeout=urllib3.Timeout(connect=connect_timeout, read=timeout),
-            retries=False,
-            redirect=False,
-            preload_content=False,
-            decode_content=True,
-        )
+        if isinstance(pool, upstream_gevent.GeventPools):
+            response = pool.start(
+                method=request.method,
+                url=request.url,
+                body=data,
+                headers=headers,
+                connect_timeout=connect_timeout,
+                timeout=timeout,
+            )
+        else:
+            response = pool.urlopen(
+                request.method,
+                request.url,
+                body=data,
+                headers=headers,
+                timeout=urllib3.Timeout(connect=connect_timeout, read=timeout),
+                retries=False,
+                redirect=False,
+                preload_content=False,
+                decode_content=True,
+            )
         tracing.http_client_answered(span, response.status)
     return response
 
@@ -246,15 +274,15 @@ def upstream_errors(*, timeout: float, connect_timeout: float):
 def _hard_deadline(seconds: float) -> gevent.Timeout | contextlib.nullcontext:
     """A timer that interrupts the exchange after ``seconds``, where gevent runs the process.
 
-    gevent.Timeout is a BaseException, so no ``except Exception`` inside urllib3 swallows it;
-    urllib3 discards a connection left half-read.
+    gevent.Timeout is a BaseException, so no ``except Exception`` inside either client swallows
+    it; both close a connection left half-read rather than pool it.
     """
     if gevent.monkey.is_module_patched("socket"):
         return gevent.Timeout(seconds)
     return contextlib.nullcontext()
 
 
-def read_body(response: urllib3.BaseHTTPResponse, *, deadline: float, max_bytes: int) -> bytes:
+def read_body(response: Response, *, deadline: float, max_bytes: int) -> bytes:
     """Read the body chunk by chunk, each read waiting at most until ``deadline``; raises
     UpstreamTooLarge past ``max_bytes`` and what ``body_chunks`` raises."""
     chunks: list[bytes] = []
@@ -267,7 +295,7 @@ def read_body(response: urllib3.BaseHTTPResponse, *, deadline: float, max_bytes:
     return b"".join(chunks)
 
 
-def body_chunks(response: urllib3.BaseHTTPResponse, *, deadline: float) -> Iterator[bytes]:
+def body_chunks(response: Response, *, deadline: float) -> Iterator[bytes]:
     """The body's chunks as they arrive, each read waiting at most until ``deadline``.
 
     read1() returns as soon as any bytes arrive, and the socket's timeout is set to the time
@@ -275,11 +303,13 @@ def body_chunks(response: urllib3.BaseHTTPResponse, *, deadline: float) -> Itera
     past its timeout even outside gevent. Raises urllib3's ReadTimeoutError when the time is up,
     UpstreamUnreachable when the body is cut off.
     """
-    sock = getattr(response.connection, "sock", None)
     while True:
         remaining = deadline - time.monotonic()
         if remaining <= 0:
             raise urllib3.exceptions.ReadTimeoutError(None, None, "the body did not arrive in time")
+        # Looked up before each read: once the body's last byte is in, the connection is back in
+        # its pool (the response has none), and its timeout is another call's to set.
+        sock = getattr(response.connection, "sock", None)
         if sock is not None:
             sock.settimeout(remaining)
         try:
@@ -307,7 +337,7 @@ def download(
     into: BinaryIO,
     timeout: float,
     max_bytes: int,
-    pool: urllib3.PoolManager | None = None,
+    pool: Pool | None = None,
 ) -> Downloaded:
     """Send ``request`` and write a 2xx answer's body to ``into`` as it arrives (a video may be
     far larger than is worth holding in memory), within ``timeout`` for the whole exchange.

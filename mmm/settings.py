@@ -282,6 +282,10 @@ MMM_MAX_REQUEST_BYTES = env_int("MMM_MAX_REQUEST_BYTES", 10 * 1024 * 1024, minim
 DATA_UPLOAD_MAX_MEMORY_SIZE = MMM_MAX_REQUEST_BYTES
 # Pooled keep-alive connections kept per upstream host and process.
 MMM_UPSTREAM_POOL_SIZE = env_int("MMM_UPSTREAM_POOL_SIZE", 256, minimum=1)
+# Upstream calls through geventhttpclient where gevent's monkey patching runs the process
+# (gunicorn's gevent workers): a third of urllib3's CPU per call (bench/clients.py). Off, or
+# outside gevent, they go through urllib3's pools (inference/upstream.py).
+MMM_UPSTREAM_GEVENTHTTPCLIENT = env_bool("MMM_UPSTREAM_GEVENTHTTPCLIENT", True)
 
 # Health probes (manage.py probe_workers).
 MMM_PROBE_TIMEOUT = env_float("MMM_PROBE_TIMEOUT", 10.0, minimum=0.1, maximum=600.0)

@@ -8,7 +8,7 @@ import atexit
 import json
 import socket
 import threading
-from collections.abc import Callable, Iterable
+from collections.abc import Callable, Iterable, Iterator
 from dataclasses import dataclass, field
 from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
 from typing import Any
@@ -172,6 +172,14 @@ def _make_handler(upstream: FakeUpstream):
             pass
 
     return Handler
+
+
+def until_released(release: threading.Event, *, first: bytes, then: bytes) -> Iterator[bytes]:
+    """A stream body that sends ``first`` at once, then ``then`` every 50 ms until ``release``
+    is set: an upstream that goes on generating until the gateway hangs up."""
+    yield first
+    while not release.wait(0.05):
+        yield then
 
 
 # Sockets bound for refused_url, kept open (and so their ports taken) until the test run ends.
