@@ -26,9 +26,11 @@ PY_SPY = Path(sys.executable).with_name("py-spy")
 SAMPLER = (str(PY_SPY), "record", "--nonblocking", "--rate", "250", "--format", "raw")
 # (layer, any frame's file contains one of these): checked in order over the whole stack.
 ANYWHERE = (
-    ("request log", ("console/request_log.py",)),
+    ("request log", ("console/request_log.py", "mmm/bulk_rows.py")),
     ("metrics", ("prometheus_client/",)),
-    ("log lines", ("logging/__init__.py", "console/log_format.py")),
+    ("log lines", ("logging/__init__.py", "console/log_format.py", "console/log_handler.py")),
+    ("routing state", ("inference/routing_state", "inference/host_state.py")),
+    ("usage and budgets", ("(usage/",)),
     (
         "upstream client",
         (
@@ -42,13 +44,15 @@ ANYWHERE = (
         ),
     ),
 )
+PROJECT_APPS = ("mmm", "inference", "console", "accounts", "registry", "usage", "jobs", "webhooks", "response_store")
 # (layer, the innermost frame's file contains one of these).
 INNERMOST = (
     ("DRF", ("rest_framework/",)),
     ("Django", ("django/",)),
     ("gunicorn and gevent I/O", ("gunicorn/", "gevent/", "socket.py", "selectors.py")),
     ("JSON", ("json/",)),
-    ("mmm's own code", ("/mmm/", "/inference/", "/console/", "/accounts/", "/registry/")),
+    # py-spy names the project's files relative to it ("name (inference/router.py:12)").
+    ("mmm's own code", tuple(f"({app}/" for app in PROJECT_APPS)),
 )
 
 

@@ -171,12 +171,16 @@ class RoutingTable:
 
     def _current(self) -> dict[str, tuple]:
         table = self._by_model
+        if table is not None and self._loaded_at and background.running():
+            # Reloaded off the request path (mmm.background): the table in hand serves. Asked
+            # first, since every look at the table (several per request) passes here; reading a
+            # setting costs more than this check.
+            return table
         fresh = table is not None and self._clock() - self._loaded_at < settings.MMM_ROUTING_REFRESH_SECONDS
         if fresh:
             return table
-        if table is not None and ((background.running() and self._loaded_at) or database.breaker.is_open()):
-            # Reloaded off the request path (mmm.background), or the database is away: the
-            # table in hand serves. Only a change made in this process (invalidate) reloads here.
+        if table is not None and database.breaker.is_open():
+            # The database is away: the table in hand serves.
             return table
         if table is not None and not self._reload_lock.acquire(blocking=False):
             return table  # another thread or greenlet is reloading; the old table serves meanwhile
