@@ -6,7 +6,10 @@ a pipe that is full (a log shipper that stalls) every request of the process wai
 gunicorn worker (``go_background()``, from gunicorn.conf.py's post_worker_init) this handler
 instead formats nothing and writes nothing on the request path: it queues the record, and a
 native thread (not a greenlet: its blocking write must not hold the loop) formats what is queued
-and writes it in one call every ``MMM_LOG_FLUSH_SECONDS``. A warning or worse is written at
+and writes it in one call, ``MMM_LOG_FLUSH_SECONDS`` after the first line of the batch was
+queued. While nothing is queued the thread sleeps without a timeout: a thread that woke every
+interval to find nothing took the GIL from a busy event loop for nothing (the connection balance
+of two fresh workers failed 1 time in 3 that way). A warning or worse is written at
 once, after what was queued before it, so the order holds and what explains a crash is out
 before it. Elsewhere (management commands, tests, runserver) it writes each line as it comes,
 as logging.StreamHandler does. A clean exit (worker_exit, atexit) writes what is left.
@@ -34,7 +37,8 @@ class BackgroundStreamHandler(logging.StreamHandler):
         self.dropped = 0
         self._queue: deque[logging.LogRecord] = deque()
         self._write_lock = _native_lock()  # one writer at a time: the thread, or an urgent record
-        self._stop = _native_lock()
+        self._stop = _native_lock()  # held while the thread should run; released to stop it
+        self._work = _native_lock()  # held while nothing waits; released by the first record queued
         self._background_pid: int | None = None
         _handlers.append(self)
 
@@ -44,9 +48,10 @@ class BackgroundStreamHandler(logging.StreamHandler):
             return
         self._queue.clear()  # a parent's queue, inherited by fork, is the parent's to write
         self._background_pid = os.getpid()
-        if self._stop.locked():
-            self._stop.release()
-        self._stop.acquire()  # held while the thread runs; released to stop it
+        # Fresh locks: a parent's, inherited by fork, may be in any state.
+        self._write_lock, self._stop, self._work = _native_lock(), _native_lock(), _native_lock()
+        self._stop.acquire()
+        self._work.acquire()
         _start_native_thread(self._run, ())
 
     def emit(self, record: logging.LogRecord) -> None:
@@ -66,7 +71,10 @@ class BackgroundStreamHandler(logging.StreamHandler):
         if len(self._queue) >= self.max_queue:
             self.dropped += 1  # a stalled stream must not grow memory without end
             return
+        first = not self._queue
         self._queue.append(record)
+        if first:
+            self._wake()  # the thread sleeps while nothing waits: an idle worker is never woken
 
     def write_queued(self) -> None:
         """Format and write every queued record in one write (the thread's work; also at exit)."""
@@ -95,17 +103,28 @@ class BackgroundStreamHandler(logging.StreamHandler):
         """Stop the thread and write what is left (gunicorn's worker_exit, atexit)."""
         if self._background_pid == os.getpid() and self._stop.locked():
             self._stop.release()
+            self._wake()
         self.write_queued()
 
+    def _wake(self) -> None:
+        try:
+            self._work.release()
+        except RuntimeError:
+            pass  # released already: the thread is on its way
+
     def _run(self) -> None:
-        # The stop lock is held by the process while the thread should run: waiting on it is
-        # the thread's sleep, and its release both wakes and stops it.
-        while not self._stop.acquire(True, self.flush_seconds):
+        while True:
+            self._work.acquire()  # until a record waits (or close wakes it)
+            # Then gather for one interval, so a busy worker's lines go in one write; waiting
+            # on the stop lock is that sleep, and its release ends it at once.
+            stopping = self._stop.acquire(True, self.flush_seconds)
             try:
                 self.write_queued()
             except Exception:
                 pass
-        self._stop.release()
+            if stopping:
+                self._stop.release()
+                return
 
 
 def go_background() -> None:

@@ -252,6 +252,20 @@ def test_a_burst_of_keep_alive_connections_is_shared_by_both_workers(gateway_env
     gateway = GatewayProcess(env={**gateway_env, "MMM_WEB_WORKERS": "2"}).start()
     clients = []
     try:
+        # start() returns once one worker answers; the other may still be loading the app, and
+        # a burst then can only go to the first (the balance waits 10 ms, never longer). So
+        # first see both workers answer a connection of their own.
+        answered_by: set[int] = set()
+
+        def both_answer() -> bool:
+            with socket.create_connection(("127.0.0.1", gateway.port), timeout=30) as probe:
+                probe.sendall(b"GET /healthz HTTP/1.1\r\nHost: 127.0.0.1\r\n\r\n")
+                assert probe.recv(65536).startswith(b"HTTP/1.1 200")
+                held = _established_per_process(gateway.process.pid, gateway.port)
+                answered_by.update(pid for pid, count in held.items() if count)
+            return len(answered_by) >= 2
+
+        wait_until(both_answer, timeout=30, poll=0.05, what="both workers to answer a connection")
         # All at once, as a load balancer or a client pool opens its connections.
         clients = [socket.create_connection(("127.0.0.1", gateway.port), timeout=30) for _ in range(32)]
         seen: list[dict] = []
