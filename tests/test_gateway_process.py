@@ -352,7 +352,8 @@ def test_the_workers_of_one_gunicorn_share_in_flight_counts_without_the_host_sta
         answering.wait(timeout=30)
         return Reply(json=SEED_ANSWER)
 
-    gateway = GatewayProcess(env={**gateway_env, "MMM_WEB_WORKERS": "2"}).start()
+    # The host's own state is what is tested: without Redis, even when the suite runs with it.
+    gateway = GatewayProcess(env={**gateway_env, "MMM_WEB_WORKERS": "2", "REDIS_URL": ""}).start()
     connections = []
     try:
         url = upstream.on("/held", held_while_the_test_says)
