@@ -21,9 +21,9 @@ import tempfile
 import uuid
 from pathlib import Path
 
+from bench.compare import cpu_seconds
 from bench.loadgen import Target, run_load
 from bench.run import COMPLETIONS_PATH, ROOT, fake_upstream, gateway_env, migrate, register_models, running_gateway
-from bench.state_modes import tree_cpu_seconds
 
 TARGET_LOSS = 0.15
 
@@ -77,11 +77,9 @@ def main(argv: list[str] | None = None) -> int:
                         registered = True
                     aimed = Target(**{**target.__dict__, "port": gateway.port})
                     run_load(aimed, concurrency=32, warmup=0.0, duration=1.0)  # warm every process
-                    before = tree_cpu_seconds(gateway.process.pid)
+                    before = cpu_seconds(gateway.process.pid)
                     result = run_load(aimed, concurrency=32, warmup=0.0, duration=args.duration)
-                    cpu[mode].append(
-                        (tree_cpu_seconds(gateway.process.pid) - before) * 1000 / max(len(result.latencies), 1)
-                    )
+                    cpu[mode].append((cpu_seconds(gateway.process.pid) - before) * 1000 / max(len(result.latencies), 1))
                 if result.error_count:
                     raise SystemExit(f"budgets {mode}: {result.error_count} errors {dict(result.errors)}")
                 rates[mode].append(result.requests_per_second)

@@ -30,35 +30,13 @@ django.setup()
 
 import requests  # noqa: E402
 
+from bench.compare import cpu_seconds  # noqa: E402
 from tests.fake_openai_videos import OpenAIVideosServer  # noqa: E402
 from tests.gateway_process import GatewayProcess, gateway_database  # noqa: E402
 
 WORKERS = 4
 CAPACITY = 2
 LIST_EVERY = 0.2
-
-
-def process_tree_cpu_seconds(root: int) -> float:
-    """User + system CPU seconds of ``root`` and every process below it, from /proc."""
-    ticks = os.sysconf("SC_CLK_TCK")
-    parents: dict[int, int] = {}
-    cpu: dict[int, float] = {}
-    for entry in Path("/proc").iterdir():
-        if not entry.name.isdigit():
-            continue
-        try:
-            fields = (entry / "stat").read_text().rsplit(")", 1)[1].split()
-        except OSError:
-            continue
-        parents[int(entry.name)] = int(fields[1])
-        cpu[int(entry.name)] = (int(fields[11]) + int(fields[12])) / ticks
-    tree, frontier = {root}, [root]
-    while frontier:
-        parent = frontier.pop()
-        children = [pid for pid, ppid in parents.items() if ppid == parent and pid not in tree]
-        tree.update(children)
-        frontier += children
-    return sum(cpu.get(pid, 0.0) for pid in tree)
 
 
 def percentile(values: list[float], fraction: float) -> float:
@@ -96,7 +74,7 @@ def _measure(gateway: GatewayProcess, fakes: list, *, jobs: int, seconds: float)
             },
         ).raise_for_status()
     session = requests.Session()
-    cpu_before = process_tree_cpu_seconds(gateway.process.pid)
+    cpu_before = cpu_seconds(gateway.process.pid)
     started = time.monotonic()
 
     def create(number: int) -> str:
@@ -141,7 +119,7 @@ def _measure(gateway: GatewayProcess, fakes: list, *, jobs: int, seconds: float)
             next_full = time.monotonic() + 5
         time.sleep(LIST_EVERY)
     elapsed = max(seen_completed.values(), default=time.monotonic()) - started
-    cpu = process_tree_cpu_seconds(gateway.process.pid) - cpu_before
+    cpu = cpu_seconds(gateway.process.pid) - cpu_before
 
     finished_at: dict[str, float] = {}
     submissions: dict[str, int] = {}

@@ -15,6 +15,7 @@ import sys
 import tempfile
 from pathlib import Path
 
+from bench.compare import cpu_seconds
 from bench.loadgen import run_load
 from bench.run import (
     Scenario,
@@ -31,28 +32,6 @@ MODES = {
     "2 processes, shared host state (default)": {"MMM_WEB_WORKERS": "2"},
     "2 processes, state per process (inexact)": {"MMM_WEB_WORKERS": "2", "MMM_SHARED_HOST_STATE": "false"},
 }
-
-
-def tree_cpu_seconds(root_pid: int) -> float:
-    """User + system CPU seconds of ``root_pid`` and its descendants (alive now)."""
-    ticks = os.sysconf("SC_CLK_TCK")
-    children: dict[int, list[int]] = {}
-    stats: dict[int, list[str]] = {}
-    for stat in Path("/proc").glob("[0-9]*/stat"):
-        try:
-            fields = stat.read_text().rsplit(")", 1)[1].split()
-        except OSError:
-            continue
-        pid = int(stat.parent.name)
-        stats[pid] = fields
-        children.setdefault(int(fields[1]), []).append(pid)
-    total, pending = 0.0, [root_pid]
-    while pending:
-        pid = pending.pop()
-        if pid in stats:
-            total += (int(stats[pid][11]) + int(stats[pid][12])) / ticks
-        pending.extend(children.get(pid, []))
-    return total
 
 
 def main(argv: list[str] | None = None) -> int:
@@ -72,9 +51,9 @@ def main(argv: list[str] | None = None) -> int:
                     register_models(gateway.port, upstream_port)
                     target = gateway_target(gateway.port, scenario)
                     run_load(target, concurrency=32, warmup=0.0, duration=1.0)  # warm every process
-                    before = tree_cpu_seconds(gateway.process.pid)
+                    before = cpu_seconds(gateway.process.pid)
                     result = run_load(target, concurrency=32, warmup=0.0, duration=args.duration)
-                    cpu = tree_cpu_seconds(gateway.process.pid) - before
+                    cpu = cpu_seconds(gateway.process.pid) - before
             done = len(result.latencies)
             print(
                 f"| {name} | {result.requests_per_second:.0f} | {result.percentile_ms(0.5):.1f} | "

@@ -13,12 +13,11 @@ there does not depend on what else the machine runs. It prints a markdown table.
 """
 
 import argparse
-import os
 import sys
 import tempfile
-from contextlib import suppress
 from pathlib import Path
 
+from bench.compare import cpu_seconds
 from bench.loadgen import Target, run_load
 from bench.run import (
     COMPLETIONS_PATH,
@@ -29,24 +28,6 @@ from bench.run import (
     rounded_or_none,
     running_gateway,
 )
-
-CLOCK_TICKS = os.sysconf("SC_CLK_TCK")
-
-
-def process_tree_cpu_seconds(root_pid: int) -> float:
-    """User + system CPU seconds of ``root_pid`` and its children (gunicorn's arbiter and workers)."""
-    total = 0.0
-    pids = [root_pid]
-    for stat in Path("/proc").glob("[0-9]*/stat"):
-        with suppress(OSError, ValueError, IndexError):
-            fields = stat.read_text().rsplit(")", 1)[1].split()
-            if int(fields[1]) == root_pid:  # fields[1] is the parent pid
-                pids.append(int(stat.parent.name))
-    for pid in pids:
-        with suppress(OSError, ValueError, IndexError):
-            fields = Path(f"/proc/{pid}/stat").read_text().rsplit(")", 1)[1].split()
-            total += (int(fields[11]) + int(fields[12])) / CLOCK_TICKS  # utime, stime
-    return total
 
 
 def main(argv: list[str] | None = None) -> None:
@@ -86,9 +67,9 @@ def run_mode(mode: str, upstream_port: int, duration: float) -> list:
             for concurrency in (1, 16):
                 print(f"  tracing {mode}, c={concurrency} ...", file=sys.stderr, flush=True)
                 run_load(target, concurrency=concurrency, warmup=1.0, duration=1.0)  # warm: connections, caches
-                before = process_tree_cpu_seconds(gateway.process.pid)
+                before = cpu_seconds(gateway.process.pid)
                 result = run_load(target, concurrency=concurrency, warmup=0.0, duration=duration)
-                spent = process_tree_cpu_seconds(gateway.process.pid) - before
+                spent = cpu_seconds(gateway.process.pid) - before
                 served = len(result.latencies) + result.error_count
                 rows.append((mode, concurrency, result, spent * 1000 / max(served, 1)))
     return rows

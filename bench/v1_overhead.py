@@ -46,7 +46,9 @@ def main() -> None:
     parser.add_argument("--profile", action="store_true", help="print cProfile's top functions instead")
     parser.add_argument("--callees", metavar="FUNCTION", help="with --profile: also what FUNCTION (a name) calls")
     parser.add_argument(
-        "--by-package", action="store_true", help="with --profile: also the calls per request of each package"
+        "--by-package",
+        action="store_true",
+        help="with --profile: also the calls per request of each package, and the functions called most",
     )
     args = parser.parse_args()
 
@@ -137,10 +139,9 @@ def print_calls_by_package(stats, *, requests: int) -> None:
         else:
             where = "stdlib: " + os.path.basename(filename)
         counts[where] = counts.get(where, 0) + calls
-    top = sorted(stats.stats.items(), key=lambda item: -item[1][1])[:60]
-    if os.environ.get("BENCH_TOP_CALLS"):
-        for (filename, line, name), (_, calls, *_rest) in top:
-            print(f"{calls / requests:6.1f}  {name}  {filename.split('site-packages/')[-1]}:{line}")
+    print("\nThe functions called most often, calls per request:")
+    for (filename, line, name), (_, calls, *_rest) in sorted(stats.stats.items(), key=lambda item: -item[1][1])[:30]:
+        print(f"{calls / requests:6.1f}  {name}  {filename.split('site-packages/')[-1]}:{line}")
     print("\n| where | calls per request |\n|---|---:|")
     for where, calls in sorted(counts.items(), key=lambda item: -item[1])[:30]:
         print(f"| {where} | {calls / requests:.0f} |")

@@ -5,8 +5,8 @@ writers (console.request_log) store them in batches. Through ``Model(**values)``
 ``bulk_create`` that cost about 215 µs of CPU per row on the benchmark machine (34 µs to build
 the instance, the rest to compile the INSERT field by field), two rows per request: about a tenth
 of the gateway's CPU (docs/benchmark.md). Here an instance is built from a dict of defaults
-computed once per model, and a batch is one multi-row INSERT whose SQL is built once per model,
-batch size and database, with each value adapted only where the backend needs it (dates and
+computed once per model, and a batch is a few multi-row INSERTs whose SQL is built once per
+model, row count and database, with each value adapted only where the backend needs it (dates and
 decimals). Both are ordinary model instances to every other reader (tests, the admin).
 
 What bulk_create gave the writers and this keeps: the new rows' ids (RETURNING), so a batch whose
@@ -22,6 +22,9 @@ from typing import Any
 from django.db import connections, models
 from django.db.models.base import ModelState
 
+# Rows per INSERT at most: the statements are cached per row count, and PostgreSQL sets no limit
+# of its own, so a batch of any size must not add a statement of that size to the cache.
+_MOST_ROWS_PER_STATEMENT = 64
 # Fields whose Python values the drivers take as they are (sqlite3 and psycopg2 both).
 _PLAIN_FIELDS = (
     models.CharField,
@@ -117,7 +120,7 @@ def insert(model: type[models.Model], rows: Sequence[models.Model], *, ignore_co
             if not group:
                 continue
             fields, attnames, adapters, _ = _columns(model, using, with_pk)
-            size = max(1, connection.ops.bulk_batch_size(fields, group))
+            size = max(1, min(_MOST_ROWS_PER_STATEMENT, connection.ops.bulk_batch_size(fields, group)))
             for start in range(0, len(group), size):
                 chunk = group[start : start + size]
                 params = [value for row in chunk for value in _values(row, attnames, adapters)]

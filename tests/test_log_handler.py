@@ -2,11 +2,11 @@
 
 import io
 import logging
-import time
 
 import pytest
 
 from console.log_handler import BackgroundStreamHandler
+from tests.waiting import wait_until
 
 
 @pytest.fixture
@@ -23,15 +23,6 @@ def logged():
     logger.removeHandler(handler)
 
 
-def wait_for(predicate, what: str, seconds: float = 10.0):
-    deadline = time.monotonic() + seconds
-    while time.monotonic() < deadline:
-        if predicate():
-            return
-        time.sleep(0.01)
-    pytest.fail(f"waited {seconds:g} s for {what}")
-
-
 def test_outside_a_worker_each_line_is_written_as_it_comes(logged):
     logger, _, stream = logged
     logger.info("one %s", "line")
@@ -43,7 +34,7 @@ def test_in_a_worker_the_thread_writes_the_queued_lines(logged):
     handler.go_background()
     for number in range(50):
         logger.info("line %d", number)
-    wait_for(lambda: stream.getvalue().count("\n") == 50, "the thread to write 50 queued lines")
+    wait_until(lambda: stream.getvalue().count("\n") == 50, timeout=10, what="the thread to write 50 queued lines")
     assert stream.getvalue().splitlines() == [f"INFO line {number}" for number in range(50)]
 
 
@@ -51,7 +42,6 @@ def test_a_warning_is_written_at_once_after_what_was_queued_before_it(logged):
     logger, handler, stream = logged
     handler.flush_seconds = 3600  # the thread would not write these in the test's time
     handler.go_background()
-    time.sleep(0.05)  # the thread is waiting its (long) interval now
     logger.info("before")
     logger.warning("the worker is failing")
     assert stream.getvalue().splitlines() == ["INFO before", "WARNING the worker is failing"]
@@ -63,7 +53,7 @@ def test_arguments_are_read_when_logged_not_when_written(logged):
     fields = {"status": 200}
     logger.info("request %s", fields)
     fields["status"] = 500
-    wait_for(lambda: "request" in stream.getvalue(), "the line to be written")
+    wait_until(lambda: "request" in stream.getvalue(), timeout=10, what="the line to be written")
     assert stream.getvalue() == "INFO request {'status': 200}\n"
 
 

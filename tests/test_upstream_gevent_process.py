@@ -13,6 +13,7 @@ from tests.conftest import SEED_ANSWER, seed_registration
 from tests.fake_model_apis import OpenAIServer
 from tests.fake_upstream import Reply, refused_url, until_released
 from tests.gateway_process import GatewayProcess, gateway_database
+from tests.waiting import wait_until
 
 pytestmark = pytest.mark.e2e
 
@@ -53,7 +54,12 @@ def test_whole_answers_go_through_geventhttpclient_on_one_kept_alive_connection(
 
     assert answers == [{"success": True, "msg": "execute succeed", "result": "I am a fake model."}] * 3
     assert len({seen.client_port for seen in upstream.hits("/gen")}) == 1
-    assert "upstream calls go through geventhttpclient" in gateway.log_path.read_text()
+    # Written by the worker's log thread (console.log_handler), a moment after it was logged.
+    wait_until(
+        lambda: "upstream calls go through geventhttpclient" in gateway.log_path.read_text(),
+        timeout=10,
+        what="the worker's line saying which upstream client it uses",
+    )
 
 
 def test_a_gzip_answer_is_decoded(gateway, upstream):
