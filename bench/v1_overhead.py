@@ -1,7 +1,7 @@
 """The gateway's own time per request, in one process: ``python -m bench.v1_overhead``.
 
-Django's test client (no gunicorn, no sockets on the client side) against a loopback fake
-upstream, for the seed endpoint on a template worker and /v1/chat/completions on a template
+The WSGI application as gunicorn calls it (mmm.handler's chains, no sockets on the client side)
+against a loopback fake upstream, for the seed endpoint on a template worker and /v1/chat/completions on a template
 worker and an openai worker, whole and streamed. CPU time is counted (``time.process_time``,
 the fake upstream's thread included, the same for every tree), so a loaded machine moves it far
 less than wall time. Runs against the tree it is started in: ``cd <tree> && .venv/bin/python
@@ -28,9 +28,10 @@ import django  # noqa: E402
 django.setup()
 
 from django.core.management import call_command  # noqa: E402
-from django.test import Client  # noqa: E402
+from django.test import Client, RequestFactory  # noqa: E402
 from django.test.utils import setup_test_environment  # noqa: E402
 
+from mmm.handler import GatewayWSGIHandler  # noqa: E402
 from tests.fake_model_apis import OpenAIServer  # noqa: E402
 from tests.fake_upstream import FakeUpstream  # noqa: E402
 
@@ -67,22 +68,31 @@ def main() -> None:
     openai = {"model_name": "gpt", "preset": "openai", "base_url": base, "upstream_model": "up-model"}
     assert client.post("/api/server/register", openai, content_type="application/json").status_code == 200
 
-    def seed_call():
-        response = client.post(
-            "/api/v1/chat/completions", {"model_name": "tpl", "input": "hi"}, content_type="application/json"
+    # Called as gunicorn calls it (the WSGI application of mmm/wsgi.py, its handler and
+    # middleware chains), not through the test client's handler.
+    application = GatewayWSGIHandler()
+    requests = RequestFactory()
+
+    def wsgi_post(path: str, body: dict) -> bytes:
+        started = []
+        answer = application(
+            requests.post(path, body, content_type="application/json").environ,
+            lambda status, headers: started.append(status),
         )
-        assert response.status_code == 200, response.content
+        try:
+            content = b"".join(answer)
+        finally:
+            answer.close()
+        assert started[0].startswith("200"), (started, content[:300])
+        return content
+
+    def seed_call():
+        wsgi_post("/api/v1/chat/completions", {"model_name": "tpl", "input": "hi"})
 
     def v1(model: str, stream: bool):
         def call():
-            response = client.post(
-                "/v1/chat/completions",
-                {"model": model, "messages": CHAT, "stream": stream},
-                content_type="application/json",
-            )
-            assert response.status_code == 200, response.content
+            body = wsgi_post("/v1/chat/completions", {"model": model, "messages": CHAT, "stream": stream})
             if stream:
-                body = b"".join(response.streaming_content)
                 assert body.endswith(b"data: [DONE]\n\n"), body[-200:]
 
         return call
@@ -142,6 +152,9 @@ def print_calls_by_package(stats, *, requests: int) -> None:
     print("\nThe functions called most often, calls per request:")
     for (filename, line, name), (_, calls, *_rest) in sorted(stats.stats.items(), key=lambda item: -item[1][1])[:30]:
         print(f"{calls / requests:6.1f}  {name}  {filename.split('site-packages/')[-1]}:{line}")
+    # Deterministic where CPU time is not (a shared machine's speed varies by a third): compare
+    # two trees by this first.
+    print(f"\nAll function calls per request: {sum(counts.values()) / requests:.0f}")
     print("\n| where | calls per request |\n|---|---:|")
     for where, calls in sorted(counts.items(), key=lambda item: -item[1])[:30]:
         print(f"| {where} | {calls / requests:.0f} |")

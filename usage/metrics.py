@@ -6,7 +6,7 @@ dashboard break usage down by key and team.
 
 from prometheus_client import Counter
 
-from console.metrics import model_label
+from console.metrics import child, model_label
 
 TOKENS = Counter(
     "mmm_usage_tokens",
@@ -24,6 +24,6 @@ def observe_usage(row) -> None:
     estimated = "true" if row.estimated else "false"
     for direction, count in (("input", row.input_tokens), ("output", row.output_tokens), ("cached", row.cached_tokens)):
         if count:
-            TOKENS.labels(model=model, direction=direction, estimated=estimated).inc(count)
+            child(TOKENS, model, direction, estimated).inc(count)
     if row.cost_nanos:
-        COST.labels(model=model).inc(row.cost_nanos / 1e9)
+        child(COST, model).inc(row.cost_nanos / 1e9)

@@ -1,0 +1,95 @@
+"""Django's WSGI handler, with a short middleware chain for the completion endpoints.
+
+Every request passes all of MIDDLEWARE: two calls per layer, and work in most of them. For a
+completion request that carries no cookie most layers have nothing to do: WhiteNoise serves
+only static paths, the session, user and messages layers step aside without a session cookie
+(mmm.browser_middleware), CSRF exempts the API's views and has no cookie to rotate, and
+CommonMiddleware's slash redirect never applies to a path that resolves. Such a request goes
+through LEAN_MIDDLEWARE instead: the layers that do something for it, in MIDDLEWARE's order
+(security headers, the request id, log line and request-log row, the frame header), plus the
+Content-Length CommonMiddleware would set, so its response is the one the full chain gives. Every other request, and a completion that sends any
+cookie, takes the full chain.
+
+The lean paths also keep their URL match: resolving walks the patterns for every request, and
+these few paths always resolve to the same view.
+"""
+
+from django.conf import settings
+from django.core.exceptions import ImproperlyConfigured
+from django.core.handlers.exception import convert_exception_to_response
+from django.core.handlers.wsgi import WSGIHandler
+from django.urls import get_resolver, set_urlconf
+from django.utils.log import log_response
+from django.utils.module_loading import import_string
+
+# The endpoints a client calls for every completion. Exact paths: only these skip layers.
+LEAN_PATHS = frozenset(
+    {
+        "/api/v1/chat/completions",
+        "/api/v1/chat/completions/",
+        "/v1/chat/completions",
+        "/v1/completions",
+        "/v1/embeddings",
+        "/v1/messages",
+        "/v1/responses",
+    }
+)
+# A subsequence of MIDDLEWARE (GatewayWSGIHandler refuses to start otherwise).
+LEAN_MIDDLEWARE = (
+    "django.middleware.security.SecurityMiddleware",
+    "console.middleware.RequestContextMiddleware",
+    "django.middleware.clickjacking.XFrameOptionsMiddleware",
+)
+
+
+def takes_lean_chain(request) -> bool:
+    return request.path_info in LEAN_PATHS and not request.META.get("HTTP_COOKIE")
+
+
+class GatewayWSGIHandler(WSGIHandler):
+    def load_middleware(self, is_async=False):
+        super().load_middleware(is_async)
+        if is_async:  # (only WSGI builds this handler)
+            raise ImproperlyConfigured("GatewayWSGIHandler is a WSGI handler")
+        self._lean_chain = self._chain_of(LEAN_MIDDLEWARE)
+        self._lean_matches = {}
+
+    def _chain_of(self, paths) -> object:
+        """Django's chain over ``paths`` alone, around the same _get_response (whose view
+        middleware lists are the full chain's: CSRF's process_view passes the exempt API views)."""
+        missing = [path for path in paths if path not in settings.MIDDLEWARE]
+        in_order = [path for path in settings.MIDDLEWARE if path in paths]
+        if missing or in_order != list(paths):
+            raise ImproperlyConfigured(f"LEAN_MIDDLEWARE must be a subsequence of MIDDLEWARE: {list(paths)}")
+        handler = convert_exception_to_response(self._get_response)
+        for path in reversed(paths):
+            middleware = import_string(path)
+            if any(hasattr(middleware, hook) for hook in ("process_view", "process_exception")):
+                # Its hook would run from the full chain's lists, not from its place here.
+                raise ImproperlyConfigured(f"{path} has view or exception hooks; it cannot be in LEAN_MIDDLEWARE")
+            handler = convert_exception_to_response(middleware(handler))
+        return handler
+
+    def get_response(self, request):
+        # BaseHandler.get_response, choosing the chain (one handler serves every thread).
+        set_urlconf(settings.ROOT_URLCONF)
+        request.mmm_lean_chain = lean = takes_lean_chain(request)
+        response = (self._lean_chain if lean else self._middleware_chain)(request)
+        if lean and not response.streaming and not response.has_header("Content-Length"):
+            # CommonMiddleware's response hook: without it gunicorn would chunk the body.
+            response.headers["Content-Length"] = str(len(response.content))
+        response._resource_closers.append(request.close)
+        if response.status_code >= 400:
+            log_response("%s: %s", response.reason_phrase, request.path, response=response, request=request)
+        return response
+
+    def resolve_request(self, request):
+        if not getattr(request, "mmm_lean_chain", False) or hasattr(request, "urlconf"):
+            return super().resolve_request(request)
+        resolver = get_resolver()  # a new one when the URLconf changes (tests)
+        key = (resolver, request.path_info)
+        match = self._lean_matches.get(key)
+        if match is None:
+            match = self._lean_matches.setdefault(key, resolver.resolve(request.path_info))
+        request.resolver_match = match
+        return match

@@ -1,0 +1,167 @@
+"""The completion endpoints' short middleware chain (mmm.handler) answers as the full one does.
+
+Each case is sent through the WSGI application twice: without cookies (the lean chain) and with
+a cookie that is not the session's (the full chain, whose session, user and messages layers
+still step aside), and the two answers must match in status, headers and body.
+"""
+
+import json
+
+import pytest
+from django.core.exceptions import ImproperlyConfigured
+from django.test import RequestFactory
+
+from console.models import RequestLog
+from console.request_log import request_log_writer
+from mmm import handler as handler_module
+from mmm.handler import LEAN_PATHS, GatewayWSGIHandler, takes_lean_chain
+from tests.conftest import SEED_ANSWER, seed_registration
+
+pytestmark = pytest.mark.django_db
+
+factory = RequestFactory()
+
+
+@pytest.fixture
+def application():
+    app = GatewayWSGIHandler()
+    calls = {"lean": 0}
+    lean_chain = app._lean_chain
+
+    def counted(request):
+        calls["lean"] += 1
+        return lean_chain(request)
+
+    app._lean_chain = counted
+    app.lean_calls = calls
+    return app
+
+
+def call(app, method: str, path: str, body=None, *, cookie: str = "") -> tuple[str, dict, bytes]:
+    extra = {"HTTP_COOKIE": cookie}
+    if body is None:
+        request = factory.generic(method, path, **extra)
+    else:
+        raw = body if isinstance(body, bytes) else json.dumps(body).encode()
+        request = factory.generic(method, path, raw, content_type="application/json", **extra)
+    started = {}
+
+    def start_response(status, headers):
+        started.update(status=status, headers=headers)
+
+    answer = app(request.environ, start_response)
+    try:
+        content = b"".join(answer)
+    finally:
+        answer.close()
+    headers = {name: value for name, value in started["headers"] if name != "X-Request-ID"}
+    return started["status"], headers, content
+
+
+def both_chains(app, method, path, body=None):
+    before = app.lean_calls["lean"]
+    lean = call(app, method, path, body)
+    assert app.lean_calls["lean"] == before + 1, f"{path} did not take the lean chain"
+    full = call(app, method, path, body, cookie="theme=dark")
+    assert app.lean_calls["lean"] == before + 1, f"{path} with a cookie took the lean chain"
+    return lean, full
+
+
+def test_a_seed_completion_gets_the_same_answer_and_headers(api, upstream, application):
+    registered = api.post(
+        "/api/server/register", seed_registration(upstream.on("/gen", json=SEED_ANSWER)), format="json"
+    )
+    assert registered.status_code == 200
+
+    lean, full = both_chains(application, "POST", "/api/v1/chat/completions", {"model_name": "proxyllm", "input": "hi"})
+
+    assert lean == full
+    status, headers, content = lean
+    assert status == "200 OK"
+    assert json.loads(content) == {"success": True, "msg": "execute succeed", "result": "I am a fake model."}
+    # What SecurityMiddleware and XFrameOptionsMiddleware add is there on the lean chain.
+    assert headers["X-Frame-Options"] == "DENY"
+    assert headers["X-Content-Type-Options"] == "nosniff"
+    assert "Referrer-Policy" in headers
+
+
+def test_both_are_logged_with_their_request_ids(api, upstream, application):
+    registered = api.post(
+        "/api/server/register", seed_registration(upstream.on("/gen", json=SEED_ANSWER)), format="json"
+    )
+    assert registered.status_code == 200
+    request_log_writer.discard()
+
+    both_chains(application, "POST", "/api/v1/chat/completions", {"model_name": "proxyllm", "input": "hi"})
+    request_log_writer.flush()
+
+    rows = list(RequestLog.objects.order_by("id").values("model_name", "status", "request_id"))
+    assert [(row["model_name"], row["status"]) for row in rows] == [("proxyllm", 200), ("proxyllm", 200)]
+    assert all(row["request_id"] for row in rows) and rows[0]["request_id"] != rows[1]["request_id"]
+
+
+@pytest.mark.parametrize(
+    ("method", "path", "body"),
+    [
+        ("POST", "/api/v1/chat/completions", {"model_name": "nobody", "input": "hi"}),  # no such model
+        ("POST", "/api/v1/chat/completions", {"model_name": 42}),  # invalid input
+        ("POST", "/api/v1/chat/completions", b"{not json"),
+        ("GET", "/api/v1/chat/completions", None),  # method not allowed
+        ("POST", "/v1/chat/completions", {"model": "nobody", "messages": [{"role": "user", "content": "x"}]}),
+        ("POST", "/v1/chat/completions", {"model": "m", "messages": []}),
+        ("POST", "/v1/embeddings", {"model": "nobody", "input": "x"}),
+        ("POST", "/v1/messages", {"model": "nobody"}),
+        ("POST", "/v1/responses", {"model": "nobody", "input": "x"}),
+    ],
+)
+def test_errors_are_the_same(application, method, path, body):
+    lean, full = both_chains(application, method, path, body)
+    assert lean == full
+    assert int(lean[0].split()[0]) >= 400
+    assert json.loads(lean[2])  # a JSON error body, not an HTML page
+
+
+def test_a_stream_is_relayed_and_logged_alike(api, upstream, application):
+    from tests.fake_model_apis import OpenAIServer
+
+    base = OpenAIServer().install(upstream)
+    registration = {"model_name": "gpt", "preset": "openai", "base_url": base, "upstream_model": "up-model"}
+    assert api.post("/api/server/register", registration, format="json").status_code == 200
+    request_log_writer.discard()
+    body = {"model": "gpt", "messages": [{"role": "user", "content": "hello"}], "stream": True}
+
+    lean, full = both_chains(application, "POST", "/v1/chat/completions", body)
+
+    assert lean[0] == full[0] == "200 OK"
+    assert lean[1] == full[1]
+    assert lean[2].endswith(b"data: [DONE]\n\n") and full[2].endswith(b"data: [DONE]\n\n")
+    request_log_writer.flush()
+    assert list(RequestLog.objects.values_list("stream", "status")) == [(True, 200), (True, 200)]
+
+
+@pytest.mark.parametrize(
+    ("path", "cookie", "lean"),
+    [
+        ("/v1/chat/completions", "", True),
+        ("/v1/chat/completions", "sessionid=abc", False),
+        ("/v1/models", "", False),  # not a completion endpoint
+        ("/v1/chat/completions/", "", False),  # not one of the exact paths
+        ("/admin/", "", False),
+    ],
+)
+def test_which_requests_take_it(path, cookie, lean):
+    request = factory.post(path, HTTP_COOKIE=cookie)
+    assert takes_lean_chain(request) is lean
+    assert (path in LEAN_PATHS) or not lean
+
+
+def test_it_refuses_to_start_when_its_layers_are_not_in_middleware(settings):
+    settings.MIDDLEWARE = [m for m in settings.MIDDLEWARE if "clickjacking" not in m]
+    with pytest.raises(ImproperlyConfigured, match="subsequence"):
+        GatewayWSGIHandler()
+
+
+def test_it_refuses_a_lean_layer_with_view_hooks(settings, monkeypatch):
+    monkeypatch.setattr(handler_module, "LEAN_MIDDLEWARE", ("django.middleware.csrf.CsrfViewMiddleware",))
+    with pytest.raises(ImproperlyConfigured, match="view or exception hooks"):
+        GatewayWSGIHandler()
