@@ -10,7 +10,7 @@ from inference import openai_api, templating
 from inference.openai_services import Answer, chat_completion_answer, openai_passthrough_answer
 from inference.prefixes import SESSION_META_KEY
 from mmm.api_fields import StrictBooleanField, StrictCharField, StrictIntegerField, StrictNumberField
-from mmm.input_serializers import BoundOnceSerializer
+from mmm.input_serializers import BoundOnceSerializer, validated
 from registry.selectors import routable_models
 
 # A client's name for one conversation: prefix_aware keeps its turns on one worker.
@@ -63,9 +63,7 @@ class ModelsView(OpenAIView):
 
 class ChatCompletionsView(OpenAIView):
     def post(self, request):
-        serializer = ChatInput(data=request.data)
-        serializer.is_valid(raise_exception=True)
-        data = serializer.validated_data
+        data = validated(ChatInput, request.data)
         prompt = templating.chat_values(request.data["messages"])[templating.USER_PROMPT]
         with completion_logged(request, model_name=data["model"], prompt=prompt, stream=data["stream"]) as entry:
             answer = entry.answered(
@@ -87,9 +85,7 @@ class OpenAIPassthroughView(OpenAIView):
     endpoint = ""  # the path under the worker's base URL, e.g. "/embeddings"
 
     def post(self, request):
-        serializer = ModelRequestInput(data=request.data)
-        serializer.is_valid(raise_exception=True)
-        data = serializer.validated_data
+        data = validated(ModelRequestInput, request.data)
         with completion_logged(request, model_name=data["model"], stream=data["stream"]) as entry:
             answer = entry.answered(
                 openai_passthrough_answer(

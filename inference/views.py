@@ -7,7 +7,7 @@ from accounts.permissions import InferenceAccess
 from console.completion_log import completion_logged
 from inference.services import completion_create
 from mmm.api_fields import StrictCharField, StrictNumberField
-from mmm.input_serializers import BoundOnceSerializer
+from mmm.input_serializers import BoundOnceSerializer, validated
 
 
 class CompletionView(APIView):
@@ -20,9 +20,7 @@ class CompletionView(APIView):
         temperature = StrictNumberField(required=False, allow_null=True, min_value=0)
 
     def post(self, request):
-        serializer = self.InputSerializer(data=request.data)
-        serializer.is_valid(raise_exception=True)
-        data = serializer.validated_data
+        data = validated(self.InputSerializer, request.data)
         # The request log, metrics and the request's log line (console.middleware finishes them).
         with completion_logged(request, model_name=data["model_name"], prompt=data["input"]) as entry:
             completion = entry.answered(
