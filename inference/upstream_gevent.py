@@ -27,6 +27,7 @@ from typing import Any
 import gevent.socket
 import gevent.ssl
 import urllib3
+from gevent.monkey import get_original
 from geventhttpclient.response import HTTPConnectionClosed, HTTPParseError, HTTPSocketPoolResponse
 from urllib3.response import BaseHTTPResponse
 from urllib3.util import parse_url
@@ -146,12 +147,22 @@ class HostPool:
         return sock
 
 
+# The standard library's poll, not gevent's select: with a zero timeout it never waits, and
+# gevent's builds a watcher and switches greenlets for it (1.5% of a completion's CPU, once per
+# checkout). poll, not select: a busy worker's descriptors pass select's limit of 1024.
+_poll = get_original("select", "poll")
+_READABLE = select.POLLIN | select.POLLHUP | select.POLLERR
+
+
 def _still_open(sock: gevent.socket.socket) -> bool:
     """False when an idle connection is readable: the upstream closed it (or sent stray bytes)."""
     try:
-        if sock.fileno() < 0:
+        fileno = sock.fileno()
+        if fileno < 0:
             return False
-        readable, _, _ = select.select([sock], [], [], 0)
+        poller = _poll()
+        poller.register(fileno, _READABLE)
+        readable = poller.poll(0)
     except (OSError, ValueError):
         return False
     return not readable

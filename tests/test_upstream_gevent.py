@@ -426,3 +426,44 @@ def test_a_certificate_for_another_name_is_refused(tls_upstream, client):
     finally:
         trusting.clear()
     assert server.hits("/gen") == []
+
+
+def test_an_idle_connection_the_upstream_closed_is_not_checked_out():
+    import gevent.socket
+
+    left, right = gevent.socket.socketpair()
+    try:
+        assert upstream_gevent._still_open(left) is True
+        right.sendall(b"stray")
+        assert upstream_gevent._still_open(left) is False  # readable while idle: not reusable
+        left.recv(16)
+        assert upstream_gevent._still_open(left) is True
+        right.close()
+        assert upstream_gevent._still_open(left) is False  # the peer is gone
+    finally:
+        left.close()
+        right.close()
+    assert upstream_gevent._still_open(left) is False  # closed here
+
+
+def test_the_check_works_past_selects_descriptor_limit():
+    """A worker holding thousands of client connections has descriptors above 1024."""
+    import os
+    import resource
+
+    import gevent.socket
+
+    soft, _hard = resource.getrlimit(resource.RLIMIT_NOFILE)
+    if soft <= 2000:
+        pytest.skip(f"the open-files limit ({soft}) does not reach past 1024 here")
+    left, right = gevent.socket.socketpair()
+    high = os.dup2(left.fileno(), 1500)
+    high_socket = gevent.socket.socket(fileno=high)
+    try:
+        assert upstream_gevent._still_open(high_socket) is True
+        right.close()
+        assert upstream_gevent._still_open(high_socket) is False
+    finally:
+        high_socket.close()
+        left.close()
+        right.close()
