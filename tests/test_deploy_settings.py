@@ -51,3 +51,12 @@ def test_gunicorn_refuses_a_public_bind_with_auth_off(tmp_path):
 
     assert result.returncode != 0
     assert "refusing to serve on 0.0.0.0 with MMM_REQUIRE_AUTH off" in result.stderr
+
+
+def test_the_workers_gil_switch_interval_comes_from_the_environment(tmp_path):
+    read = [sys.executable, "-c", "import runpy; print(runpy.run_path('mmm/gunicorn.conf.py')['_GIL_SWITCH_SECONDS'])"]
+
+    assert run(read, {"MMM_REQUIRE_AUTH": "true"}, tmp_path).stdout.split()[-1] == "0.0005"
+    assert run(read, {"MMM_GIL_SWITCH_SECONDS": "0.002"}, tmp_path).stdout.split()[-1] == "0.002"
+    refused = run(read, {"MMM_GIL_SWITCH_SECONDS": "0"}, tmp_path)
+    assert refused.returncode != 0 and "MMM_GIL_SWITCH_SECONDS" in refused.stderr
