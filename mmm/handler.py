@@ -5,17 +5,22 @@ completion request that carries no cookie most layers have nothing to do: WhiteN
 only static paths, the session, user and messages layers step aside without a session cookie
 (mmm.browser_middleware), CSRF exempts the API's views and has no cookie to rotate, and
 CommonMiddleware's slash redirect never applies to a path that resolves. Such a request goes
-through LEAN_MIDDLEWARE instead: the layers that do something for it, in MIDDLEWARE's order
-(security headers, the request id, log line and request-log row, the frame header), plus the
-Content-Length CommonMiddleware would set, so its response is the one the full chain gives. Every other request, and a completion that sends any
-cookie, takes the full chain.
+through the chain of MIDDLEWARE without those (SKIPPED_MIDDLEWARE): every other layer, in its
+order (security headers, the request id, log line and request-log row, the frame header, and
+whatever an operator or an instrumentation such as OpenTelemetry's adds), plus the
+Content-Length CommonMiddleware would set, so its response is the one the full chain gives. Every
+other request, and a completion that sends any cookie, takes the full chain.
+
+The two chains share one ``_get_response``, so a view hook of a kept layer (OpenTelemetry's
+names the span's route) runs from the full chain's instance of the same class; the skipped
+CSRF layer's hook runs too and passes the API's exempt views, as it does on the full chain.
 
 The lean paths also keep their URL match: resolving walks the patterns for every request, and
 these few paths always resolve to the same view.
 """
 
 from django.conf import settings
-from django.core.exceptions import ImproperlyConfigured
+from django.core.exceptions import ImproperlyConfigured, MiddlewareNotUsed
 from django.core.handlers.exception import convert_exception_to_response
 from django.core.handlers.wsgi import WSGIHandler
 from django.urls import get_resolver, set_urlconf
@@ -34,11 +39,16 @@ LEAN_PATHS = frozenset(
         "/v1/responses",
     }
 )
-# A subsequence of MIDDLEWARE (GatewayWSGIHandler refuses to start otherwise).
-LEAN_MIDDLEWARE = (
-    "django.middleware.security.SecurityMiddleware",
-    "console.middleware.RequestContextMiddleware",
-    "django.middleware.clickjacking.XFrameOptionsMiddleware",
+# The layers with nothing to do for a completion without cookies (see above).
+SKIPPED_MIDDLEWARE = frozenset(
+    {
+        "whitenoise.middleware.WhiteNoiseMiddleware",
+        "mmm.browser_middleware.BrowserSessionMiddleware",
+        "django.middleware.common.CommonMiddleware",
+        "django.middleware.csrf.CsrfViewMiddleware",
+        "mmm.browser_middleware.BrowserAuthenticationMiddleware",
+        "mmm.browser_middleware.BrowserMessageMiddleware",
+    }
 )
 
 
@@ -51,23 +61,22 @@ class GatewayWSGIHandler(WSGIHandler):
         super().load_middleware(is_async)
         if is_async:  # (only WSGI builds this handler)
             raise ImproperlyConfigured("GatewayWSGIHandler is a WSGI handler")
-        self._lean_chain = self._chain_of(LEAN_MIDDLEWARE)
+        self._lean_chain = self._chain_of([path for path in settings.MIDDLEWARE if path not in SKIPPED_MIDDLEWARE])
         self._lean_matches = {}
 
-    def _chain_of(self, paths) -> object:
-        """Django's chain over ``paths`` alone, around the same _get_response (whose view
-        middleware lists are the full chain's: CSRF's process_view passes the exempt API views)."""
-        missing = [path for path in paths if path not in settings.MIDDLEWARE]
-        in_order = [path for path in settings.MIDDLEWARE if path in paths]
-        if missing or in_order != list(paths):
-            raise ImproperlyConfigured(f"LEAN_MIDDLEWARE must be a subsequence of MIDDLEWARE: {list(paths)}")
+    def _chain_of(self, paths: list[str]) -> object:
+        """Django's chain over ``paths``, around the same _get_response (whose view middleware
+        lists are the full chain's)."""
         handler = convert_exception_to_response(self._get_response)
         for path in reversed(paths):
             middleware = import_string(path)
-            if any(hasattr(middleware, hook) for hook in ("process_view", "process_exception")):
-                # Its hook would run from the full chain's lists, not from its place here.
-                raise ImproperlyConfigured(f"{path} has view or exception hooks; it cannot be in LEAN_MIDDLEWARE")
-            handler = convert_exception_to_response(middleware(handler))
+            if not getattr(middleware, "sync_capable", True):
+                raise ImproperlyConfigured(f"{path} is async-only; the gateway's WSGI handler needs sync middleware")
+            try:
+                layer = middleware(handler)
+            except MiddlewareNotUsed:
+                continue  # as Django's own chain skips it
+            handler = convert_exception_to_response(layer)
         return handler
 
     def get_response(self, request):

@@ -13,7 +13,6 @@ from django.test import RequestFactory
 
 from console.models import RequestLog
 from console.request_log import request_log_writer
-from mmm import handler as handler_module
 from mmm.handler import LEAN_PATHS, GatewayWSGIHandler, takes_lean_chain
 from tests.conftest import SEED_ANSWER, seed_registration
 
@@ -155,13 +154,49 @@ def test_which_requests_take_it(path, cookie, lean):
     assert (path in LEAN_PATHS) or not lean
 
 
-def test_it_refuses_to_start_when_its_layers_are_not_in_middleware(settings):
-    settings.MIDDLEWARE = [m for m in settings.MIDDLEWARE if "clickjacking" not in m]
-    with pytest.raises(ImproperlyConfigured, match="subsequence"):
+class StampMiddleware:
+    """A layer an operator or an instrumentation adds (OpenTelemetry's puts its own first)."""
+
+    def __init__(self, get_response):
+        self.get_response = get_response
+
+    def __call__(self, request):
+        response = self.get_response(request)
+        response["X-Stamp"] = "stamped"
+        return response
+
+
+class UnusedMiddleware:
+    def __init__(self, get_response):
+        from django.core.exceptions import MiddlewareNotUsed
+
+        raise MiddlewareNotUsed
+
+
+def test_a_layer_added_to_middleware_is_in_the_lean_chain_too(settings):
+    settings.MIDDLEWARE = [
+        "tests.test_lean_chain.StampMiddleware",
+        "tests.test_lean_chain.UnusedMiddleware",
+        *settings.MIDDLEWARE,
+    ]
+    app = GatewayWSGIHandler()
+
+    lean = call(app, "POST", "/v1/chat/completions", {"model": "nobody", "messages": []})
+    full = call(app, "POST", "/v1/chat/completions", {"model": "nobody", "messages": []}, cookie="a=b")
+
+    assert lean[1]["X-Stamp"] == full[1]["X-Stamp"] == "stamped"
+    assert lean == full
+
+
+def test_it_refuses_async_only_middleware(settings):
+    settings.MIDDLEWARE = [*settings.MIDDLEWARE, "tests.test_lean_chain.AsyncOnlyMiddleware"]
+    with pytest.raises(ImproperlyConfigured):
         GatewayWSGIHandler()
 
 
-def test_it_refuses_a_lean_layer_with_view_hooks(settings, monkeypatch):
-    monkeypatch.setattr(handler_module, "LEAN_MIDDLEWARE", ("django.middleware.csrf.CsrfViewMiddleware",))
-    with pytest.raises(ImproperlyConfigured, match="view or exception hooks"):
-        GatewayWSGIHandler()
+class AsyncOnlyMiddleware:
+    sync_capable = False
+    async_capable = True
+
+    def __init__(self, get_response):
+        self.get_response = get_response
