@@ -8,7 +8,9 @@ still step aside), and the two answers must match in status, headers and body.
 import json
 
 import pytest
+from django.core import signals
 from django.core.exceptions import ImproperlyConfigured
+from django.db import close_old_connections
 from django.test import RequestFactory
 
 from console.models import RequestLog
@@ -23,7 +25,10 @@ factory = RequestFactory()
 
 @pytest.fixture
 def application():
-    app = GatewayWSGIHandler()
+    return _counting(GatewayWSGIHandler())
+
+
+def _counting(app: GatewayWSGIHandler) -> GatewayWSGIHandler:
     calls = {"lean": 0}
     lean_chain = app._lean_chain
 
@@ -48,11 +53,20 @@ def call(app, method: str, path: str, body=None, *, cookie: str = "") -> tuple[s
     def start_response(status, headers):
         started.update(status=status, headers=headers)
 
-    answer = app(request.environ, start_response)
+    # As Django's test client does, the request signals leave the test's database connection open
+    # (it holds the test's transaction; PostgreSQL's would be closed under it). Around each call:
+    # the test client connects them again after each of its own.
+    signals.request_started.disconnect(close_old_connections)
+    signals.request_finished.disconnect(close_old_connections)
     try:
-        content = b"".join(answer)
+        answer = app(request.environ, start_response)
+        try:
+            content = b"".join(answer)
+        finally:
+            answer.close()
     finally:
-        answer.close()
+        signals.request_started.connect(close_old_connections)
+        signals.request_finished.connect(close_old_connections)
     headers = {name: value for name, value in started["headers"] if name != "X-Request-ID"}
     return started["status"], headers, content
 
