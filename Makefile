@@ -37,6 +37,8 @@ bench: $(DEV_STAMP) $(STATIC_STAMP)
 	$(BIN)/python -m bench.translation
 	$(BIN)/python -m bench.ingress
 	$(BIN)/python -m bench.tracing
+	$(BIN)/python -m bench.http_parse
+	$(BIN)/python -m bench.validation
 
 # The committed OpenAPI document; tests/test_openapi.py fails when it differs from the code's.
 openapi: $(RUNTIME_STAMP)
