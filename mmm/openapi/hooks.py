@@ -1,4 +1,11 @@
-"""drf-spectacular hooks: the seed's optional trailing slash, and the paths outside DRF."""
+"""drf-spectacular hooks: the seed's optional trailing slash, and the paths outside DRF.
+
+drf-spectacular imports this module when it starts generating a schema (its PREPROCESSING_HOOKS,
+read before it inspects any view): the project's extensions are registered here, then, and not
+in every gateway process at start (mmm/apps.py).
+"""
+
+from mmm.openapi import fields, views  # noqa: F401 - registers the OpenAPI extensions
 
 # Plain Django views (console/health_views.py, console/metrics_views.py): DRF never sees them.
 _STATUS = {"$ref": "#/components/schemas/Status"}
