@@ -1,5 +1,6 @@
 """gunicorn's gevent worker, answering the requests gunicorn refuses itself in the API's JSON,
-and taking its share of the host's connections (mmm.connection_balance).
+taking its share of the host's connections (mmm.connection_balance), and sending each response's
+head with its first body bytes (mmm.gunicorn_response).
 
 gunicorn answers a request it cannot parse, or one over its limits (mmm/gunicorn.conf.py), before
 the application sees it, with a small HTML page. This worker lets gunicorn decide, log and count
@@ -11,10 +12,12 @@ import json
 
 from gevent.server import StreamServer
 from gunicorn import util
+from gunicorn.http import wsgi
 from gunicorn.workers import ggevent
 from gunicorn.workers.ggevent import GeventWorker as _GeventWorker
 
 from mmm import connection_balance
+from mmm.gunicorn_response import CoalescingResponse, SocketBuffer
 
 # gunicorn's status -> (code, message); the message never echoes what the client sent.
 _REFUSALS = {
@@ -29,19 +32,6 @@ _REFUSALS = {
     ),
     501: ("not_implemented", "the Transfer-Encoding is not supported; send chunked or a Content-Length"),
 }
-
-
-class _Captured:
-    """Stands in for the client socket while gunicorn writes its own answer."""
-
-    def __init__(self) -> None:
-        self.written = b""
-
-    def gettimeout(self) -> float:
-        return 0.0
-
-    def sendall(self, data: bytes) -> None:
-        self.written += data
 
 
 class _BalancedStreamServer(StreamServer):
@@ -69,6 +59,7 @@ class GeventWorker(_GeventWorker):
         # gunicorn's run() builds its listening servers by this module name; only this worker
         # process runs it.
         ggevent.StreamServer = _BalancedStreamServer
+        wsgi.Response = CoalescingResponse  # what wsgi.create() answers HTTP/1.1 requests with
         super().run()
 
     def handle(self, listener, client, addr):
@@ -79,7 +70,7 @@ class GeventWorker(_GeventWorker):
             connection_balance.closed()
 
     def handle_error(self, req, client, addr, exc):
-        captured = _Captured()
+        captured = SocketBuffer()
         super().handle_error(req, captured, addr, exc)
         try:
             _version, status, reason = captured.written.split(b"\r\n", 1)[0].decode("latin-1").split(" ", 2)
