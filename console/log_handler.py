@@ -17,10 +17,11 @@ as logging.StreamHandler does. A clean exit (worker_exit, atexit) writes what is
 
 import atexit
 import logging
-import os
 from collections import deque
 
 import gevent.monkey
+
+from mmm.process import current_pid
 
 # The thread primitives as they were before gevent patched them: a native thread and its lock.
 _start_native_thread = gevent.monkey.get_original("_thread", "start_new_thread")
@@ -44,10 +45,10 @@ class BackgroundStreamHandler(logging.StreamHandler):
 
     def go_background(self) -> None:
         """From now on in this process, queue records for the writer thread (started here)."""
-        if self._background_pid == os.getpid():
+        if self._background_pid == current_pid():
             return
         self._queue.clear()  # a parent's queue, inherited by fork, is the parent's to write
-        self._background_pid = os.getpid()
+        self._background_pid = current_pid()
         # Fresh locks: a parent's, inherited by fork, may be in any state.
         self._write_lock, self._stop, self._work = _native_lock(), _native_lock(), _native_lock()
         self._stop.acquire()
@@ -55,7 +56,7 @@ class BackgroundStreamHandler(logging.StreamHandler):
         _start_native_thread(self._run, ())
 
     def emit(self, record: logging.LogRecord) -> None:
-        if self._background_pid != os.getpid():
+        if self._background_pid != current_pid():
             super().emit(record)
             return
         try:
@@ -101,7 +102,7 @@ class BackgroundStreamHandler(logging.StreamHandler):
 
     def close_background(self) -> None:
         """Stop the thread and write what is left (gunicorn's worker_exit, atexit)."""
-        if self._background_pid == os.getpid() and self._stop.locked():
+        if self._background_pid == current_pid() and self._stop.locked():
             self._stop.release()
             self._wake()
         self.write_queued()

@@ -11,11 +11,17 @@ process answers and do not depend on that process having served traffic.
 import os
 
 from django.conf import settings
-from prometheus_client import CollectorRegistry, Counter, Gauge, Histogram, generate_latest
+from prometheus_client import CollectorRegistry, Counter, Gauge, Histogram, generate_latest, values
 from prometheus_client.core import GaugeMetricFamily
 from prometheus_client.registry import REGISTRY, Collector
 
 from console.job_metrics import JobStateCollector
+from mmm.process import current_pid
+
+if os.environ.get("PROMETHEUS_MULTIPROC_DIR"):
+    # Multiprocess values ask for the process id before every change, to notice a fork; the id
+    # as of the last fork is the same answer without a system call each time (mmm.process).
+    values.ValueClass = values.MultiProcessValue(process_identifier=current_pid)
 
 # Seconds; LLM calls run from tens of milliseconds (cached, tiny models) to minutes.
 LATENCY_BUCKETS = (0.025, 0.05, 0.1, 0.25, 0.5, 1, 2.5, 5, 10, 30, 60, 120, 300, float("inf"))

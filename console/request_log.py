@@ -15,7 +15,6 @@ counted, so memory stays bounded.
 
 import atexit
 import logging
-import os
 import threading
 from collections import deque
 
@@ -28,6 +27,7 @@ from console import metrics
 from console.models import RequestLog
 from mmm import bulk_rows
 from mmm.database import background_bound, deadline
+from mmm.process import current_pid
 
 logger = logging.getLogger("mmm.request_log")
 
@@ -151,7 +151,7 @@ class RequestLogWriter:
         self._stopping.set()
         self._wake.set()
         thread = self._thread
-        if thread is not None and thread is not threading.current_thread() and self._thread_pid == os.getpid():
+        if thread is not None and thread is not threading.current_thread() and self._thread_pid == current_pid():
             thread.join(timeout=max(self.flush_seconds, 1) * 5)
         if self._queue:
             try:
@@ -169,14 +169,14 @@ class RequestLogWriter:
     def _ensure_flusher(self) -> None:
         # Started on first use: after gunicorn forked this process and gevent patched threading,
         # so the flusher is a greenlet of this process's hub, not a thread of the master.
-        if self._thread is not None and self._thread_pid == os.getpid():
+        if self._thread is not None and self._thread_pid == current_pid():
             return
         with self._start_lock:
-            if self._thread is not None and self._thread_pid == os.getpid():
+            if self._thread is not None and self._thread_pid == current_pid():
                 return
             self._stopping.clear()
             self._thread = threading.Thread(target=self._run, name="request-log-flusher", daemon=True)
-            self._thread_pid = os.getpid()
+            self._thread_pid = current_pid()
             self._thread.start()
 
     def _run(self) -> None:

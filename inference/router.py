@@ -11,7 +11,6 @@ in a way another worker may not (``RetryableWorkerError``) or failed for good (`
 import logging
 import random
 import time
-import uuid
 from collections.abc import Callable
 from dataclasses import dataclass
 from typing import TYPE_CHECKING, Any
@@ -38,6 +37,7 @@ from inference.strategies import STRATEGIES, pick_least_loaded
 from inference.traffic import Acquired, EjectionPolicy, Traffic
 from mmm import tracing
 from mmm.api_errors import ApiError
+from mmm.process import random_hex
 
 if TYPE_CHECKING:
     from registry.models import RoutingPolicy, Worker
@@ -287,7 +287,7 @@ def _route_on_model(
             if last_error is None:
                 raise
             break
-        token = uuid.uuid4().hex
+        token = random_hex()
         hold_until = state.clock() + remaining + _TOKEN_GRACE_SECONDS
         acquired = state.acquire(
             worker_id=worker.id,

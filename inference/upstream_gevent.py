@@ -33,6 +33,7 @@ from urllib3.response import BaseHTTPResponse
 from urllib3.util import parse_url
 
 from inference import egress
+from mmm.socket_send import send_all
 
 # As urllib3's PoolManager(num_pools=32): the hosts a process keeps connections to at once.
 MAX_HOSTS = 32
@@ -224,7 +225,7 @@ class GeventPools:
         sock = pool.checkout(connect_timeout=connect_timeout)
         try:
             sock.settimeout(timeout)
-            sock.sendall(head + body if body else head)
+            send_all(sock, head + body if body else head)
         except BaseException as exc:
             pool.release_socket(sock)
             if isinstance(exc, TimeoutError):

@@ -10,11 +10,12 @@ loop (tests, manage.py, runserver) the request that finds an entry stale reloads
 """
 
 import logging
-import os
 import threading
 import time
 
 from django.conf import settings
+
+from mmm.process import current_pid
 
 logger = logging.getLogger("mmm.background")
 
@@ -23,7 +24,7 @@ _lock = threading.Lock()
 
 
 def running() -> bool:
-    return _pid == os.getpid()
+    return _pid == current_pid()
 
 
 def start() -> None:
@@ -31,7 +32,7 @@ def start() -> None:
     with _lock:
         if running():
             return
-        _pid = os.getpid()
+        _pid = current_pid()
     threading.Thread(target=_run, name="background-refresh", daemon=True).start()
 
 

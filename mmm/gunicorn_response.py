@@ -17,6 +17,8 @@ sendfile, an error before any body) is sent on its own when gunicorn would have 
 from gunicorn import util
 from gunicorn.http import wsgi
 
+from mmm.socket_send import send_all
+
 # Larger first items are sent after the head instead of being copied into one buffer with it.
 COALESCE_MAX_BYTES = 64 * 1024
 
@@ -67,7 +69,7 @@ class CoalescingResponse(wsgi.Response):
         self._head = None
         body = SocketBuffer()
         util.write(body, data, self.chunked)  # gunicorn's framing of the item
-        self.sock.sendall(head + body.written)
+        send_all(self.sock, head + body.written)
 
     def _send_held_head(self) -> None:
         head, self._head = self._head, None

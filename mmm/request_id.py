@@ -6,8 +6,9 @@ forge log lines or smuggle anything into the upstream's headers.
 """
 
 import re
-import uuid
 from contextvars import ContextVar
+
+from mmm.process import random_hex
 
 HEADER = "X-Request-ID"
 META_KEY = "HTTP_X_REQUEST_ID"  # the header in a WSGI environ
@@ -20,4 +21,4 @@ def request_id_from(incoming: str | None) -> str:
     """The client's id when it is acceptable, else a new one."""
     if incoming and _ACCEPTABLE.fullmatch(incoming):
         return incoming
-    return uuid.uuid4().hex
+    return random_hex()

@@ -15,7 +15,6 @@ a request may start.
 
 import itertools
 import logging
-import os
 import uuid
 from dataclasses import dataclass, field
 from datetime import datetime
@@ -26,6 +25,7 @@ from django.db import DatabaseError, connection
 from django.utils import timezone
 
 from mmm import database
+from mmm.process import current_pid
 from usage.budget_store import Held, budget_store
 from usage.catalog import BudgetRule, catalog
 from usage.exceptions import BudgetExceeded
@@ -70,8 +70,8 @@ class _UsageIds:
         self._counter = itertools.count()
 
     def __call__(self) -> str:
-        if self._pid != os.getpid():
-            self._pid, self._prefix = os.getpid(), uuid.uuid4().hex[:16]
+        if self._pid != current_pid():
+            self._pid, self._prefix = current_pid(), uuid.uuid4().hex[:16]
         return f"{self._prefix}{next(self._counter):x}"
 
 
