@@ -46,6 +46,7 @@ def main() -> None:
     parser.add_argument("--only", help="run only the scenarios whose name contains this")
     parser.add_argument("--profile", action="store_true", help="print cProfile's top functions instead")
     parser.add_argument("--callees", metavar="FUNCTION", help="with --profile: also what FUNCTION (a name) calls")
+    parser.add_argument("--callers", metavar="FUNCTION", help="with --profile: also what calls FUNCTION (a name)")
     parser.add_argument(
         "--by-package",
         action="store_true",
@@ -122,6 +123,8 @@ def main() -> None:
                 stats.print_stats(45)
                 if args.callees:
                     stats.print_callees(args.callees)
+                if args.callers:
+                    stats.print_callers(args.callers)
                 if args.by_package:
                     print_calls_by_package(stats, requests=args.requests)
                 continue
