@@ -9,19 +9,22 @@ every fork of the gateway goes through: gunicorn's, gevent's and multiprocessing
 
 ``uuid.uuid4()`` reads ``os.urandom``, another system call, twice per completion (its request id
 and its routing token). Those ids must only be unique, not unguessable: ``random_hex()`` draws
-them from the random module, which is seeded from the OS and seeded again in every forked child,
-so two processes never share a sequence.
+them from a generator of this module's own, seeded from the OS here and again in every forked
+child, so two processes never share a sequence, and no ``random.seed()`` elsewhere (a library's,
+a test's) can make ids repeat.
 """
 
 import os
 import random
 
 _pid = os.getpid()
+_ids = random.Random()  # seeded from os.urandom
 
 
 def _forked() -> None:
     global _pid
     _pid = os.getpid()
+    _ids.seed()  # a child must not draw its parent's sequence
 
 
 os.register_at_fork(after_in_child=_forked)
@@ -34,4 +37,4 @@ def current_pid() -> int:
 
 def random_hex() -> str:
     """32 random hex digits, as ``uuid.uuid4().hex`` gives (not for secrets)."""
-    return f"{random.getrandbits(128):032x}"
+    return f"{_ids.getrandbits(128):032x}"

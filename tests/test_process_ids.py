@@ -2,14 +2,17 @@
 
 import json
 import os
+import random
 import re
+import select
+import signal
 
 import pytest
 
 from mmm.process import current_pid, random_hex
 
 
-def in_a_forked_child(work) -> dict:
+def in_a_forked_child(work, *, deadline: float = 20.0) -> dict:
     """Run ``work()`` in a child forked from this process; return what it returned (JSON)."""
     read, write = os.pipe()
     child = os.fork()
@@ -19,9 +22,15 @@ def in_a_forked_child(work) -> dict:
         finally:
             os._exit(0)
     os.close(write)
-    with os.fdopen(read) as answer:
-        text = answer.read()
-    _, status = os.waitpid(child, 0)
+    try:
+        readable, _, _ = select.select([read], [], [], deadline)
+        if not readable:
+            os.kill(child, signal.SIGKILL)
+            pytest.fail(f"the forked child sent no answer within {deadline:g} s")
+        with os.fdopen(read) as answer:
+            text = answer.read()
+    finally:
+        _, status = os.waitpid(child, 0)
     assert os.waitstatus_to_exitcode(status) == 0, "the forked child failed"
     return {**json.loads(text), "child": child}
 
@@ -47,9 +56,21 @@ def test_random_ids_look_like_uuid4_hex_and_do_not_repeat():
 
 @pytest.mark.timeout(30)
 def test_a_forked_child_draws_other_ids_than_its_parent():
-    # The random module is seeded again in every child; an inherited sequence would repeat ids
-    # across the gateway's workers.
+    # An inherited sequence would repeat ids across the gateway's workers.
     child = in_a_forked_child(lambda: {"ids": [random_hex() for _ in range(100)]})
     parent = [random_hex() for _ in range(100)]
 
     assert not set(child["ids"]) & set(parent)
+
+
+def test_seeding_the_random_module_does_not_make_ids_repeat():
+    state = random.getstate()
+    try:
+        random.seed(0)
+        first = [random_hex() for _ in range(10)]
+        random.seed(0)
+        again = [random_hex() for _ in range(10)]
+    finally:
+        random.setstate(state)  # the other tests' random module, as it was
+
+    assert not set(first) & set(again)

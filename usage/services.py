@@ -15,7 +15,6 @@ a request may start.
 
 import itertools
 import logging
-import uuid
 from dataclasses import dataclass, field
 from datetime import datetime
 from decimal import Decimal
@@ -25,7 +24,7 @@ from django.db import DatabaseError, connection
 from django.utils import timezone
 
 from mmm import database
-from mmm.process import current_pid
+from mmm.process import current_pid, random_hex
 from usage.budget_store import Held, budget_store
 from usage.catalog import BudgetRule, catalog
 from usage.exceptions import BudgetExceeded
@@ -71,7 +70,7 @@ class _UsageIds:
 
     def __call__(self) -> str:
         if self._pid != current_pid():
-            self._pid, self._prefix = current_pid(), uuid.uuid4().hex[:16]
+            self._pid, self._prefix = current_pid(), random_hex()[:16]
         return f"{self._prefix}{next(self._counter):x}"
 
 
