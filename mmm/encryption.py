@@ -3,20 +3,25 @@
 ``cryptography``'s MultiFernet: AES-128-CBC with HMAC-SHA256, keys from MMM_SECRET_KEYS. The
 first key encrypts, every key decrypts, so a key is rotated by putting a new one first, running
 ``manage.py rotate_secrets`` and then dropping the old one.
+
+``cryptography`` is imported on first use, not with this module: its bindings (OpenSSL built in)
+are about 6.7 MiB of every process that loads them, and a gateway worker whose rows hold no
+secret (a self-hosted fleet without keys) never needs them.
 """
 
 import base64
 import functools
+from typing import TYPE_CHECKING
 
-from cryptography.fernet import Fernet, InvalidToken, MultiFernet
-from cryptography.hazmat.primitives import hashes
-from cryptography.hazmat.primitives.ciphers.aead import AESSIV
-from cryptography.hazmat.primitives.kdf.hkdf import HKDF
 from django.conf import settings
 from django.core.exceptions import ImproperlyConfigured
 
+if TYPE_CHECKING:
+    from cryptography.fernet import MultiFernet
+    from cryptography.hazmat.primitives.ciphers.aead import AESSIV
+
 __all__ = [
-    "InvalidToken",
+    "InvalidToken",  # noqa: F822 (provided by __getattr__, so that naming it loads cryptography)
     "decrypt",
     "decrypt_deterministic",
     "encrypt",
@@ -26,13 +31,30 @@ __all__ = [
 ]
 
 
+def _invalid_token() -> type[Exception]:
+    from cryptography.fernet import InvalidToken
+
+    return InvalidToken
+
+
+def __getattr__(name: str):
+    # ``encryption.InvalidToken`` (in ``except`` clauses) loads cryptography only when asked for.
+    if name == "InvalidToken":
+        return _invalid_token()
+    raise AttributeError(f"module {__name__!r} has no attribute {name!r}")
+
+
 def key_is_derived() -> bool:
     """True when no MMM_SECRET_KEYS is set and the key comes from SECRET_KEY (local use)."""
     return not settings.MMM_SECRET_KEYS
 
 
 @functools.cache
-def _box(keys: tuple[str, ...], secret_key: str) -> MultiFernet:
+def _box(keys: tuple[str, ...], secret_key: str) -> "MultiFernet":
+    from cryptography.fernet import Fernet, MultiFernet
+    from cryptography.hazmat.primitives import hashes
+    from cryptography.hazmat.primitives.kdf.hkdf import HKDF
+
     if not keys:
         derived = HKDF(algorithm=hashes.SHA256(), length=32, salt=None, info=b"mmm upstream secrets").derive(
             secret_key.encode()
@@ -47,7 +69,7 @@ def _box(keys: tuple[str, ...], secret_key: str) -> MultiFernet:
         ) from None
 
 
-def box() -> MultiFernet:
+def box() -> "MultiFernet":
     return _box(tuple(settings.MMM_SECRET_KEYS), settings.SECRET_KEY)
 
 
@@ -73,7 +95,11 @@ def rotate(token: str) -> str:
 
 
 @functools.cache
-def _sivs(keys: tuple[str, ...], secret_key: str) -> tuple[AESSIV, ...]:
+def _sivs(keys: tuple[str, ...], secret_key: str) -> tuple["AESSIV", ...]:
+    from cryptography.hazmat.primitives import hashes
+    from cryptography.hazmat.primitives.ciphers.aead import AESSIV
+    from cryptography.hazmat.primitives.kdf.hkdf import HKDF
+
     sources = [key.encode() for key in keys] or [secret_key.encode()]
     return tuple(
         AESSIV(HKDF(algorithm=hashes.SHA256(), length=64, salt=None, info=b"mmm lookup secrets").derive(source))
@@ -81,7 +107,7 @@ def _sivs(keys: tuple[str, ...], secret_key: str) -> tuple[AESSIV, ...]:
     )
 
 
-def _siv_boxes() -> tuple[AESSIV, ...]:
+def _siv_boxes() -> tuple["AESSIV", ...]:
     return _sivs(tuple(settings.MMM_SECRET_KEYS), settings.SECRET_KEY)
 
 
@@ -95,10 +121,10 @@ def decrypt_deterministic(token: str) -> str:
     try:
         raw = base64.urlsafe_b64decode(token + "=" * (-len(token) % 4))
     except ValueError:
-        raise InvalidToken from None
+        raise _invalid_token() from None
     for siv in _siv_boxes():
         try:
             return siv.decrypt(raw, None).decode()
         except Exception:  # cryptography.exceptions.InvalidTag: not this key
             continue
-    raise InvalidToken
+    raise _invalid_token()

@@ -11,6 +11,7 @@ from pathlib import Path
 import dj_database_url
 from django.core.exceptions import ImproperlyConfigured
 
+from mmm import lean_imports
 from mmm.env import env_bool, env_float, env_int, env_list, env_str
 
 BASE_DIR = Path(__file__).resolve().parent.parent
@@ -131,6 +132,10 @@ if DATABASES["default"]["ENGINE"] == "django.db.backends.sqlite3":
     }
 
 DEFAULT_AUTO_FIELD = "django.db.models.BigAutoField"
+
+# DRF, before any app imports it, without the optional packages it would load and the gateway
+# never uses (about 10 MiB of every process; mmm.lean_imports says which and why).
+lean_imports.import_drf_compat(postgresql=DATABASES["default"]["ENGINE"] == "mmm.postgresql")
 
 # --- Cache ----------------------------------------------------------------------------------
 REDIS_URL = env_str("REDIS_URL")

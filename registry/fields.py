@@ -14,13 +14,21 @@ class EncryptedJSONField(models.TextField):
 
     Each save encrypts anew, so equal values give different tokens: the column cannot be
     filtered on, and lookups on it are refused rather than silently matching nothing.
+
+    An empty object or list holds no secret and is stored as it is (``{}``, ``[]``; a token is
+    base64, never either), as EncryptedQueryURLField stores a URL without secrets: reading the
+    rows of a fleet without upstream keys then needs no decryption, and a gateway process never
+    loads cryptography for them (mmm.encryption). Rows written encrypted before read as ever.
     """
 
     description = "JSON, encrypted at rest"
+    PLAIN = frozenset({"{}", "[]"})
 
     def from_db_value(self, value, expression, connection):
         if value is None:
             return None
+        if value in self.PLAIN:
+            return json.loads(value)
         try:
             return json.loads(encryption.decrypt(value))
         except encryption.InvalidToken:
@@ -40,7 +48,8 @@ class EncryptedJSONField(models.TextField):
     def get_prep_value(self, value):
         if value is None:
             return None
-        return encryption.encrypt(json.dumps(value, ensure_ascii=False, sort_keys=True))
+        text = json.dumps(value, ensure_ascii=False, sort_keys=True)
+        return text if text in self.PLAIN else encryption.encrypt(text)
 
     def get_lookup(self, lookup_name):
         if lookup_name == "isnull":

@@ -39,6 +39,31 @@ def test_header_values_are_encrypted_in_the_database_and_sent_upstream_as_given(
     assert upstream.hits("/gen")[0].headers["Authorization"] == f"Bearer {SECRET}"
 
 
+def test_empty_headers_are_stored_as_they_are_and_any_other_value_encrypted(api, upstream):
+    # No secret in {}: a fleet without upstream keys is read without decrypting (mmm.encryption).
+    response = api.post("/api/server/register", seed_registration(upstream.on("/gen", json=SEED_ANSWER)), format="json")
+    assert response.status_code == 200, response.json()
+    assert stored_headers_column() == "{}"
+    assert Worker.objects.get().headers == {}
+
+    worker = Worker.objects.get()
+    worker.headers = {"X-Team": "a"}
+    worker.save(update_fields=["headers"])
+    assert stored_headers_column().startswith("gAAAA")  # a Fernet token
+    assert Worker.objects.get().headers == {"X-Team": "a"}
+
+
+def test_an_empty_value_stored_encrypted_before_still_reads(api, upstream):
+    from mmm import encryption
+
+    register(api, upstream.on("/gen", json=SEED_ANSWER))
+    with connection.cursor() as cursor:
+        cursor.execute("UPDATE registry_worker SET headers = %s", [encryption.encrypt("{}")])
+    assert Worker.objects.get().headers == {}
+    call_command("rotate_secrets")
+    assert stored_headers_column() == "{}"
+
+
 def test_keys_rotate_the_first_encrypts_all_decrypt(api, settings):
     old, new = Fernet.generate_key().decode(), Fernet.generate_key().decode()
     settings.MMM_SECRET_KEYS = [old]

@@ -23,6 +23,13 @@ def test_an_upstream_gets_the_default_headers_and_the_workers_own_win(api, upstr
     assert seen["accept-encoding"] == upstream_module.DEFAULT_HEADERS["Accept-Encoding"]
 
 
+def test_the_default_headers_are_the_ones_requests_sends():
+    # Spelled out in inference.upstream so a worker need not import requests for them.
+    import requests.utils
+
+    assert dict(requests.utils.default_headers()) == upstream_module.DEFAULT_HEADERS
+
+
 def test_a_redirect_is_an_answer_and_is_not_followed(upstream):
     target = upstream.on("/elsewhere", json=SEED_ANSWER)
     url = upstream.on("/gen", status=302, json={}, headers={"Location": target})
