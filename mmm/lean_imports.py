@@ -5,10 +5,12 @@
 gateway's document, imports yaml itself), ``pygments`` (highlighting in the browsable API's
 markdown docs, which need ``markdown``, not installed) and ``django.contrib.postgres.fields``
 (ModelSerializer's mapping of PostgreSQL's array, range and hstore fields, which no model here
-has). All four are installed for other reasons (the tests, the OpenAPI document, the
-PostgreSQL driver), so every process paid for them: about 10 MiB of resident memory each,
-4.4 MiB of it psycopg2 with its bundled libpq and OpenSSL in a process whose database is SQLite
-(measured with /proc/self/status around each import, docs/benchmark.md).
+has). All four are installed for other reasons (requests is a declared dependency the tests use,
+yaml is the fleet file's format for ``manage.py apply`` and ``export``, pygments comes with the
+development tools, psycopg2 is the PostgreSQL driver), so every process paid for them: about
+10 MiB of resident memory each, 4.4 MiB of it psycopg2 with its bundled libpq and OpenSSL in a
+process whose database is SQLite (measured with /proc/self/status around each import,
+docs/benchmark.md).
 
 ``import_drf_compat()`` imports ``rest_framework.compat`` with those names marked absent, so it
 takes the path it takes when they are not installed, and then unmarks them: anything that
