@@ -33,6 +33,7 @@ bench: $(DEV_STAMP) $(STATIC_STAMP)
 	$(BIN)/python -m bench.dashboard
 	$(BIN)/python -m bench.streaming
 	$(BIN)/python -m bench.routing
+	$(BIN)/python -m bench.routing_reload
 	$(BIN)/python -m bench.fleet
 	$(BIN)/python -m bench.translation
 	$(BIN)/python -m bench.ingress

@@ -18,7 +18,7 @@ from dataclasses import dataclass, field
 
 from django.conf import settings
 from django.core.cache import cache
-from django.db import DatabaseError, connection
+from django.db import DatabaseError
 from django.utils import timezone
 
 from accounts.caller import Caller
@@ -143,7 +143,7 @@ class KeyCache:
                 self._used_keys |= used  # bookkeeping only: the next refresh tries again
                 raise
             finally:
-                _give_back_connection()
+                database.give_back_connection()
         if not prefixes:
             return 0
         loaded_at = self._clock()
@@ -151,7 +151,7 @@ class KeyCache:
             with database.watching():
                 found = {key.prefix: key for key in ApiKey.objects.filter(prefix__in=prefixes)}
         finally:
-            _give_back_connection()
+            database.give_back_connection()
         for prefix in prefixes:
             entry = _entry_for(found.get(prefix), loaded_at)
             self._store(prefix, entry)
@@ -212,7 +212,7 @@ class KeyCache:
             with database.request_path(what="API key lookup"):
                 key = ApiKey.objects.filter(prefix=prefix).first()
         finally:
-            _give_back_connection()
+            database.give_back_connection()
         # An unknown prefix is remembered too, so guessed keys cost one query per prefix and TTL.
         entry = _entry_for(key, loaded_at)
         self._store(prefix, entry)
@@ -263,7 +263,7 @@ class KeyCache:
         except DatabaseError as exc:  # bookkeeping only: the request goes on
             logger.warning("could not record the use of %s: %s", caller, exc)
         finally:
-            _give_back_connection()
+            database.give_back_connection()
 
 
 @dataclass
@@ -283,13 +283,6 @@ def _entry_for(key: ApiKey | None, loaded_at: float) -> Entry:
 
 def _shared_key(prefix: str) -> str:
     return f"apikey:{prefix}"
-
-
-def _give_back_connection() -> None:
-    # The request may now wait minutes on an upstream; under gevent its connection would be
-    # held all that time (see inference.routing.load_workers).
-    if not connection.in_atomic_block:
-        connection.close()
 
 
 key_cache = KeyCache()

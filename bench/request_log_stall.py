@@ -16,11 +16,11 @@ monkey.patch_all()
 
 import argparse  # noqa: E402
 import gc  # noqa: E402
-import os  # noqa: E402
 import statistics  # noqa: E402
 import sys  # noqa: E402
-import tempfile  # noqa: E402
 import time  # noqa: E402
+
+from bench import scratch_django  # noqa: E402
 
 
 def main(argv: list[str] | None = None) -> int:
@@ -34,26 +34,13 @@ def main(argv: list[str] | None = None) -> int:
         help="gc.freeze() after start-up, as the gunicorn workers do (default: on)",
     )
     args = parser.parse_args(argv)
-    tmp = tempfile.mkdtemp(prefix="mmm-log-stall-")
-    os.environ.update(
-        {
-            "DJANGO_SETTINGS_MODULE": "mmm.settings",
-            "DATABASE_URL": f"sqlite:///{tmp}/stall.sqlite3",
-            "MMM_VAR_DIR": tmp,
-            "MMM_REQUIRE_AUTH": "false",
-        }
-    )
-    import django
-
-    django.setup()
+    scratch_django.set_up(prefix="mmm-log-stall-")
     import gevent
-    from django.core.management import call_command
     from django.utils import timezone
 
     from console.models import RequestLog, epoch_minute
     from console.request_log import RequestLogWriter
 
-    call_command("migrate", verbosity=0)
     if args.freeze:  # as mmm/gunicorn.conf.py's post_worker_init does in each worker
         gc.collect()
         gc.freeze()

@@ -1,10 +1,10 @@
 """The routing table: every worker by model name, cached in the process.
 
 Reading the database on every request would put it on the hot path; instead each process
-reloads the whole table when it is older than MMM_ROUTING_REFRESH_SECONDS, so a change made
-through any process or host is in effect everywhere within that time. A model name the table
-does not know is looked up at once, so a model registered a moment ago through another
-process is callable immediately. Only one thread or greenlet reloads at a time; the others
+reloads the whole table (building again only the rows that changed) when it is older than
+MMM_ROUTING_REFRESH_SECONDS, so a change made through any process or host is in effect
+everywhere within that time. A model name the table does not know is looked up at once, so a
+model registered a moment ago through another process is callable immediately. Only one thread or greenlet reloads at a time; the others
 keep using the previous table meanwhile.
 """
 
@@ -15,7 +15,6 @@ from collections.abc import Callable
 from dataclasses import dataclass, field
 
 from django.conf import settings
-from django.db import connection
 
 from mmm import background, database
 
@@ -25,16 +24,25 @@ Loader = Callable[[str | None], list]  # model_name, or None for all -> workers
 PolicyLoader = Callable[[], list]
 
 
-def load_workers(model_name: str | None = None) -> list:
-    from registry.selectors import worker_list  # registry's models import this package
+class WorkerLoader:
+    """The table's loader: one name's workers by a query of that name; every worker through
+    registry.worker_rows, which builds again only the rows that changed since its last read."""
 
-    try:
-        return list(worker_list(model_name=model_name))
-    finally:
-        # Under gevent each greenlet has its own connection, kept until its request ends, and
-        # this request may now wait minutes on an upstream: give the connection back now.
-        if not connection.in_atomic_block:
-            connection.close()
+    def __init__(self) -> None:
+        self._all_rows = None
+
+    def __call__(self, model_name: str | None = None) -> list:
+        from registry.selectors import worker_list  # registry's models import this package
+        from registry.worker_rows import WorkerRows
+
+        try:
+            if model_name is not None:
+                return list(worker_list(model_name=model_name))
+            if self._all_rows is None:
+                self._all_rows = WorkerRows()
+            return self._all_rows.read()
+        finally:
+            database.give_back_connection()
 
 
 def load_policies() -> list:
@@ -66,11 +74,11 @@ class RoutingTable:
     def __init__(
         self,
         *,
-        loader: Loader = load_workers,
+        loader: Loader | None = None,
         policy_loader: PolicyLoader = list,
         clock: Callable[[], float] = time.monotonic,
     ):
-        self._loader = loader
+        self._loader = loader or WorkerLoader()
         self._policy_loader = policy_loader
         self._policies: dict[str, object] = {}
         self._default_policies: dict[str, object] = {}  # names without a policy of their own

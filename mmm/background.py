@@ -21,10 +21,21 @@ logger = logging.getLogger("mmm.background")
 
 _pid: int | None = None
 _lock = threading.Lock()
+_loop = threading.local()  # greenlet-local under gevent: marks the loop's own greenlet
+
+# The loop keeps its database connection between rounds (mmm.database.give_back_connection),
+# and opens a new one at least this often, so a connection to a server that has since failed
+# over or restarted is not kept for ever.
+CONNECTION_MAX_AGE_SECONDS = 60.0
 
 
 def running() -> bool:
     return _pid == current_pid()
+
+
+def in_loop() -> bool:
+    """Whether the caller is this process's background loop."""
+    return getattr(_loop, "active", False)
 
 
 def start() -> None:
@@ -39,7 +50,7 @@ def start() -> None:
 def _run() -> None:
     from accounts.keys import key_cache
     from inference.routing import routing_table
-    from mmm.database import breaker
+    from mmm.database import breaker, drop_connection
     from usage.catalog import catalog
     from usage.services import usage_reconcile_due
 
@@ -50,14 +61,20 @@ def _run() -> None:
         (usage_reconcile_due, lambda: max(settings.MMM_USAGE_RECONCILE_SECONDS, 1.0)),
     ]
     due = [0.0] * len(jobs)
+    _loop.active = True
+    connected_at = time.monotonic()
     while running():
         now = time.monotonic()
+        if now - connected_at > CONNECTION_MAX_AGE_SECONDS:
+            drop_connection()
+            connected_at = now
         for index, (job, interval) in enumerate(jobs):
             if now < due[index] or breaker.is_open():
                 continue
             try:
                 job()
             except Exception as exc:
+                drop_connection()  # it may be what failed; the next job opens a new one
                 if breaker.failures == 0:
                     logger.exception("background refresh failed: %s", exc)
             due[index] = time.monotonic() + interval()

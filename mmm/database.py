@@ -50,13 +50,29 @@ def deadline(seconds: float, *, what: str) -> Iterator[None]:
         if exc is not timeout:
             raise
         # The connection may be half way through a message: it cannot be used again.
-        _drop_connection()
+        drop_connection()
         raise DatabaseUnavailable(f"the database did not answer the {what} within {seconds:g} s") from None
     finally:
         timeout.close()
 
 
-def _drop_connection() -> None:
+def give_back_connection() -> None:
+    """After the database was read for a request: close this greenlet's connection now.
+
+    Under gevent each greenlet has its own connection, kept until its request ends, and the
+    request may now wait minutes on an upstream. The background refresh keeps its own open
+    (mmm.background drops it after a failure and once a minute): opening one costs more than
+    reloading a small routing table, and it reads several times a second.
+    """
+    from mmm import background
+
+    if connection.in_atomic_block or background.in_loop():
+        return
+    connection.close()
+
+
+def drop_connection() -> None:
+    """Close this greenlet's connection, which may be broken."""
     try:
         connection.close()
     except Exception:

@@ -16,7 +16,7 @@ from dataclasses import dataclass, field
 from datetime import datetime
 
 from django.conf import settings
-from django.db import DatabaseError, connection
+from django.db import DatabaseError
 
 from mmm import background, database
 from usage.models import Budget, Period, Price, TeamMember, usd_to_nanos
@@ -141,8 +141,7 @@ class Catalog:
                     budgets.setdefault(rule.subject, []).append(rule)
             team_of_key = dict(TeamMember.objects.values_list("api_key_id", "team_id"))
         finally:
-            if not connection.in_atomic_block:
-                connection.close()
+            database.give_back_connection()
         self._snapshot = Snapshot(loaded_at=loaded_at, prices=prices, budgets=budgets, team_of_key=team_of_key)
 
     def invalidate(self) -> None:

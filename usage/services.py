@@ -20,7 +20,7 @@ from datetime import datetime
 from decimal import Decimal
 
 from django.conf import settings
-from django.db import DatabaseError, connection
+from django.db import DatabaseError
 from django.utils import timezone
 
 from mmm import database
@@ -162,8 +162,7 @@ def _hold(store, subject: str, usage_id: str, charges):
             logger.warning("budgets of %s could not be reconciled with the ledger: %s", subject, exc)
             return verdict
         finally:
-            if not connection.in_atomic_block:
-                connection.close()  # the request may now wait minutes on an upstream
+            database.give_back_connection()
         store.release(subject=subject, usage_id=usage_id)
         verdict = store.reserve(subject=subject, usage_id=usage_id, charges=charges, lease_seconds=lease)
     return verdict
