@@ -46,12 +46,11 @@ class RequestContextMiddleware:
         entry = getattr(request, ENTRY_ATTRIBUTE, None) or refused_entry(
             request, response, started=started, started_at=started_at
         )
-        if response.streaming:
-            # A stream's status is sent at once but its time runs until the last chunk: finish
-            # when the server closes the response.
-            response._resource_closers.append(lambda: self._finish(request, response, entry, started))
-        else:
-            self._finish(request, response, entry, started)
+        # Finished when the server closes the response, once its last byte is sent: the client
+        # does not wait for the row, the usage settlement, the metrics and the log line, and a
+        # stream's time runs until its last chunk. (Django's test client closes it before it
+        # returns, as gunicorn does before it reads the connection's next request.)
+        response._resource_closers.append(lambda: self._finish(request, response, entry, started))
         return response
 
     def _finish(

@@ -102,3 +102,20 @@ def test_a_fallback_answer_is_one_line_naming_the_model_that_answered(api, upstr
     [record] = request_lines(caplog)
     assert "model=proxyllm " in record.getMessage() and "answered_by_model=spare" in record.getMessage()
     assert [r for r in caplog.records if r.levelno == logging.INFO and r.name != "mmm.request"] == []
+
+
+def test_a_whole_answer_is_finished_after_it_is_sent(rf, caplog):
+    """The row, usage, metrics and log line wait until the server closes the response, so the
+    client has its answer first; Django's test client closes it before it returns, which is why
+    the tests above see the line at once."""
+    from django.http import HttpResponse
+
+    from console.middleware import RequestContextMiddleware
+
+    caplog.set_level(logging.INFO)
+    middleware = RequestContextMiddleware(lambda request: HttpResponse(b"{}", content_type="application/json"))
+    response = middleware(rf.get("/api/server/workers"))
+    assert request_lines(caplog) == []  # sent, not yet closed
+    response.close()
+    [record] = request_lines(caplog)
+    assert "path=/api/server/workers" in record.getMessage()
