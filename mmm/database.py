@@ -112,6 +112,14 @@ def watching(*, within: float | None = None, what: str = "query") -> Iterator[No
 def background_bound() -> float:
     """The longest a database call off the request path may take (it may hang on a frozen
     connection otherwise: the server's statement_timeout cannot fire if nothing reaches it)."""
+    from mmm import background
+
+    if background.in_loop():
+        # The loop's reads are small, and its connection is kept between them: one that froze
+        # since the last read (a server gone without a word) must fail about when a fresh
+        # connect would have, not after a statement's timeout, or the loop (the breaker's only
+        # trial under gunicorn) would keep requests off the database that long.
+        return settings.MMM_DB_CONNECT_TIMEOUT + settings.MMM_DB_REQUEST_TIMEOUT
     return settings.MMM_DB_CONNECT_TIMEOUT + (settings.MMM_DB_STATEMENT_TIMEOUT or 30.0)
 
 

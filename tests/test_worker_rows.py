@@ -141,3 +141,13 @@ def test_the_background_loop_keeps_its_connection(monkeypatch):
     assert closed == []
     database.give_back_connection()
     assert closed == [True]
+
+
+def test_the_background_loop_bounds_its_reads_as_a_fresh_connect_would(settings):
+    settings.MMM_DB_CONNECT_TIMEOUT, settings.MMM_DB_REQUEST_TIMEOUT, settings.MMM_DB_STATEMENT_TIMEOUT = 3, 2.0, 30.0
+    assert database.background_bound() == 33.0  # a writer thread's batch: a connect and a statement
+    background._loop.active = True
+    try:
+        assert database.background_bound() == 5.0  # the loop's kept connection may be frozen
+    finally:
+        background._loop.active = False
