@@ -50,8 +50,16 @@ class RequestContextMiddleware:
         # does not wait for the row, the usage settlement, the metrics and the log line, and a
         # stream's time runs until its last chunk. (Django's test client closes it before it
         # returns, as gunicorn does before it reads the connection's next request.)
-        response._resource_closers.append(lambda: self._finish(request, response, entry, started))
+        response._resource_closers.append(lambda: self._finish_logged(request, response, entry, started))
         return response
+
+    def _finish_logged(self, request, response, entry, started) -> None:
+        # Django's close() swallows whatever a closer raises: say it, or the request's row,
+        # usage and metrics would be missing without a word.
+        try:
+            self._finish(request, response, entry, started)
+        except Exception:
+            logger.exception("request %s could not be finished (log row, usage, metrics)", request.request_id)
 
     def _finish(
         self, request: HttpRequest, response: HttpResponse, entry: CompletionEntry | None, started: float

@@ -24,8 +24,8 @@ _lock = threading.Lock()
 _loop = threading.local()  # greenlet-local under gevent: marks the loop's own greenlet
 
 # The loop keeps its database connection between rounds (mmm.database.give_back_connection),
-# and opens a new one at least this often, so a connection to a server that has since failed
-# over or restarted is not kept for ever.
+# checks it before each round that reads (mmm.database.drop_connection_if_dead), and opens a
+# new one after any failure and at least this often.
 CONNECTION_MAX_AGE_SECONDS = 60.0
 
 
@@ -50,7 +50,7 @@ def start() -> None:
 def _run() -> None:
     from accounts.keys import key_cache
     from inference.routing import routing_table
-    from mmm.database import breaker, drop_connection
+    from mmm.database import breaker, drop_connection, drop_connection_if_dead
     from usage.catalog import catalog
     from usage.services import usage_reconcile_due
 
@@ -68,6 +68,8 @@ def _run() -> None:
         if now - connected_at > CONNECTION_MAX_AGE_SECONDS:
             drop_connection()
             connected_at = now
+        if not breaker.is_open() and any(now >= at for at in due):
+            drop_connection_if_dead()
         for index, (job, interval) in enumerate(jobs):
             if now < due[index] or breaker.is_open():
                 continue

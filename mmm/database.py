@@ -71,6 +71,22 @@ def give_back_connection() -> None:
     connection.close()
 
 
+def drop_connection_if_dead() -> None:
+    """Before the background loop reads on the connection it kept: drop it if the server has
+    gone since (restarted, failed over, the session killed), so the read opens a new one
+    instead of failing, opening the breaker and keeping requests off a database that is back.
+    One round trip on PostgreSQL, bounded as a request's database call; nothing on SQLite."""
+    if connection.connection is None:
+        return
+    try:
+        with deadline(settings.MMM_DB_REQUEST_TIMEOUT, what="connection check"):
+            usable = connection.is_usable()
+    except DatabaseUnavailable:
+        return  # frozen: the deadline has dropped it, and the read will try a new one
+    if not usable:
+        drop_connection()
+
+
 def drop_connection() -> None:
     """Close this greenlet's connection, which may be broken."""
     try:

@@ -26,6 +26,8 @@ class WorkerRows:
         compiler = self._compiler()
         # Compiled once: building the SQL costs more than running it on a small table.
         self._sql, self._params = compiler.as_sql()
+        if compiler.klass_info.get("related_klass_infos"):  # their columns would be in each row
+            raise TypeError("WorkerRows reads the worker table alone: its manager must not select related rows")
         self._pk_index = _attnames(compiler).index(Worker._meta.pk.attname)
         self._known: dict[object, tuple[tuple, Worker]] = {}  # pk -> (stored values, instance)
 
@@ -34,20 +36,22 @@ class WorkerRows:
         with connections[self._db].cursor() as cursor:
             cursor.execute(self._sql, self._params)
             rows = cursor.fetchall()
-        known, self._known = self._known, {}
+        known, kept = self._known, {}
         build = None
         workers: list[Worker] = []
         for row in rows:
             row = tuple(row)
-            previous = known.get(row[self._pk_index])
+            pk = row[self._pk_index]  # as stored: the key of both reads
+            previous = known.get(pk)
             if previous is not None and previous[0] == row:
                 worker = previous[1]
             else:
                 # Built from the very values compared, so they and the instance never disagree.
                 build = build or self._builder()
                 worker = build(row)
-            self._known[worker.pk] = (row, worker)
+            kept[pk] = (row, worker)
             workers.append(worker)
+        self._known = kept  # only once every row is built: a failed read keeps the last one's
         return workers
 
     def _compiler(self):

@@ -119,3 +119,21 @@ def test_a_whole_answer_is_finished_after_it_is_sent(rf, caplog):
     response.close()
     [record] = request_lines(caplog)
     assert "path=/api/server/workers" in record.getMessage()
+
+
+def test_finishing_work_that_fails_is_logged_not_swallowed(rf, caplog, monkeypatch):
+    """Django's close() ignores what a closer raises; the gateway must say it."""
+    from django.http import HttpResponse
+
+    from console.middleware import RequestContextMiddleware
+
+    def broken(*args):
+        raise RuntimeError("the row could not be built")
+
+    monkeypatch.setattr(RequestContextMiddleware, "_finish", broken)
+    middleware = RequestContextMiddleware(lambda request: HttpResponse(b"{}"))
+    response = middleware(rf.get("/api/server/workers"))
+    response.close()
+    [record] = [r for r in caplog.records if r.name == "mmm.request" and r.levelno == logging.ERROR]
+    assert "could not be finished" in record.getMessage()
+    assert str(record.exc_info[1]) == "the row could not be built"

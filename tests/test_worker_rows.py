@@ -151,3 +151,36 @@ def test_the_background_loop_bounds_its_reads_as_a_fresh_connect_would(settings)
         assert database.background_bound() == 5.0  # the loop's kept connection may be frozen
     finally:
         background._loop.active = False
+
+
+@pytest.mark.postgres
+@pytest.mark.django_db(transaction=True)
+def test_a_kept_connection_whose_session_was_killed_is_dropped_before_the_loop_reads():
+    """After a server restart or failover the kept connection is dead and the database is not:
+    the loop must not count that as an outage."""
+    from django.db import connections
+
+    connection.ensure_connection()
+    with connection.cursor() as cursor:
+        cursor.execute("SELECT pg_backend_pid()")
+        [pid] = cursor.fetchone()
+    other = connections.create_connection("default")
+    try:
+        with other.cursor() as cursor:
+            cursor.execute("SELECT pg_terminate_backend(%s)", [pid])
+    finally:
+        other.close()
+    database.drop_connection_if_dead()
+    assert connection.connection is None
+    failures = database.breaker.failures
+    with database.watching():
+        assert Worker.objects.count() == 0  # on a new connection
+    assert database.breaker.failures == failures == 0
+
+
+@pytest.mark.django_db(transaction=True)
+def test_a_live_kept_connection_is_kept():
+    connection.ensure_connection()
+    held = connection.connection
+    database.drop_connection_if_dead()
+    assert connection.connection is held
