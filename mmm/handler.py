@@ -56,7 +56,25 @@ def takes_lean_chain(request) -> bool:
     return request.path_info in LEAN_PATHS and not request.META.get("HTTP_COOKIE")
 
 
+# Where get_response leaves the response in the request's environ, for __call__'s failure path.
+_RESPONSE_KEY = "mmm.response"
+
+
 class GatewayWSGIHandler(WSGIHandler):
+    def __call__(self, environ, start_response):
+        try:
+            return super().__call__(environ, start_response)
+        except BaseException:
+            # The server refused the head (gunicorn raises on a header it finds invalid), so it
+            # never gets the response to close: close it here, or its closers would never run
+            # (console.middleware's request-log row, usage settlement, metrics and log line).
+            response = environ.get(_RESPONSE_KEY)
+            if response is not None:
+                response.close()
+            raise
+        finally:
+            environ.pop(_RESPONSE_KEY, None)
+
     def load_middleware(self, is_async=False):
         super().load_middleware(is_async)
         if is_async:  # (only WSGI builds this handler)
@@ -88,6 +106,7 @@ class GatewayWSGIHandler(WSGIHandler):
             # CommonMiddleware's response hook: without it gunicorn would chunk the body.
             response.headers["Content-Length"] = str(len(response.content))
         response._resource_closers.append(request.close)
+        request.environ[_RESPONSE_KEY] = response
         if response.status_code >= 400:
             log_response("%s: %s", response.reason_phrase, request.path, response=response, request=request)
         return response

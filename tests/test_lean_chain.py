@@ -213,3 +213,27 @@ class AsyncOnlyMiddleware:
 
     def __init__(self, get_response):
         self.get_response = get_response
+
+
+def test_a_response_whose_head_the_server_refuses_is_still_finished(application, caplog):
+    """gunicorn raises from start_response on a header it finds invalid, and then has no
+    response to close: the handler closes it, so its log line (and row, usage, metrics) is made."""
+    import logging
+
+    caplog.set_level(logging.INFO)
+    request = factory.get("/api/server/workers")
+
+    def refusing_start_response(status, headers):
+        raise ValueError("invalid header")
+
+    signals.request_started.disconnect(close_old_connections)
+    signals.request_finished.disconnect(close_old_connections)
+    try:
+        with pytest.raises(ValueError, match="invalid header"):
+            application(request.environ, refusing_start_response)
+    finally:
+        signals.request_started.connect(close_old_connections)
+        signals.request_finished.connect(close_old_connections)
+    lines = [r.getMessage() for r in caplog.records if r.name == "mmm.request"]
+    assert any("path=/api/server/workers" in line for line in lines), lines
+    assert "mmm.response" not in request.environ  # no reference kept past the request
