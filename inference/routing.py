@@ -4,8 +4,8 @@ Reading the database on every request would put it on the hot path; instead each
 reloads the whole table (building again only the rows that changed) when it is older than
 MMM_ROUTING_REFRESH_SECONDS, so a change made through any process or host is in effect
 everywhere within that time. A model name the table does not know is looked up at once, so a
-model registered a moment ago through another process is callable immediately. Only one thread or greenlet reloads at a time; the others
-keep using the previous table meanwhile.
+model registered a moment ago through another process is callable immediately. Only one thread
+or greenlet reloads at a time; the others keep using the previous table meanwhile.
 """
 
 import logging
