@@ -6,7 +6,8 @@ gateway (with its own fake upstream, as ``bench.compare`` starts them: each tree
 run by each tree's ``.venv``) side by side, then sends one request to A and one to B, in
 alternating order, each on its own kept-alive connection, ``--requests`` times, for the seed
 endpoint and for ``/v1``, so both see the same machine at the same moments. It prints each
-one's p50, p90 and p99 and B minus A. A tree is a checkout with ``.venv`` (a symlink will do).
+one's p50, p90 and p99, the CPU time its gunicorn processes (master and workers) spent per
+request over the measured requests, and B minus A. A tree is a checkout with ``.venv`` (a symlink will do).
 """
 
 import argparse
@@ -18,6 +19,8 @@ import sys
 import time
 from pathlib import Path
 
+from bench.compare import cpu_by_role
+
 SERVE = """
 import sys, tempfile
 from pathlib import Path
@@ -25,7 +28,7 @@ from bench.compare import CHAT_PATH, SEED_PATH, STREAM_CHUNKS, STREAM_SECONDS, m
 chats = [f"--chat={CHAT_PATH}={STREAM_CHUNKS}:{STREAM_SECONDS}", f"{SEED_PATH}=0"]
 with tempfile.TemporaryDirectory() as name, upstream_process("bench.upstream", fd_flag="--fd", args=chats) as up:
     with mmm(up, Path(name), {}) as (seed, v1):
-        print(seed.port, flush=True)
+        print(seed.port, seed.pid, flush=True)
         sys.stdin.read()  # until the parent closes it
 """
 CALLS = [
@@ -36,7 +39,7 @@ WARMUP = 300
 TIMEOUT = 30.0  # per answer
 
 
-def start(tree: Path) -> tuple[subprocess.Popen, int]:
+def start(tree: Path) -> tuple[subprocess.Popen, int, int]:
     process = subprocess.Popen(
         [str(tree / ".venv/bin/python"), "-c", SERVE],
         cwd=tree,
@@ -45,10 +48,15 @@ def start(tree: Path) -> tuple[subprocess.Popen, int]:
         text=True,
     )
     line = process.stdout.readline()  # bench.compare's own start-up deadline bounds this
-    if not line.strip().isdigit():
+    words = line.split()
+    if len(words) != 2 or not all(word.isdigit() for word in words):
         process.kill()
         raise SystemExit(f"the gateway of {tree} did not start (it printed {line!r})")
-    return process, int(line)
+    return process, int(words[0]), int(words[1])
+
+
+def gunicorn_cpu_seconds(gunicorn_pid: int) -> float:
+    return cpu_by_role(gunicorn_pid).get("gunicorn", 0.0)
 
 
 def request_bytes(path: str, body: dict) -> bytes:
@@ -99,33 +107,38 @@ def main(argv: list[str] | None = None) -> int:
     trees = [args.tree_a.resolve(), args.tree_b.resolve()]
     gateways = [start(tree) for tree in trees]
     try:
-        print("| endpoint | tree | p50 ms | p90 ms | p99 ms |")
-        print("|---|---|---:|---:|---:|")
+        print("| endpoint | tree | p50 ms | p90 ms | p99 ms | gunicorn CPU ms per request |")
+        print("|---|---|---:|---:|---:|---:|")
         for label, path, body in CALLS:
             data = request_bytes(path, body)
-            connections = [socket.create_connection(("127.0.0.1", port), timeout=TIMEOUT) for _, port in gateways]
+            connections = [socket.create_connection(("127.0.0.1", port), timeout=TIMEOUT) for _, port, _ in gateways]
             for connection in connections:
                 connection.setsockopt(socket.IPPROTO_TCP, socket.TCP_NODELAY, 1)
             for _ in range(WARMUP):
                 for connection in connections:
                     call(connection, data)
             latencies: list[list[float]] = [[], []]
+            cpu_before = [gunicorn_cpu_seconds(pid) for _, _, pid in gateways]
             for index in range(args.requests):
                 for side in (0, 1) if index % 2 else (1, 0):
                     latencies[side].append(call(connections[side], data))
                     time.sleep(args.gap)
+            cpu_ms = [
+                (gunicorn_cpu_seconds(pid) - before) * 1000 / args.requests
+                for (_, _, pid), before in zip(gateways, cpu_before, strict=True)
+            ]
             for side, tree in enumerate(trees):
                 values = latencies[side]
                 print(
                     f"| {label} | {tree} | {statistics.median(values):.3f} | {percentile(values, 0.9):.3f} "
-                    f"| {percentile(values, 0.99):.3f} |"
+                    f"| {percentile(values, 0.99):.3f} | {cpu_ms[side]:.3f} |"
                 )
             difference = statistics.median(latencies[1]) - statistics.median(latencies[0])
-            print(f"| {label} | B - A | {difference:+.3f} | | |")
+            print(f"| {label} | B - A | {difference:+.3f} | | | {cpu_ms[1] - cpu_ms[0]:+.3f} |")
             for connection in connections:
                 connection.close()
     finally:
-        for process, _ in gateways:
+        for process, _, _ in gateways:
             process.stdin.close()
             process.wait(timeout=60)
     return 0

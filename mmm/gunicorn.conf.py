@@ -261,10 +261,17 @@ def post_worker_init(worker) -> None:
         from psycogreen.gevent import patch_psycopg
 
         patch_psycopg()
+    # Django's start- and end-of-request work in one pass per signal (not in a process that
+    # uses the test client, which needs Django's own receivers).
+    from mmm import request_signals
+
+    request_signals.install()
     # The request's log line is queued; a native thread beside the loop writes it.
-    from console import log_handler
+    from console import log_handler, log_records
 
     log_handler.go_background()
+    # Nor does a record measure what no formatter prints (the caller's frame, the thread).
+    log_records.leave_out_unprinted()
     # Keys, the routing table and policies are refreshed off the request path from now on.
     from mmm import background
 

@@ -253,7 +253,7 @@ def test_a_burst_of_keep_alive_connections_is_shared_by_both_workers(gateway_env
     clients = []
     try:
         # start() returns once one worker answers; the other may still be loading the app, and
-        # a burst then can only go to the first (the balance waits 10 ms, never longer). So
+        # a burst then can only go to the first (the balance waits 1 ms, never longer). So
         # first see both workers answer a connection of their own.
         answered_by: set[int] = set()
 

@@ -1,0 +1,93 @@
+"""Two fixed costs of every request in a gevent worker: ``python -m bench.per_request_costs``.
+
+Sets Django up as a gunicorn worker runs it (gevent patched, the SQLite database connected, the
+default cache used, the log configured from mmm.settings), then times, in this process:
+- ``request_started`` and ``request_finished`` as Django sends them for every request, with
+  Django's own receivers and with mmm.request_signals' two in their place;
+- one completion's log line (``mmm.request``'s INFO with its fields) into a handler that keeps
+  the record and writes nothing, with every record field logging fills and with
+  console.log_records' switches off.
+"""
+
+from gevent import monkey
+
+monkey.patch_all()
+
+import argparse  # noqa: E402
+import logging  # noqa: E402
+import time  # noqa: E402
+
+from bench.scratch_django import set_up  # noqa: E402
+
+
+def per_call_us(call, *, rounds: int, repeat: int) -> float:
+    """The median over ``repeat`` timings of ``rounds`` calls, in µs per call."""
+    call()
+    timings = []
+    for _ in range(repeat):
+        start = time.perf_counter()
+        for _ in range(rounds):
+            call()
+        timings.append((time.perf_counter() - start) / rounds * 1e6)
+    return sorted(timings)[repeat // 2]
+
+
+class _Kept(logging.Handler):
+    """Keeps the last record (as the worker's handler queues it) and writes nothing."""
+
+    def emit(self, record):
+        self.last = record
+
+
+def main(argv: list[str] | None = None) -> int:
+    parser = argparse.ArgumentParser(prog="python -m bench.per_request_costs", description=__doc__.splitlines()[0])
+    parser.add_argument("--rounds", type=int, default=20000)
+    parser.add_argument("--repeat", type=int, default=5, help="medians of this many timings (5)")
+    args = parser.parse_args(argv)
+    set_up(prefix="mmm-bench-costs-")
+    from django.core import signals
+    from django.core.cache import cache
+    from django.core.handlers.wsgi import WSGIHandler
+    from django.db import connection
+
+    from console import log_records
+    from mmm import request_signals
+
+    connection.ensure_connection()  # a worker that has served a request holds one
+    cache.get("warm")
+
+    def both() -> None:
+        signals.request_started.send(sender=WSGIHandler, environ={})
+        signals.request_finished.send(sender=WSGIHandler)
+
+    djangos = per_call_us(both, rounds=args.rounds, repeat=args.repeat)
+    if not request_signals.install():
+        print("Django's receivers are not all connected; nothing to compare")
+        return 1
+    ours = per_call_us(both, rounds=args.rounds, repeat=args.repeat)
+    request_signals.uninstall()
+
+    logger = logging.getLogger("mmm.request")
+    logger.addHandler(_Kept())
+    logger.propagate = False  # the configured handlers would write to the terminal
+    fields = {"request_id": "0" * 32, "model": "bench", "status": 200, "latency_ms": 1.2}
+
+    def line() -> None:
+        logger.info("POST /v1/chat/completions 200", extra={"fields": fields})
+
+    every_field = per_call_us(line, rounds=args.rounds, repeat=args.repeat)
+    logger.propagate = True  # so the configured formatters are what decides
+    off = log_records.leave_out_unprinted()
+    logger.propagate = False
+    printed_only = per_call_us(line, rounds=args.rounds, repeat=args.repeat)
+
+    print(f"medians of {args.repeat} x {args.rounds} calls, µs per request:")
+    print(f"  request signals, Django's five receivers:      {djangos:6.1f}")
+    print(f"  request signals, mmm.request_signals' two:     {ours:6.1f}")
+    print(f"  a log line, every record field:                {every_field:6.1f}")
+    print(f"  a log line, switched off: {', '.join(off) or 'none'}: {printed_only:6.1f}")
+    return 0
+
+
+if __name__ == "__main__":
+    raise SystemExit(main())

@@ -1,0 +1,72 @@
+"""console.log_records turns off only what no configured formatter prints."""
+
+import logging
+
+import pytest
+
+from console import log_records
+from console.log_format import JsonFormatter
+
+SWITCHES = tuple(log_records.SWITCHES)
+
+
+@pytest.fixture(autouse=True)
+def switches():
+    """logging's switches as they were, given back after each test."""
+    before = {name: getattr(logging, name) for name in SWITCHES}
+    try:
+        yield
+    finally:
+        for name, value in before.items():
+            setattr(logging, name, value)
+
+
+def test_the_gateways_formats_turn_every_switch_off():
+    plain = logging.Formatter("%(asctime)s %(levelname)s %(name)s %(message)s")  # mmm.settings' "plain"
+    assert log_records.leave_out_unprinted([JsonFormatter(), plain, None]) == list(SWITCHES)
+    record = logging.getLogger("tests.log_records").makeRecord("x", logging.INFO, "f", 0, "hi", None, None)
+    assert record.threadName is None and record.process is None and record.processName is None
+    assert logging._srcfile is None
+
+
+def test_the_configured_handlers_are_read_by_default():
+    # Under pytest, its own capture handler's formatter (a class of its own) is among them.
+    assert log_records.leave_out_unprinted() == []
+    assert all(getattr(logging, name) for name in SWITCHES)
+
+
+def test_a_format_that_prints_the_process_keeps_it():
+    # gunicorn's own error log format
+    off = log_records.leave_out_unprinted([logging.Formatter("%(asctime)s [%(process)d] [%(levelname)s] %(message)s")])
+    assert "logProcesses" not in off and logging.logProcesses
+    assert "_srcfile" in off and logging._srcfile is None
+
+
+@pytest.mark.parametrize(
+    ("fmt", "style", "kept"),
+    [
+        ("%(filename)s:%(lineno)d %(message)s", "%", "_srcfile"),
+        ("{threadName} {message}", "{", "logThreads"),
+        ("$funcName $message", "$", "_srcfile"),
+    ],
+)
+def test_each_style_of_format_is_read(fmt, style, kept):
+    assert kept not in log_records.leave_out_unprinted([logging.Formatter(fmt, style=style)])
+    assert getattr(logging, kept)
+
+
+def test_a_formatter_it_cannot_read_keeps_everything():
+    class Custom(logging.Formatter):
+        def format(self, record):
+            return f"{record.funcName}: {record.getMessage()}"
+
+    assert log_records.leave_out_unprinted([Custom(), JsonFormatter()]) == []
+    assert all(getattr(logging, name) for name in SWITCHES)
+
+
+def test_a_formatter_that_lists_its_fields_is_believed():
+    class Listed(logging.Formatter):
+        record_fields = ("message", "thread")
+
+    off = log_records.leave_out_unprinted([Listed()])
+    assert "logThreads" not in off and "_srcfile" in off
