@@ -241,10 +241,11 @@ def outbound_headers(request: UpstreamRequest, *, accept: str | None = None) -> 
             # Authorization of the worker's headers (urllib3 would send them nowhere).
             headers = {name: value for name, value in headers.items() if name.lower() != "authorization"}
             headers["Authorization"] = basic
+    present = {name.lower() for name in headers}  # (one pass, not one per header asked about)
     request_id = current_request_id.get()
-    if request_id and not any(name.lower() == "x-request-id" for name in headers):
+    if request_id and "x-request-id" not in present:
         headers[REQUEST_ID_HEADER] = request_id  # one id from the client's log to the model server's
-    if request.json_body is not None and not any(name.lower() == "content-type" for name in headers):
+    if request.json_body is not None and "content-type" not in present:
         headers["Content-Type"] = "application/json"
     return headers
 

@@ -23,6 +23,27 @@ def test_an_upstream_gets_the_default_headers_and_the_workers_own_win(api, upstr
     assert seen["accept-encoding"] == upstream_module.DEFAULT_HEADERS["Accept-Encoding"]
 
 
+def test_the_request_id_and_json_type_are_added_unless_the_worker_sends_its_own(api, upstream):
+    url = upstream.on("/gen", json=SEED_ANSWER)
+    assert api.post("/api/server/register", seed_registration(url), format="json").status_code == 200
+    api.post(
+        "/api/v1/chat/completions", {"model_name": "proxyllm", "input": "hi"}, format="json", HTTP_X_REQUEST_ID="r-1"
+    )
+    sent = upstream.hits("/gen")[0].headers
+    assert sent.get("X-Request-ID") == "r-1" and sent.get("Content-Type") == "application/json"
+
+    own = {"x-request-id": "the-workers", "content-type": "application/json; charset=utf-8"}
+    url = upstream.on("/own", json=SEED_ANSWER)
+    registration = seed_registration(url, headers=own, model_name="own-headers")
+    assert api.post("/api/server/register", registration, format="json").status_code == 200
+    api.post(
+        "/api/v1/chat/completions", {"model_name": "own-headers", "input": "hi"}, format="json", HTTP_X_REQUEST_ID="r-2"
+    )
+    sent = [(name.lower(), value) for name, value in upstream.hits("/own")[0].headers.items()]
+    assert [value for name, value in sent if name == "x-request-id"] == ["the-workers"]
+    assert [value for name, value in sent if name == "content-type"] == ["application/json; charset=utf-8"]
+
+
 def test_the_default_headers_are_the_ones_requests_sends():
     # Spelled out in inference.upstream so a worker need not import requests for them.
     import requests.utils
