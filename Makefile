@@ -40,6 +40,7 @@ bench: $(DEV_STAMP) $(STATIC_STAMP)
 	$(BIN)/python -m bench.tracing
 	$(BIN)/python -m bench.http_parse
 	$(BIN)/python -m bench.validation
+	$(BIN)/python -m bench.per_request_costs
 
 # The committed OpenAPI document; tests/test_openapi.py fails when it differs from the code's.
 openapi: $(RUNTIME_STAMP)

@@ -32,8 +32,8 @@ def per_call_us(call, *, rounds: int, repeat: int) -> float:
     return sorted(timings)[repeat // 2]
 
 
-class _Kept(logging.Handler):
-    """Keeps the last record (as the worker's handler queues it) and writes nothing."""
+class _Kept(logging.StreamHandler):
+    """Keeps the last record (as the worker's stream handler queues it) and writes nothing."""
 
     def emit(self, record):
         self.last = record

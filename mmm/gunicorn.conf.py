@@ -265,7 +265,8 @@ def post_worker_init(worker) -> None:
     # uses the test client, which needs Django's own receivers).
     from mmm import request_signals
 
-    request_signals.install()
+    if not request_signals.install():
+        worker.log.info("request signals: another receiver is connected; Django's own receivers stay")
     # The request's log line is queued; a native thread beside the loop writes it.
     from console import log_handler, log_records
 

@@ -4,12 +4,14 @@ Django connects five receivers to ``request_started`` and ``request_finished``: 
 close_old_connections at the start; close_old_connections, close_caches and reset_urlconf at the
 end. Each looks up the initialized database connections or caches, or the URLconf, in an
 asgiref ``Local``, and under gevent every such lookup takes a patched lock and its context
-manager: the two signals cost 70 µs per request here on a slow day (`bench/request_signals.py`),
-about 3% of a proxied completion's CPU. ``install`` replaces Django's five with two receivers
-that do the same work: one look-up of the initialized connections per signal, close_caches'
+manager: the two signals cost 70 µs per request here on a slow day
+(`python -m bench.per_request_costs`), about 3% of a proxied completion's CPU. ``install``
+replaces Django's five with two receivers that do the same work: one look-up of the initialized connections per signal, close_caches'
 loop only when a configured cache backend has a ``close`` of its own (Django's local-memory and
 Redis backends inherit BaseCache's, which does nothing), and the URLconf reset as Django does it.
-Receivers anyone else connected (an operator's, an instrumentation's) are not touched.
+It installs only where Django's five are all that is connected to the two signals: a receiver of
+anyone else's (an operator's, an instrumentation's) might rely on running after Django's, and the
+new two would come after it, so then Django's stay.
 
 Only gunicorn's worker processes install it (mmm/gunicorn.conf.py's post_worker_init). Django's
 test client disconnects and reconnects Django's own close_old_connections around every request
@@ -39,8 +41,10 @@ _closes_caches = True  # whether a configured cache backend has a close() that d
 
 def started(**kwargs) -> None:
     """reset_queries, then close_old_connections, over one look-up of the connections."""
-    for connection in connections.all(initialized_only=True):
+    initialized = connections.all(initialized_only=True)
+    for connection in initialized:
         connection.queries_log.clear()
+    for connection in initialized:
         connection.close_if_unusable_or_obsolete()
 
 
@@ -54,11 +58,14 @@ def finished(**kwargs) -> None:
 
 
 def install() -> bool:
-    """Swap Django's receivers for ``started`` and ``finished``; False (and nothing changed) if
-    one of Django's is not connected, as when something disconnected it on purpose."""
+    """Swap Django's receivers for ``started`` and ``finished``; False (and nothing changed)
+    unless Django's, and only they, are connected to both signals (one of them is disconnected
+    while the test client serves a request; another receiver may need to run after them)."""
     global _closes_caches
-    if not all(_connected(signal, receiver) for signal, receivers in DJANGOS.items() for receiver in receivers):
-        return False
+    for signal, receivers in DJANGOS.items():
+        connected = _receivers_of(signal)
+        if len(connected) != len(receivers) or not all(receiver in connected for receiver in receivers):
+            return False
     _closes_caches = any(_backend_closes(alias) for alias in settings.CACHES)
     for signal, receivers in DJANGOS.items():
         for receiver in receivers:
@@ -78,12 +85,15 @@ def uninstall() -> None:
             signal.connect(receiver)
 
 
+def _receivers_of(signal) -> list:
+    """The live receivers of ``signal``, as Signal._live_receivers reads them (a weak reference,
+    or the receiver itself)."""
+    live = (ref() if isinstance(ref, weakref.ReferenceType) else ref for _key, ref, *_rest in signal.receivers)
+    return [receiver for receiver in live if receiver is not None]
+
+
 def _connected(signal, receiver) -> bool:
-    # As Signal._live_receivers reads them: a weak reference, or the receiver itself.
-    for _key, ref, *_rest in signal.receivers:
-        if (ref() if isinstance(ref, weakref.ReferenceType) else ref) is receiver:
-            return True
-    return False
+    return any(live is receiver for live in _receivers_of(signal))
 
 
 def _backend_closes(alias: str) -> bool:

@@ -1,6 +1,8 @@
 """console.log_records turns off only what no configured formatter prints."""
 
 import logging
+import logging.handlers
+import queue
 
 import pytest
 
@@ -8,6 +10,11 @@ from console import log_records
 from console.log_format import JsonFormatter
 
 SWITCHES = tuple(log_records.SWITCHES)
+
+
+def _with_formatter(handler: logging.Handler, formatter: logging.Formatter) -> logging.Handler:
+    handler.setFormatter(formatter)
+    return handler
 
 
 @pytest.fixture(autouse=True)
@@ -23,16 +30,31 @@ def switches():
 
 def test_the_gateways_formats_turn_every_switch_off():
     plain = logging.Formatter("%(asctime)s %(levelname)s %(name)s %(message)s")  # mmm.settings' "plain"
-    assert log_records.leave_out_unprinted([JsonFormatter(), plain, None]) == list(SWITCHES)
+    handler = logging.StreamHandler()  # no formatter of its own: the message alone
+    formatters = [JsonFormatter(), plain, log_records._formatter_of(handler)]
+    assert log_records.leave_out_unprinted(formatters) == list(SWITCHES)
     record = logging.getLogger("tests.log_records").makeRecord("x", logging.INFO, "f", 0, "hi", None, None)
     assert record.threadName is None and record.process is None and record.processName is None
     assert logging._srcfile is None
 
 
-def test_the_configured_handlers_are_read_by_default():
-    # Under pytest, its own capture handler's formatter (a class of its own) is among them.
-    assert log_records.leave_out_unprinted() == []
-    assert all(getattr(logging, name) for name in SWITCHES)
+@pytest.mark.parametrize(
+    "handler",
+    [
+        logging.handlers.QueueHandler(queue.SimpleQueue()),  # ships the record: who knows what reads it
+        _with_formatter(logging.StreamHandler(), logging.Formatter("%(threadName)s %(funcName)s %(message)s")),
+    ],
+    ids=["a queue handler", "a stream handler printing the thread and caller"],
+)
+def test_the_configured_handlers_are_read_by_default(handler):
+    logger = logging.getLogger("tests.log_records.configured")
+    logger.addHandler(handler)
+    try:
+        off = log_records.leave_out_unprinted()
+    finally:
+        logger.removeHandler(handler)
+    assert "logThreads" not in off and "_srcfile" not in off
+    assert logging.logThreads and logging._srcfile
 
 
 def test_a_format_that_prints_the_process_keeps_it():
@@ -70,3 +92,9 @@ def test_a_formatter_that_lists_its_fields_is_believed():
 
     off = log_records.leave_out_unprinted([Listed()])
     assert "logThreads" not in off and "_srcfile" in off
+
+
+def test_djangos_mail_handler_is_known_to_read_no_switched_field():
+    from django.utils.log import AdminEmailHandler
+
+    assert log_records.leave_out_unprinted([log_records._formatter_of(AdminEmailHandler())]) == list(SWITCHES)

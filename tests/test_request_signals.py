@@ -52,7 +52,8 @@ def test_install_swaps_djangos_receivers_for_two(installed):
     assert request_signals._connected(signals.request_finished, request_signals.finished)
 
 
-def test_anyone_elses_receivers_stay():
+def test_another_receiver_keeps_djangos_in_place():
+    # It may rely on running after Django's; the two would be connected after it.
     heard = []
 
     def operators_receiver(**kwargs):
@@ -60,11 +61,13 @@ def test_anyone_elses_receivers_stay():
 
     signals.request_finished.connect(operators_receiver)
     try:
-        assert request_signals.install()
-        try:
-            signals.request_finished.send(sender=WSGIHandler)
-        finally:
-            request_signals.uninstall()
+        assert request_signals.install() is False
+        assert all(
+            request_signals._connected(signals.request_finished, r)
+            for r in request_signals.DJANGOS[signals.request_finished]
+        )
+        assert not request_signals._connected(signals.request_finished, request_signals.finished)
+        signals.request_finished.send(sender=WSGIHandler)
     finally:
         signals.request_finished.disconnect(operators_receiver)
     assert heard == [WSGIHandler]
