@@ -2,6 +2,7 @@
 scrape_engines) share: their --loop, --parent-pid and --json arguments, a stop on SIGTERM or
 SIGINT, and noticing that the gunicorn master that started one beside itself is gone."""
 
+import _thread
 import os
 import signal
 import threading
@@ -28,10 +29,17 @@ def stop_on_signals(*, wake: threading.Event | None = None) -> threading.Event:
     ``wake``, which the loop may be waiting on, is set with it."""
     stop = threading.Event()
 
-    def stopped(*_) -> None:
+    def set_them() -> None:
         stop.set()
         if wake is not None:
             wake.set()
+
+    def stopped(*_) -> None:
+        # Set from a thread of its own, not here: a handler runs in the main thread between two
+        # of its bytecodes, possibly while that thread holds the event's lock (entering or
+        # leaving stop.wait(), just when a SIGTERM follows a pass's last line), and set() would
+        # wait on that lock forever. (The low-level call takes no lock threading's own may hold.)
+        _thread.start_new_thread(set_them, ())
 
     for signum in (signal.SIGTERM, signal.SIGINT):
         signal.signal(signum, stopped)
