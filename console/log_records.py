@@ -34,12 +34,18 @@ KNOWN_FIELDS = {
 }
 
 
-def leave_out_unprinted(formatters: list[logging.Formatter | None] | None = None) -> list[str]:
-    """Turn off the switches whose fields none of ``formatters`` (by default those of every
-    configured handler) prints; the names turned off."""
+# Handlers without a formatter that use the record in a way known here, as the fields they read.
+KNOWN_HANDLER_FIELDS = {
+    AdminEmailHandler: ("levelname", "message", "exc_info", "request", "status_code"),  # Django's default
+}
+
+
+def leave_out_unprinted(handlers: list[logging.Handler] | None = None) -> list[str]:
+    """Turn off the switches whose fields none of ``handlers`` (by default every configured
+    handler) prints; the names turned off."""
     printed = set()
-    for formatter in _configured_formatters() if formatters is None else formatters:
-        fields = _fields_of(formatter)
+    for handler in _configured_handlers() if handlers is None else handlers:
+        fields = _fields_read_by(handler)
         if fields is None:
             return []
         printed.update(fields)
@@ -51,34 +57,18 @@ def leave_out_unprinted(formatters: list[logging.Formatter | None] | None = None
     return off
 
 
-_UNREADABLE = object()  # a handler that uses the record some way of its own
-# Handlers without a formatter that use the record in a way known here, as the fields they read.
-KNOWN_HANDLER_FIELDS = {
-    AdminEmailHandler: ("levelname", "message", "exc_info", "request", "status_code"),  # Django's default
-}
-
-
-def _configured_formatters() -> list:
+def _configured_handlers() -> set[logging.Handler]:
     loggers = [logging.getLogger(), *logging.Logger.manager.loggerDict.values()]
-    handlers = {handler for logger in loggers for handler in getattr(logger, "handlers", ())}
-    return [_formatter_of(handler) for handler in handlers]
+    return {handler for logger in loggers for handler in getattr(logger, "handlers", ())}
 
 
-def _formatter_of(handler: logging.Handler):
-    """The handler's formatter, the fields it reads itself, or _UNREADABLE."""
-    if handler.formatter is not None or isinstance(handler, logging.StreamHandler | logging.NullHandler):
-        return handler.formatter  # (a stream handler without one prints the message alone)
-    return next((fields for kind, fields in KNOWN_HANDLER_FIELDS.items() if isinstance(handler, kind)), _UNREADABLE)
-
-
-def _fields_of(formatter: logging.Formatter | None) -> tuple[str, ...] | set[str] | None:
-    """The record fields a formatter prints, or None when that cannot be told."""
-    if formatter is _UNREADABLE:
-        return None
-    if isinstance(formatter, tuple):  # a handler's own, from KNOWN_HANDLER_FIELDS
-        return formatter
+def _fields_read_by(handler: logging.Handler) -> tuple[str, ...] | set[str] | None:
+    """The record fields a handler prints, or None when that cannot be told."""
+    formatter = handler.formatter
     if formatter is None:
-        return ()  # logging's default: the message alone
+        if isinstance(handler, logging.StreamHandler | logging.NullHandler):
+            return ()  # logging's default format: the message alone
+        return next((fields for kind, fields in KNOWN_HANDLER_FIELDS.items() if isinstance(handler, kind)), None)
     declared = getattr(formatter, "record_fields", None) or KNOWN_FIELDS.get(type(formatter))
     if declared is not None:
         return declared

@@ -11,13 +11,12 @@ ROOT = Path(__file__).resolve().parent.parent
 # The main thread holds the stop event's own lock when the signal comes, as it does for a moment
 # entering or leaving stop.wait(); then it waits on the event, as the loops do.
 HELD_LOCK = """
-import os, signal, sys, time
+import signal, threading
 from mmm.command_loop import stop_on_signals
-wake = __import__("threading").Event()
+wake = threading.Event()
 stop = stop_on_signals(wake=wake)
 with stop._cond:
-    os.kill(os.getpid(), signal.{name})
-    time.sleep(0.2)  # the handler runs here, inside the lock
+    signal.raise_signal(signal.{name})  # its handler has run when this returns, inside the lock
 print(stop.wait(10), wake.wait(10), flush=True)
 """
 

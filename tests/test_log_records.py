@@ -12,7 +12,8 @@ from console.log_format import JsonFormatter
 SWITCHES = tuple(log_records.SWITCHES)
 
 
-def _with_formatter(handler: logging.Handler, formatter: logging.Formatter) -> logging.Handler:
+def _stream(formatter: logging.Formatter | None = None) -> logging.Handler:
+    handler = logging.StreamHandler()
     handler.setFormatter(formatter)
     return handler
 
@@ -30,9 +31,8 @@ def switches():
 
 def test_the_gateways_formats_turn_every_switch_off():
     plain = logging.Formatter("%(asctime)s %(levelname)s %(name)s %(message)s")  # mmm.settings' "plain"
-    handler = logging.StreamHandler()  # no formatter of its own: the message alone
-    formatters = [JsonFormatter(), plain, log_records._formatter_of(handler)]
-    assert log_records.leave_out_unprinted(formatters) == list(SWITCHES)
+    handlers = [_stream(JsonFormatter()), _stream(plain), _stream()]  # the last: the message alone
+    assert log_records.leave_out_unprinted(handlers) == list(SWITCHES)
     record = logging.getLogger("tests.log_records").makeRecord("x", logging.INFO, "f", 0, "hi", None, None)
     assert record.threadName is None and record.process is None and record.processName is None
     assert logging._srcfile is None
@@ -42,7 +42,7 @@ def test_the_gateways_formats_turn_every_switch_off():
     "handler",
     [
         logging.handlers.QueueHandler(queue.SimpleQueue()),  # ships the record: who knows what reads it
-        _with_formatter(logging.StreamHandler(), logging.Formatter("%(threadName)s %(funcName)s %(message)s")),
+        _stream(logging.Formatter("%(threadName)s %(funcName)s %(message)s")),
     ],
     ids=["a queue handler", "a stream handler printing the thread and caller"],
 )
@@ -59,7 +59,9 @@ def test_the_configured_handlers_are_read_by_default(handler):
 
 def test_a_format_that_prints_the_process_keeps_it():
     # gunicorn's own error log format
-    off = log_records.leave_out_unprinted([logging.Formatter("%(asctime)s [%(process)d] [%(levelname)s] %(message)s")])
+    off = log_records.leave_out_unprinted(
+        [_stream(logging.Formatter("%(asctime)s [%(process)d] [%(levelname)s] %(message)s"))]
+    )
     assert "logProcesses" not in off and logging.logProcesses
     assert "_srcfile" in off and logging._srcfile is None
 
@@ -73,7 +75,7 @@ def test_a_format_that_prints_the_process_keeps_it():
     ],
 )
 def test_each_style_of_format_is_read(fmt, style, kept):
-    assert kept not in log_records.leave_out_unprinted([logging.Formatter(fmt, style=style)])
+    assert kept not in log_records.leave_out_unprinted([_stream(logging.Formatter(fmt, style=style))])
     assert getattr(logging, kept)
 
 
@@ -82,7 +84,7 @@ def test_a_formatter_it_cannot_read_keeps_everything():
         def format(self, record):
             return f"{record.funcName}: {record.getMessage()}"
 
-    assert log_records.leave_out_unprinted([Custom(), JsonFormatter()]) == []
+    assert log_records.leave_out_unprinted([_stream(Custom()), _stream(JsonFormatter())]) == []
     assert all(getattr(logging, name) for name in SWITCHES)
 
 
@@ -90,11 +92,17 @@ def test_a_formatter_that_lists_its_fields_is_believed():
     class Listed(logging.Formatter):
         record_fields = ("message", "thread")
 
-    off = log_records.leave_out_unprinted([Listed()])
+    off = log_records.leave_out_unprinted([_stream(Listed())])
     assert "logThreads" not in off and "_srcfile" in off
 
 
 def test_djangos_mail_handler_is_known_to_read_no_switched_field():
     from django.utils.log import AdminEmailHandler
 
-    assert log_records.leave_out_unprinted([log_records._formatter_of(AdminEmailHandler())]) == list(SWITCHES)
+    assert log_records.leave_out_unprinted([AdminEmailHandler()]) == list(SWITCHES)
+
+
+def test_a_handler_that_ships_the_record_keeps_everything():
+    shipped = logging.handlers.QueueHandler(queue.SimpleQueue())  # no formatter: who knows what reads it
+    assert log_records.leave_out_unprinted([_stream(JsonFormatter()), shipped]) == []
+    assert all(getattr(logging, name) for name in SWITCHES)

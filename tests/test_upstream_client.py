@@ -26,9 +26,10 @@ def test_an_upstream_gets_the_default_headers_and_the_workers_own_win(api, upstr
 def test_the_request_id_and_json_type_are_added_unless_the_worker_sends_its_own(api, upstream):
     url = upstream.on("/gen", json=SEED_ANSWER)
     assert api.post("/api/server/register", seed_registration(url), format="json").status_code == 200
-    api.post(
+    answer = api.post(
         "/api/v1/chat/completions", {"model_name": "proxyllm", "input": "hi"}, format="json", HTTP_X_REQUEST_ID="r-1"
     )
+    assert answer.status_code == 200
     sent = upstream.hits("/gen")[0].headers
     assert sent.get("X-Request-ID") == "r-1" and sent.get("Content-Type") == "application/json"
 
@@ -36,9 +37,10 @@ def test_the_request_id_and_json_type_are_added_unless_the_worker_sends_its_own(
     url = upstream.on("/own", json=SEED_ANSWER)
     registration = seed_registration(url, headers=own, model_name="own-headers")
     assert api.post("/api/server/register", registration, format="json").status_code == 200
-    api.post(
+    answer = api.post(
         "/api/v1/chat/completions", {"model_name": "own-headers", "input": "hi"}, format="json", HTTP_X_REQUEST_ID="r-2"
     )
+    assert answer.status_code == 200
     sent = [(name.lower(), value) for name, value in upstream.hits("/own")[0].headers.items()]
     assert [value for name, value in sent if name == "x-request-id"] == ["the-workers"]
     assert [value for name, value in sent if name == "content-type"] == ["application/json; charset=utf-8"]
