@@ -267,6 +267,11 @@ def post_worker_init(worker) -> None:
 
     if not request_signals.install():
         worker.log.info("request signals: another receiver is connected; Django's own receivers stay")
+    # A setting already read is a plain attribute (Django's LazyObject reads each in Python).
+    from mmm import settings_reads
+
+    if not settings_reads.install():
+        worker.log.info("settings reads: django.conf.settings is not Django's LazySettings; left as it is")
     # The request's log line is queued; a native thread beside the loop writes it.
     from console import log_handler, log_records
 

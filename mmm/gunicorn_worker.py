@@ -1,6 +1,7 @@
 """gunicorn's gevent worker, answering the requests gunicorn refuses itself in the API's JSON,
 taking its share of the host's connections (mmm.connection_balance), and sending each response's
-head with its first body bytes (mmm.gunicorn_response).
+head with its first body bytes (mmm.gunicorn_response), and reading its configuration as plain
+attributes.
 
 gunicorn answers a request it cannot parse, or one over its limits (mmm/gunicorn.conf.py), before
 the application sees it, with a small HTML page. This worker lets gunicorn decide, log and count
@@ -12,6 +13,7 @@ import json
 
 from gevent.server import StreamServer
 from gunicorn import util
+from gunicorn.config import Config
 from gunicorn.http import wsgi
 from gunicorn.workers import ggevent
 from gunicorn.workers.ggevent import GeventWorker as _GeventWorker
@@ -50,9 +52,32 @@ class _BalancedStreamServer(StreamServer):
         super()._do_read()
 
 
+class _SettledConfig(Config):
+    """gunicorn's Config, each of whose settings is a plain attribute once it has been read.
+
+    Config answers every ``cfg.name`` in its ``__getattr__`` (a dictionary look-up and the
+    setting's ``get()``), and gunicorn reads its settings 20-odd times per request while it parses
+    and answers (the request limits, the forwarded-header policy, the error stream, keep-alive):
+    1.2% of a proxied completion's CPU at c=32 (docs/benchmark.md). A value read once is kept in
+    the instance's ``__dict__``, where the next read finds it without a Python call; ``set`` drops
+    it, so a setting changed through the Config is read again.
+    """
+
+    def __getattr__(self, name):
+        value = super().__getattr__(name)
+        self.__dict__[name] = value
+        return value
+
+    def set(self, name, value):
+        super().set(name, value)
+        self.__dict__.pop(name, None)
+
+
 class GeventWorker(_GeventWorker):
     def init_process(self):
         connection_balance.start_counting(self)
+        if type(self.cfg) is Config:  # (this worker process's copy; the master's stays as it was)
+            self.cfg.__class__ = _SettledConfig
         super().init_process()
 
     def run(self):
