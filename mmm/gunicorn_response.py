@@ -12,7 +12,11 @@ Nothing else changes: the head is the bytes gunicorn builds (its own code builds
 buffer instead of the socket), the first byte of a stream leaves when its first item does, as
 before, and a head with no body to follow (HEAD, 204, 304, an empty first item, a file sent with
 sendfile, an error before any body) is sent on its own when gunicorn would have sent it.
+
+``http_date`` is gunicorn's Date header text, made once per second instead of once per response.
 """
+
+import time
 
 from gunicorn import util
 from gunicorn.http import wsgi
@@ -21,6 +25,23 @@ from mmm.socket_send import send_all
 
 # Larger first items are sent after the head instead of being copied into one buffer with it.
 COALESCE_MAX_BYTES = 64 * 1024
+
+
+_gunicorns_http_date = util.http_date
+_date_of_second: tuple[int, str] = (-1, "")
+
+
+def http_date(timestamp: float | None = None) -> str:
+    """``gunicorn.util.http_date``: the current date's text is the same for a whole second (the
+    header has no finer unit), and formatting it through ``email.utils`` cost 3.7 µs per response,
+    1% of a completion's CPU samples at c=32."""
+    global _date_of_second
+    if timestamp is not None:
+        return _gunicorns_http_date(timestamp)
+    second = int(time.time())
+    if _date_of_second[0] != second:
+        _date_of_second = (second, _gunicorns_http_date(second))
+    return _date_of_second[1]
 
 
 class SocketBuffer:

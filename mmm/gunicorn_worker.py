@@ -1,7 +1,7 @@
 """gunicorn's gevent worker, answering the requests gunicorn refuses itself in the API's JSON,
-taking its share of the host's connections (mmm.connection_balance), and sending each response's
-head with its first body bytes (mmm.gunicorn_response), and reading its configuration as plain
-attributes.
+taking its share of the host's connections (mmm.connection_balance), sending each response's
+head with its first body bytes and formatting its Date once a second (mmm.gunicorn_response),
+and reading its configuration as plain attributes.
 
 gunicorn answers a request it cannot parse, or one over its limits (mmm/gunicorn.conf.py), before
 the application sees it, with a small HTML page. This worker lets gunicorn decide, log and count
@@ -19,7 +19,7 @@ from gunicorn.workers import ggevent
 from gunicorn.workers.ggevent import GeventWorker as _GeventWorker
 
 from mmm import connection_balance
-from mmm.gunicorn_response import CoalescingResponse, SocketBuffer
+from mmm.gunicorn_response import CoalescingResponse, SocketBuffer, http_date
 
 # gunicorn's status -> (code, message); the message never echoes what the client sent.
 _REFUSALS = {
@@ -85,6 +85,7 @@ class GeventWorker(_GeventWorker):
         # process runs it.
         ggevent.StreamServer = _BalancedStreamServer
         wsgi.Response = CoalescingResponse  # what wsgi.create() answers HTTP/1.1 requests with
+        util.http_date = http_date  # its Date header, made once a second
         super().run()
 
     def handle(self, listener, client, addr):

@@ -5,11 +5,14 @@ socket that records its sends: the bytes on the wire must be identical (Date asi
 here), and the head must travel with the first body item wherever one follows.
 """
 
+import time
+
 import pytest
 from gunicorn import util
 from gunicorn.config import Config
 from gunicorn.http import wsgi
 
+from mmm import gunicorn_response
 from mmm.gunicorn_response import COALESCE_MAX_BYTES, CoalescingResponse
 
 
@@ -146,7 +149,30 @@ def test_the_gateway_worker_answers_with_it(monkeypatch):
 
     monkeypatch.setattr(wsgi, "Response", wsgi.Response)  # restored after the test
     monkeypatch.setattr(ggevent, "StreamServer", ggevent.StreamServer)
+    monkeypatch.setattr(util, "http_date", util.http_date)
     monkeypatch.setattr(ggevent.GeventWorker, "run", lambda self: None)  # the serving loop itself
     GeventWorker.run(object.__new__(GeventWorker))
 
     assert wsgi.Response is CoalescingResponse  # what wsgi.create() builds for each request
+    assert util.http_date is gunicorn_response.http_date
+
+
+def test_the_date_is_gunicorns_for_the_current_second(monkeypatch):
+    clock = [1_796_083_200.25]  # 2026-12-01 00:00:00.25 UTC
+    monkeypatch.setattr(gunicorn_response.time, "time", lambda: clock[0])
+    monkeypatch.setattr(gunicorn_response, "_date_of_second", (-1, ""))
+    assert gunicorn_response.http_date() == "Tue, 01 Dec 2026 00:00:00 GMT"
+    clock[0] += 0.7  # the same second's text
+    assert gunicorn_response.http_date() == "Tue, 01 Dec 2026 00:00:00 GMT"
+    clock[0] += 0.1  # the next second
+    assert gunicorn_response.http_date() == "Tue, 01 Dec 2026 00:00:01 GMT"
+    assert gunicorn_response.http_date(0) == "Thu, 01 Jan 1970 00:00:00 GMT"  # a given time as given
+
+
+def test_the_date_matches_gunicorns_own_now():
+    for _ in range(100):  # (until both fall in one second)
+        before, ours, theirs = int(time.time()), gunicorn_response.http_date(), gunicorn_response._gunicorns_http_date()
+        if int(time.time()) == before:
+            assert ours == theirs
+            return
+    pytest.fail("the clock crossed a second boundary 100 times in a row")
