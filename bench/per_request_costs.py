@@ -1,4 +1,4 @@
-"""Two fixed costs of every request in a gevent worker: ``python -m bench.per_request_costs``.
+"""Fixed costs of every request in a gevent worker: ``python -m bench.per_request_costs``.
 
 Sets Django up as a gunicorn worker runs it (gevent patched, the SQLite database connected, the
 default cache used, the log configured from mmm.settings), then times, in this process:
@@ -6,7 +6,10 @@ default cache used, the log configured from mmm.settings), then times, in this p
   Django's own receivers and with mmm.request_signals' two in their place;
 - one completion's log line (``mmm.request``'s INFO with its fields) into a handler that keeps
   the record and writes nothing, with every record field logging fills and with
-  console.log_records' switches off.
+  console.log_records' switches off;
+- a read of a setting already read, through Django's LazySettings and with mmm.settings_reads
+  installed, and a read of gunicorn's config, as Config and as the worker's _SettledConfig;
+- the response's Date header, as gunicorn formats it and as mmm.gunicorn_response keeps it.
 """
 
 from gevent import monkey
@@ -81,11 +84,43 @@ def main(argv: list[str] | None = None) -> int:
     logger.propagate = False
     printed_only = per_call_us(line, rounds=args.rounds, repeat=args.repeat)
 
+    from django.conf import settings
+    from gunicorn import util
+    from gunicorn.config import Config
+
+    from mmm import gunicorn_response, settings_reads
+    from mmm.gunicorn_worker import _SettledConfig
+
+    def setting() -> None:
+        settings.MMM_CONNECT_TIMEOUT  # noqa: B018
+
+    djangos_read = per_call_us(setting, rounds=args.rounds, repeat=args.repeat)
+    settings_reads.install()
+    direct_read = per_call_us(setting, rounds=args.rounds, repeat=args.repeat)
+    settings_reads.uninstall()
+    cfg = Config()
+
+    def config() -> None:
+        cfg.limit_request_line  # noqa: B018
+
+    configs_read = per_call_us(config, rounds=args.rounds, repeat=args.repeat)
+    cfg.__class__ = _SettledConfig
+    settled_read = per_call_us(config, rounds=args.rounds, repeat=args.repeat)
+    gunicorns_date = per_call_us(util.http_date, rounds=args.rounds, repeat=args.repeat)
+    kept_date = per_call_us(gunicorn_response.http_date, rounds=args.rounds, repeat=args.repeat)
+
     print(f"medians of {args.repeat} x {args.rounds} calls, µs per request:")
     print(f"  request signals, Django's five receivers:      {djangos:6.1f}")
     print(f"  request signals, mmm.request_signals' two:     {ours:6.1f}")
     print(f"  a log line, every record field:                {every_field:6.1f}")
     print(f"  a log line, switched off: {', '.join(off) or 'none'}: {printed_only:6.1f}")
+    print("µs per read or call:")
+    print(f"  a setting, Django's LazySettings:              {djangos_read:6.2f}")
+    print(f"  a setting, mmm.settings_reads installed:       {direct_read:6.2f}")
+    print(f"  gunicorn's config, Config:                     {configs_read:6.2f}")
+    print(f"  gunicorn's config, _SettledConfig:             {settled_read:6.2f}")
+    print(f"  the Date header, gunicorn's http_date:         {gunicorns_date:6.2f}")
+    print(f"  the Date header, mmm.gunicorn_response's:      {kept_date:6.2f}")
     return 0
 
 
