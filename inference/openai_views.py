@@ -3,20 +3,20 @@
 from django.http import HttpResponse, StreamingHttpResponse
 from django.http.response import HttpResponseBase
 from rest_framework import serializers
-from rest_framework.views import APIView
 
 from console.completion_log import completion_logged
 from inference import openai_api, templating
 from inference.openai_services import Answer, chat_completion_answer, openai_passthrough_answer
 from inference.prefixes import SESSION_META_KEY
 from mmm.api_fields import StrictBooleanField, StrictCharField, StrictIntegerField, StrictNumberField
+from mmm.api_view import GatewayAPIView
 from mmm.input_serializers import BoundOnceSerializer, validated
 from registry.selectors import routable_models
 
 # A client's name for one conversation: prefix_aware keeps its turns on one worker.
 
 
-class OpenAIView(APIView):
+class OpenAIView(GatewayAPIView):
     """Errors in the OpenAI shape, which the SDKs turn into their exception classes."""
 
     def get_exception_handler(self):

@@ -194,7 +194,8 @@ def routed_call(
                     "model=%s failed (%s); falling back to model %s", name, exc.default_code, chain[position + 1]
                 )
     if len(failures) == 1:
-        raise failures[0][1]
+        # (Taken out of the list first: this frame, in the error's traceback, would hold it.)
+        raise failures.pop()[1]
     # The client gets the status of what went wrong on a real try (a 502 from the model asked
     # for says more than a 404 for a mistyped fallback), and the message of every model.
     errors = [error for _, error in failures]

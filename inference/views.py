@@ -2,12 +2,12 @@
 
 from django.http import HttpResponse
 from rest_framework.renderers import JSONRenderer
-from rest_framework.views import APIView
 
 from accounts.permissions import InferenceAccess
 from console.completion_log import completion_logged
 from inference.services import completion_create
 from mmm.api_fields import StrictCharField, StrictNumberField
+from mmm.api_view import GatewayAPIView
 from mmm.input_serializers import BoundOnceSerializer, validated
 
 # Rendered here, not through a DRF Response: the same bytes, without the negotiation and the
@@ -15,7 +15,7 @@ from mmm.input_serializers import BoundOnceSerializer, validated
 _RENDERER = JSONRenderer()
 
 
-class CompletionView(APIView):
+class CompletionView(GatewayAPIView):
     permission_classes = [InferenceAccess]
 
     class InputSerializer(BoundOnceSerializer):

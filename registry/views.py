@@ -1,11 +1,11 @@
 """The seed's registry endpoints: register, list and take offline workers."""
 
 from rest_framework.response import Response
-from rest_framework.views import APIView
 
 from accounts.permissions import AdminAccess, WorkerAccess
 from inference.redaction import url_for_display
 from inference.routing_state import routing_state
+from mmm.api_view import GatewayAPIView
 from registry.models import RoutingPolicy
 from registry.ownership import model_owner_describe, model_owner_set
 from registry.selectors import worker_list
@@ -22,7 +22,7 @@ from registry.serializers import (
 from registry.services import policy_delete, policy_set, worker_heartbeat, worker_offline, worker_register
 
 
-class WorkerRegisterView(APIView):
+class WorkerRegisterView(GatewayAPIView):
     permission_classes = [WorkerAccess]
 
     def post(self, request):
@@ -35,7 +35,7 @@ class WorkerRegisterView(APIView):
         return Response(answer)
 
 
-class WorkerListView(APIView):
+class WorkerListView(GatewayAPIView):
     permission_classes = [WorkerAccess]
 
     def get(self, request):
@@ -49,7 +49,7 @@ class WorkerListView(APIView):
         return Response({"success": True, "data": WorkerOutput(workers, many=True, context=context).data})
 
 
-class WorkerOfflineView(APIView):
+class WorkerOfflineView(GatewayAPIView):
     permission_classes = [WorkerAccess]
 
     def post(self, request):
@@ -66,7 +66,7 @@ class WorkerOfflineView(APIView):
         )
 
 
-class WorkerHeartbeatView(APIView):
+class WorkerHeartbeatView(GatewayAPIView):
     permission_classes = [WorkerAccess]
 
     def post(self, request):
@@ -85,14 +85,14 @@ class WorkerHeartbeatView(APIView):
         )
 
 
-class PolicyListView(APIView):
+class PolicyListView(GatewayAPIView):
     permission_classes = [WorkerAccess]
 
     def get(self, request):
         return Response({"success": True, "data": PolicyOutput(RoutingPolicy.objects.all(), many=True).data})
 
 
-class PolicySetView(APIView):
+class PolicySetView(GatewayAPIView):
     # A policy changes routing for every client of the model: operators only.
     permission_classes = [AdminAccess]
 
@@ -109,7 +109,7 @@ class PolicySetView(APIView):
         )
 
 
-class PolicyDeleteView(APIView):
+class PolicyDeleteView(GatewayAPIView):
     permission_classes = [AdminAccess]
 
     def post(self, request):
@@ -120,7 +120,7 @@ class PolicyDeleteView(APIView):
         return Response({"success": True, "msg": f"routing policy of {model_name} deleted; it uses the defaults"})
 
 
-class ModelOwnerView(APIView):
+class ModelOwnerView(GatewayAPIView):
     # Who may add workers to a model decides who sees its prompts: operators only.
     permission_classes = [AdminAccess]
 

@@ -11,16 +11,14 @@ import pytest
 from django.core import signals
 from django.core.exceptions import ImproperlyConfigured
 from django.db import close_old_connections
-from django.test import RequestFactory
 
 from console.models import RequestLog
 from console.request_log import request_log_writer
 from mmm.handler import GatewayWSGIHandler, takes_lean_chain
 from tests.conftest import SEED_ANSWER, seed_registration
+from tests.wsgi_calls import call, factory
 
 pytestmark = pytest.mark.django_db
-
-factory = RequestFactory()
 
 
 @pytest.fixture
@@ -39,36 +37,6 @@ def _counting(app: GatewayWSGIHandler) -> GatewayWSGIHandler:
     app._lean_chain = counted
     app.lean_calls = calls
     return app
-
-
-def call(app, method: str, path: str, body=None, *, cookie: str = "") -> tuple[str, dict, bytes]:
-    extra = {"HTTP_COOKIE": cookie}
-    if body is None:
-        request = factory.generic(method, path, **extra)
-    else:
-        raw = body if isinstance(body, bytes) else json.dumps(body).encode()
-        request = factory.generic(method, path, raw, content_type="application/json", **extra)
-    started = {}
-
-    def start_response(status, headers):
-        started.update(status=status, headers=headers)
-
-    # As Django's test client does, the request signals leave the test's database connection open
-    # (it holds the test's transaction; PostgreSQL's would be closed under it). Around each call:
-    # the test client connects them again after each of its own.
-    signals.request_started.disconnect(close_old_connections)
-    signals.request_finished.disconnect(close_old_connections)
-    try:
-        answer = app(request.environ, start_response)
-        try:
-            content = b"".join(answer)
-        finally:
-            answer.close()
-    finally:
-        signals.request_started.connect(close_old_connections)
-        signals.request_finished.connect(close_old_connections)
-    headers = {name: value for name, value in started["headers"] if name != "X-Request-ID"}
-    return started["status"], headers, content
 
 
 def both_chains(app, method, path, body=None):

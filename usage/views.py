@@ -8,11 +8,11 @@ from django.http import HttpResponse
 from rest_framework import serializers
 from rest_framework.exceptions import NotAuthenticated
 from rest_framework.response import Response
-from rest_framework.views import APIView
 
 from accounts.caller import Caller
 from accounts.permissions import AdminAccess
 from inference.openai_views import OpenAIView
+from mmm.api_view import GatewayAPIView
 from usage.models import Team, usd_text
 from usage.selectors import GROUPS, usage_rows, usage_summary
 from usage.services import budgets_left
@@ -75,7 +75,7 @@ def csv_response(summary: list[dict]) -> HttpResponse:
     return response
 
 
-class AdminUsageView(APIView):
+class AdminUsageView(GatewayAPIView):
     permission_classes = [AdminAccess]
 
     def get(self, request):

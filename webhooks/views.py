@@ -3,11 +3,11 @@
 from django.core.exceptions import ValidationError
 from rest_framework import status
 from rest_framework.response import Response
-from rest_framework.views import APIView
 
 from accounts.models import ApiKey
 from accounts.permissions import AdminAccess
 from mmm.api_errors import ApiError
+from mmm.api_view import GatewayAPIView
 from webhooks.models import WebhookEndpoint
 from webhooks.serializers import WebhookEndpointInput, WebhookEndpointOutput
 from webhooks.services import webhook_endpoint_create
@@ -21,7 +21,7 @@ class WebhookEndpointNotFound(ApiError):
         super().__init__(f"no webhook endpoint has the id {endpoint_id}")
 
 
-class WebhookEndpointListView(APIView):
+class WebhookEndpointListView(GatewayAPIView):
     # Where a key's events go decides who learns about its jobs: operators only.
     permission_classes = [AdminAccess]
 
@@ -47,7 +47,7 @@ class WebhookEndpointListView(APIView):
         )
 
 
-class WebhookEndpointView(APIView):
+class WebhookEndpointView(GatewayAPIView):
     permission_classes = [AdminAccess]
 
     def get(self, request, endpoint_id: int):

@@ -5,7 +5,6 @@ from collections.abc import Callable, Iterator
 
 from django.http import HttpResponse, StreamingHttpResponse
 from django.http.response import HttpResponseBase
-from rest_framework.views import APIView
 
 from console.completion_log import completion_logged
 from inference import openai_api, templating
@@ -17,6 +16,7 @@ from inference.ingress.checks import a_bool, a_dict, optional_string
 from inference.openai_views import OpenAIView
 from inference.prefixes import SESSION_META_KEY
 from mmm.api_errors import api_exception_handler
+from mmm.api_view import GatewayAPIView
 from registry.selectors import routable_models
 from response_store.services import conversation_before, owner_of, response_delete, response_store, stored_response
 
@@ -28,7 +28,7 @@ def anthropic_exception_handler(exc: Exception, context: dict):
     return response
 
 
-class MessagesView(APIView):
+class MessagesView(GatewayAPIView):
     """The Anthropic Messages API; the key may come as ``x-api-key`` (what Anthropic's SDK
     sends), and ``anthropic-version`` is accepted whatever it says."""
 

@@ -495,7 +495,10 @@ class Relayed:
             )
         self.attempt.settle(outcome, error)
         # How it ended is in the request's one line (console.middleware), written once it closes.
-        for observer in self._observers:
+        # The observers are let go once told: the request's entry holds this stream, so keeping
+        # them would leave the two in a cycle only the garbage collector frees (mmm.api_view).
+        observers, self._observers = self._observers, []
+        for observer in observers:
             observer(outcome=outcome, error=error)
 
 
