@@ -25,7 +25,6 @@ _CONTEXT_LINKS = ("view", "request", "response")
 
 # (No docstring: drf-spectacular would give it, as their description, to every view without one.)
 class GatewayAPIView(APIView):
-
     def dispatch(self, request, *args, **kwargs):
         response = super().dispatch(request, *args, **kwargs)
         # (A closer holds the view until it runs: one more link, dropped when it runs.)
