@@ -7,8 +7,8 @@ everything a request touched (the Django and DRF requests, the view, the respons
 body, the usage reservation, gunicorn's request and response objects; about 55 objects a
 completion) waited for the garbage collector. At c=32 a collection ran every request or two,
 each walked the 32 requests in flight and moved them into the older generations, and the
-older generations' collections walked them again: 60 µs of a proxied completion's 0.9 ms went
-to the collector, and a full collection paused the worker for about 10 ms (docs/benchmark.md).
+older generations' collections walked them again: about 50 µs of a proxied completion's 0.85 ms
+went to the collector, and a full collection paused the worker for about 10 ms (docs/benchmark.md).
 
 Once the response is closed (the body sent, a stream ended however it ended: Django closes the
 response then) nothing reads the view or the request's parser context again, so the view drops
