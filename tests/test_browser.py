@@ -14,6 +14,7 @@ import pytest
 from tests.conftest import CHROMIUM
 from tests.fake_upstream import Reply, Seen
 from tests.gateway_process import GatewayProcess, gateway_database
+from tests.waiting import wait_until
 
 pytestmark = [pytest.mark.browser, pytest.mark.e2e]
 
@@ -171,14 +172,16 @@ def test_an_operator_adds_a_worker_tries_it_and_sees_the_traffic(gateway, page, 
             w["req_url_template"].endswith("/down") and (w["traffic"] or {}).get("ejected_until") for w in workers
         )
 
-    for index in range(60):  # the failing worker gets a share of these until it is ejected
-        assert (
-            gateway.post("/api/v1/chat/completions", {"model_name": "pair-demo", "input": f"p{index}"}).status_code
-            == 200
-        )
-        if down_ejected():
-            break
-    assert down_ejected(), "60 requests did not get the failing worker ejected"
+    sent = iter(range(10_000))
+
+    def answered_then_down_ejected() -> bool:
+        # The failing worker gets every other request once a gunicorn worker has reloaded the
+        # round-robin policy (on a loaded machine, seconds after it was set): until it is ejected.
+        answer = gateway.post("/api/v1/chat/completions", {"model_name": "pair-demo", "input": f"p{next(sent)}"})
+        assert answer.status_code == 200, answer.text
+        return down_ejected()
+
+    wait_until(answered_then_down_ejected, timeout=30, what="live traffic to get the failing worker ejected", poll=0)
     # A name only a client typed.
     assert gateway.post("/api/v1/chat/completions", {"model_name": "no-such-model", "input": "x"}).status_code == 404
 
