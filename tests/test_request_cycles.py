@@ -90,16 +90,12 @@ def test_a_served_request_is_freed_when_its_response_closes(registered, applicat
         assert_no_request_left(garbage, strict=True)
 
 
-def test_the_check_sees_a_request_left_in_a_cycle(application, registered):
+def test_the_check_sees_a_request_left_in_a_cycle(application, registered, monkeypatch):
     """Without GatewayAPIView's release the view and its request are the collector's again."""
-    original = GatewayAPIView._let_go
-    GatewayAPIView._let_go = lambda self: None
-    try:
-        garbage = collectable_garbage_of(
-            lambda: call(application, "POST", "/api/v1/chat/completions", {"model_name": "proxyllm", "input": "hi"})
-        )
-    finally:
-        GatewayAPIView._let_go = original
+    monkeypatch.setattr(GatewayAPIView, "_let_go", lambda self: None)
+    garbage = collectable_garbage_of(
+        lambda: call(application, "POST", "/api/v1/chat/completions", {"model_name": "proxyllm", "input": "hi"})
+    )
 
     with pytest.raises(AssertionError, match="left for the collector"):
         assert_no_request_left(garbage)

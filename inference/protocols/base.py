@@ -566,7 +566,8 @@ class _ChoicesAttempt:
             return
         self.done, self.failed = True, outcome is not Outcome.OK
         self.attempt.settle(outcome, reason)
-        for observer in self.observers:
+        observers, self.observers = self.observers, []  # let go once told, as Relayed does
+        for observer in observers:
             observer(outcome=outcome, error=reason)
 
 
