@@ -95,7 +95,9 @@ def main(argv: list[str] | None = None) -> int:
         settings.MMM_CONNECT_TIMEOUT  # noqa: B018
 
     djangos_read = per_call_us(setting, rounds=args.rounds, repeat=args.repeat)
-    settings_reads.install()
+    if not settings_reads.install():
+        print("django.conf.settings is not Django's LazySettings; nothing to compare")
+        return 1
     direct_read = per_call_us(setting, rounds=args.rounds, repeat=args.repeat)
     settings_reads.uninstall()
     cfg = Config()
