@@ -9,7 +9,9 @@ default cache used, the log configured from mmm.settings), then times, in this p
   console.log_records' switches off;
 - a read of a setting already read, through Django's LazySettings and with mmm.settings_reads
   installed, and a read of gunicorn's config, as Config and as the worker's _SettledConfig;
-- the response's Date header, as gunicorn formats it and as mmm.gunicorn_response keeps it.
+- the response's Date header, as gunicorn formats it and as mmm.gunicorn_response keeps it;
+- gunicorn's check of whether the peer may set forwarded headers, as gunicorn makes it and as
+  mmm.gunicorn_worker remembers it.
 """
 
 from gevent import monkey
@@ -111,6 +113,20 @@ def main(argv: list[str] | None = None) -> int:
     gunicorns_date = per_call_us(util.http_date, rounds=args.rounds, repeat=args.repeat)
     kept_date = per_call_us(gunicorn_response.http_date, rounds=args.rounds, repeat=args.repeat)
 
+    from gunicorn.http import message
+
+    from mmm.gunicorn_worker import remembered_allow_list_check
+
+    allowed = cfg.forwarded_allow_ips
+    networks = cfg.forwarded_allow_networks()
+    gunicorns_peer = per_call_us(
+        lambda: message._ip_in_allow_list("127.0.0.1", allowed, networks), rounds=args.rounds, repeat=args.repeat
+    )
+    remembered = remembered_allow_list_check(message._ip_in_allow_list)
+    remembered_peer = per_call_us(
+        lambda: remembered("127.0.0.1", allowed, networks), rounds=args.rounds, repeat=args.repeat
+    )
+
     print(f"medians of {args.repeat} x {args.rounds} calls, µs per request:")
     print(f"  request signals, Django's five receivers:      {djangos:6.1f}")
     print(f"  request signals, mmm.request_signals' two:     {ours:6.1f}")
@@ -123,6 +139,8 @@ def main(argv: list[str] | None = None) -> int:
     print(f"  gunicorn's config, _SettledConfig:             {settled_read:6.2f}")
     print(f"  the Date header, gunicorn's http_date:         {gunicorns_date:6.2f}")
     print(f"  the Date header, mmm.gunicorn_response's:      {kept_date:6.2f}")
+    print(f"  the forwarded-header peer check, gunicorn's:   {gunicorns_peer:6.2f}")
+    print(f"  the same check, mmm.gunicorn_worker's memo:    {remembered_peer:6.2f}")
     return 0
 
 

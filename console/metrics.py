@@ -16,6 +16,7 @@ from prometheus_client.core import GaugeMetricFamily
 from prometheus_client.registry import REGISTRY, Collector
 
 from console.job_metrics import JobStateCollector
+from inference.routing import routing_table
 from mmm.process import current_pid
 
 if os.environ.get("PROMETHEUS_MULTIPROC_DIR"):
@@ -76,8 +77,6 @@ def child(metric, *values: str):
 def model_label(model_name: str) -> str:
     """The model label of a series: names a client sends but nobody registered share one, so
     random names cannot grow the metrics (and their files under multiprocess mode) without end."""
-    from inference.routing import routing_table
-
     return model_name if model_name and routing_table.knows(model_name) else UNKNOWN_MODEL
 
 

@@ -1,7 +1,8 @@
 """gunicorn's gevent worker, answering the requests gunicorn refuses itself in the API's JSON,
 taking its share of the host's connections (mmm.connection_balance), sending each response's
 head with its first body bytes and formatting its Date once a second (mmm.gunicorn_response),
-and reading its configuration as plain attributes.
+reading its configuration as plain attributes, and remembering which peers may set forwarded
+headers.
 
 gunicorn answers a request it cannot parse, or one over its limits (mmm/gunicorn.conf.py), before
 the application sees it, with a small HTML page. This worker lets gunicorn decide, log and count
@@ -14,7 +15,7 @@ import json
 from gevent.server import StreamServer
 from gunicorn import util
 from gunicorn.config import Config
-from gunicorn.http import wsgi
+from gunicorn.http import message, wsgi
 from gunicorn.workers import ggevent
 from gunicorn.workers.ggevent import GeventWorker as _GeventWorker
 
@@ -73,6 +74,35 @@ class _SettledConfig(Config):
         self.__dict__.pop(name, None)
 
 
+# Peers and allow lists remembered at most; past it the memo starts again (public clients' addresses
+# are unbounded, a proxy's few).
+_MOST_REMEMBERED_PEERS = 4096
+
+
+def remembered_allow_list_check(check):
+    """gunicorn's ``_ip_in_allow_list(ip, allow_list, networks)``, answering a peer it has seen.
+
+    gunicorn asks for every request whether the peer may set forwarded headers (its
+    ``forwarded_allow_ips``), parsing the address with ``ipaddress`` and testing each network:
+    2.4 µs a request, 1% of a proxied completion's CPU at c=32 (docs/benchmark.md), for an answer
+    that only changes with the allow list. The networks are computed from the list, so the list
+    (as a tuple) and the address are the key.
+    """
+    answers: dict[tuple, bool] = {}
+
+    def checked(ip_str, allow_list, networks):
+        key = (ip_str, tuple(allow_list))
+        answer = answers.get(key)
+        if answer is None:
+            if len(answers) >= _MOST_REMEMBERED_PEERS:
+                answers.clear()
+            answer = answers[key] = check(ip_str, allow_list, networks)
+        return answer
+
+    checked.__wrapped__ = check
+    return checked
+
+
 class GeventWorker(_GeventWorker):
     def init_process(self):
         connection_balance.start_counting(self)
@@ -86,6 +116,7 @@ class GeventWorker(_GeventWorker):
         ggevent.StreamServer = _BalancedStreamServer
         wsgi.Response = CoalescingResponse  # what wsgi.create() answers HTTP/1.1 requests with
         util.http_date = http_date  # its Date header, made once a second
+        message._ip_in_allow_list = remembered_allow_list_check(message._ip_in_allow_list)
         super().run()
 
     def handle(self, listener, client, addr):

@@ -2,8 +2,11 @@
 
 from datetime import timedelta
 from decimal import Decimal
+from zoneinfo import ZoneInfo
 
 import pytest
+from django.db import connection
+from django.test.utils import CaptureQueriesContext
 from django.utils import timezone
 
 from console.models import RequestLog, latency_class
@@ -75,3 +78,73 @@ def test_ignore_conflicts_skips_a_ledger_row_whose_usage_id_is_stored(db):
     )
     stored = dict(UsageRecord.objects.values_list("usage_id", "video_seconds"))
     assert stored == {"u1": Decimal("1.500"), "u2": Decimal("2.250")}
+
+
+sqlite_only = pytest.mark.skipif(connection.vendor != "sqlite", reason="SQLite's own statement path")
+
+
+@sqlite_only
+def test_the_sqlite_datetime_text_is_djangos_for_every_kind_of_value():
+    from django.db.models import DateTimeField
+
+    ours = bulk_rows._adapter(DateTimeField(), connection)
+    djangos = connection.ops.adapt_datetimefield_value
+    utc_now = timezone.now()
+    elsewhere = utc_now.astimezone(ZoneInfo("Asia/Kolkata"))
+    whole_second = utc_now.replace(microsecond=0)  # str() leaves the fraction out
+    for value in (utc_now, elsewhere, whole_second):
+        assert ours(value) == djangos(value), value
+    assert ours(utc_now) == str(utc_now.replace(tzinfo=None))
+
+
+@sqlite_only
+def test_on_sqlite_the_insert_skips_djangos_placeholder_rewrite_unless_django_logs_queries(db, monkeypatch):
+    from django.db.backends.sqlite3.base import SQLiteCursorWrapper
+
+    rewritten: list[str] = []
+    djangos = SQLiteCursorWrapper.convert_query
+
+    def convert_query(self, query, *args, **kwargs):
+        rewritten.append(query)
+        return djangos(self, query, *args, **kwargs)
+
+    monkeypatch.setattr(SQLiteCursorWrapper, "convert_query", convert_query)
+    ran: list[str] = []
+    connection.ensure_connection()
+    connection.connection.set_trace_callback(ran.append)
+    try:
+        rows = [log_row(model_name=f"direct{index}") for index in range(3)]
+        bulk_rows.insert(RequestLog, rows, ignore_conflicts=False, using="default")
+    finally:
+        connection.connection.set_trace_callback(None)
+    inserts = [sql for sql in ran if sql.startswith("INSERT")]
+    assert len(inserts) == 1 and "'direct2'" in inserts[0]  # (the trace shows the bound values)
+    assert not [query for query in rewritten if query.startswith("INSERT")]
+    assert all(row.pk is not None for row in rows)
+
+    logged_rows = [log_row(model_name="logged")]
+    with CaptureQueriesContext(connection) as queries:
+        bulk_rows.insert(RequestLog, logged_rows, ignore_conflicts=False, using="default")
+    assert [query["sql"] for query in queries if query["sql"].startswith("INSERT")], "Django's log saw no INSERT"
+    assert [query for query in rewritten if query.startswith("INSERT")], "the logged path skipped Django's cursor"
+    assert logged_rows[0].pk is not None
+
+
+@sqlite_only
+def test_both_sqlite_paths_store_the_same_columns(db):
+    when = timezone.now()
+    values = {"created_at": when, "model_name": "same", "worker_id": 3, "upstream_ms": None, "stream": True}
+    direct = [log_row(**values)]
+    bulk_rows.insert(RequestLog, direct, ignore_conflicts=False, using="default")
+    logged = [log_row(**values)]
+    with CaptureQueriesContext(connection):
+        bulk_rows.insert(RequestLog, logged, ignore_conflicts=False, using="default")
+
+    columns = [field.column for field in RequestLog._meta.concrete_fields if not field.primary_key]
+    with connection.cursor() as cursor:
+        cursor.execute(
+            f"SELECT {', '.join(columns)} FROM console_requestlog WHERE id IN (%s, %s) ORDER BY id",
+            [direct[0].pk, logged[0].pk],
+        )
+        first, second = cursor.fetchall()
+    assert first == second
