@@ -11,7 +11,10 @@ default cache used, the log configured from mmm.settings), then times, in this p
   installed, and a read of gunicorn's config, as Config and as the worker's _SettledConfig;
 - the response's Date header, as gunicorn formats it and as mmm.gunicorn_response keeps it;
 - gunicorn's check of whether the peer may set forwarded headers, as gunicorn makes it and as
-  mmm.gunicorn_worker remembers it.
+  mmm.gunicorn_worker remembers it;
+- a change of a multiprocess metric value (what each counter increment and histogram
+  observation makes, about ten per completion), under gevent's lock and under the OS lock
+  console.metric_values gives it.
 """
 
 from gevent import monkey
@@ -127,6 +130,26 @@ def main(argv: list[str] | None = None) -> int:
         lambda: remembered("127.0.0.1", allowed, networks), rounds=args.rounds, repeat=args.repeat
     )
 
+    import os
+    import tempfile
+
+    from prometheus_client import values
+
+    from console.metric_values import multiprocess_value_class
+    from mmm.process import current_pid
+
+    def value_change_us(value_class) -> float:
+        value = value_class("counter", "bench", "bench_total", (), (), "help")
+        return per_call_us(lambda: value.inc(1), rounds=args.rounds, repeat=args.repeat)
+
+    with tempfile.TemporaryDirectory(prefix="mmm-bench-metrics-") as metrics_dir:
+        os.environ["PROMETHEUS_MULTIPROC_DIR"] = metrics_dir
+        try:
+            gevents_lock = value_change_us(values.MultiProcessValue(process_identifier=current_pid))
+            os_lock = value_change_us(multiprocess_value_class())
+        finally:
+            del os.environ["PROMETHEUS_MULTIPROC_DIR"]
+
     print(f"medians of {args.repeat} x {args.rounds} calls, µs per request:")
     print(f"  request signals, Django's five receivers:      {djangos:6.1f}")
     print(f"  request signals, mmm.request_signals' two:     {ours:6.1f}")
@@ -141,6 +164,8 @@ def main(argv: list[str] | None = None) -> int:
     print(f"  the Date header, mmm.gunicorn_response's:      {kept_date:6.2f}")
     print(f"  the forwarded-header peer check, gunicorn's:   {gunicorns_peer:6.2f}")
     print(f"  the same check, mmm.gunicorn_worker's memo:    {remembered_peer:6.2f}")
+    print(f"  a metric value's change, gevent's lock:        {gevents_lock:6.2f}")
+    print(f"  the same, console.metric_values' OS lock:      {os_lock:6.2f}")
     return 0
 
 

@@ -16,13 +16,11 @@ from prometheus_client.core import GaugeMetricFamily
 from prometheus_client.registry import REGISTRY, Collector
 
 from console.job_metrics import JobStateCollector
+from console.metric_values import multiprocess_value_class
 from inference.routing import routing_table
-from mmm.process import current_pid
 
 if os.environ.get("PROMETHEUS_MULTIPROC_DIR"):
-    # Multiprocess values ask for the process id before every change, to notice a fork; the id
-    # as of the last fork is the same answer without a system call each time (mmm.process).
-    values.ValueClass = values.MultiProcessValue(process_identifier=current_pid)
+    values.ValueClass = multiprocess_value_class()  # (console.metric_values says how and why)
 
 # Seconds; LLM calls run from tens of milliseconds (cached, tiny models) to minutes.
 LATENCY_BUCKETS = (0.025, 0.05, 0.1, 0.25, 0.5, 1, 2.5, 5, 10, 30, 60, 120, 300, float("inf"))
