@@ -205,3 +205,20 @@ def test_a_response_whose_head_the_server_refuses_is_still_finished(application,
     lines = [r.getMessage() for r in caplog.records if r.name == "mmm.request"]
     assert any("path=/api/server/workers" in line for line in lines), lines
     assert "mmm.response" not in request.environ  # no reference kept past the request
+
+
+def test_a_lean_request_reverses_urls_as_the_full_chain_does(application):
+    from django.urls import get_urlconf, reverse
+
+    seen = []
+    lean_chain = application._lean_chain
+
+    def noting(request):
+        # The lean chain sets no URLconf; reverse() falls back to ROOT_URLCONF.
+        seen.append((get_urlconf(), reverse("openapi-schema")))
+        return lean_chain(request)
+
+    application._lean_chain = noting
+    call(application, "POST", "/v1/chat/completions", {"model": "nobody-serves-this", "messages": []})
+    assert seen == [(None, "/api/schema/")]
+    assert get_urlconf() is None  # nothing left set for the thread's next request
