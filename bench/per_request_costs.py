@@ -14,7 +14,9 @@ default cache used, the log configured from mmm.settings), then times, in this p
   mmm.gunicorn_worker remembers it;
 - a change of a multiprocess metric value (what each counter increment and histogram
   observation makes, about ten per completion), under gevent's lock and under the OS lock
-  console.metric_values gives it.
+  console.metric_values gives it;
+- a chat completion's JSON (the client's body read by the strict parser, the upstream's body
+  written, its answer read), through the standard library and through mmm.json_codec.
 """
 
 from gevent import monkey
@@ -150,11 +152,44 @@ def main(argv: list[str] | None = None) -> int:
         finally:
             del os.environ["PROMETHEUS_MULTIPROC_DIR"]
 
+    import json
+
+    from mmm import json_codec, parsers
+
+    chat = {"model": "bench", "messages": [{"role": "user", "content": "hello"}], "max_tokens": 64, "stream": False}
+    chat_raw = json.dumps(chat).encode()
+    answer_raw = json.dumps(
+        {
+            "id": "chatcmpl-0123456789",
+            "object": "chat.completion",
+            "created": 1764720000,
+            "model": "bench",
+            "choices": [{"index": 0, "message": {"role": "assistant", "content": "hi"}, "finish_reason": "stop"}],
+            "usage": {"prompt_tokens": 5, "completion_tokens": 1, "total_tokens": 6},
+        }
+    ).encode()
+
+    def stdlib_json() -> None:
+        body = json.loads(chat_raw.decode("utf-8"), parse_constant=parsers._no_constant)
+        parsers._check(body)
+        json.dumps(body, ensure_ascii=False).encode("utf-8")
+        json.loads(answer_raw)
+
+    def codec_json() -> None:
+        body = parsers.parse_json_body(chat_raw)
+        json_codec.dumps(body)
+        json_codec.loads(answer_raw)
+
+    stdlib_json_us = per_call_us(stdlib_json, rounds=args.rounds, repeat=args.repeat)
+    codec_json_us = per_call_us(codec_json, rounds=args.rounds, repeat=args.repeat)
+
     print(f"medians of {args.repeat} x {args.rounds} calls, µs per request:")
     print(f"  request signals, Django's five receivers:      {djangos:6.1f}")
     print(f"  request signals, mmm.request_signals' two:     {ours:6.1f}")
     print(f"  a log line, every record field:                {every_field:6.1f}")
     print(f"  a log line, switched off: {', '.join(off) or 'none'}: {printed_only:6.1f}")
+    print(f"  a chat completion's JSON, the standard library: {stdlib_json_us:5.1f}")
+    print(f"  a chat completion's JSON, mmm.json_codec:      {codec_json_us:6.1f}")
     print("µs per read or call:")
     print(f"  a setting, Django's LazySettings:              {djangos_read:6.2f}")
     print(f"  a setting, mmm.settings_reads installed:       {direct_read:6.2f}")

@@ -7,6 +7,7 @@ from typing import Any
 
 from rest_framework.response import Response
 
+from mmm import json_codec
 from mmm.api_errors import api_exception_handler, openai_error_type
 
 
@@ -33,7 +34,7 @@ def openai_exception_handler(exc: Exception, context: dict) -> Response:
 
 
 def json_bytes(document: Any) -> bytes:
-    return json.dumps(document, ensure_ascii=False).encode("utf-8")
+    return json_codec.dumps(document)
 
 
 def answer_text(result: Any) -> str:

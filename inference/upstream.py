@@ -13,7 +13,6 @@ carries a header value or a URL's query string, where upstream API keys live.
 import base64
 import contextlib
 import importlib.metadata
-import json
 import logging
 import re
 import threading
@@ -33,7 +32,7 @@ from inference import egress, upstream_gevent
 
 # inference.redaction defines what is secret and how it is masked.
 from inference.redaction import mask_secrets
-from mmm import tracing
+from mmm import json_codec, tracing
 from mmm.request_id import HEADER as REQUEST_ID_HEADER
 from mmm.request_id import current_request_id
 
@@ -76,7 +75,7 @@ class UpstreamResponse:
     def json_or_text(self) -> tuple[bool, Any]:
         """(True, parsed JSON) when the body is JSON, else (False, the body as text)."""
         try:
-            return True, json.loads(self.content)
+            return True, json_codec.loads(self.content)
         except ValueError:
             return False, self.content.decode("utf-8", errors="replace")
 
@@ -200,7 +199,7 @@ def start_exchange(
     timeout: float,
 ) -> Response:
     """Send ``request``; return once the status line and headers are in, the body left to read."""
-    data = None if request.json_body is None else json.dumps(request.json_body, ensure_ascii=False).encode("utf-8")
+    data = None if request.json_body is None else json_codec.dumps(request.json_body)
     with tracing.http_client_span(request.method, request.url, headers) as span:
         if isinstance(pool, upstream_gevent.GeventPools):
             response = pool.start(

@@ -48,6 +48,7 @@ from inference.streaming import (
     error_event,
     relay,
 )
+from mmm import json_codec
 from mmm.api_errors import ApiError
 
 if TYPE_CHECKING:
@@ -109,7 +110,7 @@ class Answer:
         if self.stream is not None or not self.body.startswith(b"{"):
             return None
         try:
-            usage = json.loads(self.body).get("usage")
+            usage = json_codec.loads(self.body).get("usage")
         except ValueError:
             return None
         return usage if isinstance(usage, dict) else None
