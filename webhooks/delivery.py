@@ -10,7 +10,6 @@ again, which the specification tells it to drop). A sender that dies mid-attempt
 that expires, and the delivery is taken over.
 """
 
-import json
 import logging
 import secrets
 import threading
@@ -124,8 +123,8 @@ def _attempt(delivery: WebhookDelivery, *, now: datetime, pool: urllib3.PoolMana
             "webhook %s %s to %s refused by the egress policy", delivery.event_type, delivery.event_id, where
         )
         return
-    # upstream.send serializes json_body with exactly this call: the signed text is the sent body.
-    body = json.dumps(delivery.payload, ensure_ascii=False)
+    # The signed text is the sent body: upstream.send writes json_body as encoded_body does.
+    body = upstream.encoded_body(delivery.payload).decode("utf-8")
     headers = signed_headers(secret=endpoint.secret, event_id=delivery.event_id, body=body, sent_at=datetime.now(UTC))
     headers["User-Agent"] = "mmm-webhooks"
     request = upstream.UpstreamRequest("POST", endpoint.url, headers=headers, json_body=delivery.payload)
