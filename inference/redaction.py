@@ -7,6 +7,7 @@ logs, quoted upstream errors) goes through here; the stored values keep them, en
 (registry/fields.py).
 """
 
+import functools
 import json
 import re
 from collections.abc import Iterable
@@ -44,6 +45,9 @@ def is_secret_field(name: Any, value: Any) -> bool:
 # --- Showing -----------------------------------------------------------------------------------
 
 
+# Every completion's request-log row names its worker's URL this way (0.9% of a proxied
+# completion's CPU at c=32, docs/benchmark.md); the registered URLs are few and the answer fixed.
+@functools.lru_cache(maxsize=4096)
 def redact_url(url: str) -> str:
     """The URL without query string, fragment or user info: what log lines and stored records name."""
     try:
