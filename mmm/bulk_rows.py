@@ -18,7 +18,7 @@ On SQLite (the default, where the writer thread shares the worker's GIL) a state
 driver as SQLite's own ``?`` form through the connection's DB-API cursor, and an aware UTC
 datetime is written as the text Django's adaptation makes of it without Django's steps: Django's
 cursor rewrites every ``%s`` of a 64-row statement (1,400 of them) with a regular expression and
-adapts each datetime through make_naive, about 5 µs a row of the writer's CPU
+adapts each datetime through make_naive, about 7 µs a row of the writer's CPU
 (``python -m bench.row_writes``). Where Django logs queries (DEBUG, or a test's
 CaptureQueriesContext) the statement goes through Django's cursor as before, so it is seen.
 """
