@@ -170,8 +170,9 @@ def main(argv: list[str] | None = None) -> int:
     ).encode()
 
     def stdlib_json() -> None:
-        body = json.loads(chat_raw.decode("utf-8"), parse_constant=parsers._no_constant)
-        parsers._check(body)
+        # The strict parser's standard-library path (orjson's turned away), and what
+        # inference.upstream wrote and read before mmm.json_codec.
+        body = parsers.parse_json_body(chat_raw)
         json.dumps(body, ensure_ascii=False).encode("utf-8")
         json.loads(answer_raw)
 
@@ -180,7 +181,12 @@ def main(argv: list[str] | None = None) -> int:
         json_codec.dumps(body)
         json_codec.loads(answer_raw)
 
-    stdlib_json_us = per_call_us(stdlib_json, rounds=args.rounds, repeat=args.repeat)
+    orjsons = json_codec.fast_loads
+    json_codec.fast_loads = lambda raw: (False, None)
+    try:
+        stdlib_json_us = per_call_us(stdlib_json, rounds=args.rounds, repeat=args.repeat)
+    finally:
+        json_codec.fast_loads = orjsons
     codec_json_us = per_call_us(codec_json, rounds=args.rounds, repeat=args.repeat)
 
     print(f"medians of {args.repeat} x {args.rounds} calls, µs per request:")

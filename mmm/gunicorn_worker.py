@@ -84,7 +84,7 @@ def remembered_allow_list_check(check):
 
     gunicorn asks for every request whether the peer may set forwarded headers (its
     ``forwarded_allow_ips``), parsing the address with ``ipaddress`` and testing each network:
-    2.4 µs a request, 1% of a proxied completion's CPU at c=32 (docs/benchmark.md), for an answer
+    1.8 µs a request (``bench.per_request_costs``), 1% of the samples at c=32, for an answer
     that only changes with the allow list. The networks are computed from the list, so the list
     (as a tuple) and the address are the key.
     """
@@ -99,7 +99,6 @@ def remembered_allow_list_check(check):
             answer = answers[key] = check(ip_str, allow_list, networks)
         return answer
 
-    checked.__wrapped__ = check
     return checked
 
 

@@ -1,8 +1,8 @@
 """JSON on the request path through orjson, with the standard library's answers.
 
 A completion parses the client's body, writes the upstream's, and parses the upstream's answer:
-the standard library took about 5 µs of CPU for that on a seed completion and about 8 µs on a
-chat one (docs/benchmark.md), 2.6% of a proxied completion at c=32; orjson does the same work in
+the standard library took 5–10 µs of CPU for that (``bench.per_request_costs``), 2.6% of the
+samples of a proxied completion at c=32; orjson does the same work in
 a tenth of it. Where the two would answer differently, the standard library answers:
 
 - orjson reads an integer past 64 bits as a float; the standard library keeps it exact. A body

@@ -74,21 +74,39 @@ def test_changes_from_greenlets_and_threads_are_all_counted(tmp_path):
     assert answer["seen"] == {"greenlet": 8 * 2000, "thread": 4 * 20000}
 
 
-def test_the_lock_is_the_oss_even_where_gevent_patched_threading():
+# The lock MultiProcessValue made, read from the value class's inc() (a cell of its closure).
+LOCK_OF_THE_CLASS = textwrap.dedent(
+    """
+    from gevent import monkey
+
+    monkey.patch_all()
+
+    import threading
+
+    from prometheus_client import values
+
+    from console.metric_values import multiprocess_value_class
+
+    def lock_of(value_class):
+        cells = dict(zip(value_class.inc.__code__.co_freevars, value_class.inc.__closure__))
+        return cells["lock"].cell_contents
+
+    os_lock_type = type(monkey.get_original("_thread", "allocate_lock")())
+    ours, prometheus_default = lock_of(multiprocess_value_class()), lock_of(values.MultiProcessValue())
+    print(type(ours) is os_lock_type, type(prometheus_default) is os_lock_type, values.Lock is threading.Lock)
+    """
+)
+
+
+def test_the_value_class_locks_with_the_oss_lock_where_gevent_patched_threading():
     done = subprocess.run(
-        [
-            sys.executable,
-            "-c",
-            "from gevent import monkey; monkey.patch_all()\n"
-            "import _thread, threading\n"
-            "from console import metric_values\n"
-            "print(type(metric_values._os_lock()) is type(monkey.get_original('_thread', 'allocate_lock')()),"
-            " type(threading.Lock()) is type(metric_values._os_lock()))",
-        ],
+        [sys.executable, "-c", LOCK_OF_THE_CLASS],
         cwd=ROOT,
+        env={"PROMETHEUS_MULTIPROC_DIR": "/nonexistent", "PATH": "/usr/bin:/bin"},
         capture_output=True,
         text=True,
         timeout=60,
     )
     assert done.returncode == 0, done.stderr[-2000:]
-    assert done.stdout.split() == ["True", "False"]  # the OS's lock, not the patched module's
+    # Ours is the OS's lock; prometheus_client's own is gevent's there; its module is left as found.
+    assert done.stdout.split() == ["True", "False", "True"]
