@@ -12,6 +12,12 @@ and at c=32 (req/s, and CPU per request: the system's processes' user + system C
 that run divided by the requests wrk completed), the RSS of its processes after the c=32 run, and
 the time to a stream's first body byte, added to the direct stream's, at c=1 and c=16.
 
+Each system is measured alone, but none is stopped until the end: after the first pass, the c=32
+run is repeated ``--rounds`` times in all, the systems taking turns (in reverse order, then in
+order, ...), so a slow minute of this shared machine falls on every system alike. The req/s and
+CPU per request printed are the median of a system's rounds; each throughput ratio is the median
+of the ratios of one round's runs, printed with every round's own.
+
 Everything is on loopback, every run is bounded in time, and everything started is stopped. A
 system that cannot be installed or started is skipped with the reason printed.
 """
@@ -24,6 +30,7 @@ import os
 import re
 import shutil
 import socket
+import statistics
 import subprocess
 import sys
 import tempfile
@@ -91,6 +98,8 @@ class Row:
     ttfb_c1: float = math.nan
     ttfb_c16: float = math.nan
     note: str = ""
+    rps_rounds: list[float] = field(default_factory=list)  # one per c=32 round, in round order
+    cpu_rounds: list[float] = field(default_factory=list)
 
 
 # --- Processes ------------------------------------------------------------------------------
@@ -514,18 +523,9 @@ def measure(system: System, args: argparse.Namespace, tmp: Path, binary: str) ->
     single = wrk(binary, system.port, system.whole, connections=1, seconds=args.duration, tmp=tmp)
     row.p50_c1, row.p99_c1, row.errors = single.p50_ms, single.p99_ms, single.errors
     print(f"  {system.name}: c=32 ...", file=sys.stderr, flush=True)
-    wrk(binary, system.port, system.whole, connections=32, seconds=args.warmup, tmp=tmp)
-    cpu_before = cpu_by_role(system.pid) if system.pid else {}
-    busy = wrk(binary, system.port, system.whole, connections=32, seconds=args.duration, tmp=tmp)
+    busy, spent = busy_round(system, args, tmp, binary)
+    record_round(row, busy, spent)
     if system.pid:
-        spent = {role: seconds - cpu_before.get(role, 0.0) for role, seconds in cpu_by_role(system.pid).items()}
-        row.cpu_ms = sum(spent.values()) * 1000 / max(busy.requests, 1)
-        if system.name.startswith("mmm"):
-            row.note += (
-                "CPU ms per request by process: "
-                + ", ".join(f"{role} {s * 1000 / max(busy.requests, 1):.3f}" for role, s in sorted(spent.items()))
-                + "; "
-            )
         row.rss_mib = process_tree_rss(system.pid)[0] / 2**20
         if system.name.startswith("mmm"):
             # The issue's figure is gunicorn's master and workers; the host-state server and the
@@ -533,7 +533,7 @@ def measure(system: System, args: argparse.Namespace, tmp: Path, binary: str) ->
             web = gunicorn_rss(system.pid) / 2**20
             row.note += f"RSS {web:.0f} MiB for gunicorn's master and workers, {row.rss_mib - web:.0f} for the rest; "
             row.rss_mib = web
-    row.rps_c32, row.errors = busy.per_second, row.errors + busy.errors
+    row.errors += busy.errors
     if system.stream is not None:
         print(f"  {system.name}: stream first byte ...", file=sys.stderr, flush=True)
         for concurrency in (1, 16):
@@ -547,6 +547,43 @@ def measure(system: System, args: argparse.Namespace, tmp: Path, binary: str) ->
             if failures:
                 row.note += f"{failures} failed streams at c={concurrency}; "
     return row
+
+
+def busy_round(system: System, args: argparse.Namespace, tmp: Path, binary: str) -> tuple[WrkResult, dict]:
+    """One c=32 run after its warm-up: wrk's result and the CPU seconds each of the system's roles spent."""
+    wrk(binary, system.port, system.whole, connections=32, seconds=args.warmup, tmp=tmp)
+    cpu_before = cpu_by_role(system.pid) if system.pid else {}
+    busy = wrk(binary, system.port, system.whole, connections=32, seconds=args.duration, tmp=tmp)
+    spent = {}
+    if system.pid:
+        spent = {role: seconds - cpu_before.get(role, 0.0) for role, seconds in cpu_by_role(system.pid).items()}
+    return busy, spent
+
+
+def record_round(row: Row, busy: WrkResult, spent: dict[str, float]) -> None:
+    requests = max(busy.requests, 1)
+    row.rps_rounds.append(busy.per_second)
+    row.rps_c32 = statistics.median(row.rps_rounds)
+    if spent:
+        row.cpu_rounds.append(sum(spent.values()) * 1000 / requests)
+        row.cpu_ms = statistics.median(row.cpu_rounds)
+        if row.name.startswith("mmm") and len(row.cpu_rounds) == 1:
+            row.note += (
+                "CPU ms per request by process: "
+                + ", ".join(f"{role} {s * 1000 / requests:.3f}" for role, s in sorted(spent.items()))
+                + "; "
+            )
+
+
+def more_rounds(measured: list[tuple[System, Row]], args: argparse.Namespace, tmp: Path, binary: str) -> None:
+    """Rounds 2.. of the c=32 runs, the systems taking turns: reversed, then in order, and so on."""
+    for number in range(2, args.rounds + 1):
+        order = list(reversed(measured)) if number % 2 == 0 else measured
+        for system, row in order:
+            print(f"  {system.name}: c=32, round {number} of {args.rounds} ...", file=sys.stderr, flush=True)
+            busy, spent = busy_round(system, args, tmp, binary)
+            record_round(row, busy, spent)
+            row.errors += busy.errors
 
 
 SYSTEMS: dict[str, Callable] = {"nginx": nginx, "portkey": portkey, "litellm": litellm}
@@ -572,20 +609,27 @@ def run(args: argparse.Namespace) -> list[Row]:
             Call(CHAT_PATH, {**CHAT_BODY, "stream": True}, baseline="chat"),
         )
         rows += [measure(direct_seed, args, tmp, binary), measure(direct_chat, args, tmp, binary)]
-        for name_ in args.systems:
-            directory = tmp / name_
-            directory.mkdir()
-            try:
-                with ExitStack() as stack:
-                    if name_ == "mmm":
-                        systems = stack.enter_context(mmm(upstream, directory, args.mmm_env))
-                    else:
-                        systems = (stack.enter_context(SYSTEMS[name_](upstream, directory)),)
-                    rows += [measure(system, args, tmp, binary) for system in systems]
-            except SetupError as exc:
-                print(f"  {name_} skipped: {exc}", file=sys.stderr, flush=True)
-                said = [line for line in str(exc).splitlines() if line.strip()] or ["no reason given"]
-                rows.append(Row(name_, "", note=f"skipped: {said[0][:200]}"))
+        measured: list[tuple[System, Row]] = []
+        with ExitStack() as running:  # every system started stays up until the last round
+            for name_ in args.systems:
+                directory = tmp / name_
+                directory.mkdir()
+                try:
+                    with ExitStack() as stack:  # a system that fails is stopped at once
+                        if name_ == "mmm":
+                            systems = stack.enter_context(mmm(upstream, directory, args.mmm_env))
+                        else:
+                            systems = (stack.enter_context(SYSTEMS[name_](upstream, directory)),)
+                        done = [(system, measure(system, args, tmp, binary)) for system in systems]
+                        running.enter_context(stack.pop_all())
+                except SetupError as exc:
+                    print(f"  {name_} skipped: {exc}", file=sys.stderr, flush=True)
+                    said = [line for line in str(exc).splitlines() if line.strip()] or ["no reason given"]
+                    rows.append(Row(name_, "", note=f"skipped: {said[0][:200]}"))
+                    continue
+                measured += done
+                rows += [row for _, row in done]
+            more_rounds(measured, args, tmp, binary)
     return rows
 
 
@@ -620,19 +664,39 @@ def table(rows: list[Row]) -> str:
 
 
 def ratios(rows: list[Row]) -> list[str]:
+    """Each ratio is the median over rounds of one round's two runs, which ran minutes apart at most."""
     by_name = {row.name: row for row in rows}
     lines = []
     for mine in ("mmm seed", "mmm /v1"):
         for peer in ("Portkey", "LiteLLM", "nginx"):
-            if mine in by_name and peer in by_name and not math.isnan(by_name[peer].rps_c32):
-                lines.append(f"{mine} req/s at c=32 / {peer}'s: {by_name[mine].rps_c32 / by_name[peer].rps_c32:.2f}x")
+            if mine not in by_name or peer not in by_name or not by_name[peer].rps_rounds:
+                continue
+            each = [
+                ours / theirs for ours, theirs in zip(by_name[mine].rps_rounds, by_name[peer].rps_rounds, strict=True)
+            ]
+            rounds = ", ".join(f"{ratio:.2f}x" for ratio in each)
+            lines.append(f"{mine} req/s at c=32 / {peer}'s: {statistics.median(each):.2f}x (rounds: {rounds})")
     return lines
+
+
+def cpu_rounds(rows: list[Row]) -> list[str]:
+    return [
+        f"{row.name} CPU ms per request at c=32, rounds: " + ", ".join(f"{ms:.3f}" for ms in row.cpu_rounds)
+        for row in rows
+        if len(row.cpu_rounds) > 1
+    ]
 
 
 def parse_args(argv: list[str] | None) -> argparse.Namespace:
     parser = argparse.ArgumentParser(prog="python -m bench.compare", description=__doc__.splitlines()[0])
     parser.add_argument("--duration", type=float, default=8.0, help="measured seconds of each wrk run (8)")
     parser.add_argument("--warmup", type=float, default=2.0, help="unmeasured seconds before each wrk run (2)")
+    parser.add_argument(
+        "--rounds",
+        type=int,
+        default=3,
+        help="c=32 runs per system, the systems taking turns; the median is printed (3)",
+    )
     parser.add_argument("--stream-duration", type=float, default=3.0, help="seconds of streams at c=1 and c=16 (3)")
     parser.add_argument(
         "--systems",
@@ -648,6 +712,8 @@ def parse_args(argv: list[str] | None) -> argparse.Namespace:
     )
     parser.add_argument("--json", type=Path, metavar="PATH", help="also write the rows to this file")
     args = parser.parse_args(argv)
+    if args.rounds < 1:
+        parser.error("--rounds must be at least 1")
     args.mmm_env = dict(pair.partition("=")[::2] for pair in args.mmm_env)
     args.systems = [name.strip() for name in args.systems.split(",") if name.strip()]
     unknown = set(args.systems) - {"mmm", *SYSTEMS}
@@ -664,10 +730,14 @@ def main(argv: list[str] | None = None) -> int:
     except SetupError as exc:
         print(f"benchmark setup failed: {exc}", file=sys.stderr)
         return 1
-    print(f"\nOne run, {args.duration:g} s per wrk run, load average {load:.1f} at the start:\n")
+    print(
+        f"\nOne run, {args.duration:g} s per wrk run, c=32 figures the median of {args.rounds} rounds, "
+        f"load average {load:.1f} at the start:\n"
+    )
     print(table(rows))
     print()
     print("\n".join(ratios(rows)))
+    print("\n".join(cpu_rounds(rows)))
     if args.json:
         args.json.write_text(json.dumps([row.__dict__ for row in rows], indent=2, default=str))
     return 0
