@@ -7,7 +7,15 @@ database slows the log, never a completion. Under gevent a database driver that 
 to other greenlets (SQLite, the default) would hold the worker's whole event loop for the length
 of the insert, every request in the process waiting on it: there the flusher hands each write to
 a native thread of gevent's thread pool and waits for it cooperatively. (psycopg2, patched by
-psycogreen, yields while PostgreSQL works, so its writes stay in the flusher's greenlet.) A clean shutdown (gunicorn's worker_exit hook, or
+psycogreen, yields while PostgreSQL works, so its writes stay in the flusher's greenlet.)
+
+The native thread still needs the GIL for the Python half of each statement (building its
+parameters), and a pass writes a second's rows at once: on one stretch, the loop's requests ran at
+half speed for the length of the pass (tens of milliseconds), a cluster of slow requests once a
+second that made the p99 at c=1 (bench/compare.py). So between two statements of a pass the
+flusher hands the GIL back for as long as the statement's Python work held it (``GilPacer``;
+in a greenlet it yields to the loop instead): the rows take at most half of the process's turns,
+in bursts of one statement, and the pass stays one transaction. A clean shutdown (gunicorn's worker_exit hook, or
 atexit) writes what is left; a crash loses at most the last interval. While the database is
 down rows stay queued, up to MMM_REQUEST_LOG_MAX_QUEUE; past that the newest are dropped and
 counted, so memory stays bounded.
@@ -16,7 +24,9 @@ counted, so memory stays bounded.
 import atexit
 import logging
 import threading
+import time
 from collections import deque
+from collections.abc import Callable
 
 import gevent
 import gevent.monkey
@@ -30,6 +40,28 @@ from mmm.database import background_bound, deadline
 from mmm.process import current_pid
 
 logger = logging.getLogger("mmm.request_log")
+
+_native_sleep = gevent.monkey.get_original("time", "sleep")  # releases the GIL, not gevent's loop
+# A pause never lasts longer than this, whatever a statement cost (a starved machine, a debugger).
+MOST_PAUSE_SECONDS = 0.01
+
+
+class GilPacer:
+    """Called between two statements of a flush in a native thread: sleeps as long as this thread
+    has run since the last call (its CPU time, which is what held the GIL), at most
+    MOST_PAUSE_SECONDS, so the event loop's thread gets the GIL back for at least as long."""
+
+    def __init__(self) -> None:
+        self._mark = time.thread_time()
+
+    def __call__(self) -> None:
+        spent = time.thread_time() - self._mark
+        _native_sleep(min(spent, MOST_PAUSE_SECONDS))
+        self._mark = time.thread_time()
+
+
+def _yield_to_loop() -> None:
+    gevent.sleep(0)
 
 
 class RequestLogWriter:
@@ -99,8 +131,11 @@ class RequestLogWriter:
             if self.wakes_on_every_row or len(self._queue) >= self.batch_size:
                 self._wake.set()
 
-    def flush(self, *, keep_connection: bool = False) -> int:
+    def flush(self, *, keep_connection: bool = False, pause: Callable[[], None] | None = None) -> int:
         """Write every queued row now, in batches; return how many were written.
+
+        ``pause`` (the flusher's passes) is called between two statements, within a batch and
+        between batches, to give the event loop its turn (the module's docstring).
 
         Rows a failed write could not store go back to the front of the queue for the next try.
         ``keep_connection`` (the flusher's own passes) leaves the database connection open for
@@ -113,9 +148,11 @@ class RequestLogWriter:
         with self._flush_lock:
             try:
                 while self._queue:
+                    if written and pause is not None:
+                        pause()
                     batch = [self._queue.popleft() for _ in range(min(self.batch_size, len(self._queue)))]
                     try:
-                        self.write(batch)
+                        self.write(batch, pause=pause)
                     except Exception:
                         self._queue.extendleft(reversed(batch))
                         raise
@@ -128,15 +165,19 @@ class RequestLogWriter:
                     connection.close()
         return written
 
-    def write(self, batch: list) -> None:
-        """Store one batch of rows (or raise, and they are tried again)."""
+    def write(self, batch: list, *, pause: Callable[[], None] | None = None) -> None:
+        """Store one batch of rows (or raise, and they are tried again); ``pause`` between statements."""
         # A savepoint of its own: a refused batch leaves a caller's transaction usable.
         with deadline(background_bound(), what=f"{self.name} write"), transaction.atomic():
             # A row that has an id was inserted by a try whose commit may have happened unheard
             # (the connection broke on the way back): it must not be written twice, nor fail
             # its batch for ever (bulk_rows writes it with its id, skipped if taken).
             bulk_rows.insert(
-                self.model, batch, ignore_conflicts=self.always_ignore_conflicts, using=self.model.objects.db
+                self.model,
+                batch,
+                ignore_conflicts=self.always_ignore_conflicts,
+                using=self.model.objects.db,
+                between_statements=pause,
             )
 
     def discard(self) -> int:
@@ -162,9 +203,14 @@ class RequestLogWriter:
 
     def _flush_off_the_loop(self) -> int:
         """flush(), in a native thread when this flusher is a greenlet and the driver would block."""
-        if self.writes_database and gevent.monkey.is_module_patched("threading") and connection.vendor == "sqlite":
-            return gevent.get_hub().threadpool.apply(self.flush, kwds={"keep_connection": True})
-        return self.flush(keep_connection=True)
+        if not gevent.monkey.is_module_patched("threading"):
+            return self.flush(keep_connection=True)  # a real thread (manage.py, tests): no loop to wait
+        if self.writes_database and connection.vendor == "sqlite":
+            return gevent.get_hub().threadpool.apply(self._paced_flush)
+        return self.flush(keep_connection=True, pause=_yield_to_loop)
+
+    def _paced_flush(self) -> int:
+        return self.flush(keep_connection=True, pause=GilPacer())  # made in the native thread it paces
 
     def _ensure_flusher(self) -> None:
         # Started on first use: after gunicorn forked this process and gevent patched threading,

@@ -151,8 +151,16 @@ def _statement(
     return sql + f" RETURNING {pk}"
 
 
-def insert(model: type[models.Model], rows: Sequence[models.Model], *, ignore_conflicts: bool, using: str) -> None:
-    """INSERT ``rows`` in as few statements as the backend's parameter limit allows.
+def insert(
+    model: type[models.Model],
+    rows: Sequence[models.Model],
+    *,
+    ignore_conflicts: bool,
+    using: str,
+    between_statements: Callable[[], None] | None = None,
+) -> None:
+    """INSERT ``rows`` in as few statements as the backend's parameter limit allows, calling
+    ``between_statements`` (if given) before each statement but the first.
 
     Rows without an id get theirs (unless ``ignore_conflicts``, where a row may not be written at
     all). Rows that have an id (a retried batch) are written with it and skipped if it is taken.
@@ -165,6 +173,7 @@ def insert(model: type[models.Model], rows: Sequence[models.Model], *, ignore_co
         # module's docstring); Django's cursor otherwise. Errors are Django's either way.
         direct = connection.vendor == "sqlite" and not connection.queries_logged
         run = cursor.cursor if direct else cursor
+        statements = 0
         for group, with_pk, skip in ((fresh, False, ignore_conflicts), (retried, True, True)):
             if not group:
                 continue
@@ -172,6 +181,9 @@ def insert(model: type[models.Model], rows: Sequence[models.Model], *, ignore_co
             values = _row_values(model, using, with_pk)
             size = max(1, min(_MOST_ROWS_PER_STATEMENT, connection.ops.bulk_batch_size(fields, group)))
             for start in range(0, len(group), size):
+                if statements and between_statements is not None:
+                    between_statements()
+                statements += 1
                 chunk = group[start : start + size]
                 params = [value for row in chunk for value in values(row)]
                 sql = _statement(

@@ -1,10 +1,13 @@
 """The request log: one row per completion request, written off the request path."""
 
+import time
+
 import pytest
 from django.db import IntegrityError, OperationalError, connection
 from django.test.utils import CaptureQueriesContext
 from django.utils import timezone
 
+from console import request_log
 from console.models import RequestLog, latency_class
 from console.request_log import RequestLogWriter, request_log_writer
 from registry.models import RoutingPolicy, Worker
@@ -366,3 +369,45 @@ def test_the_flushers_passes_keep_their_connection_while_writes_succeed_and_drop
         writer.flush(keep_connection=True)
     assert connection.connection is None or not closes  # a connection that failed is not kept
     assert len(writer) == 1
+
+
+def test_a_paced_flush_pauses_between_every_two_statements_and_writes_every_row():
+    # 150 rows in batches of 100 (two transactions), each batch in as many statements as the
+    # backend's parameter limit needs: a pause after every statement but the last, within a
+    # batch and between the two.
+    writer = RequestLogWriter(batch_size=100, background=False)
+    for number in range(150):
+        writer.add(row(model_name=f"paced-{number}"))
+    pauses = []
+
+    with CaptureQueriesContext(connection) as queries:
+
+        def inserts_so_far() -> int:
+            return sum(query["sql"].startswith("INSERT") for query in queries.captured_queries)
+
+        written = writer.flush(pause=lambda: pauses.append(inserts_so_far()))
+
+    assert written == 150
+    assert RequestLog.objects.filter(model_name__startswith="paced-").count() == 150
+    statements = inserts_so_far()
+    assert statements >= 2
+    assert pauses == list(range(1, statements))
+
+
+def test_the_gil_pacer_sleeps_for_the_cpu_its_thread_spent_and_never_past_the_cap(monkeypatch):
+    slept = []
+    monkeypatch.setattr(request_log, "_native_sleep", slept.append)
+    pacer = request_log.GilPacer()
+
+    def burn(seconds: float) -> None:
+        start = time.thread_time()
+        while time.thread_time() - start < seconds:
+            pass
+
+    burn(0.002)
+    pacer()
+    burn(request_log.MOST_PAUSE_SECONDS * 3)
+    pacer()
+
+    assert 0.002 <= slept[0] < request_log.MOST_PAUSE_SECONDS
+    assert slept[1] == request_log.MOST_PAUSE_SECONDS

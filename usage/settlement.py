@@ -150,8 +150,8 @@ class SettleWriter(RequestLogWriter):
     def background(self) -> bool:
         return self._background if self._background is not None else settings.MMM_USAGE_SETTLE_BEHIND
 
-    def write(self, batch: list) -> None:
-        settle(batch)
+    def write(self, batch: list, *, pause=None) -> None:
+        settle(batch)  # Redis calls, which yield to the loop by themselves
 
 
 settle_writer = SettleWriter(batch_size=200)
