@@ -174,14 +174,18 @@ def main(argv: list[str] | None = None) -> int:
                     print(f"round {round_}: {seen.requests} requests, {seen.errors} errors")
                     print(f"  the upstream alone (wrk)   {_pair((alone.p50_ms, alone.p99_ms))}")
                     print(f"  wrk through the gateway    {_pair((seen.p50_ms, seen.p99_ms))}")
-                    print(f"  time in the gateway        {_pair(parts.gateway)}  (wrk's p50 less this p50: "
-                          f"{seen.p50_ms - parts.gateway[0]:.3f})")
+                    print(
+                        f"  time in the gateway        {_pair(parts.gateway)}  (wrk's p50 less this p50: "
+                        f"{seen.p50_ms - parts.gateway[0]:.3f})"
+                    )
                     print(f"  the upstream leg           {_pair(parts.upstream)}")
                     print(f"  the gateway's own work     {_pair(parts.own)}")
-                    print(f"  slower than {args.slow:g}x the p50 in the gateway: {parts.slow} of {parts.requests}"
-                          f" ({parts.slow / max(parts.requests, 1):.2%}); mostly in the upstream leg: "
-                          f"{parts.slow_in_upstream}; the upstream leg's share of their excess: "
-                          f"{parts.excess_upstream_share:.0%}\n")
+                    print(
+                        f"  slower than {args.slow:g}x the p50 in the gateway: {parts.slow} of {parts.requests}"
+                        f" ({parts.slow / max(parts.requests, 1):.2%}); mostly in the upstream leg: "
+                        f"{parts.slow_in_upstream}; the upstream leg's share of their excess: "
+                        f"{parts.excess_upstream_share:.0%}\n"
+                    )
     except SetupError as exc:
         print(f"could not start: {exc}", file=sys.stderr)
         return 1

@@ -155,9 +155,12 @@ def release_stale(*, now: datetime) -> int:
     written; that job is submitted again (at least once, never lost). The window is one HTTP
     answer wide.
     """
-    return Job.objects.filter(status=JobStatus.SUBMITTING, lease_expires_at__lt=now).update(
-        status=JobStatus.QUEUED, worker=None, lease_owner="", lease_expires_at=None
-    )
+    stale = Job.objects.filter(status=JobStatus.SUBMITTING, lease_expires_at__lt=now)
+    # A read first: a looping runner checks every pass, and an UPDATE is a write transaction
+    # (on SQLite the database's one write lock) even when it changes nothing.
+    if not stale.exists():
+        return 0
+    return stale.update(status=JobStatus.QUEUED, worker=None, lease_owner="", lease_expires_at=None)
 
 
 def claim_due_polls(*, runner_id: str, now: datetime, limit: int) -> list[Job]:

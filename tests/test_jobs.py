@@ -4,6 +4,8 @@ against fakes of ComfyUI and of a /v1/videos API (tests/fake_comfyui.py, fake_op
 from datetime import timedelta
 
 import pytest
+from django.db import connection
+from django.test.utils import CaptureQueriesContext
 from django.utils import timezone
 
 from jobs.models import Job, JobStatus
@@ -329,6 +331,20 @@ def test_a_job_a_dead_runner_held_is_taken_over_when_its_lease_runs_out(api, ser
     finally:
         later.close()
     assert len(comfy.book.jobs) == 1
+
+
+def test_a_pass_with_nothing_to_do_only_reads(api, servers, runner):
+    # The looping runner makes one or two passes a second; while no job waits, none of them may
+    # take the database's write lock (on SQLite the one the request log's writer needs).
+    comfy = servers(ComfyUIServer(duration=0.1))
+    register_comfyui(api, comfy)
+    job = create(api, "/v1/images/jobs", model="sdxl", prompt="p")
+    run_until(runner, lambda: status_of(job["id"]) == JobStatus.COMPLETED, what="the job to finish")
+    with CaptureQueriesContext(connection) as seen:
+        summary = runner.run_pass()
+    assert not summary.did_work
+    statements = [query["sql"].split(None, 1)[0].upper() for query in seen.captured_queries]
+    assert statements and set(statements) == {"SELECT"}, seen.captured_queries
 
 
 @pytest.mark.parametrize(

@@ -18,6 +18,7 @@ from django.core.exceptions import ValidationError
 from django.core.management import call_command
 from django.core.management.base import CommandError
 from django.db import connection, transaction
+from django.test.utils import CaptureQueriesContext
 from django.utils import timezone
 from standardwebhooks import Webhook
 
@@ -375,6 +376,43 @@ def test_deliver_webhooks_sends_what_is_due_and_says_so(receiver, key, capsys):
     call_command("deliver_webhooks", "--json")
     assert json.loads(capsys.readouterr().out)["attempted"] == 0
     assert len(posts(receiver)) == 2
+
+
+def test_a_pass_with_nothing_due_only_reads(receiver, key):
+    # A looping sender makes a pass a second; with nothing due, none of them may take the
+    # database's write lock (on SQLite the one the request log's writer needs).
+    webhook_endpoint_create(api_key=key, url=receiver.url("/hook"))
+    completed(key, "v1")
+    WebhookDelivery.objects.update(next_attempt_at=timezone.now() + timedelta(hours=1))  # pending, not due
+    with CaptureQueriesContext(connection) as seen:
+        assert deliver_due(limit=10) == 0
+    statements = [query["sql"].split(None, 1)[0].upper() for query in seen.captured_queries]
+    assert statements == ["SELECT"], seen.captured_queries
+    WebhookDelivery.objects.update(next_attempt_at=timezone.now() - timedelta(seconds=1))
+    assert deliver_due(limit=10) == 1 and len(posts(receiver)) == 1
+
+
+def summary_of_a_pass(capsys, *args: str) -> tuple[int, int, int, int]:
+    call_command("deliver_webhooks", "--json", *args)
+    summary = json.loads(capsys.readouterr().out)
+    return summary["attempted"], summary["pending"], summary["due"], summary["failed"]
+
+
+def test_the_pass_summary_counts_pending_due_and_failed(receiver, key, capsys):
+    webhook_endpoint_create(api_key=key, url=receiver.url("/hook"))
+    for job_id in ("v1", "v2", "v3", "v4"):
+        completed(key, job_id)
+    v1, v2, v3, v4 = WebhookDelivery.objects.order_by("id")
+    later, earlier = timezone.now() + timedelta(hours=1), timezone.now() - timedelta(seconds=1)
+    WebhookDelivery.objects.filter(pk=v1.pk).update(status=DeliveryStatus.FAILED)
+    WebhookDelivery.objects.filter(pk__in=[v2.pk, v4.pk]).update(next_attempt_at=later)  # pending, not due
+    # Pending and due but leased to another sender: neither attempted nor counted as due.
+    WebhookDelivery.objects.filter(pk=v3.pk).update(lease_token="other", lease_expires_at=later)
+    assert summary_of_a_pass(capsys) == (0, 3, 0, 1)  # attempted, pending, due, failed
+    WebhookDelivery.objects.filter(pk__in=[v2.pk, v4.pk]).update(next_attempt_at=earlier)
+    # One of the two due is sent (and delivered); the other is still pending and due.
+    assert summary_of_a_pass(capsys, "--limit", "1") == (1, 2, 1, 1)
+    assert len(posts(receiver)) == 1
 
 
 @pytest.mark.postgres

@@ -7,12 +7,12 @@ from dataclasses import asdict
 
 from django.conf import settings
 from django.core.management.base import BaseCommand, CommandParser
-from django.db import DatabaseError, close_old_connections
+from django.db import DatabaseError
 
 from jobs.runner import JobRunner
 from jobs.services import jobs_prune
 from jobs.wake import RunnerWake
-from mmm.command_loop import add_loop_arguments, parent_gone, stop_on_signals
+from mmm.command_loop import KeptConnection, add_loop_arguments, parent_gone, stop_on_signals
 
 # Seconds between passes while there is work, and the first wait once there is none (it then
 # doubles up to MMM_JOB_IDLE_MAX_SECONDS; a job queued on this host wakes the runner at once).
@@ -39,9 +39,11 @@ class Command(BaseCommand):
         wake = RunnerWake(path=settings.MMM_JOB_WAKE_SOCKET if loop else "", event=look_now)
         pruned_at = 0.0
         idle_wait = _IDLE_SECONDS
+        kept = KeptConnection()
         try:
             while True:
                 started = time.monotonic()
+                kept.before_pass()
                 try:
                     summary = runner.run_pass()
                     if time.monotonic() - pruned_at > _PRUNE_EVERY_SECONDS or not loop:
@@ -52,7 +54,7 @@ class Command(BaseCommand):
                     # in it, and the next pass goes on from there.
                     self.stderr.write(f"jobs pass skipped, the database is unavailable: {type(exc).__name__}")
                     summary = None
-                close_old_connections()
+                kept.after_pass(failed=summary is None)
                 if summary is not None and (not loop or summary.did_work):
                     self._report(summary, seconds=time.monotonic() - started, as_json=as_json)
                 if not loop:

@@ -6,10 +6,10 @@ import time
 
 from django.conf import settings
 from django.core.management.base import BaseCommand, CommandParser
-from django.db import DatabaseError, close_old_connections
+from django.db import DatabaseError
 
 from inference.redaction import redact_url
-from mmm.command_loop import add_loop_arguments, stop_on_signals
+from mmm.command_loop import KeptConnection, add_loop_arguments, stop_on_signals
 from registry.health import workers_probe
 from registry.models import HealthState, Worker
 from registry.services import workers_remove_expired
@@ -32,16 +32,20 @@ class Command(BaseCommand):
             self.stderr.write("--interval must be above 0")
             raise SystemExit(2)
         stop = stop_on_signals() if loop else threading.Event()
+        kept = KeptConnection()
         while True:
             if not loop:
                 raise SystemExit(0 if self.run_pass(model=model, as_json=as_json) else 1)
+            failed = False
+            kept.before_pass()
             try:
                 self.run_pass(model=model, as_json=as_json)
             except DatabaseError as exc:
+                failed = True
                 # The database is away: nothing can be read or recorded. The loop goes on and
                 # the next pass probes again (the workers' health is what counts when it is back).
                 self.stderr.write(f"probe pass skipped, the database is unavailable: {type(exc).__name__}")
-            close_old_connections()
+            kept.after_pass(failed=failed)
             if stop.wait(interval):
                 return
 

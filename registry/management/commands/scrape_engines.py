@@ -5,10 +5,10 @@ import time
 
 from django.conf import settings
 from django.core.management.base import BaseCommand, CommandParser
-from django.db import DatabaseError, close_old_connections
+from django.db import DatabaseError
 
 from inference.routing_state import routing_state
-from mmm.command_loop import add_loop_arguments, parent_gone, stop_on_signals
+from mmm.command_loop import KeptConnection, add_loop_arguments, parent_gone, stop_on_signals
 from registry.engine_scrape import EngineFleet, engines_scrape
 
 
@@ -52,6 +52,7 @@ class Command(BaseCommand):
         stop = stop_on_signals()
         fleet, loaded_at = None, float("-inf")
         failing: dict[int, str] = {}
+        kept = KeptConnection()
         while not stop.is_set():
             if parent_gone(parent_pid):
                 return  # the gunicorn that started this scraper is gone
@@ -59,9 +60,10 @@ class Command(BaseCommand):
             try:
                 # The list of workers is read again as often as the gateway's routing table.
                 if fleet is None or started - loaded_at >= settings.MMM_ROUTING_REFRESH_SECONDS:
+                    kept.before_pass()
                     fleet, loaded_at = EngineFleet.load(model_name=model), started
-                    close_old_connections()
             except DatabaseError as exc:
+                kept.after_pass(failed=True)
                 # The database is away: keep reading the engines already known.
                 self.stderr.write(f"worker list not reloaded, the database is unavailable: {type(exc).__name__}")
             if fleet is not None:

@@ -5,10 +5,11 @@ import threading
 import time
 
 from django.core.management.base import BaseCommand, CommandParser
-from django.db import DatabaseError, close_old_connections
+from django.db import DatabaseError
+from django.db.models import Count, Q
 from django.utils import timezone
 
-from mmm.command_loop import add_loop_arguments, parent_gone, stop_on_signals
+from mmm.command_loop import KeptConnection, add_loop_arguments, parent_gone, stop_on_signals
 from webhooks.delivery import deliver_due
 from webhooks.models import DeliveryStatus, WebhookDelivery
 
@@ -32,7 +33,10 @@ class Command(BaseCommand):
             self.stderr.write("--interval must be above 0 and --limit at least 1")
             raise SystemExit(2)
         stop = stop_on_signals() if loop else threading.Event()
+        kept = KeptConnection()
         while True:
+            failed = False
+            kept.before_pass()
             try:
                 attempted = self.run_pass(limit=limit, as_json=as_json)
             except DatabaseError as exc:
@@ -40,10 +44,10 @@ class Command(BaseCommand):
                     raise
                 # The outbox is in the database: nothing can be sent until it is back.
                 self.stderr.write(f"webhook pass skipped, the database is unavailable: {type(exc).__name__}")
-                attempted = 0
+                attempted, failed = 0, True
             if not loop:
                 return
-            close_old_connections()
+            kept.after_pass(failed=failed)
             if parent_gone(parent_pid):
                 return
             # A full pass means more may be due already: go on at once instead of waiting.
@@ -55,14 +59,14 @@ class Command(BaseCommand):
     def run_pass(self, *, limit: int, as_json: bool) -> int:
         started = time.monotonic()
         attempted = deliver_due(limit=limit)
-        pending = WebhookDelivery.objects.filter(status=DeliveryStatus.PENDING)
-        summary = {
-            "attempted": attempted,
-            "pending": pending.count(),
-            "due": WebhookDelivery.objects.due(now=timezone.now()).count(),
-            "failed": WebhookDelivery.objects.filter(status=DeliveryStatus.FAILED).count(),
-            "seconds": round(time.monotonic() - started, 3),
-        }
+        # One query for the three counts: a looping sender makes one pass a second.
+        due = WebhookDelivery.objects.due(now=timezone.now()).values("pk")
+        counts = WebhookDelivery.objects.aggregate(
+            pending=Count("pk", filter=Q(status=DeliveryStatus.PENDING)),
+            due=Count("pk", filter=Q(pk__in=due)),
+            failed=Count("pk", filter=Q(status=DeliveryStatus.FAILED)),
+        )
+        summary = {"attempted": attempted, **counts, "seconds": round(time.monotonic() - started, 3)}
         if as_json:
             self.stdout.write(json.dumps(summary))
         elif attempted or not self._quiet_pass(summary):
