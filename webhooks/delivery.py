@@ -18,7 +18,6 @@ from datetime import UTC, datetime, timedelta
 import urllib3
 from django.conf import settings
 from django.db import transaction
-from django.db.models import Subquery
 from django.utils import timezone
 from standardwebhooks import Webhook
 
@@ -83,13 +82,16 @@ def claim_due(*, limit: int, now: datetime) -> list[WebhookDelivery]:
         # over the rows this one is taking instead of queueing behind them, so senders split the
         # outbox. The UPDATE checks "due" again itself, so a row claimed by someone else since
         # is never taken (SQLite has no SKIP LOCKED, and one writer at a time anyway).
-        candidates = (
+        # The candidates are read first, not given to the UPDATE as a subquery: PostgreSQL may
+        # run a LIMIT ... SKIP LOCKED subquery more than once in one UPDATE, and then leased more
+        # than ``limit`` rows (tests/test_webhooks.py's pass summary showed 2 for a limit of 1).
+        candidates = list(
             WebhookDelivery.objects.due(now=now)
             .order_by("next_attempt_at", "id")
             .select_for_update(skip_locked=True)
-            .values("pk")[:limit]
+            .values_list("pk", flat=True)[:limit]
         )
-        WebhookDelivery.objects.filter(pk__in=Subquery(candidates)).due(now=now).update(
+        WebhookDelivery.objects.filter(pk__in=candidates).due(now=now).update(
             lease_token=token, lease_expires_at=now + _lease()
         )
     return list(
