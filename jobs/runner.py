@@ -29,7 +29,7 @@ from inference.protocols import protocol_for
 from inference.protocols.job import COMPLETED, FAILED, Polled, Submission, job_api_of
 from inference.redaction import redact_url
 from jobs import billing, notify, results, scheduler
-from jobs.models import Job, JobStatus
+from jobs.models import ACTIVE, Job, JobStatus
 from jobs.shapes import job_object
 from mmm.api_errors import ApiError
 from registry.models import Worker, WorkerKind
@@ -370,6 +370,10 @@ class JobRunner:
 
     def run_pass(self) -> PassSummary:
         summary = PassSummary()
+        # One small read when no job is queued, being submitted or running (most passes of a
+        # runner while nobody makes images or videos), instead of the four a pass makes.
+        if not Job.objects.filter(status__in=(JobStatus.QUEUED, *ACTIVE)).exists():
+            return summary
         now = self.clock()
         summary.released = scheduler.release_stale(now=now)
         for job in _queued_too_long(now):

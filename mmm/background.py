@@ -27,6 +27,7 @@ _loop = threading.local()  # greenlet-local under gevent: marks the loop's own g
 # checks it before each round that reads (mmm.database.drop_connection_if_dead), and opens a
 # new one after any failure and at least this often.
 CONNECTION_MAX_AGE_SECONDS = 60.0
+_TICK_SECONDS = 0.05
 
 
 def running() -> bool:
@@ -45,6 +46,14 @@ def start() -> None:
             return
         _pid = current_pid()
     threading.Thread(target=_run, name="background-refresh", daemon=True).start()
+
+
+def pause_seconds(due: list[float], *, now: float) -> float:
+    """How long the loop sleeps: until the next job is due, not waking every tick to find
+    nothing (in a worker without traffic each wake-up is the process's own: python -m
+    bench.idle_cost); at least a tick (while the breaker is open every job is overdue), at most
+    a second."""
+    return min(max(min(due) - now, _TICK_SECONDS), 1.0)
 
 
 def _run() -> None:
@@ -80,4 +89,4 @@ def _run() -> None:
                 if breaker.failures == 0:
                     logger.exception("background refresh failed: %s", exc)
             due[index] = time.monotonic() + interval()
-        time.sleep(0.05)
+        time.sleep(pause_seconds(due, now=time.monotonic()))

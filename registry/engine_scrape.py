@@ -57,13 +57,15 @@ class EngineFleet:
         dispatchable = Worker.objects.dispatchable()
         if model_name:
             dispatchable = dispatchable.filter(model_name=model_name)
-        all_workers = list(dispatchable)
-        named = tuple(worker for worker in all_workers if worker.engine)
+        # Read every second: only the workers that name an engine are built, and of the others
+        # only the ids of their models' workers are read (a fleet of API keys and no engine costs
+        # one small query).
+        named = tuple(dispatchable.exclude(engine=""))
         models = {worker.model_name for worker in named}
         model_worker_ids: dict[str, list[int]] = {}
-        for worker in all_workers:
-            if worker.model_name in models:
-                model_worker_ids.setdefault(worker.model_name, []).append(worker.pk)
+        if models:
+            for pk, name in dispatchable.filter(model_name__in=models).order_by("pk").values_list("pk", "model_name"):
+                model_worker_ids.setdefault(name, []).append(pk)
         return cls(workers=named, model_worker_ids=model_worker_ids)
 
 

@@ -51,6 +51,30 @@ def scrape():
     return engines_scrape(fleet=EngineFleet.load(), state=routing_state(), interval=0.001)
 
 
+def test_the_fleet_holds_the_engine_workers_and_the_ids_of_their_models_workers(api):
+    from registry.models import Worker
+
+    def add(model_name: str, url: str, **fields) -> int:
+        register_at(api, url, model_name=model_name, **fields)
+        return Worker.objects.get(model_name=model_name, req_url_template=url).pk
+
+    first = add("llama", "http://127.0.0.1:9/a", engine="vllm")
+    plain = add("llama", "http://127.0.0.1:9/b")  # no engine, but counted among llama's workers
+    second = add("llama", "http://127.0.0.1:9/c", engine="sglang")
+    off = add("llama", "http://127.0.0.1:9/d", engine="vllm")
+    Worker.objects.filter(pk=off).update(enabled=False)  # gets no traffic: neither read nor counted
+    add("api-model", "http://127.0.0.1:9/e")  # a model without an engine: not in the fleet at all
+    fleet = EngineFleet.load()
+    assert [worker.pk for worker in fleet.workers] == [first, second]
+    assert fleet.model_worker_ids == {"llama": [first, plain, second]}
+    assert EngineFleet.load(model_name="api-model").workers == ()
+
+
+def register_at(api, url: str, **fields) -> None:
+    response = api.post("/api/server/register", seed_registration(url, **fields), format="json")
+    assert response.status_code == 200, response.json()
+
+
 def complete(api, prompt: str = "hi", model_name: str = "llama"):
     response = api.post("/api/v1/chat/completions", {"model_name": model_name, "input": prompt}, format="json")
     assert response.status_code == 200, response.json()

@@ -72,7 +72,10 @@ class Command(BaseCommand):
                     self._report(results, as_json=True)
                 else:
                     self._changes(results, failing)
-            stop.wait(max(interval - (time.monotonic() - started), 0.0))
+            if fleet is None or fleet.workers:
+                stop.wait(max(interval - (time.monotonic() - started), 0.0))
+            else:  # no engine to read: nothing to do until the worker list is read again
+                stop.wait(max(loaded_at + settings.MMM_ROUTING_REFRESH_SECONDS - time.monotonic(), 0.0))
 
     def _changes(self, results, failing: dict[int, str]) -> None:
         for result in results:
