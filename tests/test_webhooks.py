@@ -388,6 +388,9 @@ def test_a_pass_with_nothing_due_only_reads(receiver, key):
         assert deliver_due(limit=10) == 0
     statements = [query["sql"].split(None, 1)[0].upper() for query in seen.captured_queries]
     assert statements == ["SELECT"], seen.captured_queries
+    with CaptureQueriesContext(connection) as seen:
+        call_command("deliver_webhooks", "--json")  # the whole pass: its counts are its only query
+    assert len(seen.captured_queries) == 1, seen.captured_queries
     WebhookDelivery.objects.update(next_attempt_at=timezone.now() - timedelta(seconds=1))
     assert deliver_due(limit=10) == 1 and len(posts(receiver)) == 1
 

@@ -55,11 +55,24 @@ class DeliveryStatus(models.TextChoices):
     FAILED = "failed", "failed: given up"
 
 
+def due_condition(now) -> models.Q:
+    """Pending, its time come, and no sender holding a live lease on it."""
+    return models.Q(status=DeliveryStatus.PENDING, next_attempt_at__lte=now) & (
+        models.Q(lease_expires_at__isnull=True) | models.Q(lease_expires_at__lt=now)
+    )
+
+
 class WebhookDeliveryQuerySet(models.QuerySet):
     def due(self, *, now):
         """Pending deliveries whose time has come and that no sender holds a live lease on."""
-        return self.filter(status=DeliveryStatus.PENDING, next_attempt_at__lte=now).filter(
-            models.Q(lease_expires_at__isnull=True) | models.Q(lease_expires_at__lt=now)
+        return self.filter(due_condition(now))
+
+    def counts(self, *, now) -> dict[str, int]:
+        """How many are pending, due (of those) and failed (given up), in one query."""
+        return self.aggregate(
+            pending=models.Count("pk", filter=models.Q(status=DeliveryStatus.PENDING)),
+            due=models.Count("pk", filter=due_condition(now)),
+            failed=models.Count("pk", filter=models.Q(status=DeliveryStatus.FAILED)),
         )
 
 

@@ -6,12 +6,11 @@ import time
 
 from django.core.management.base import BaseCommand, CommandParser
 from django.db import DatabaseError
-from django.db.models import Count, Q
 from django.utils import timezone
 
 from mmm.command_loop import KeptConnection, add_loop_arguments, parent_gone, stop_on_signals
 from webhooks.delivery import deliver_due
-from webhooks.models import DeliveryStatus, WebhookDelivery
+from webhooks.models import WebhookDelivery
 
 
 class Command(BaseCommand):
@@ -58,14 +57,12 @@ class Command(BaseCommand):
 
     def run_pass(self, *, limit: int, as_json: bool) -> int:
         started = time.monotonic()
-        attempted = deliver_due(limit=limit)
-        # One query for the three counts: a looping sender makes one pass a second.
-        due = WebhookDelivery.objects.due(now=timezone.now()).values("pk")
-        counts = WebhookDelivery.objects.aggregate(
-            pending=Count("pk", filter=Q(status=DeliveryStatus.PENDING)),
-            due=Count("pk", filter=Q(pk__in=due)),
-            failed=Count("pk", filter=Q(status=DeliveryStatus.FAILED)),
-        )
+        # One query while nothing is due (a looping sender makes a pass a second): the counts
+        # say whether to claim at all, and are the summary unless something was sent.
+        counts = WebhookDelivery.objects.counts(now=timezone.now())
+        attempted = deliver_due(limit=limit) if counts["due"] else 0
+        if attempted:
+            counts = WebhookDelivery.objects.counts(now=timezone.now())
         summary = {"attempted": attempted, **counts, "seconds": round(time.monotonic() - started, 3)}
         if as_json:
             self.stdout.write(json.dumps(summary))
