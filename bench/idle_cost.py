@@ -22,17 +22,7 @@ from contextlib import suppress
 from pathlib import Path
 
 from bench.compare import _ROLES, CHAT_PATH, CLOCK_TICKS, SEED_PATH, STREAM_CHUNKS, STREAM_SECONDS, mmm, process_tree
-from bench.run import SetupError, upstream_process
-
-
-def _positive(kind):
-    def parse(text: str):
-        value = kind(text)
-        if not value > 0:  # NaN fails this too
-            raise argparse.ArgumentTypeError(f"must be above 0, got {text!r}")
-        return value
-
-    return parse
+from bench.run import SetupError, positive, upstream_process
 
 
 def sample(pids: list[int]) -> dict[int, tuple[str, float, int]]:
@@ -53,8 +43,8 @@ def sample(pids: list[int]) -> dict[int, tuple[str, float, int]]:
 
 def main(argv: list[str] | None = None) -> int:
     parser = argparse.ArgumentParser(prog="python -m bench.idle_cost", description=__doc__.splitlines()[0])
-    parser.add_argument("--duration", type=_positive(float), default=20.0, help="seconds measured (20)")
-    parser.add_argument("--settle", type=_positive(float), default=5.0, help="seconds after start-up first (5)")
+    parser.add_argument("--duration", type=positive(float), default=20.0, help="seconds measured (20)")
+    parser.add_argument("--settle", type=positive(float), default=5.0, help="seconds after start-up first (5)")
     parser.add_argument("--mmm-env", action="append", default=[], metavar="NAME=VALUE", help="gateway environment")
     args = parser.parse_args(argv)
     try:

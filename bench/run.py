@@ -160,6 +160,18 @@ def upstream_process(module: str, *, fd_flag: str, args: list[str] = ()) -> Iter
         stop_process(process)
 
 
+def positive(kind):
+    """An argparse type: ``kind`` of the text, refused unless above 0 (NaN too)."""
+
+    def parse(text: str):
+        value = kind(text)
+        if not value > 0:  # NaN fails this too
+            raise argparse.ArgumentTypeError(f"must be above 0, got {text!r}")
+        return value
+
+    return parse
+
+
 def gateway_env(var_dir: Path) -> dict[str, str]:
     return {
         **os.environ,

@@ -39,7 +39,7 @@ from bench.compare import (
     mmm,
     wrk,
 )
-from bench.run import SetupError, upstream_process
+from bench.run import SetupError, positive, upstream_process
 
 ENDPOINTS = {
     "seed": (Call("/api/v1/chat/completions", SEED_BODY), Call(SEED_PATH, SEED_BODY)),
@@ -97,22 +97,12 @@ def split(rows: list[tuple[float, float]], *, slow_factor: float) -> Split:
     )
 
 
-def _positive(kind):
-    def parse(text: str):
-        value = kind(text)
-        if not value > 0:  # NaN fails this too
-            raise argparse.ArgumentTypeError(f"must be above 0, got {text!r}")
-        return value
-
-    return parse
-
-
 def parse_args(argv: list[str] | None) -> argparse.Namespace:
     parser = argparse.ArgumentParser(prog="python -m bench.tail_split", description=__doc__.splitlines()[0])
     parser.add_argument("--endpoint", choices=sorted(ENDPOINTS), default="seed", help="which endpoint (seed)")
-    parser.add_argument("--duration", type=_positive(int), default=8, help="seconds of each wrk run (8)")
-    parser.add_argument("--rounds", type=_positive(int), default=3, help="rounds (3)")
-    parser.add_argument("--slow", type=_positive(float), default=3.0, help="a slow request's factor over the p50 (3)")
+    parser.add_argument("--duration", type=positive(int), default=8, help="seconds of each wrk run (8)")
+    parser.add_argument("--rounds", type=positive(int), default=3, help="rounds (3)")
+    parser.add_argument("--slow", type=positive(float), default=3.0, help="a slow request's factor over the p50 (3)")
     parser.add_argument("--mmm-env", action="append", default=[], metavar="NAME=VALUE", help="gateway environment")
     args = parser.parse_args(argv)
     try:
